@@ -1,0 +1,579 @@
+//! Settings: one TOML file plus `TOKENTRAIL__SECTION__KEY` environment variables, read once
+//! with the `config` crate into structs that reject unknown keys, then validated.
+//!
+//! Every validation error names the key it is about. Secrets are wrapped in [`Secret`], which
+//! never prints its value (Debug, Display and Serialize all redact it).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The environment prefix; `TOKENTRAIL__KAFKA__BROKERS` sets `kafka.brokers`.
+pub const ENV_PREFIX: &str = "TOKENTRAIL";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// A secret string (password, token). Its value is only reachable through [`Secret::expose`].
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub clickhouse: ClickHouseSettings,
+    pub batch: BatchSettings,
+    pub retry: RetrySettings,
+    pub dead_letter: DeadLetterSettings,
+    pub normalize: NormalizeSettings,
+    pub correlate: CorrelateSettings,
+    pub telemetry: TelemetrySettings,
+    pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Comma-separated bootstrap servers.
+    pub brokers: String,
+    pub group_id: String,
+    /// Topics carrying GitLab audit-event streaming bodies.
+    pub audit_topics: Vec<String>,
+    /// Topics carrying GitLab webhook bodies.
+    pub webhook_topics: Vec<String>,
+    /// Where unusable messages go, with the reason in headers.
+    pub dead_letter_topic: String,
+    /// librdkafka prefetch cap per partition (`queued.max.messages.kbytes`): bounds memory.
+    pub max_prefetch_kbytes: u32,
+    /// Passed through to librdkafka verbatim (e.g. `security.protocol`, `sasl.password`).
+    /// Values of keys that look secret are redacted when printed.
+    pub options: LibrdkafkaOptions,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseSettings {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    /// Seconds before an insert is abandoned and retried.
+    pub insert_timeout_secs: u64,
+    /// Table retention for servers that support TTL (`tokentrail migrate`); 0 keeps forever.
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    /// Flush when this many rows are buffered (all tables together).
+    pub max_rows: usize,
+    /// Flush when the encoded rows reach this many bytes.
+    pub max_bytes: usize,
+    /// Flush at least this often (milliseconds) when rows are buffered.
+    pub max_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterSettings {
+    /// Stop the consumer when more than this share of messages in the window is dead-lettered.
+    pub max_ratio: f64,
+    /// Size of the sliding window (messages) the ratio is computed over; the guard only fires
+    /// once the window is full, so a handful of bad messages at start-up cannot trip it.
+    pub window_messages: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeSettings {
+    /// Larger messages are dead-lettered as `oversize`. GitLab caps bodies at 25 MB.
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelateSettings {
+    /// Maximum time between a job-token authentication and its resource event.
+    pub window_ms: i64,
+    /// Bound on held authentications and resource events (evictions are counted).
+    pub max_pending: usize,
+    /// Bound on the job-id → job webhook cache used for enrichment.
+    pub max_jobs: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Address of the `/metrics`, `/healthz`, `/readyz` server; empty disables it.
+    pub listen: String,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// On SIGINT/SIGTERM, flush and commit within this many seconds, then exit.
+    pub deadline_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            kafka: KafkaSettings::default(),
+            clickhouse: ClickHouseSettings::default(),
+            batch: BatchSettings::default(),
+            retry: RetrySettings::default(),
+            dead_letter: DeadLetterSettings::default(),
+            normalize: NormalizeSettings::default(),
+            correlate: CorrelateSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            shutdown: ShutdownSettings::default(),
+        }
+    }
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: "127.0.0.1:19092".into(),
+            group_id: "tokentrail-ingest".into(),
+            audit_topics: vec!["gitlab.audit_events".into()],
+            webhook_topics: vec!["gitlab.webhooks".into()],
+            dead_letter_topic: "tokentrail.dlq".into(),
+            max_prefetch_kbytes: 16 * 1024,
+            options: LibrdkafkaOptions::default(),
+        }
+    }
+}
+
+impl Default for ClickHouseSettings {
+    fn default() -> Self {
+        ClickHouseSettings {
+            url: "http://127.0.0.1:18123".into(),
+            database: "default".into(),
+            user: "default".into(),
+            password: Secret::default(),
+            insert_timeout_secs: 30,
+            retention_days: 0,
+        }
+    }
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        // ClickHouse prefers few large inserts: about one per second, or 20k rows.
+        BatchSettings {
+            max_rows: 20_000,
+            max_bytes: 32 * 1024 * 1024,
+            max_wait_ms: 1_000,
+        }
+    }
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            initial_backoff_ms: 200,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+impl Default for DeadLetterSettings {
+    fn default() -> Self {
+        DeadLetterSettings {
+            max_ratio: 0.5,
+            window_messages: 10_000,
+        }
+    }
+}
+
+impl Default for NormalizeSettings {
+    fn default() -> Self {
+        NormalizeSettings {
+            max_message_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for CorrelateSettings {
+    fn default() -> Self {
+        CorrelateSettings {
+            window_ms: 5_000,
+            max_pending: 100_000,
+            max_jobs: 200_000,
+        }
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            listen: "127.0.0.1:9464".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { deadline_secs: 30 }
+    }
+}
+
+fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "key"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// librdkafka options passed through verbatim. Debug and Serialize redact secret-looking keys.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct LibrdkafkaOptions(pub BTreeMap<String, String>);
+
+impl LibrdkafkaOptions {
+    fn redacted(&self) -> BTreeMap<&str, &str> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let v = if looks_secret(k) { "***" } else { v.as_str() };
+                (k.as_str(), v)
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for LibrdkafkaOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.redacted().fmt(f)
+    }
+}
+
+impl Serialize for LibrdkafkaOptions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(s)
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the optional TOML file, then `TOKENTRAIL__…` variables, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// Like [`Settings::load`], with an explicit environment map (tests use this instead of
+    /// mutating the process environment).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("kafka.audit_topics")
+            .with_list_parse_key("kafka.webhook_topics")
+            .try_parsing(true)
+            .source(env);
+        let settings: Settings = builder.add_source(env_source).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the values that serde cannot; each error names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        if k.audit_topics.is_empty() && k.webhook_topics.is_empty() {
+            return Err(invalid(
+                "kafka.audit_topics",
+                "no topics to consume: set kafka.audit_topics or kafka.webhook_topics",
+            ));
+        }
+        if let Some(t) = k.audit_topics.iter().find(|t| k.webhook_topics.contains(t)) {
+            return Err(invalid(
+                "kafka.webhook_topics",
+                format!("topic {t:?} is also listed in kafka.audit_topics; a topic carries one kind"),
+            ));
+        }
+        if k.dead_letter_topic.trim().is_empty() {
+            return Err(invalid("kafka.dead_letter_topic", "must not be empty"));
+        }
+        if k.max_prefetch_kbytes == 0 {
+            return Err(invalid("kafka.max_prefetch_kbytes", "must be > 0"));
+        }
+        for reserved in [
+            "group.id",
+            "bootstrap.servers",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "queued.max.messages.kbytes",
+            "enable.idempotence",
+            "acks",
+        ] {
+            if k.options.0.contains_key(reserved) {
+                return Err(invalid(
+                    "kafka.options",
+                    format!("{reserved:?} is managed by tokentrail; use the dedicated setting"),
+                ));
+            }
+        }
+        let c = &self.clickhouse;
+        if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
+            return Err(invalid(
+                "clickhouse.url",
+                format!("must start with http:// or https://, got {:?}", c.url),
+            ));
+        }
+        if c.database.trim().is_empty() {
+            return Err(invalid("clickhouse.database", "must not be empty"));
+        }
+        if c.insert_timeout_secs == 0 {
+            return Err(invalid("clickhouse.insert_timeout_secs", "must be > 0"));
+        }
+        if self.batch.max_rows == 0 {
+            return Err(invalid("batch.max_rows", "must be > 0"));
+        }
+        if self.batch.max_bytes < 1024 {
+            return Err(invalid("batch.max_bytes", "must be at least 1024"));
+        }
+        if self.batch.max_wait_ms == 0 {
+            return Err(invalid("batch.max_wait_ms", "must be > 0"));
+        }
+        if self.retry.initial_backoff_ms == 0 {
+            return Err(invalid("retry.initial_backoff_ms", "must be > 0"));
+        }
+        if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
+            return Err(invalid(
+                "retry.max_backoff_ms",
+                "must be >= retry.initial_backoff_ms",
+            ));
+        }
+        let d = &self.dead_letter;
+        if !(d.max_ratio > 0.0 && d.max_ratio <= 1.0) {
+            return Err(invalid(
+                "dead_letter.max_ratio",
+                format!("must be in (0, 1], got {}", d.max_ratio),
+            ));
+        }
+        if d.window_messages == 0 {
+            return Err(invalid("dead_letter.window_messages", "must be > 0"));
+        }
+        if self.normalize.max_message_bytes == 0 {
+            return Err(invalid("normalize.max_message_bytes", "must be > 0"));
+        }
+        if self.correlate.window_ms <= 0 {
+            return Err(invalid("correlate.window_ms", "must be > 0"));
+        }
+        if self.correlate.max_pending == 0 {
+            return Err(invalid("correlate.max_pending", "must be > 0"));
+        }
+        if self.correlate.max_jobs == 0 {
+            return Err(invalid("correlate.max_jobs", "must be > 0"));
+        }
+        let t = &self.telemetry;
+        if !t.listen.is_empty() && t.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "telemetry.listen",
+                format!("must be host:port or empty, got {:?}", t.listen),
+            ));
+        }
+        if t.log_format != "text" && t.log_format != "json" {
+            return Err(invalid(
+                "telemetry.log_format",
+                format!("must be \"text\" or \"json\", got {:?}", t.log_format),
+            ));
+        }
+        if self.shutdown.deadline_secs == 0 {
+            return Err(invalid("shutdown.deadline_secs", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, secrets redacted (`tokentrail ingest --print-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        let value = serde_json::to_value(self).expect("settings serialize");
+        json_to_toml(&value, "")
+    }
+}
+
+/// Small TOML writer for the settings tree (tables of scalars, string arrays and string maps).
+fn json_to_toml(value: &serde_json::Value, prefix: &str) -> String {
+    use serde_json::Value;
+    let mut out = String::new();
+    let Value::Object(map) = value else {
+        return out;
+    };
+    let mut tables = Vec::new();
+    for (k, v) in map {
+        match v {
+            Value::Object(_) => tables.push((k, v)),
+            other => out.push_str(&format!("{} = {}\n", toml_key(k), other)),
+        }
+    }
+    for (k, v) in tables {
+        let name = if prefix.is_empty() {
+            toml_key(k)
+        } else {
+            format!("{prefix}.{}", toml_key(k))
+        };
+        out.push_str(&format!("\n[{name}]\n"));
+        out.push_str(&json_to_toml(v, &name));
+    }
+    out
+}
+
+fn toml_key(k: &str) -> String {
+    if k.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn env_overrides_defaults_and_parses_lists() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("TOKENTRAIL__KAFKA__BROKERS", "k1:9092,k2:9092"),
+                ("TOKENTRAIL__KAFKA__AUDIT_TOPICS", "a,b"),
+                ("TOKENTRAIL__BATCH__MAX_ROWS", "500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(s.kafka.audit_topics, vec!["a", "b"]);
+        assert_eq!(s.batch.max_rows, 500);
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_rejected_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[batch]\nmax_rowz = 3\n").unwrap();
+        let err = Settings::load_with_env(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("max_rowz"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let err =
+            Settings::load_with_env(None, env(&[("TOKENTRAIL__BATCH__MAX_ROWS", "0")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: batch.max_rows: must be > 0"
+        );
+        let err = Settings::load_with_env(
+            None,
+            env(&[("TOKENTRAIL__CLICKHOUSE__URL", "tcp://x:9000")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("clickhouse.url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_everywhere() {
+        let mut s = Settings::default();
+        s.clickhouse.password = Secret::new("hunter2");
+        let opts = &mut s.kafka.options.0;
+        opts.insert("sasl.password".into(), "hunter3".into());
+        opts.insert("security.protocol".into(), "SASL_SSL".into());
+        let toml = s.to_redacted_toml();
+        let debug = format!("{s:?}");
+        for text in [&toml, &debug] {
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!text.contains("hunter3"), "{text}");
+        }
+        assert!(toml.contains("SASL_SSL"));
+        assert!(toml.contains("[kafka.options]"), "{toml}");
+    }
+
+    #[test]
+    fn redacted_toml_parses_back() {
+        let s = Settings::default();
+        let text = s.to_redacted_toml();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, &text).unwrap();
+        let back = Settings::load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(back.batch.max_rows, s.batch.max_rows);
+        assert_eq!(back.kafka.audit_topics, s.kafka.audit_topics);
+    }
+}

@@ -1,0 +1,13 @@
+//! tokentrail: traceability for GitLab CI job tokens.
+//!
+//! GitLab audit-event streams and webhooks arrive in Kafka; tokentrail normalizes them
+//! ([`normalize`]), correlates job-token authentications with the resource events they led to
+//! ([`correlate`]), and batch-writes everything to ClickHouse ([`store`]) through the
+//! at-least-once, replay-safe pipeline in [`ingest`]. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod ingest;
+pub mod model;
+pub mod normalize;
+pub mod store;
+pub mod telemetry;

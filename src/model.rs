@@ -1,0 +1,284 @@
+//! The types that flow between pipeline stages.
+//!
+//! `InputMessage` is what the Kafka source hands to the pure core; `Event` is what the
+//! normalizer returns; `TokenUse` is what the correlator emits. None of these types knows
+//! about rdkafka or ClickHouse, so the pure stages can be tested and benchmarked alone.
+
+use serde::{Deserialize, Serialize};
+
+/// Which kind of GitLab delivery a Kafka topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Audit-event streaming bodies: one JSON object, or a JSON array in batched mode.
+    AuditStream,
+    /// Webhook bodies (`Job Hook`, `Pipeline Hook`, ...).
+    Webhook,
+}
+
+/// One Kafka record, detached from the client library.
+#[derive(Debug, Clone, Copy)]
+pub struct InputMessage<'a> {
+    pub source: SourceKind,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka record timestamp (create or log-append time), if the broker gave one.
+    pub timestamp_ms: Option<i64>,
+    /// Kafka headers as sent by the collector: the GitLab HTTP headers, verbatim names.
+    pub headers: &'a [(String, Vec<u8>)],
+    pub payload: Option<&'a [u8]>,
+}
+
+impl InputMessage<'_> {
+    /// Case-insensitive header lookup (HTTP header names are case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Who performed an action, classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Human,
+    ProjectBot,
+    GroupBot,
+    ServiceAccount,
+    DeployToken,
+    DeployKey,
+    Unauthenticated,
+    Unknown,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Human => "human",
+            ActorKind::ProjectBot => "project_bot",
+            ActorKind::GroupBot => "group_bot",
+            ActorKind::ServiceAccount => "service_account",
+            ActorKind::DeployToken => "deploy_token",
+            ActorKind::DeployKey => "deploy_key",
+            ActorKind::Unauthenticated => "unauthenticated",
+            ActorKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a message (or one element of a batched array) could not be used.
+/// Each rejection is dead-lettered with `kind` and `message` as headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position inside a batched JSON array; `None` when the whole message is unusable.
+    pub index: Option<usize>,
+    pub kind: RejectKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectKind {
+    EmptyPayload,
+    Oversize,
+    InvalidJson,
+    NotAnObject,
+    MissingField,
+    WrongType,
+    /// Rejected by ClickHouse when the batch it was in was bisected.
+    RejectedByStore,
+}
+
+impl RejectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::EmptyPayload => "empty_payload",
+            RejectKind::Oversize => "oversize",
+            RejectKind::InvalidJson => "invalid_json",
+            RejectKind::NotAnObject => "not_an_object",
+            RejectKind::MissingField => "missing_field",
+            RejectKind::WrongType => "wrong_type",
+            RejectKind::RejectedByStore => "rejected_by_store",
+        }
+    }
+}
+
+/// The normalizer's answer for one Kafka message: the usable events and, for batched bodies,
+/// the elements that were not usable. A message with rejections is dead-lettered once per
+/// rejection; its usable events are still stored.
+#[derive(Debug, Clone, Default)]
+pub struct Normalized {
+    pub events: Vec<Event>,
+    pub rejected: Vec<Rejection>,
+}
+
+/// A normalized GitLab event.
+// Not boxed: events are short-lived and moved rarely; an allocation per event costs more.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum Event {
+    Audit(AuditEvent),
+    Webhook(WebhookEvent),
+}
+
+/// One GitLab audit event with its generic fields and what it means for job tokens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// GitLab's `id` as text: a database id for saved events, a random UUID for stream-only ones.
+    pub id: String,
+    /// `saved:<id>` for saved events, `content:<sha256>` for stream-only ones (see `dedup`).
+    pub dedup_key: String,
+    /// True when `id` is a random per-dispatch UUID, i.e. the event was never saved.
+    pub stream_only: bool,
+    pub event_type: String,
+    pub author_id: i64,
+    pub author_name: String,
+    pub author_class: Option<String>,
+    pub actor_kind: ActorKind,
+    pub entity_id: Option<i64>,
+    pub entity_type: String,
+    pub entity_path: String,
+    pub target_id: Option<i64>,
+    pub target_type: String,
+    pub target_details: String,
+    pub ip_address: String,
+    /// `created_at` in Unix milliseconds, UTC.
+    pub created_at_ms: i64,
+    /// `details` re-serialized as compact JSON text.
+    pub details_json: String,
+    /// What the event means for job-token traceability.
+    pub meaning: AuditMeaning,
+}
+
+/// The job-token semantics of an audit event. Filled by the normalizer; the correlator, the
+/// allowlist tracker and the token-lifecycle writer read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditMeaning {
+    /// `user_authenticated_using_job_token`: the job's project is the token source.
+    JobTokenAuth { job_id: Option<i64> },
+    /// A resource event that names the accessed project (the target) and the action.
+    ResourceAccess {
+        action: String,
+        pipeline_id: Option<i64>,
+        upstream_project_path: Option<String>,
+        upstream_pipeline_id: Option<i64>,
+    },
+    /// `secure_ci_job_token_*`: entity = protected project, target = admitted source.
+    Allowlist(AllowlistChange),
+    /// Access tokens, deploy tokens and deploy keys being created, revoked or removed.
+    TokenLifecycle(TokenLifecycle),
+    /// Any other event type: stored with its generic fields only.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllowlistChange {
+    pub change: AllowlistChangeKind,
+    /// The project that owns the inbound allowlist (the event's entity).
+    pub protected_project_id: Option<i64>,
+    pub protected_project_path: String,
+    /// `Project` or `Group` for entries; `None` for inbound enable/disable.
+    pub member_type: Option<String>,
+    pub member_id: Option<i64>,
+    pub member_path: Option<String>,
+    pub default_permissions: Option<bool>,
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowlistChangeKind {
+    ProjectAdded,
+    ProjectRemoved,
+    GroupAdded,
+    GroupRemoved,
+    InboundEnabled,
+    InboundDisabled,
+    PoliciesUpdated,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLifecycle {
+    /// e.g. `personal_access_token`, `project_access_token`, `deploy_token`, `deploy_key`.
+    pub token_kind: String,
+    /// e.g. `created`, `revoked`, `deleted`, `creation_failed`.
+    pub operation: String,
+    pub token_id: Option<i64>,
+    pub scope_type: String,
+    pub scope_id: Option<i64>,
+    pub scope_path: String,
+}
+
+/// One GitLab webhook delivery.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookEvent {
+    /// `idem:<Idempotency-Key>`, or `content:<sha256>` of the body when the header is missing.
+    pub dedup_key: String,
+    /// `X-Gitlab-Event`, e.g. `Job Hook`.
+    pub event_header: String,
+    pub object_kind: String,
+    pub project_id: Option<i64>,
+    pub project_path: String,
+    /// The time the hook describes (job/pipeline created or finished), else the Kafka time.
+    pub event_time_ms: i64,
+    pub payload_json: String,
+    /// Filled for job hooks and for each build of a pipeline hook.
+    pub jobs: Vec<JobInfo>,
+}
+
+/// What a job webhook says about one job: the enrichment for token-use records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub job_id: i64,
+    pub job_name: String,
+    pub project_id: Option<i64>,
+    pub project_path: String,
+    pub pipeline_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub username: Option<String>,
+    pub git_ref: Option<String>,
+    pub sha: Option<String>,
+    pub runner_id: Option<i64>,
+    pub runner_description: Option<String>,
+    pub status: String,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub source_pipeline_id: Option<i64>,
+    pub source_project_id: Option<i64>,
+    pub source_project_path: Option<String>,
+}
+
+/// A correlated job-token use: who, from which project, reached which project, doing what.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenUse {
+    pub event_time_ms: i64,
+    pub actor_id: i64,
+    pub actor_name: String,
+    pub actor_username: Option<String>,
+    pub actor_kind: ActorKind,
+    pub source_project_id: Option<i64>,
+    pub source_project_path: String,
+    pub target_project_id: Option<i64>,
+    pub target_project_path: String,
+    /// Vocabulary from the reference §5.3, e.g. `repository.read`; `auth` when no resource
+    /// event was found for the authentication.
+    pub action: String,
+    pub job_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    pub git_ref: Option<String>,
+    pub runner_id: Option<i64>,
+    pub token_type: String,
+    pub ip_address: String,
+    pub same_project: bool,
+    /// Whether the source was on the target's inbound allowlist at the time; `None` if unknown.
+    pub allowlisted: Option<bool>,
+    /// `auth+resource`, `auth_only`, ...
+    pub correlation: String,
+    /// Milliseconds between the authentication and the resource event.
+    pub gap_ms: i64,
+}

@@ -1,0 +1,159 @@
+//! The normalizer: one Kafka message → typed events and per-element rejections.
+//!
+//! Pure: no I/O, no async, no logging, and no panics on any input (checked by the proptest
+//! suite). Every element of a message ends up either as an event or as a rejection.
+
+pub mod actor;
+pub mod allowlist;
+pub mod audit;
+pub mod dedup;
+pub mod fields;
+pub mod lifecycle;
+pub mod meaning;
+pub mod resource;
+pub mod time;
+pub mod webhook;
+
+use serde_json::Value;
+
+use crate::model::{Event, InputMessage, Normalized, RejectKind, Rejection, SourceKind};
+use fields::type_name;
+
+pub use actor::classify_actor;
+
+/// Input limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 25 MiB: GitLab's own streaming body cap (`REQUEST_BODY_SIZE_LIMIT`, reference §1.1);
+    /// anything larger did not come from GitLab.
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+pub fn normalize(msg: &InputMessage<'_>, limits: &Limits) -> Normalized {
+    match parse(msg.payload, limits) {
+        Ok((value, text)) => match msg.source {
+            SourceKind::AuditStream => audit_stream(msg, &value),
+            SourceKind::Webhook => webhook(msg, &value, text),
+        },
+        Err(rejection) => Normalized {
+            events: Vec::new(),
+            rejected: vec![rejection],
+        },
+    }
+}
+
+fn reject(index: Option<usize>, kind: RejectKind, message: String) -> Rejection {
+    Rejection {
+        index,
+        kind,
+        message,
+    }
+}
+
+/// Whole-message checks: presence, size, JSON syntax. Returns the value and the body text.
+fn parse<'a>(payload: Option<&'a [u8]>, limits: &Limits) -> Result<(Value, &'a [u8]), Rejection> {
+    let bytes = payload.unwrap_or_default();
+    if bytes.len() > limits.max_message_bytes {
+        return Err(reject(
+            None,
+            RejectKind::Oversize,
+            format!(
+                "payload is {} bytes, the limit is {}",
+                bytes.len(),
+                limits.max_message_bytes
+            ),
+        ));
+    }
+    // A UTF-8 byte-order mark is not JSON but is harmless; some HTTP relays add one.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(reject(
+            None,
+            RejectKind::EmptyPayload,
+            "payload is empty".to_owned(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map(|v| (v, bytes))
+        .map_err(|e| reject(None, RejectKind::InvalidJson, format!("invalid JSON: {e}")))
+}
+
+/// reference §1.1: one object per request, or a JSON array in batched mode.
+fn audit_stream(msg: &InputMessage<'_>, value: &Value) -> Normalized {
+    let mut out = Normalized::default();
+    match value {
+        Value::Object(obj) => {
+            let header = msg.header("X-Gitlab-Audit-Event-Type");
+            match audit::audit_event(obj, header) {
+                Ok(ev) => out.events.push(Event::Audit(ev)),
+                Err(e) => out.rejected.push(reject(None, e.kind, e.to_string())),
+            }
+        }
+        Value::Array(items) if items.is_empty() => out.rejected.push(reject(
+            None,
+            RejectKind::EmptyPayload,
+            "batched array has no elements".to_owned(),
+        )),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let Some(obj) = item.as_object() else {
+                    out.rejected.push(reject(
+                        Some(i),
+                        RejectKind::NotAnObject,
+                        format!(
+                            "array element: expected a JSON object, got {}",
+                            type_name(item)
+                        ),
+                    ));
+                    continue;
+                };
+                // No header in batched mode (reference §1.1), and it could not describe
+                // every element anyway.
+                match audit::audit_event(obj, None) {
+                    Ok(ev) => out.events.push(Event::Audit(ev)),
+                    Err(e) => out.rejected.push(reject(Some(i), e.kind, e.to_string())),
+                }
+            }
+        }
+        other => out.rejected.push(reject(
+            None,
+            RejectKind::NotAnObject,
+            format!(
+                "expected a JSON object or an array of objects, got {}",
+                type_name(other)
+            ),
+        )),
+    }
+    out
+}
+
+fn webhook(msg: &InputMessage<'_>, value: &Value, text: &[u8]) -> Normalized {
+    let mut out = Normalized::default();
+    match value {
+        Value::Object(obj) => {
+            let headers = webhook::WebhookHeaders {
+                event: msg.header("X-Gitlab-Event"),
+                idempotency_key: msg.header("Idempotency-Key"),
+                kafka_timestamp_ms: msg.timestamp_ms,
+            };
+            // The body parsed as JSON, so it is UTF-8; lossy conversion only avoids a panic path.
+            let raw = String::from_utf8_lossy(text).into_owned();
+            let ev = webhook::webhook_event(value, obj, raw, &headers);
+            out.events.push(Event::Webhook(ev));
+        }
+        other => out.rejected.push(reject(
+            None,
+            RejectKind::NotAnObject,
+            format!("expected a JSON object, got {}", type_name(other)),
+        )),
+    }
+    out
+}
