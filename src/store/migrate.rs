@@ -1,0 +1,132 @@
+//! Applies the versioned migrations to a server, recording each applied version, so a re-run
+//! applies only what is new.
+
+use clickhouse::Client;
+
+use super::schema::{self, Dialect, MIGRATIONS, MIGRATIONS_TABLE, RenderOptions};
+use super::sink::{self, WriteError};
+use super::tables::quote_ident;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("ClickHouse: {0}")]
+    Store(#[from] WriteError),
+    #[error(transparent)]
+    Template(#[from] schema::TemplateError),
+    #[error("migration {version} ({name}) failed: {source}\nstatement:\n{statement}")]
+    Statement {
+        version: u32,
+        name: &'static str,
+        statement: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub dialect: Dialect,
+    pub applied: Vec<u32>,
+    pub already_applied: Vec<u32>,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct AppliedRow {
+    version: u32,
+}
+
+/// The statements a fresh database would run, for `--dry-run`.
+pub fn plan(opts: &RenderOptions) -> Result<Vec<(u32, &'static str, Vec<String>)>, MigrateError> {
+    MIGRATIONS
+        .iter()
+        .map(|(v, name, template)| Ok((*v, *name, schema::render(template, opts)?)))
+        .collect()
+}
+
+/// Applies missing migrations. `dialect` overrides detection (tests render both forms).
+pub async fn migrate(
+    client: &Client,
+    database: &str,
+    retention_days: u32,
+    dialect: Option<Dialect>,
+) -> Result<MigrationReport, MigrateError> {
+    let dialect = match dialect {
+        Some(d) => d,
+        None => Dialect::for_version(sink::server_version(client).await?),
+    };
+    let opts = RenderOptions {
+        database: database.to_string(),
+        dialect,
+        retention_days,
+    };
+    let exec = |sql: String| async move {
+        client
+            .query_raw(&sql)
+            .execute()
+            .await
+            .map_err(|e| (sql, e))
+    };
+    let bookkeeping = [
+        format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(database)),
+        schema::migrations_table_ddl(database),
+    ];
+    for sql in bookkeeping {
+        exec(sql)
+            .await
+            .map_err(|(statement, source)| MigrateError::Statement {
+                version: 0,
+                name: "bookkeeping",
+                statement,
+                source,
+            })?;
+    }
+    let applied: Vec<u32> = client
+        .query_raw(&format!(
+            "SELECT version FROM {}.{MIGRATIONS_TABLE} ORDER BY version",
+            quote_ident(database)
+        ))
+        .fetch_all::<AppliedRow>()
+        .await
+        .map_err(|e| sink::classify(&e))?
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    let mut report = MigrationReport {
+        dialect,
+        applied: Vec::new(),
+        already_applied: Vec::new(),
+    };
+    for (version, name, statements) in plan(&opts)? {
+        if applied.contains(&version) {
+            report.already_applied.push(version);
+            continue;
+        }
+        for statement in statements {
+            exec(statement)
+                .await
+                .map_err(|(statement, source)| MigrateError::Statement {
+                    version,
+                    name,
+                    statement,
+                    source,
+                })?;
+        }
+        let record = format!(
+            "INSERT INTO {}.{MIGRATIONS_TABLE} (version, name, dialect, applied_at_ms) \
+             VALUES ({version}, '{name}', '{dialect:?}', {})",
+            quote_ident(database),
+            chrono::Utc::now().timestamp_millis()
+        );
+        exec(record)
+            .await
+            .map_err(|(statement, source)| MigrateError::Statement {
+                version,
+                name,
+                statement,
+                source,
+            })?;
+        tracing::info!(version, name, ?dialect, "migration applied");
+        report.applied.push(version);
+    }
+    Ok(report)
+}

@@ -1,0 +1,7 @@
+//! Everything that touches ClickHouse: row encoding, the schema, and the batch writer.
+
+pub mod migrate;
+pub mod rowbinary;
+pub mod schema;
+pub mod sink;
+pub mod tables;

@@ -1,0 +1,239 @@
+//! Versioned migrations from `schemas/clickhouse/*.sql`, rendered for the server they run on.
+//!
+//! The SQL files are templates. Placeholders pick modern column types and storage features
+//! only on servers that have them (ClickHouse ≥ 23.8, the production target) and a portable
+//! form elsewhere (the 18.16 server the network tests use). Inserted columns never change
+//! between the two forms: version-dependent types are MATERIALIZED from, or wrap, the stored
+//! portable columns, so one RowBinary encoding loads into both.
+
+use std::fmt;
+
+/// (version, name, template) in apply order.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "audit_events", include_str!("../../schemas/clickhouse/0001_audit_events.sql")),
+    (2, "webhook_events", include_str!("../../schemas/clickhouse/0002_webhook_events.sql")),
+    (3, "jobs", include_str!("../../schemas/clickhouse/0003_jobs.sql")),
+    (4, "token_use", include_str!("../../schemas/clickhouse/0004_token_use.sql")),
+    (
+        5,
+        "allowlist_and_lifecycle",
+        include_str!("../../schemas/clickhouse/0005_allowlist_and_lifecycle.sql"),
+    ),
+];
+
+/// The migrations bookkeeping table.
+pub const MIGRATIONS_TABLE: &str = "tokentrail_migrations";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ServerVersion {
+    /// Parses `SELECT version()` output such as `18.16.1` or `26.9.1.1`.
+    pub fn parse(text: &str) -> Option<ServerVersion> {
+        let mut parts = text.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(ServerVersion { major, minor })
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Which form of the DDL to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// No DateTime64, CODEC or TTL; LowCardinality left out (experimental on 18.x).
+    Portable,
+    /// ClickHouse ≥ 23.8: DateTime64(3, 'UTC'), LowCardinality, codecs, TTL and
+    /// `non_replicated_deduplication_window` (which makes `insert_deduplication_token` work).
+    Modern,
+}
+
+impl Dialect {
+    pub const MODERN_SINCE: ServerVersion = ServerVersion {
+        major: 23,
+        minor: 8,
+    };
+
+    pub fn for_version(v: ServerVersion) -> Dialect {
+        if v >= Self::MODERN_SINCE {
+            Dialect::Modern
+        } else {
+            Dialect::Portable
+        }
+    }
+
+    /// Whether inserts may carry `insert_deduplication_token` (tables are created with a
+    /// deduplication window only in the modern form).
+    pub fn supports_insert_dedup_token(self) -> bool {
+        self == Dialect::Modern
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub database: String,
+    pub dialect: Dialect,
+    /// 0 keeps rows forever; otherwise a TTL on modern servers.
+    pub retention_days: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("migration template: unknown placeholder {{{{{0}}}}}")]
+pub struct TemplateError(String);
+
+/// Renders one template into executable statements.
+pub fn render(template: &str, opts: &RenderOptions) -> Result<Vec<String>, TemplateError> {
+    let modern = opts.dialect == Dialect::Modern;
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("}}")
+            .ok_or_else(|| TemplateError("unterminated".into()))?
+            + start;
+        let token = &rest[start + 2..end];
+        let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+        let replacement = match (name, modern) {
+            ("db", _) => super::tables::quote_ident(&opts.database),
+            ("lc_string", true) => "LowCardinality(String)".into(),
+            ("lc_string", false) => "String".into(),
+            ("codec_zstd", true) => " CODEC(ZSTD(3))".into(),
+            ("codec_delta", true) => " CODEC(Delta, ZSTD(3))".into(),
+            ("codec_zstd" | "codec_delta", false) => String::new(),
+            ("ts_type", true) => "DateTime64(3, 'UTC')".into(),
+            ("ts_type", false) => "DateTime".into(),
+            ("ts_from_ms", true) => format!("fromUnixTimestamp64Milli({arg}, 'UTC')"),
+            ("ts_from_ms", false) => format!("toDateTime(intDiv({arg}, 1000))"),
+            ("ttl", true) if opts.retention_days > 0 => {
+                format!("TTL toDateTime({arg}) + INTERVAL {} DAY", opts.retention_days)
+            }
+            ("ttl", _) => String::new(),
+            ("settings", true) => {
+                "SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000"
+                    .into()
+            }
+            ("settings", false) => "SETTINGS index_granularity = 8192".into(),
+            _ => return Err(TemplateError(token.to_string())),
+        };
+        out.push_str(&replacement);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(split_statements(&out))
+}
+
+/// Splits on `;` at the end of a line, dropping comment-only and blank statements.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.trim_end().ends_with(';') {
+            push_statement(&mut statements, &current);
+            current.clear();
+        }
+    }
+    push_statement(&mut statements, &current);
+    statements
+}
+
+fn push_statement(statements: &mut Vec<String>, text: &str) {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = body.trim().trim_end_matches(';').trim();
+    if !body.is_empty() {
+        statements.push(body.to_string());
+    }
+}
+
+/// The DDL of the bookkeeping table itself (portable on every version).
+pub fn migrations_table_ddl(database: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}.{MIGRATIONS_TABLE} (version UInt32, name String, \
+         dialect String, applied_at_ms Int64) ENGINE = MergeTree ORDER BY version",
+        super::tables::quote_ident(database)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dialect: Dialect, retention_days: u32) -> RenderOptions {
+        RenderOptions {
+            database: "tt".into(),
+            dialect,
+            retention_days,
+        }
+    }
+
+    #[test]
+    fn parses_server_versions() {
+        assert_eq!(
+            ServerVersion::parse("18.16.1\n"),
+            Some(ServerVersion { major: 18, minor: 16 })
+        );
+        assert_eq!(
+            Dialect::for_version(ServerVersion::parse("26.9.1.1").unwrap()),
+            Dialect::Modern
+        );
+        assert_eq!(
+            Dialect::for_version(ServerVersion::parse("23.3.1").unwrap()),
+            Dialect::Portable
+        );
+        assert_eq!(ServerVersion::parse("garbage"), None);
+    }
+
+    #[test]
+    fn every_migration_renders_in_both_dialects() {
+        for (version, name, template) in MIGRATIONS {
+            for dialect in [Dialect::Portable, Dialect::Modern] {
+                let stmts = render(template, &opts(dialect, 90))
+                    .unwrap_or_else(|e| panic!("{version} {name}: {e}"));
+                assert!(!stmts.is_empty(), "{name}");
+                for s in &stmts {
+                    assert!(!s.contains("{{"), "{name}: {s}");
+                    let modern_only = ["LowCardinality", "CODEC", "DateTime64", "TTL"];
+                    if dialect == Dialect::Portable {
+                        for word in modern_only {
+                            assert!(!s.contains(word), "{name} portable has {word}: {s}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn modern_dialect_uses_modern_features_and_retention() {
+        let stmts = render(MIGRATIONS[0].2, &opts(Dialect::Modern, 30)).unwrap();
+        let create = &stmts[0];
+        assert!(create.contains("DateTime64(3, 'UTC')"));
+        assert!(create.contains("LowCardinality(String)"));
+        assert!(create.contains("INTERVAL 30 DAY"));
+        assert!(create.contains("non_replicated_deduplication_window"));
+        let forever = render(MIGRATIONS[0].2, &opts(Dialect::Modern, 0)).unwrap();
+        assert!(!forever[0].contains("TTL"));
+    }
+
+    #[test]
+    fn unknown_placeholder_is_an_error() {
+        assert!(render("SELECT {{nope}}", &opts(Dialect::Modern, 0)).is_err());
+    }
+}

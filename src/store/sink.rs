@@ -1,0 +1,310 @@
+//! Writes batches of encoded rows to ClickHouse and hands out the [`WriteReceipt`] that makes
+//! their offsets committable.
+//!
+//! Two error paths: transient faults (network, timeouts, too many parts, ...) are retried with
+//! capped exponential backoff for as long as it takes, while the consumer stays paused; a
+//! block the server rejects as bad data is bisected until the offending rows are isolated,
+//! the good rows are written, and the bad ones are returned for the dead-letter topic.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clickhouse::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::schema::{Dialect, ServerVersion};
+use super::tables::Table;
+use crate::config::{ClickHouseSettings, RetrySettings};
+use crate::ingest::batch::Block;
+use crate::ingest::offsets::{TopicPartition, WriteReceipt};
+use crate::telemetry::metrics::Metrics;
+
+/// How a failed insert should be handled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Retry the same block later: the server or the network is struggling.
+    #[error("retryable ClickHouse error{}: {message}", code_suffix(*.code))]
+    Retryable { code: Option<u32>, message: String },
+    /// The server refused the data itself: bisect and dead-letter the bad rows.
+    #[error("ClickHouse rejected the data (code {code}): {message}")]
+    Rejected { code: u32, message: String },
+    /// Retrying cannot help and the rows are not at fault (unknown table, auth, ...):
+    /// stop without committing, so the messages are replayed once it is fixed.
+    #[error("ClickHouse error{}: {message}", code_suffix(*.code))]
+    Fatal { code: Option<u32>, message: String },
+}
+
+fn code_suffix(code: Option<u32>) -> String {
+    code.map(|c| format!(" (code {c})")).unwrap_or_default()
+}
+
+/// Codes after which the same insert can succeed later.
+const RETRYABLE_CODES: &[u32] = &[
+    3, 159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 999,
+];
+/// Codes that blame the inserted data.
+const REJECTED_CODES: &[u32] = &[6, 26, 27, 32, 33, 38, 53, 69, 70, 72, 117, 131, 321];
+
+/// Extracts `Code: N` from a ClickHouse error text.
+pub fn error_code(text: &str) -> Option<u32> {
+    let at = text.find("Code: ")? + "Code: ".len();
+    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+pub fn classify(err: &clickhouse::error::Error) -> WriteError {
+    use clickhouse::error::Error as E;
+    let message = err.to_string();
+    match err {
+        E::Network(_) | E::TimedOut => WriteError::Retryable {
+            code: None,
+            message,
+        },
+        E::BadResponse(text) => classify_code(error_code(text), message),
+        _ => classify_code(error_code(&message), message),
+    }
+}
+
+fn classify_code(code: Option<u32>, message: String) -> WriteError {
+    match code {
+        Some(c) if REJECTED_CODES.contains(&c) => WriteError::Rejected { code: c, message },
+        Some(c) if RETRYABLE_CODES.contains(&c) => WriteError::Retryable {
+            code: Some(c),
+            message,
+        },
+        // A 5xx without a code is most likely a proxy or an overloaded server.
+        None => WriteError::Retryable {
+            code: None,
+            message,
+        },
+        Some(_) => WriteError::Fatal { code, message },
+    }
+}
+
+/// A row ClickHouse refused, to be dead-lettered.
+#[derive(Debug, Clone)]
+pub struct RejectedRow {
+    pub table: Table,
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub code: u32,
+    pub message: String,
+    pub row: Vec<u8>,
+}
+
+/// The result of writing a batch: the receipt, plus the rows that were refused.
+#[derive(Debug)]
+pub struct Written {
+    pub receipt: WriteReceipt,
+    pub rejected: Vec<RejectedRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("shutdown requested while ClickHouse was unavailable; the batch will be replayed")]
+    Interrupted,
+    #[error(transparent)]
+    Fatal(WriteError),
+}
+
+#[derive(Clone)]
+pub struct ClickHouseSink {
+    client: Client,
+    database: String,
+    dialect: Dialect,
+    retry: RetrySettings,
+    metrics: Metrics,
+}
+
+/// A `clickhouse::Client` configured from settings. Validation is off: the crate's schema
+/// check uses DESCRIBE/RowBinaryWithNamesAndTypes, which ClickHouse 18.16 lacks.
+pub fn client(settings: &ClickHouseSettings) -> Client {
+    let mut client = Client::default()
+        .with_url(&settings.url)
+        .with_user(&settings.user)
+        .with_database(&settings.database)
+        .with_validation(false)
+        .with_compression(clickhouse::Compression::None);
+    if !settings.password.is_empty() {
+        client = client.with_password(settings.password.expose());
+    }
+    client
+}
+
+/// `SELECT version()` of the server behind `client`.
+pub async fn server_version(client: &Client) -> Result<ServerVersion, WriteError> {
+    let text: String = client
+        .query("SELECT version()")
+        .fetch_one()
+        .await
+        .map_err(|e| classify(&e))?;
+    ServerVersion::parse(&text).ok_or_else(|| WriteError::Fatal {
+        code: None,
+        message: format!("cannot parse server version {text:?}"),
+    })
+}
+
+impl ClickHouseSink {
+    pub fn new(
+        client: Client,
+        database: String,
+        dialect: Dialect,
+        retry: RetrySettings,
+        metrics: Metrics,
+    ) -> Self {
+        ClickHouseSink {
+            client,
+            database,
+            dialect,
+            retry,
+            metrics,
+        }
+    }
+
+    /// Writes every block; returns only when all rows are stored or dead-letter bound.
+    pub async fn write(
+        &self,
+        blocks: &[Block],
+        cancel: &CancellationToken,
+    ) -> Result<Written, SinkError> {
+        let mut rejected = Vec::new();
+        for block in blocks {
+            self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
+                .await?;
+        }
+        Ok(Written {
+            receipt: WriteReceipt::acknowledged(),
+            rejected,
+        })
+    }
+
+    /// Writes rows `range` of `block`, bisecting on rejection.
+    async fn write_rows(
+        &self,
+        block: &Block,
+        range: std::ops::Range<usize>,
+        cancel: &CancellationToken,
+        rejected: &mut Vec<RejectedRow>,
+    ) -> Result<(), SinkError> {
+        // Explicit stack instead of recursion: async recursion needs boxing.
+        let mut todo = vec![range];
+        while let Some(range) = todo.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            match self.insert_with_retry(block, range.clone(), cancel).await? {
+                Ok(()) => {}
+                Err(WriteError::Rejected { code, message }) if range.len() == 1 => {
+                    let row = &block.rows[range.start];
+                    rejected.push(RejectedRow {
+                        table: block.table,
+                        tp: block.tp.clone(),
+                        offset: row.offset,
+                        code,
+                        message,
+                        row: block.row_bytes(range.clone()).to_vec(),
+                    });
+                }
+                Err(WriteError::Rejected { .. }) => {
+                    let mid = range.start + range.len() / 2;
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+                Err(other) => return Err(SinkError::Fatal(other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts one row range, retrying transient faults with capped exponential backoff until
+    /// it succeeds, is rejected, fails fatally, or shutdown is requested.
+    async fn insert_with_retry(
+        &self,
+        block: &Block,
+        range: std::ops::Range<usize>,
+        cancel: &CancellationToken,
+    ) -> Result<Result<(), WriteError>, SinkError> {
+        let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms);
+        let max_backoff = Duration::from_millis(self.retry.max_backoff_ms);
+        let whole = range.start == 0 && range.end == block.rows.len();
+        loop {
+            let started = Instant::now();
+            let result = self.insert_once(block, range.clone(), whole).await;
+            self.metrics
+                .insert_latency
+                .with_label_values(&[block.table.name()])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Err(WriteError::Retryable { code, message }) => {
+                    self.metrics.insert_retries.inc();
+                    tracing::warn!(
+                        table = block.table.name(),
+                        code,
+                        backoff_ms = backoff.as_millis() as u64,
+                        "ClickHouse insert failed, retrying: {message}"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return Err(SinkError::Interrupted),
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    async fn insert_once(
+        &self,
+        block: &Block,
+        range: std::ops::Range<usize>,
+        whole: bool,
+    ) -> Result<(), WriteError> {
+        let mut insert = self
+            .client
+            .insert_formatted_with(block.table.insert_sql(&self.database));
+        if self.dialect.supports_insert_dedup_token() {
+            // Identical on a retry of the same rows, so a retry after an ambiguous failure
+            // (the server stored the block but the answer was lost) is not stored twice.
+            let token = if whole {
+                block.dedup_token()
+            } else {
+                format!("{}#{}-{}", block.dedup_token(), range.start, range.end)
+            };
+            insert = insert.with_setting("insert_deduplication_token", token);
+        }
+        let data = Bytes::copy_from_slice(block.row_bytes(range));
+        insert.send(data).await.map_err(|e| classify(&e))?;
+        insert.end().await.map_err(|e| classify(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_codes_from_server_text() {
+        assert_eq!(
+            error_code("Code: 53, e.displayText() = DB::Exception: Type mismatch"),
+            Some(53)
+        );
+        assert_eq!(error_code("Code: 252. DB::Exception: Too many parts"), Some(252));
+        assert_eq!(error_code("connection refused"), None);
+    }
+
+    #[test]
+    fn classifies_by_code() {
+        let c = |code| classify_code(Some(code), String::new());
+        assert!(matches!(c(53), WriteError::Rejected { .. }));
+        assert!(matches!(c(117), WriteError::Rejected { .. }));
+        for code in [159, 202, 209, 210, 252, 319] {
+            assert!(matches!(c(code), WriteError::Retryable { .. }), "{code}");
+        }
+        assert!(matches!(c(60), WriteError::Fatal { .. }), "unknown table is fatal");
+        assert!(matches!(
+            classify_code(None, String::new()),
+            WriteError::Retryable { .. }
+        ));
+    }
+}
