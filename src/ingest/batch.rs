@@ -1,0 +1,200 @@
+//! Batches of encoded rows, held as bytes, grouped into one insert block per
+//! (table, topic, partition) so each block can carry its own `insert_deduplication_token`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::offsets::{OffsetTracker, PendingOffsets, TopicPartition};
+use crate::store::tables::Table;
+
+/// Row boundary and source offset of one encoded row, for bisecting a rejected block.
+#[derive(Debug, Clone, Copy)]
+pub struct RowMark {
+    pub end: usize,
+    pub offset: i64,
+}
+
+/// Encoded rows bound for one table from one partition.
+#[derive(Debug)]
+pub struct Block {
+    pub table: Table,
+    pub tp: TopicPartition,
+    pub bytes: Vec<u8>,
+    pub rows: Vec<RowMark>,
+}
+
+impl Block {
+    pub fn first_offset(&self) -> i64 {
+        self.rows.first().map_or(-1, |r| r.offset)
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.rows.last().map_or(-1, |r| r.offset)
+    }
+    /// `topic:partition:first-last`, identical when the same block is retried.
+    pub fn dedup_token(&self) -> String {
+        format!(
+            "{}:{}:{}:{}-{}",
+            self.table.name(),
+            self.tp.0,
+            self.tp.1,
+            self.first_offset(),
+            self.last_offset()
+        )
+    }
+    /// The bytes of rows `range`.
+    pub fn row_bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+        let start = if range.start == 0 {
+            0
+        } else {
+            self.rows[range.start - 1].end
+        };
+        let end = if range.end == 0 {
+            0
+        } else {
+            self.rows[range.end - 1].end
+        };
+        &self.bytes[start..end]
+    }
+}
+
+/// A batch being filled by the consumer loop.
+#[derive(Debug)]
+pub struct Batch {
+    blocks: BTreeMap<(Table, TopicPartition), Block>,
+    pub pending: PendingOffsets,
+    rows: usize,
+    bytes: usize,
+    messages: usize,
+    opened_at: Instant,
+    /// Oldest Kafka timestamp in the batch, for the end-to-end lag metric.
+    pub oldest_kafka_ts_ms: Option<i64>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            blocks: BTreeMap::new(),
+            pending: PendingOffsets::default(),
+            rows: 0,
+            bytes: 0,
+            messages: 0,
+            opened_at: Instant::now(),
+            oldest_kafka_ts_ms: None,
+        }
+    }
+}
+
+impl Batch {
+    /// Counts a consumed message (whatever it produced) towards the batch's offsets.
+    pub fn consumed(
+        &mut self,
+        tracker: &mut OffsetTracker,
+        tp: &TopicPartition,
+        offset: i64,
+        kafka_ts_ms: Option<i64>,
+    ) {
+        if self.messages == 0 {
+            self.opened_at = Instant::now();
+        }
+        self.messages += 1;
+        tracker.record(&mut self.pending, tp, offset);
+        if let Some(ts) = kafka_ts_ms {
+            self.oldest_kafka_ts_ms = Some(self.oldest_kafka_ts_ms.map_or(ts, |o| o.min(ts)));
+        }
+    }
+
+    /// Appends one row, encoded by `encode` straight into the block's buffer.
+    pub fn push_row(
+        &mut self,
+        table: Table,
+        tp: &TopicPartition,
+        offset: i64,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let block = self
+            .blocks
+            .entry((table, tp.clone()))
+            .or_insert_with(|| Block {
+                table,
+                tp: tp.clone(),
+                bytes: Vec::new(),
+                rows: Vec::new(),
+            });
+        let before = block.bytes.len();
+        encode(&mut block.bytes);
+        block.rows.push(RowMark {
+            end: block.bytes.len(),
+            offset,
+        });
+        self.rows += 1;
+        self.bytes += block.bytes.len() - before;
+    }
+
+    /// Removes a revoked partition: its rows are not written and its offsets never committed.
+    pub fn drop_partition(&mut self, tp: &TopicPartition) {
+        self.pending.drop_partition(tp);
+        let keys: Vec<_> = self
+            .blocks
+            .keys()
+            .filter(|(_, k)| k == tp)
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(block) = self.blocks.remove(&key) {
+                self.rows -= block.rows.len();
+                self.bytes -= block.bytes.len();
+            }
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+    pub fn age(&self) -> std::time::Duration {
+        self.opened_at.elapsed()
+    }
+
+    pub fn into_parts(self) -> (Vec<Block>, PendingOffsets, Option<i64>) {
+        (
+            self.blocks.into_values().collect(),
+            self.pending,
+            self.oldest_kafka_ts_ms,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn blocks_split_by_table_and_partition_and_track_bytes() {
+        let mut tracker = OffsetTracker::new();
+        let mut batch = Batch::default();
+        let p0: TopicPartition = (Arc::from("a"), 0);
+        let p1: TopicPartition = (Arc::from("a"), 1);
+        for (tp, off) in [(&p0, 5), (&p0, 6), (&p1, 9)] {
+            batch.consumed(&mut tracker, tp, off, Some(100 + off));
+            batch.push_row(Table::AuditEvents, tp, off, |b| b.extend_from_slice(b"xy"));
+        }
+        assert_eq!((batch.rows(), batch.bytes(), batch.messages()), (3, 6, 3));
+        assert_eq!(batch.oldest_kafka_ts_ms, Some(105));
+        batch.drop_partition(&p1);
+        assert_eq!((batch.rows(), batch.bytes()), (2, 4));
+        let (blocks, _, _) = batch.into_parts();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].dedup_token(), "audit_events:a:0:5-6");
+        assert_eq!(blocks[0].row_bytes(1..2), b"xy");
+        assert_eq!(blocks[0].row_bytes(0..2).len(), 4);
+    }
+}

@@ -1,0 +1,506 @@
+//! `tokentrail ingest`: the whole flow in one place.
+//!
+//! ```text
+//! Kafka ──recv──▶ normalize (pure) ──▶ route: encode rows into the open Batch
+//!                      │                         │ full or old enough: seal
+//!                      └─ rejections ─▶ DLQ (acked)   ▼
+//!                                        bounded channel (1 sealed batch)
+//!                                                 ▼
+//!                               writer task: ClickHouse INSERTs (retry / bisect)
+//!                                                 ▼ WriteReceipt
+//!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ sync commit
+//! ```
+//!
+//! Back-pressure: one batch is written while the next fills. When the next is full and the
+//! writer is still busy, the assigned partitions are paused; librdkafka's prefetch cap bounds
+//! what still arrives. The commit step is last, and only a `WriteReceipt` leads to it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Headers;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::batch::{Batch, Block};
+use super::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard};
+use super::offsets::{DurableOffsets, PendingOffsets, TopicPartition};
+use super::route;
+use super::source::{self, IngestConsumer, RebalanceShared};
+use crate::config::Settings;
+use crate::model::{Event, InputMessage, SourceKind};
+use crate::normalize::{self, Limits};
+use crate::store::schema::Dialect;
+use crate::store::sink::{self, ClickHouseSink, RejectedRow, SinkError, WriteError};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::server::Health;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    #[error(transparent)]
+    Guard(#[from] GuardTripped),
+    #[error("ClickHouse: {0}")]
+    Store(WriteError),
+    #[error("message from unconfigured topic {0:?}")]
+    UnknownTopic(String),
+}
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub rows_written: u64,
+    pub dead_lettered: u64,
+    pub batches: u64,
+}
+
+/// A sealed batch on its way to the writer.
+struct Sealed {
+    blocks: Vec<Block>,
+    pending: PendingOffsets,
+    oldest_kafka_ts_ms: Option<i64>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// What the writer hands back to the loop.
+struct Done {
+    durable: DurableOffsets,
+    oldest_kafka_ts_ms: Option<i64>,
+    rows: usize,
+    bytes: usize,
+    rows_by_table: Vec<(&'static str, usize)>,
+}
+
+/// Runs until `cancel` fires (graceful shutdown) or a fatal error.
+pub async fn run(
+    settings: &Settings,
+    metrics: Metrics,
+    health: Health,
+    cancel: CancellationToken,
+) -> Result<RunSummary, IngestError> {
+    let client = sink::client(&settings.clickhouse);
+    let dialect = wait_for_clickhouse(&client, &cancel).await?;
+    let store = ClickHouseSink::new(
+        client,
+        settings.clickhouse.database.clone(),
+        dialect,
+        settings.retry.clone(),
+        metrics.clone(),
+    );
+    let (consumer, shared) = source::consumer(&settings.kafka, metrics.clone())?;
+    let consumer = Arc::new(consumer);
+    let dlq = DeadLetterProducer::new(
+        source::producer(&settings.kafka)?,
+        settings.kafka.dead_letter_topic.clone(),
+    );
+    health.set_ready(true);
+
+    // The writer may be interrupted only at the shutdown deadline, not at the signal itself:
+    // on a signal we still flush and commit what we have.
+    let writer_cancel = CancellationToken::new();
+    let (sealed_tx, sealed_rx) = mpsc::channel::<Sealed>(1);
+    let (done_tx, done_rx) = mpsc::channel::<Result<Done, IngestError>>(2);
+    let writer = tokio::spawn(writer_task(
+        store,
+        dlq.clone(),
+        sealed_rx,
+        done_tx,
+        writer_cancel.clone(),
+        metrics.clone(),
+    ));
+
+    let mut ingest = Loop {
+        settings,
+        metrics: metrics.clone(),
+        consumer: consumer.clone(),
+        shared,
+        dlq,
+        guard: RatioGuard::new(
+            settings.dead_letter.window_messages,
+            settings.dead_letter.max_ratio,
+        ),
+        kinds: source::topic_kinds(&settings.kafka),
+        limits: Limits {
+            max_message_bytes: settings.normalize.max_message_bytes,
+        },
+        batch: Batch::default(),
+        in_flight: 0,
+        paused: false,
+        summary: RunSummary::default(),
+        done_rx,
+    };
+    let result = ingest.run(&sealed_tx, &cancel).await;
+
+    // Shutdown: seal what is open, let the writer finish within the deadline, commit.
+    let deadline = Duration::from_secs(settings.shutdown.deadline_secs);
+    let drained = tokio::time::timeout(deadline, ingest.drain(&sealed_tx)).await;
+    drop(sealed_tx);
+    if drained.is_err() {
+        tracing::warn!(
+            "shutdown deadline reached with batches in flight; they were not committed and \
+             will be replayed on restart"
+        );
+        writer_cancel.cancel();
+    }
+    let _ = writer.await;
+    health.set_ready(false);
+    let summary = ingest.summary.clone();
+    tracing::info!(?summary, "ingest stopped");
+    result.map(|()| summary)
+}
+
+/// Waits until ClickHouse answers, and picks the DDL dialect from its version.
+async fn wait_for_clickhouse(
+    client: &clickhouse::Client,
+    cancel: &CancellationToken,
+) -> Result<Dialect, IngestError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match sink::server_version(client).await {
+            Ok(v) => {
+                tracing::info!(version = %v, "connected to ClickHouse");
+                return Ok(Dialect::for_version(v));
+            }
+            Err(WriteError::Retryable { message, .. }) => {
+                tracing::warn!("ClickHouse not reachable yet: {message}");
+            }
+            Err(other) => return Err(IngestError::Store(other)),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = cancel.cancelled() => return Err(IngestError::Store(WriteError::Retryable {
+                code: None, message: "shutdown before ClickHouse became reachable".into() })),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+struct Loop<'a> {
+    settings: &'a Settings,
+    metrics: Metrics,
+    consumer: Arc<IngestConsumer>,
+    shared: Arc<Mutex<RebalanceShared>>,
+    dlq: DeadLetterProducer,
+    guard: RatioGuard,
+    kinds: HashMap<String, SourceKind>,
+    limits: Limits,
+    batch: Batch,
+    in_flight: usize,
+    paused: bool,
+    summary: RunSummary,
+    done_rx: mpsc::Receiver<Result<Done, IngestError>>,
+}
+
+impl Loop<'_> {
+    fn batch_full(&self) -> bool {
+        self.batch.rows() >= self.settings.batch.max_rows
+            || self.batch.bytes() >= self.settings.batch.max_bytes
+    }
+
+    fn batch_due(&self) -> bool {
+        !self.batch.is_empty()
+            && (self.batch_full()
+                || self.batch.age() >= Duration::from_millis(self.settings.batch.max_wait_ms))
+    }
+
+    async fn run(
+        &mut self,
+        sealed_tx: &mpsc::Sender<Sealed>,
+        cancel: &CancellationToken,
+    ) -> Result<(), IngestError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            (self.settings.batch.max_wait_ms / 4).max(10),
+        ));
+        let consumer = self.consumer.clone();
+        loop {
+            self.apply_revocations();
+            let can_seal = self.in_flight == 0 && self.batch_due();
+            if can_seal {
+                self.seal(sealed_tx).await;
+            }
+            // Back-pressure: a full batch that cannot be handed to the busy writer pauses
+            // fetching; messages librdkafka already prefetched still arrive and are kept.
+            self.set_paused(self.batch_full() && self.in_flight > 0)?;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                done = self.done_rx.recv() => match done {
+                    Some(done) => self.on_done(done?)?,
+                    None => return Ok(()),
+                },
+                msg = consumer.recv() => {
+                    let msg = msg?;
+                    self.on_message(&msg).await?;
+                }
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Seals the open batch and waits for every batch in flight to be written and committed.
+    async fn drain(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
+        self.apply_revocations();
+        loop {
+            if self.in_flight == 0 {
+                if self.batch.is_empty() {
+                    return;
+                }
+                self.seal(sealed_tx).await;
+            }
+            match self.done_rx.recv().await {
+                Some(Ok(done)) => {
+                    if let Err(e) = self.on_done(done) {
+                        tracing::warn!("commit during shutdown failed: {e}");
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("batch not written during shutdown (will be replayed): {e}");
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn set_paused(&mut self, pause: bool) -> Result<(), IngestError> {
+        if pause == self.paused {
+            return Ok(());
+        }
+        let assignment = self.consumer.assignment()?;
+        if pause {
+            self.consumer.pause(&assignment)?;
+        } else {
+            self.consumer.resume(&assignment)?;
+        }
+        self.paused = pause;
+        self.metrics.paused.set(pause as i64);
+        Ok(())
+    }
+
+    fn apply_revocations(&mut self) {
+        let revoked = std::mem::take(&mut self.shared.lock().expect("rebalance state").revoked);
+        for tp in &revoked {
+            // Rows of a revoked partition are dropped with their offsets: the new owner
+            // re-reads them from the last commit, so nothing is lost.
+            self.batch.drop_partition(tp);
+        }
+    }
+
+    async fn seal(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
+        let batch = std::mem::take(&mut self.batch);
+        let (rows, bytes) = (batch.rows(), batch.bytes());
+        let (blocks, pending, oldest_kafka_ts_ms) = batch.into_parts();
+        self.in_flight += 1;
+        let sealed = Sealed {
+            blocks,
+            pending,
+            oldest_kafka_ts_ms,
+            rows,
+            bytes,
+        };
+        if sealed_tx.send(sealed).await.is_err() {
+            tracing::warn!("writer stopped; batch not written (will be replayed)");
+        }
+    }
+
+    async fn on_message(
+        &mut self,
+        msg: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), IngestError> {
+        self.apply_revocations();
+        let topic = msg.topic();
+        let kind = *self
+            .kinds
+            .get(topic)
+            .ok_or_else(|| IngestError::UnknownTopic(topic.to_string()))?;
+        let tp: TopicPartition = (Arc::from(topic), msg.partition());
+        let offset = msg.offset();
+        let kafka_ts = msg.timestamp().to_millis();
+        self.metrics.consumed.with_label_values(&[topic]).inc();
+        self.summary.messages += 1;
+
+        let headers = owned_headers(msg);
+        let input = InputMessage {
+            source: kind,
+            topic,
+            partition: tp.1,
+            offset,
+            timestamp_ms: kafka_ts,
+            headers: &headers,
+            payload: msg.payload(),
+        };
+        let normalized = normalize::normalize(&input, &self.limits);
+        {
+            let mut shared = self.shared.lock().expect("rebalance state");
+            self.batch
+                .consumed(&mut shared.tracker, &tp, offset, kafka_ts);
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for event in &normalized.events {
+            let source = match event {
+                Event::Audit(_) => "audit_stream",
+                Event::Webhook(_) => "webhook",
+            };
+            self.metrics.events.with_label_values(&[source]).inc();
+            route::push_event_rows(&mut self.batch, &tp, offset, event, now_ms);
+        }
+        for rejection in &normalized.rejected {
+            self.dlq
+                .send(&DeadLetterItem {
+                    topic,
+                    partition: tp.1,
+                    offset,
+                    kind: rejection.kind.as_str(),
+                    message: &rejection.message,
+                    element_index: rejection.index,
+                    table: None,
+                    key: msg.key(),
+                    payload: msg.payload().unwrap_or_default(),
+                    original_headers: &headers,
+                })
+                .await?;
+            self.metrics
+                .dead_lettered
+                .with_label_values(&[rejection.kind.as_str()])
+                .inc();
+            self.summary.dead_lettered += 1;
+        }
+        self.guard.observe(!normalized.rejected.is_empty())?;
+        Ok(())
+    }
+
+    fn on_done(&mut self, done: Done) -> Result<(), IngestError> {
+        self.in_flight -= 1;
+        let commits = {
+            let mut shared = self.shared.lock().expect("rebalance state");
+            shared.tracker.complete(done.durable);
+            shared.tracker.take_commits()
+        };
+        if !commits.is_empty() {
+            let list = source::commit_list(&commits);
+            let consumer = self.consumer.clone();
+            // A synchronous commit reports failure, unlike an async one; run it off the
+            // async worker so it does not stall other tasks.
+            let result =
+                tokio::task::block_in_place(move || consumer.commit(&list, CommitMode::Sync));
+            if let Err(e) = result {
+                self.metrics.commit_failures.inc();
+                tracing::warn!("offset commit failed, will retry with the next batch: {e}");
+                self.shared
+                    .lock()
+                    .expect("rebalance state")
+                    .tracker
+                    .restore_commits(&commits);
+            }
+        }
+        for (table, rows) in &done.rows_by_table {
+            self.metrics
+                .stored_rows
+                .with_label_values(&[table])
+                .inc_by(*rows as u64);
+        }
+        self.metrics.batches.inc();
+        self.metrics.batch_rows.observe(done.rows as f64);
+        self.metrics.batch_bytes.observe(done.bytes as f64);
+        if let Some(ts) = done.oldest_kafka_ts_ms {
+            let lag_ms = chrono::Utc::now().timestamp_millis() - ts;
+            self.metrics
+                .end_to_end_lag
+                .observe(lag_ms.max(0) as f64 / 1000.0);
+        }
+        self.summary.batches += 1;
+        self.summary.rows_written += done.rows as u64;
+        Ok(())
+    }
+}
+
+fn owned_headers(msg: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    match msg.headers() {
+        Some(h) => h
+            .iter()
+            .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Writes sealed batches in order; only a successful write (and the acknowledged
+/// dead-lettering of rows the store refused) turns their offsets durable.
+async fn writer_task(
+    store: ClickHouseSink,
+    dlq: DeadLetterProducer,
+    mut sealed_rx: mpsc::Receiver<Sealed>,
+    done_tx: mpsc::Sender<Result<Done, IngestError>>,
+    cancel: CancellationToken,
+    metrics: Metrics,
+) {
+    while let Some(sealed) = sealed_rx.recv().await {
+        let result = match store.write(&sealed.blocks, &cancel).await {
+            Ok(written) => match dead_letter_rejected(&dlq, &written.rejected, &metrics).await {
+                Ok(()) => {
+                    let mut rows_by_table: Vec<(&'static str, usize)> = Vec::new();
+                    for b in &sealed.blocks {
+                        rows_by_table.push((b.table.name(), b.rows.len()));
+                    }
+                    Ok(Done {
+                        durable: sealed.pending.into_durable(written.receipt),
+                        oldest_kafka_ts_ms: sealed.oldest_kafka_ts_ms,
+                        rows: sealed.rows - written.rejected.len(),
+                        bytes: sealed.bytes,
+                        rows_by_table,
+                    })
+                }
+                Err(e) => Err(e.into()),
+            },
+            Err(SinkError::Interrupted) => return,
+            Err(SinkError::Fatal(e)) => Err(IngestError::Store(e)),
+        };
+        let fatal = result.is_err();
+        if done_tx.send(result).await.is_err() || fatal {
+            return;
+        }
+    }
+}
+
+async fn dead_letter_rejected(
+    dlq: &DeadLetterProducer,
+    rejected: &[RejectedRow],
+    metrics: &Metrics,
+) -> Result<(), DeadLetterError> {
+    for row in rejected {
+        tracing::warn!(
+            table = row.table.name(),
+            topic = %row.tp.0,
+            partition = row.tp.1,
+            offset = row.offset,
+            "ClickHouse rejected a row; dead-lettering it: {}",
+            row.message
+        );
+        dlq.send(&DeadLetterItem {
+            topic: &row.tp.0,
+            partition: row.tp.1,
+            offset: row.offset,
+            kind: "rejected_by_store",
+            message: &row.message,
+            element_index: None,
+            table: Some(row.table.name()),
+            key: None,
+            payload: &row.row,
+            original_headers: &[],
+        })
+        .await?;
+        metrics
+            .dead_lettered
+            .with_label_values(&["rejected_by_store"])
+            .inc();
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The Kafka side: consumer and producer construction, and the consumer context that keeps
+//! the offset tracker in step with rebalances.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::offsets::{OffsetTracker, TopicPartition};
+use crate::config::KafkaSettings;
+use crate::model::SourceKind;
+use crate::telemetry::metrics::Metrics;
+
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Shared between the consumer loop and the rebalance callbacks, which librdkafka runs on the
+/// thread polling the consumer (inside `recv()`), never concurrently with the loop body.
+#[derive(Default)]
+pub struct RebalanceShared {
+    pub tracker: OffsetTracker,
+    /// Partitions revoked since the loop last looked; it drops them from the open batch.
+    pub revoked: Vec<TopicPartition>,
+}
+
+pub struct IngestContext {
+    pub shared: Arc<Mutex<RebalanceShared>>,
+    metrics: Metrics,
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        let mut shared = self.shared.lock().expect("rebalance state");
+        // Commit what is already durable before the partitions move, to limit replays.
+        let commits = shared.tracker.take_commits();
+        if !commits.is_empty() {
+            if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
+                self.metrics.commit_failures.inc();
+                tracing::warn!("commit before revoke failed (rows will be replayed): {e}");
+            }
+        }
+        for el in tpl.elements() {
+            let tp: TopicPartition = (Arc::from(el.topic()), el.partition());
+            shared.tracker.revoke(&tp);
+            shared.revoked.push(tp);
+        }
+        tracing::info!(partitions = tpl.count(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                let mut shared = self.shared.lock().expect("rebalance state");
+                for el in tpl.elements() {
+                    shared
+                        .tracker
+                        .assign((Arc::from(el.topic()), el.partition()));
+                }
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                self.metrics.rebalances.with_label_values(&["error"]).inc();
+                tracing::warn!("rebalance error: {e}");
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Builds the commit list: `next` is the offset of the next message to read.
+pub fn commit_list(commits: &[(TopicPartition, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in commits {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            .expect("valid offset");
+    }
+    tpl
+}
+
+/// `defaults` may be overridden by `kafka.options`; `forced` may not (validation rejects
+/// options that try).
+fn client_config(
+    settings: &KafkaSettings,
+    defaults: &[(&str, &str)],
+    forced: &[(&str, String)],
+) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.brokers);
+    for (k, v) in defaults {
+        cfg.set(*k, *v);
+    }
+    for (k, v) in &settings.options.0 {
+        cfg.set(k, v);
+    }
+    for (k, v) in forced {
+        cfg.set(*k, v);
+    }
+    cfg
+}
+
+/// A consumer that never commits on its own: offsets are committed only after ClickHouse
+/// acknowledged the rows, by the pipeline.
+pub fn consumer(
+    settings: &KafkaSettings,
+    metrics: Metrics,
+) -> Result<(IngestConsumer, Arc<Mutex<RebalanceShared>>), rdkafka::error::KafkaError> {
+    let shared = Arc::new(Mutex::new(RebalanceShared::default()));
+    let context = IngestContext {
+        shared: shared.clone(),
+        metrics,
+    };
+    let cfg = client_config(
+        settings,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "5000"),
+            ("fetch.max.bytes", "8388608"),
+        ],
+        &[
+            ("group.id", settings.group_id.clone()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            // Bound prefetch memory: per partition, librdkafka queues at most this much.
+            (
+                "queued.max.messages.kbytes",
+                settings.max_prefetch_kbytes.to_string(),
+            ),
+        ],
+    );
+    let consumer: IngestConsumer = cfg.create_with_context(context)?;
+    let topics: Vec<&str> = settings
+        .audit_topics
+        .iter()
+        .chain(&settings.webhook_topics)
+        .map(String::as_str)
+        .collect();
+    consumer.subscribe(&topics)?;
+    Ok((consumer, shared))
+}
+
+/// An idempotent producer (`acks=all`), used for the dead-letter topic.
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    client_config(
+        settings,
+        &[("linger.ms", "5")],
+        &[
+            ("enable.idempotence", "true".into()),
+            ("acks", "all".into()),
+        ],
+    )
+    .create()
+}
+
+/// Maps each configured topic to the kind of GitLab delivery it carries.
+pub fn topic_kinds(settings: &KafkaSettings) -> HashMap<String, SourceKind> {
+    let mut map = HashMap::new();
+    for t in &settings.audit_topics {
+        map.insert(t.clone(), SourceKind::AuditStream);
+    }
+    for t in &settings.webhook_topics {
+        map.insert(t.clone(), SourceKind::Webhook);
+    }
+    map
+}

@@ -1,0 +1,160 @@
+//! The `tokentrail` command line. Glue only: each subcommand loads settings and calls the
+//! library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use tokentrail::config::Settings;
+use tokentrail::store::schema::{Dialect, RenderOptions};
+use tokentrail::store::{migrate, sink};
+use tokentrail::telemetry::{self, metrics::Metrics, server::Health};
+
+#[derive(Parser)]
+#[command(
+    name = "tokentrail",
+    version,
+    about = "Traceability for GitLab CI job tokens: GitLab audit events and webhooks from Kafka into ClickHouse"
+)]
+struct Cli {
+    /// TOML configuration file; `TOKENTRAIL__SECTION__KEY` variables override it.
+    #[arg(long, short, global = true, env = "TOKENTRAIL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume GitLab audit events and webhooks from Kafka and write them to ClickHouse.
+    Ingest {
+        /// Print the effective configuration (secrets redacted) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Create or upgrade the ClickHouse schema.
+    Migrate {
+        /// Print the DDL instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Render for this dialect instead of asking the server (needed for --dry-run
+        /// without a server).
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    /// For ClickHouse < 23.8 (e.g. 18.16): no DateTime64, codecs, TTL or LowCardinality.
+    Portable,
+    /// For ClickHouse ≥ 23.8.
+    Modern,
+}
+
+impl From<DialectArg> for Dialect {
+    fn from(d: DialectArg) -> Self {
+        match d {
+            DialectArg::Portable => Dialect::Portable,
+            DialectArg::Modern => Dialect::Modern,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init_logging(&settings.telemetry.log_format);
+    match cli.command {
+        Command::Ingest { print_config } => {
+            if print_config {
+                print!("{}", settings.to_redacted_toml());
+                return Ok(());
+            }
+            ingest(&settings).await
+        }
+        Command::Migrate { dry_run, dialect } => {
+            migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
+        }
+    }
+}
+
+async fn ingest(settings: &Settings) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let health = Health::default();
+    if !settings.telemetry.listen.is_empty() {
+        telemetry::server::serve(&settings.telemetry.listen, metrics.clone(), health.clone())
+            .await
+            .with_context(|| format!("telemetry.listen {}", settings.telemetry.listen))?;
+    }
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    tokentrail::ingest::pipeline::run(settings, metrics, health, cancel).await?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM starts a graceful shutdown: stop fetching, flush, commit, exit.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    cancel.cancel();
+}
+
+async fn migrate_cmd(
+    settings: &Settings,
+    dry_run: bool,
+    dialect: Option<Dialect>,
+) -> anyhow::Result<()> {
+    let ch = &settings.clickhouse;
+    let client = sink::client(ch);
+    if dry_run {
+        let dialect = match dialect {
+            Some(d) => d,
+            None => Dialect::for_version(
+                sink::server_version(&client)
+                    .await
+                    .context("reading the server version (or pass --dialect)")?,
+            ),
+        };
+        let opts = RenderOptions {
+            database: ch.database.clone(),
+            dialect,
+            retention_days: ch.retention_days,
+        };
+        for (version, name, statements) in migrate::plan(&opts)? {
+            println!("-- migration {version}: {name} ({dialect:?})");
+            for s in statements {
+                println!("{s};\n");
+            }
+        }
+        return Ok(());
+    }
+    let report = migrate::migrate(&client, &ch.database, ch.retention_days, dialect).await?;
+    println!(
+        "dialect {:?}: applied {:?}, already applied {:?}",
+        report.dialect, report.applied, report.already_applied
+    );
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Every metric tokentrail exports, in one place. Names are part of the public contract
+//! (dashboards and alerts depend on them); change them only with a changelog entry.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Kafka messages consumed, by topic.
+    pub consumed: IntCounterVec,
+    /// Normalized events, by source (`audit_stream`, `webhook`).
+    pub events: IntCounterVec,
+    /// Rows acknowledged by ClickHouse, by table.
+    pub stored_rows: IntCounterVec,
+    /// Messages (or batched-array elements, or store-rejected rows) dead-lettered, by reason.
+    pub dead_lettered: IntCounterVec,
+    /// Batches written and committed.
+    pub batches: IntCounter,
+    /// Rows per written batch.
+    pub batch_rows: Histogram,
+    /// Encoded bytes per written batch.
+    pub batch_bytes: Histogram,
+    /// Seconds per INSERT request, by table.
+    pub insert_latency: HistogramVec,
+    /// Insert attempts that failed transiently and were retried.
+    pub insert_retries: IntCounter,
+    /// Seconds from the oldest Kafka timestamp in a batch to its commit.
+    pub end_to_end_lag: Histogram,
+    /// Offsets behind the high watermark, by topic and partition (from librdkafka statistics).
+    pub consumer_lag: IntGaugeVec,
+    /// Rebalance callbacks, by kind (`assign`, `revoke`, `error`).
+    pub rebalances: IntCounterVec,
+    /// Offset commits that Kafka refused (retried on the next commit).
+    pub commit_failures: IntCounter,
+    /// 1 while consumption is paused for back-pressure.
+    pub paused: IntGauge,
+    /// Correlator counters, by kind (`matched`, `auth_only`, `evicted`, ...).
+    pub correlator: IntCounterVec,
+    /// Token-use records emitted, by correlation method.
+    pub token_uses: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new_custom(Some("tokentrail".into()), None).expect("registry");
+        let insert_latency = HistogramVec::new(
+            HistogramOpts::new("insert_latency_seconds", "Seconds per ClickHouse INSERT")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["table"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(insert_latency.clone()))
+            .expect("unique metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new("consumer_lag", "Offsets behind the partition high watermark"),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let paused = IntGauge::new("consumer_paused", "1 while consumption is paused")
+            .expect("valid metric");
+        r.register(Box::new(paused.clone())).expect("unique metric");
+        Metrics {
+            consumed: counter_vec(&r, "messages_consumed_total", "Kafka messages consumed", &["topic"]),
+            events: counter_vec(&r, "events_normalized_total", "Normalized events", &["source"]),
+            stored_rows: counter_vec(&r, "rows_stored_total", "Rows acknowledged by ClickHouse", &["table"]),
+            dead_lettered: counter_vec(&r, "dead_lettered_total", "Items sent to the dead-letter topic", &["reason"]),
+            batches: counter(&r, "batches_total", "Batches written and committed"),
+            batch_rows: histogram(&r, "batch_rows", "Rows per batch", prometheus::exponential_buckets(10.0, 4.0, 8).expect("buckets")),
+            batch_bytes: histogram(&r, "batch_bytes", "Encoded bytes per batch", prometheus::exponential_buckets(1024.0, 4.0, 9).expect("buckets")),
+            insert_latency,
+            insert_retries: counter(&r, "insert_retries_total", "Transient insert failures retried"),
+            end_to_end_lag: histogram(&r, "end_to_end_lag_seconds", "Seconds from Kafka timestamp to commit", LAG_BUCKETS.to_vec()),
+            consumer_lag,
+            rebalances: counter_vec(&r, "rebalances_total", "Consumer group rebalances", &["kind"]),
+            commit_failures: counter(&r, "commit_failures_total", "Offset commits refused by Kafka"),
+            paused,
+            correlator: counter_vec(&r, "correlator_events_total", "Correlator state changes", &["kind"]),
+            token_uses: counter_vec(&r, "token_use_records_total", "Token-use records emitted", &["correlation"]),
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding");
+        String::from_utf8(buf).expect("utf8 metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
