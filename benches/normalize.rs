@@ -1,0 +1,81 @@
+//! Throughput of `normalize` on a mix of the shared samples: each audit sample as a single
+//! body, all three as one batched array, and both webhook samples.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokentrail::model::{InputMessage, SourceKind};
+use tokentrail::normalize::{Limits, normalize};
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gitlab")
+        .join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn bench(c: &mut Criterion) {
+    let audit_names = [
+        "audit-stream/user_authenticated_using_job_token.json",
+        "audit-stream/repository_git_operation.json",
+        "audit-stream/secure_ci_job_token_project_added.json",
+    ];
+    let audits: Vec<Vec<u8>> = audit_names.iter().map(|n| fixture(n)).collect();
+    let batch = {
+        let parts: Vec<&str> = audits
+            .iter()
+            .map(|a| std::str::from_utf8(a).unwrap())
+            .collect();
+        format!("[{}]", parts.join(",")).into_bytes()
+    };
+    let hooks = [
+        fixture("webhooks/job_hook.json"),
+        fixture("webhooks/pipeline_hook.json"),
+    ];
+    let webhook_headers = vec![
+        ("X-Gitlab-Event".to_owned(), b"Job Hook".to_vec()),
+        (
+            "Idempotency-Key".to_owned(),
+            b"6c5b4a39-2817-4f06-9e5d-4c3b2a190817".to_vec(),
+        ),
+    ];
+
+    type Headers = [(String, Vec<u8>)];
+    let mut mix: Vec<(SourceKind, &[u8], &Headers)> = Vec::new();
+    for a in &audits {
+        mix.push((SourceKind::AuditStream, a, &[]));
+    }
+    mix.push((SourceKind::AuditStream, &batch, &[]));
+    for h in &hooks {
+        mix.push((SourceKind::Webhook, h, &webhook_headers));
+    }
+
+    let limits = Limits::default();
+    let run = || {
+        let mut n = 0;
+        for (source, payload, headers) in &mix {
+            let msg = InputMessage {
+                source: *source,
+                topic: "bench",
+                partition: 0,
+                offset: 0,
+                timestamp_ms: Some(1_748_945_742_123),
+                headers,
+                payload: Some(payload),
+            };
+            n += normalize(black_box(&msg), &limits).events.len();
+        }
+        n
+    };
+    let events_per_iter = run() as u64;
+    assert_eq!(events_per_iter, 8, "the mix should yield 8 events");
+
+    let mut group = c.benchmark_group("normalize");
+    group.throughput(Throughput::Elements(events_per_iter));
+    group.bench_function("sample_mix", |b| b.iter(|| black_box(run())));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
