@@ -9,5 +9,6 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod normalize;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;

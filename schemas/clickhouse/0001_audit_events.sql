@@ -33,4 +33,4 @@ ORDER BY (event_type, created_at, dedup_key)
 {{settings}};
 
 CREATE VIEW IF NOT EXISTS {{db}}.audit_events_dedup AS
-SELECT * FROM {{db}}.audit_events FINAL;
+SELECT *, created_at FROM {{db}}.audit_events FINAL;

@@ -21,4 +21,4 @@ ORDER BY (object_kind, dedup_key)
 {{settings}};
 
 CREATE VIEW IF NOT EXISTS {{db}}.webhook_events_dedup AS
-SELECT * FROM {{db}}.webhook_events FINAL;
+SELECT *, event_time FROM {{db}}.webhook_events FINAL;

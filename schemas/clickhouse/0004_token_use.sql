@@ -33,4 +33,4 @@ ORDER BY (target_project_path, source_project_path, event_time, record_key)
 {{settings}};
 
 CREATE VIEW IF NOT EXISTS {{db}}.token_use_dedup AS
-SELECT * FROM {{db}}.token_use FINAL;
+SELECT *, event_time FROM {{db}}.token_use FINAL;

@@ -50,17 +50,19 @@ pub async fn migrate(
     retention_days: u32,
     dialect: Option<Dialect>,
 ) -> Result<MigrationReport, MigrateError> {
+    // The target database may not exist yet; bookkeeping runs in `system`, which always does.
+    let system = client.clone().with_database("system");
     let dialect = match dialect {
         Some(d) => d,
-        None => Dialect::for_version(sink::server_version(client).await?),
+        None => Dialect::for_version(sink::server_version(&system).await?),
     };
     let opts = RenderOptions {
         database: database.to_string(),
         dialect,
         retention_days,
     };
-    let exec = |sql: String| async move {
-        client
+    let exec = |sql: String| async {
+        system
             .query_raw(&sql)
             .execute()
             .await
@@ -80,7 +82,7 @@ pub async fn migrate(
                 source,
             })?;
     }
-    let applied: Vec<u32> = client
+    let applied: Vec<u32> = system
         .query_raw(&format!(
             "SELECT version FROM {}.{MIGRATIONS_TABLE} ORDER BY version",
             quote_ident(database)

@@ -1,0 +1,200 @@
+//! Shared helpers: where the services are, unique names, topic creation, producing.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokentrail::config::Settings;
+
+/// Connection settings, from the variables `deploy/local/services env` prints.
+pub struct Services {
+    pub brokers: String,
+    pub clickhouse_url: String,
+    pub chdb_run: PathBuf,
+}
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set. Integration tests need the real services: run \
+             `deploy/local/services start` and `eval \"$(deploy/local/services env)\"`, \
+             or use `deploy/local/test`"
+        )
+    })
+}
+
+pub fn services() -> Services {
+    Services {
+        brokers: required("TOKENTRAIL__KAFKA__BROKERS"),
+        clickhouse_url: required("TOKENTRAIL__CLICKHOUSE__URL"),
+        chdb_run: PathBuf::from(required("TOKENTRAIL_CHDB_RUN")),
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name no other test (or earlier run) uses: `prefix_<pid>_<millis>_<n>`.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!("{prefix}_{}_{millis}_{n}", std::process::id())
+}
+
+pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// One message to produce: key, headers, payload.
+pub struct Outgoing {
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+    pub partition: Option<i32>,
+}
+
+impl Outgoing {
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        Outgoing {
+            key: None,
+            headers: Vec::new(),
+            payload: payload.into(),
+            partition: None,
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn key(mut self, k: &str) -> Self {
+        self.key = Some(k.into());
+        self
+    }
+    pub fn partition(mut self, p: i32) -> Self {
+        self.partition = Some(p);
+        self
+    }
+}
+
+/// Produces all messages and waits for every acknowledgement.
+pub async fn produce_all(producer: &FutureProducer, topic: &str, messages: &[Outgoing]) {
+    let futures: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &m.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::<str, [u8]>::to(topic)
+                .payload(&m.payload)
+                .headers(headers);
+            if let Some(k) = &m.key {
+                record = record.key(k);
+            }
+            if let Some(p) = m.partition {
+                record = record.partition(p);
+            }
+            producer.send(record, Duration::from_secs(30))
+        })
+        .collect();
+    for f in futures {
+        f.await.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    }
+}
+
+pub fn clickhouse(url: &str, database: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_database(database)
+        .with_validation(false)
+        .with_compression(clickhouse::Compression::None)
+}
+
+/// Settings for a pipeline run with its own topics, group and database.
+pub fn settings(svc: &Services, name: &str) -> Settings {
+    let mut s = Settings::default();
+    s.kafka.brokers = svc.brokers.clone();
+    s.kafka.group_id = format!("{name}_group");
+    s.kafka.audit_topics = vec![format!("{name}_audit")];
+    s.kafka.webhook_topics = vec![format!("{name}_webhooks")];
+    s.kafka.dead_letter_topic = format!("{name}_dlq");
+    s.kafka
+        .options
+        .0
+        .insert("session.timeout.ms".into(), "6000".into());
+    s.clickhouse.url = svc.clickhouse_url.clone();
+    s.clickhouse.database = name.to_string();
+    s.batch.max_wait_ms = 200;
+    s.telemetry.listen = String::new();
+    s.validate().expect("test settings are valid");
+    s
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs queries on the modern engine (chdb) and returns stdout as raw tab-separated text.
+pub fn chdb(svc: &Services, args: &[&str]) -> String {
+    let out = std::process::Command::new(&svc.chdb_run)
+        .args(["--format", "TabSeparatedRaw"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", svc.chdb_run.display()));
+    assert!(
+        out.status.success(),
+        "chdb-run {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
