@@ -57,7 +57,7 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub kafka: KafkaSettings,
@@ -147,6 +147,14 @@ pub struct CorrelateSettings {
     pub max_pending: usize,
     /// Bound on the job-id → job webhook cache used for enrichment.
     pub max_jobs: usize,
+    /// How far behind the slowest partition's newest event time the correlation watermark
+    /// trails: events arriving later than this are decided without waiting for partners.
+    pub lateness_ms: i64,
+    /// A busy (author, IP) key is decided after at most this much event time.
+    pub max_hold_ms: i64,
+    /// With no new events for this long (wall clock), everything held is decided, so a quiet
+    /// stream still gets its records and its offsets committed.
+    pub idle_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -163,22 +171,6 @@ pub struct TelemetrySettings {
 pub struct ShutdownSettings {
     /// On SIGINT/SIGTERM, flush and commit within this many seconds, then exit.
     pub deadline_secs: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            kafka: KafkaSettings::default(),
-            clickhouse: ClickHouseSettings::default(),
-            batch: BatchSettings::default(),
-            retry: RetrySettings::default(),
-            dead_letter: DeadLetterSettings::default(),
-            normalize: NormalizeSettings::default(),
-            correlate: CorrelateSettings::default(),
-            telemetry: TelemetrySettings::default(),
-            shutdown: ShutdownSettings::default(),
-        }
-    }
 }
 
 impl Default for KafkaSettings {
@@ -251,6 +243,9 @@ impl Default for CorrelateSettings {
             window_ms: 5_000,
             max_pending: 100_000,
             max_jobs: 200_000,
+            lateness_ms: 10_000,
+            max_hold_ms: 15_000,
+            idle_flush_ms: 10_000,
         }
     }
 }
@@ -353,7 +348,9 @@ impl Settings {
         if let Some(t) = k.audit_topics.iter().find(|t| k.webhook_topics.contains(t)) {
             return Err(invalid(
                 "kafka.webhook_topics",
-                format!("topic {t:?} is also listed in kafka.audit_topics; a topic carries one kind"),
+                format!(
+                    "topic {t:?} is also listed in kafka.audit_topics; a topic carries one kind"
+                ),
             ));
         }
         if k.dead_letter_topic.trim().is_empty() {
@@ -430,6 +427,18 @@ impl Settings {
         }
         if self.correlate.max_jobs == 0 {
             return Err(invalid("correlate.max_jobs", "must be > 0"));
+        }
+        if self.correlate.lateness_ms < 0 {
+            return Err(invalid("correlate.lateness_ms", "must be >= 0"));
+        }
+        if self.correlate.max_hold_ms < 2 * self.correlate.window_ms {
+            return Err(invalid(
+                "correlate.max_hold_ms",
+                "must be at least twice correlate.window_ms",
+            ));
+        }
+        if self.correlate.idle_flush_ms == 0 {
+            return Err(invalid("correlate.idle_flush_ms", "must be > 0"));
         }
         let t = &self.telemetry;
         if !t.listen.is_empty() && t.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -534,8 +543,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let err =
-            Settings::load_with_env(None, env(&[("TOKENTRAIL__BATCH__MAX_ROWS", "0")])).unwrap_err();
+        let err = Settings::load_with_env(None, env(&[("TOKENTRAIL__BATCH__MAX_ROWS", "0")]))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid configuration: batch.max_rows: must be > 0"

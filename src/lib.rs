@@ -6,9 +6,11 @@
 //! at-least-once, replay-safe pipeline in [`ingest`]. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod correlate;
 pub mod ingest;
 pub mod model;
 pub mod normalize;
+pub mod publish;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -190,7 +190,7 @@ pub struct AllowlistChange {
     pub policies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AllowlistChangeKind {
     ProjectAdded,

@@ -1,6 +1,8 @@
 //! `tokentrail ingest`: Kafka → normalize → batch → ClickHouse → commit.
 
+pub mod allowlist_history;
 pub mod batch;
+pub mod correlation;
 pub mod dead_letter;
 pub mod offsets;
 pub mod pipeline;

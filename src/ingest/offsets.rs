@@ -75,8 +75,9 @@ struct PartitionState {
     commit_seq: u64,
     /// Completed batches waiting for an earlier one: seq → last offset.
     done: BTreeMap<u64, i64>,
-    /// Offset to commit (last durable + 1), not yet sent to Kafka.
-    uncommitted: Option<i64>,
+    /// Last durable offset + 1 of the contiguous prefix.
+    durable_next: Option<i64>,
+    /// What was last sent to Kafka.
     committed: Option<i64>,
 }
 
@@ -107,6 +108,10 @@ impl OffsetTracker {
     /// A partition was revoked: batches in flight for it will not commit.
     pub fn revoke(&mut self, tp: &TopicPartition) {
         self.partitions.remove(tp);
+    }
+
+    pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.partitions.keys()
     }
 
     pub fn is_assigned(&self, tp: &TopicPartition) -> bool {
@@ -153,7 +158,7 @@ impl OffsetTracker {
             let mut moved = false;
             while let Some(last) = state.done.remove(&state.commit_seq) {
                 state.commit_seq += 1;
-                state.uncommitted = Some(last + 1);
+                state.durable_next = Some(last + 1);
                 moved = true;
             }
             if moved {
@@ -164,10 +169,19 @@ impl OffsetTracker {
     }
 
     /// Offsets to commit now (next offset to read, per partition), and marks them sent.
-    pub fn take_commits(&mut self) -> Vec<(TopicPartition, i64)> {
+    /// `cap` may hold a partition back further: messages still pinned by a later stage (the
+    /// correlator) must be read again after a restart, so their offsets are not committed.
+    pub fn take_commits(
+        &mut self,
+        cap: impl Fn(&TopicPartition) -> Option<i64>,
+    ) -> Vec<(TopicPartition, i64)> {
         let mut out = Vec::new();
         for (tp, state) in &mut self.partitions {
-            if let Some(next) = state.uncommitted.take() {
+            let Some(durable) = state.durable_next else {
+                continue;
+            };
+            let next = cap(tp).map_or(durable, |c| c.min(durable));
+            if state.committed.is_none_or(|c| c < next) {
                 state.committed = Some(next);
                 out.push((tp.clone(), next));
             }
@@ -176,13 +190,11 @@ impl OffsetTracker {
         out
     }
 
-    /// Puts back commits that Kafka refused, so the next commit retries them.
+    /// Forgets commits that Kafka refused, so the next call retries them.
     pub fn restore_commits(&mut self, failed: &[(TopicPartition, i64)]) {
-        for (tp, next) in failed {
+        for (tp, _) in failed {
             if let Some(state) = self.partitions.get_mut(tp) {
-                if state.uncommitted.is_none_or(|u| u < *next) {
-                    state.uncommitted = Some(*next);
-                }
+                state.committed = None;
             }
         }
     }
@@ -216,10 +228,13 @@ mod tests {
     fn commits_next_offset_after_durable_batch() {
         let mut t = OffsetTracker::new();
         let b = batch(&mut t, &[(0, 10), (0, 11), (1, 5)]);
-        assert!(t.take_commits().is_empty(), "nothing durable yet");
+        assert!(t.take_commits(|_| None).is_empty(), "nothing durable yet");
         assert_eq!(t.complete(durable(b)), 2);
-        assert_eq!(t.take_commits(), vec![(tp(0), 12), (tp(1), 6)]);
-        assert!(t.take_commits().is_empty(), "commits are taken once");
+        assert_eq!(t.take_commits(|_| None), vec![(tp(0), 12), (tp(1), 6)]);
+        assert!(
+            t.take_commits(|_| None).is_empty(),
+            "commits are taken once"
+        );
     }
 
     #[test]
@@ -228,9 +243,9 @@ mod tests {
         let first = batch(&mut t, &[(0, 1), (0, 2)]);
         let second = batch(&mut t, &[(0, 3), (0, 4)]);
         t.complete(durable(second));
-        assert!(t.take_commits().is_empty());
+        assert!(t.take_commits(|_| None).is_empty());
         t.complete(durable(first));
-        assert_eq!(t.take_commits(), vec![(tp(0), 5)]);
+        assert_eq!(t.take_commits(|_| None), vec![(tp(0), 5)]);
     }
 
     #[test]
@@ -241,7 +256,7 @@ mod tests {
         let b = batch(&mut t, &[(0, 7)]);
         t.complete(durable(a));
         t.complete(durable(b));
-        assert_eq!(t.take_commits(), vec![(tp(0), 8)]);
+        assert_eq!(t.take_commits(|_| None), vec![(tp(0), 8)]);
     }
 
     #[test]
@@ -251,7 +266,7 @@ mod tests {
         t.revoke(&tp(0));
         t.assign(tp(0));
         t.complete(durable(b));
-        assert_eq!(t.take_commits(), vec![(tp(1), 2)]);
+        assert_eq!(t.take_commits(|_| None), vec![(tp(1), 2)]);
     }
 
     #[test]
@@ -259,9 +274,19 @@ mod tests {
         let mut t = OffsetTracker::new();
         let b = batch(&mut t, &[(0, 1)]);
         t.complete(durable(b));
-        let c = t.take_commits();
+        let c = t.take_commits(|_| None);
         t.restore_commits(&c);
-        assert_eq!(t.take_commits(), c);
+        assert_eq!(t.take_commits(|_| None), c);
+    }
+
+    #[test]
+    fn cap_holds_a_partition_back_until_released() {
+        let mut t = OffsetTracker::new();
+        let b = batch(&mut t, &[(0, 1), (0, 2), (0, 3)]);
+        t.complete(durable(b));
+        assert_eq!(t.take_commits(|_| Some(2)), vec![(tp(0), 2)]);
+        assert_eq!(t.take_commits(|_| Some(2)), vec![], "nothing new");
+        assert_eq!(t.take_commits(|_| None), vec![(tp(0), 4)], "released");
     }
 
     #[test]
@@ -270,6 +295,6 @@ mod tests {
         let mut b = batch(&mut t, &[(0, 1), (1, 1)]);
         b.drop_partition(&tp(0));
         t.complete(durable(b));
-        assert_eq!(t.take_commits(), vec![(tp(1), 2)]);
+        assert_eq!(t.take_commits(|_| None), vec![(tp(1), 2)]);
     }
 }

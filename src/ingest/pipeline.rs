@@ -1,8 +1,9 @@
 //! `tokentrail ingest`: the whole flow in one place.
 //!
 //! ```text
-//! Kafka ──recv──▶ normalize (pure) ──▶ route: encode rows into the open Batch
-//!                      │                         │ full or old enough: seal
+//! Kafka ──recv──▶ normalize (pure) ──▶ correlate (pure) ──▶ route: encode rows into the
+//!                      │                                        open Batch
+//!                      │                                         │ full or old enough: seal
 //!                      └─ rejections ─▶ DLQ (acked)   ▼
 //!                                        bounded channel (1 sealed batch)
 //!                                                 ▼
@@ -13,7 +14,8 @@
 //!
 //! Back-pressure: one batch is written while the next fills. When the next is full and the
 //! writer is still busy, the assigned partitions are paused; librdkafka's prefetch cap bounds
-//! what still arrives. The commit step is last, and only a `WriteReceipt` leads to it.
+//! what still arrives. The commit step is last, and only a `WriteReceipt` leads to it; the
+//! correlation stage may hold it back further for messages whose events it still holds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +28,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Block};
-use super::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard};
+use super::correlation::{CorrelationStage, Released, record_key};
+use super::dead_letter::{
+    DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard,
+};
 use super::offsets::{DurableOffsets, PendingOffsets, TopicPartition};
-use super::route;
 use super::source::{self, IngestConsumer, RebalanceShared};
+use super::{allowlist_history, route};
 use crate::config::Settings;
-use crate::model::{Event, InputMessage, SourceKind};
+use crate::model::{Event, InputMessage, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
 use crate::store::schema::Dialect;
 use crate::store::sink::{self, ClickHouseSink, RejectedRow, SinkError, WriteError};
@@ -65,6 +70,8 @@ pub struct RunSummary {
 struct Sealed {
     blocks: Vec<Block>,
     pending: PendingOffsets,
+    /// Messages the correlator had decided by the time the batch was sealed.
+    released: Released,
     oldest_kafka_ts_ms: Option<i64>,
     rows: usize,
     bytes: usize,
@@ -73,6 +80,7 @@ struct Sealed {
 /// What the writer hands back to the loop.
 struct Done {
     durable: DurableOffsets,
+    released: Released,
     oldest_kafka_ts_ms: Option<i64>,
     rows: usize,
     bytes: usize,
@@ -94,6 +102,18 @@ pub async fn run(
         dialect,
         settings.retry.clone(),
         metrics.clone(),
+    );
+    let mut stage = CorrelationStage::new(&settings.correlate);
+    let restored = allowlist_history::restore(
+        store.client(),
+        &settings.clickhouse.database,
+        stage.correlator_mut().allowlist_mut(),
+    )
+    .await
+    .map_err(IngestError::Store)?;
+    tracing::info!(
+        changes = restored,
+        "allowlist state restored from ClickHouse"
     );
     let (consumer, shared) = source::consumer(&settings.kafka, metrics.clone())?;
     let consumer = Arc::new(consumer);
@@ -132,6 +152,8 @@ pub async fn run(
             max_message_bytes: settings.normalize.max_message_bytes,
         },
         batch: Batch::default(),
+        stage,
+        last_position: None,
         in_flight: 0,
         paused: false,
         summary: RunSummary::default(),
@@ -193,6 +215,9 @@ struct Loop<'a> {
     kinds: HashMap<String, SourceKind>,
     limits: Limits,
     batch: Batch,
+    stage: CorrelationStage,
+    /// Where correlation records that no single message triggered (idle flush) are filed.
+    last_position: Option<(TopicPartition, i64)>,
     in_flight: usize,
     paused: bool,
     summary: RunSummary,
@@ -240,7 +265,11 @@ impl Loop<'_> {
                     let msg = msg?;
                     self.on_message(&msg).await?;
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    let records = self.stage.on_idle();
+                    self.push_records_at_last_position(records);
+                    self.unpin_settled();
+                }
             }
         }
     }
@@ -248,9 +277,12 @@ impl Loop<'_> {
     /// Seals the open batch and waits for every batch in flight to be written and committed.
     async fn drain(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
         self.apply_revocations();
+        let records = self.stage.flush_all();
+        self.push_records_at_last_position(records);
         loop {
             if self.in_flight == 0 {
                 if self.batch.is_empty() {
+                    self.unpin_settled();
                     return;
                 }
                 self.seal(sealed_tx).await;
@@ -285,12 +317,25 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Applies what the rebalance callbacks recorded since the last look.
     fn apply_revocations(&mut self) {
-        let revoked = std::mem::take(&mut self.shared.lock().expect("rebalance state").revoked);
+        let (revoked, assigned) = {
+            let mut shared = self.shared.lock().expect("rebalance state");
+            (
+                std::mem::take(&mut shared.revoked),
+                std::mem::take(&mut shared.assigned),
+            )
+        };
+        for tp in &assigned {
+            if self.kinds.get(&*tp.0) == Some(&SourceKind::AuditStream) {
+                self.stage.assign(tp);
+            }
+        }
         for tp in &revoked {
             // Rows of a revoked partition are dropped with their offsets: the new owner
             // re-reads them from the last commit, so nothing is lost.
             self.batch.drop_partition(tp);
+            self.stage.revoke(tp);
         }
     }
 
@@ -302,6 +347,7 @@ impl Loop<'_> {
         let sealed = Sealed {
             blocks,
             pending,
+            released: self.stage.take_decided(),
             oldest_kafka_ts_ms,
             rows,
             bytes,
@@ -352,6 +398,9 @@ impl Loop<'_> {
             self.metrics.events.with_label_values(&[source]).inc();
             route::push_event_rows(&mut self.batch, &tp, offset, event, now_ms);
         }
+        let records = self.stage.on_events(&tp, offset, &normalized.events);
+        self.push_records(&tp, offset, records);
+        self.last_position = Some((tp.clone(), offset));
         for rejection in &normalized.rejected {
             self.dlq
                 .send(&DeadLetterItem {
@@ -377,30 +426,87 @@ impl Loop<'_> {
         Ok(())
     }
 
-    fn on_done(&mut self, done: Done) -> Result<(), IngestError> {
-        self.in_flight -= 1;
+    /// Commits the durable prefix of every partition, capped by the correlation pins.
+    fn commit(&mut self) {
         let commits = {
             let mut shared = self.shared.lock().expect("rebalance state");
-            shared.tracker.complete(done.durable);
-            shared.tracker.take_commits()
-        };
-        if !commits.is_empty() {
-            let list = source::commit_list(&commits);
-            let consumer = self.consumer.clone();
-            // A synchronous commit reports failure, unlike an async one; run it off the
-            // async worker so it does not stall other tasks.
-            let result =
-                tokio::task::block_in_place(move || consumer.commit(&list, CommitMode::Sync));
-            if let Err(e) = result {
-                self.metrics.commit_failures.inc();
-                tracing::warn!("offset commit failed, will retry with the next batch: {e}");
-                self.shared
-                    .lock()
-                    .expect("rebalance state")
-                    .tracker
-                    .restore_commits(&commits);
+            let RebalanceShared { tracker, caps, .. } = &mut *shared;
+            caps.clear();
+            for tp in tracker.partitions() {
+                caps.insert(tp.clone(), self.stage.commit_cap(tp));
             }
+            tracker.take_commits(|tp| caps.get(tp).copied().flatten())
+        };
+        if commits.is_empty() {
+            return;
         }
+        let list = source::commit_list(&commits);
+        let consumer = self.consumer.clone();
+        // A synchronous commit reports failure, unlike an async one; run it off the async
+        // worker so it does not stall other tasks.
+        let result = tokio::task::block_in_place(move || consumer.commit(&list, CommitMode::Sync));
+        if let Err(e) = result {
+            self.metrics.commit_failures.inc();
+            tracing::warn!("offset commit failed, will retry with the next batch: {e}");
+            self.shared
+                .lock()
+                .expect("rebalance state")
+                .tracker
+                .restore_commits(&commits);
+        }
+    }
+
+    /// With nothing open and nothing in flight, every record emitted so far is durable, so
+    /// messages the correlator has decided can be unpinned right away (a quiet stream would
+    /// otherwise keep its last offsets uncommitted until new traffic arrives).
+    fn unpin_settled(&mut self) {
+        if self.in_flight > 0 || !self.batch.is_empty() {
+            return;
+        }
+        let released = self.stage.take_decided();
+        if !released.is_empty() {
+            self.stage.written(&released);
+            self.commit();
+        }
+    }
+
+    fn push_records(&mut self, tp: &TopicPartition, offset: i64, records: Vec<TokenUse>) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for record in &records {
+            self.metrics
+                .token_uses
+                .with_label_values(&[&record.correlation])
+                .inc();
+            route::push_token_use(
+                &mut self.batch,
+                tp,
+                offset,
+                record,
+                &record_key(record),
+                now_ms,
+            );
+        }
+    }
+
+    fn push_records_at_last_position(&mut self, records: Vec<TokenUse>) {
+        if records.is_empty() {
+            return;
+        }
+        match self.last_position.clone() {
+            Some((tp, offset)) => self.push_records(&tp, offset, records),
+            None => tracing::warn!("correlation records without any consumed message"),
+        }
+    }
+
+    fn on_done(&mut self, done: Done) -> Result<(), IngestError> {
+        self.in_flight -= 1;
+        self.stage.written(&done.released);
+        self.shared
+            .lock()
+            .expect("rebalance state")
+            .tracker
+            .complete(done.durable);
+        self.commit();
         for (table, rows) in &done.rows_by_table {
             self.metrics
                 .stored_rows
@@ -452,6 +558,7 @@ async fn writer_task(
                     }
                     Ok(Done {
                         durable: sealed.pending.into_durable(written.receipt),
+                        released: sealed.released,
                         oldest_kafka_ts_ms: sealed.oldest_kafka_ts_ms,
                         rows: sealed.rows - written.rejected.len(),
                         bytes: sealed.bytes,

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -25,6 +27,11 @@ pub struct RebalanceShared {
     pub tracker: OffsetTracker,
     /// Partitions revoked since the loop last looked; it drops them from the open batch.
     pub revoked: Vec<TopicPartition>,
+    /// Partitions assigned since the loop last looked.
+    pub assigned: Vec<TopicPartition>,
+    /// Commit caps from the correlation stage as of the last commit, so a commit made inside
+    /// the revoke callback respects them too.
+    pub caps: HashMap<TopicPartition, Option<i64>>,
 }
 
 pub struct IngestContext {
@@ -55,12 +62,13 @@ impl ConsumerContext for IngestContext {
         self.metrics.rebalances.with_label_values(&["revoke"]).inc();
         let mut shared = self.shared.lock().expect("rebalance state");
         // Commit what is already durable before the partitions move, to limit replays.
-        let commits = shared.tracker.take_commits();
-        if !commits.is_empty() {
-            if let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync) {
-                self.metrics.commit_failures.inc();
-                tracing::warn!("commit before revoke failed (rows will be replayed): {e}");
-            }
+        let RebalanceShared { tracker, caps, .. } = &mut *shared;
+        let commits = tracker.take_commits(|tp| caps.get(tp).copied().flatten());
+        if !commits.is_empty()
+            && let Err(e) = consumer.commit(&commit_list(&commits), CommitMode::Sync)
+        {
+            self.metrics.commit_failures.inc();
+            tracing::warn!("commit before revoke failed (rows will be replayed): {e}");
         }
         for el in tpl.elements() {
             let tp: TopicPartition = (Arc::from(el.topic()), el.partition());
@@ -76,9 +84,9 @@ impl ConsumerContext for IngestContext {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 let mut shared = self.shared.lock().expect("rebalance state");
                 for el in tpl.elements() {
-                    shared
-                        .tracker
-                        .assign((Arc::from(el.topic()), el.partition()));
+                    let tp: TopicPartition = (Arc::from(el.topic()), el.partition());
+                    shared.tracker.assign(tp.clone());
+                    shared.assigned.push(tp);
                 }
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
             }

@@ -35,8 +35,11 @@ struct AppliedRow {
     version: u32,
 }
 
+/// One migration rendered: version, name, statements.
+pub type PlannedMigration = (u32, &'static str, Vec<String>);
+
 /// The statements a fresh database would run, for `--dry-run`.
-pub fn plan(opts: &RenderOptions) -> Result<Vec<(u32, &'static str, Vec<String>)>, MigrateError> {
+pub fn plan(opts: &RenderOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
     MIGRATIONS
         .iter()
         .map(|(v, name, template)| Ok((*v, *name, schema::render(template, opts)?)))
@@ -61,13 +64,7 @@ pub async fn migrate(
         dialect,
         retention_days,
     };
-    let exec = |sql: String| async {
-        system
-            .query_raw(&sql)
-            .execute()
-            .await
-            .map_err(|e| (sql, e))
-    };
+    let exec = |sql: String| async { system.query_raw(&sql).execute().await.map_err(|e| (sql, e)) };
     let bookkeeping = [
         format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(database)),
         schema::migrations_table_ddl(database),

@@ -52,20 +52,26 @@ const LAG_BUCKETS: &[f64] = &[
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .expect("valid metric");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
@@ -81,7 +87,10 @@ impl Metrics {
         r.register(Box::new(insert_latency.clone()))
             .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
-            Opts::new("consumer_lag", "Offsets behind the partition high watermark"),
+            Opts::new(
+                "consumer_lag",
+                "Offsets behind the partition high watermark",
+            ),
             &["topic", "partition"],
         )
         .expect("valid metric");
@@ -91,22 +100,80 @@ impl Metrics {
             .expect("valid metric");
         r.register(Box::new(paused.clone())).expect("unique metric");
         Metrics {
-            consumed: counter_vec(&r, "messages_consumed_total", "Kafka messages consumed", &["topic"]),
-            events: counter_vec(&r, "events_normalized_total", "Normalized events", &["source"]),
-            stored_rows: counter_vec(&r, "rows_stored_total", "Rows acknowledged by ClickHouse", &["table"]),
-            dead_lettered: counter_vec(&r, "dead_lettered_total", "Items sent to the dead-letter topic", &["reason"]),
+            consumed: counter_vec(
+                &r,
+                "messages_consumed_total",
+                "Kafka messages consumed",
+                &["topic"],
+            ),
+            events: counter_vec(
+                &r,
+                "events_normalized_total",
+                "Normalized events",
+                &["source"],
+            ),
+            stored_rows: counter_vec(
+                &r,
+                "rows_stored_total",
+                "Rows acknowledged by ClickHouse",
+                &["table"],
+            ),
+            dead_lettered: counter_vec(
+                &r,
+                "dead_lettered_total",
+                "Items sent to the dead-letter topic",
+                &["reason"],
+            ),
             batches: counter(&r, "batches_total", "Batches written and committed"),
-            batch_rows: histogram(&r, "batch_rows", "Rows per batch", prometheus::exponential_buckets(10.0, 4.0, 8).expect("buckets")),
-            batch_bytes: histogram(&r, "batch_bytes", "Encoded bytes per batch", prometheus::exponential_buckets(1024.0, 4.0, 9).expect("buckets")),
+            batch_rows: histogram(
+                &r,
+                "batch_rows",
+                "Rows per batch",
+                prometheus::exponential_buckets(10.0, 4.0, 8).expect("buckets"),
+            ),
+            batch_bytes: histogram(
+                &r,
+                "batch_bytes",
+                "Encoded bytes per batch",
+                prometheus::exponential_buckets(1024.0, 4.0, 9).expect("buckets"),
+            ),
             insert_latency,
-            insert_retries: counter(&r, "insert_retries_total", "Transient insert failures retried"),
-            end_to_end_lag: histogram(&r, "end_to_end_lag_seconds", "Seconds from Kafka timestamp to commit", LAG_BUCKETS.to_vec()),
+            insert_retries: counter(
+                &r,
+                "insert_retries_total",
+                "Transient insert failures retried",
+            ),
+            end_to_end_lag: histogram(
+                &r,
+                "end_to_end_lag_seconds",
+                "Seconds from Kafka timestamp to commit",
+                LAG_BUCKETS.to_vec(),
+            ),
             consumer_lag,
-            rebalances: counter_vec(&r, "rebalances_total", "Consumer group rebalances", &["kind"]),
-            commit_failures: counter(&r, "commit_failures_total", "Offset commits refused by Kafka"),
+            rebalances: counter_vec(
+                &r,
+                "rebalances_total",
+                "Consumer group rebalances",
+                &["kind"],
+            ),
+            commit_failures: counter(
+                &r,
+                "commit_failures_total",
+                "Offset commits refused by Kafka",
+            ),
             paused,
-            correlator: counter_vec(&r, "correlator_events_total", "Correlator state changes", &["kind"]),
-            token_uses: counter_vec(&r, "token_use_records_total", "Token-use records emitted", &["correlation"]),
+            correlator: counter_vec(
+                &r,
+                "correlator_events_total",
+                "Correlator state changes",
+                &["kind"],
+            ),
+            token_uses: counter_vec(
+                &r,
+                "token_use_records_total",
+                "Token-use records emitted",
+                &["correlation"],
+            ),
             registry: r,
         }
     }

@@ -1,0 +1,71 @@
+//! Correlator throughput on synthetic streams: auth + resource pairs, slightly out of order.
+//! `cargo bench --bench correlate`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokentrail::correlate::{Correlator, CorrelatorConfig};
+use tokentrail::model::AuditEvent;
+
+#[path = "../tests/correlate_common/mod.rs"]
+mod common;
+
+/// `pairs` auth+resource pairs, one every `spacing_ms`, spread over `users` users and `ips` IPs
+/// (each user on two IPs), resource 0..3 s after its auth, arrival jittered by up to 1 s.
+fn stream(pairs: i64, users: i64, ips: i64, spacing_ms: i64) -> Vec<AuditEvent> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: i64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as i64
+    };
+    let t0 = 1_750_000_000_000;
+    let mut keyed = Vec::with_capacity(2 * pairs as usize);
+    for i in 0..pairs {
+        let user = 1 + rnd(users);
+        let ip = format!(
+            "10.9.{}.{}",
+            (user + rnd(2)) % ips / 256,
+            (user + rnd(2)) % ips % 256
+        );
+        let t = t0 + i * spacing_ms;
+        let src = (100 + rnd(5_000), "group/source");
+        let dst = (10_000 + rnd(5_000), "group/target");
+        let a = common::auth(user, &ip, t, src, i);
+        let r = common::resource(user, &ip, t + rnd(3_000), dst, "repository.read");
+        keyed.push((a.created_at_ms + rnd(1_000), a));
+        keyed.push((r.created_at_ms + rnd(1_000), r));
+    }
+    keyed.sort_by_key(|(k, _)| *k);
+    keyed.into_iter().map(|(_, e)| e).collect()
+}
+
+fn run(events: &[AuditEvent]) -> usize {
+    let mut c = Correlator::new(CorrelatorConfig {
+        auto_lateness_ms: Some(2_000),
+        ..CorrelatorConfig::default()
+    });
+    let mut n = 0;
+    for e in events {
+        n += c.on_audit(e).len();
+    }
+    n + c.flush_all().len()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("correlate");
+    g.sample_size(10);
+    for (name, users, ips) in [
+        ("1000_users_200_ips", 1_000, 200),
+        ("20_users_4_ips", 20, 4),
+    ] {
+        let events = stream(100_000, users, ips, 1);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(run(black_box(&events)))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,501 @@
+//! The authentication ↔ resource join.
+//!
+//! GitLab never says "job J of project A did X in project B". `user_authenticated_using_job_token`
+//! (auth) gives the source project and job; a resource event gives the target and action. No
+//! request id links them, so they are joined on `(author_id, ip_address)` and time.
+//!
+//! **1:1 matching.** Each API request authenticates once (one auth event) and produces at most
+//! one resource event, so an auth is joined to at most one resource and vice versa. Requests
+//! without a resource event (most API reads) leave their auth unmatched (`auth_only`).
+//!
+//! **Nearest first, decided late.** Events arrive out of order, so nothing is decided on
+//! arrival. Both sides are held per key until the watermark (event time below which no more
+//! events are expected) has passed `t + window` for every item of a *segment*: a maximal run of
+//! the key's items, in time order, with no gap larger than `window`. No candidate pair can
+//! cross a segment boundary, so a closed segment is complete and is assigned exactly: candidate
+//! pairs (`0 <= t_res - t_auth <= window`: the authentication happens first, on GitLab's own
+//! clock, whatever order the events *arrive* in) are taken in order of smallest gap, ties going to the
+//! auth that precedes its resource, then to the earlier items, never reusing an item. The item
+//! order is a total order on event content (time, side, dedup key), so the result does not
+//! depend on arrival order.
+//!
+//! **Chains.** A busy user on a shared runner IP can keep one segment open indefinitely. Once
+//! a segment's first item is older than `watermark - max_hold`, the segment is assigned with
+//! what is there; pairs whose two sides are past their window, and unmatched items past their
+//! window, are committed (`HeldTooLong`); the rest stays. An item committed this way could, in
+//! rare displacement chains, have been paired differently by an item still to come: this and
+//! the `NEAREST` cap are the approximations.
+//!
+//! **Bounds.** Over `max_pending` items, the segment holding the oldest item is committed as is
+//! (`Evicted`): auths are still emitted (as matched or `auth_only`), never lost.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+use crate::model::ActorKind;
+
+/// What the authentication contributes to a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSide {
+    pub author_name: String,
+    pub actor_kind: ActorKind,
+    pub project_id: Option<i64>,
+    pub project_path: String,
+    pub job_id: Option<i64>,
+}
+
+/// What the resource event contributes to a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSide {
+    pub author_name: String,
+    pub actor_kind: ActorKind,
+    pub project_id: Option<i64>,
+    pub project_path: String,
+    pub action: String,
+    pub upstream_project_path: Option<String>,
+    pub upstream_pipeline_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Side {
+    Auth(AuthSide),
+    Resource(ResourceSide),
+}
+
+/// One held event.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub t: i64,
+    pub dedup_key: String,
+    pub side: Side,
+    seq: u64,
+}
+
+impl Item {
+    fn is_auth(&self) -> bool {
+        matches!(self.side, Side::Auth(_))
+    }
+
+    /// Total order on content: this is what makes assignment independent of arrival order.
+    fn order_key(&self) -> (i64, bool, &str) {
+        (self.t, !self.is_auth(), &self.dedup_key)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitReason {
+    /// The segment was complete (normal case).
+    WindowClosed,
+    /// The segment stayed open longer than `max_hold_ms`.
+    HeldTooLong,
+    /// `max_pending` was exceeded.
+    Evicted,
+    /// `flush_all`.
+    Flushed,
+}
+
+/// A decision: a matched pair, or an item that found no partner.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub author_id: i64,
+    pub ip: String,
+    pub auth: Option<(i64, AuthSide)>,
+    pub resource: Option<(i64, ResourceSide)>,
+    pub reason: CommitReason,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JoinCounters {
+    /// Events that arrived after their window had already closed.
+    pub late: u64,
+    /// Same dedup key, time and side as an event already held.
+    pub duplicates: u64,
+    pub evicted_auths: u64,
+    pub evicted_resources: u64,
+    pub held_too_long_auths: u64,
+    pub held_too_long_resources: u64,
+}
+
+#[derive(Debug)]
+struct KeyState {
+    author_id: i64,
+    ip: String,
+    /// Sorted by `Item::order_key`.
+    items: Vec<Item>,
+    /// Earliest deadline of this key in `due`. At most a few entries per key live in the
+    /// heap, so a busy key is revisited about once per window, not once per event.
+    scheduled: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct Join {
+    window_ms: i64,
+    max_pending: usize,
+    max_hold_ms: i64,
+    index: HashMap<i64, HashMap<String, u64>>,
+    keys: HashMap<u64, KeyState>,
+    next_key: u64,
+    next_seq: u64,
+    /// `(deadline, key)`: the key may have something to commit once the watermark passes.
+    due: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Every held item by `(t, seq)`: the count and the oldest item for eviction.
+    live: BTreeMap<(i64, u64), u64>,
+    watermark: Option<i64>,
+    pending_auths: usize,
+    counters: JoinCounters,
+}
+
+impl Join {
+    /// `max_hold_ms` is raised to at least twice the window so a hold can't undercut it.
+    pub fn new(window_ms: i64, max_pending: usize, max_hold_ms: i64) -> Self {
+        let window_ms = window_ms.max(0);
+        Self {
+            window_ms,
+            max_pending: max_pending.max(1),
+            max_hold_ms: max_hold_ms.max(2 * window_ms + 1),
+            index: HashMap::new(),
+            keys: HashMap::new(),
+            next_key: 0,
+            next_seq: 0,
+            due: BinaryHeap::new(),
+            live: BTreeMap::new(),
+            watermark: None,
+            pending_auths: 0,
+            counters: JoinCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> JoinCounters {
+        self.counters
+    }
+
+    pub fn pending_auths(&self) -> usize {
+        self.pending_auths
+    }
+
+    pub fn pending_resources(&self) -> usize {
+        self.live.len() - self.pending_auths
+    }
+
+    pub fn pending_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// Holds one event. Evictions caused by the insert are pushed to `out`.
+    pub fn insert(
+        &mut self,
+        author_id: i64,
+        ip: &str,
+        t: i64,
+        dedup_key: &str,
+        side: Side,
+        out: &mut Vec<Outcome>,
+    ) {
+        let key_id = self.key_id(author_id, ip);
+        let ks = self
+            .keys
+            .get_mut(&key_id)
+            .expect("key_id returns a live key");
+        let is_auth = matches!(side, Side::Auth(_));
+        let lo = ks.items.partition_point(|i| i.t < t);
+        let dup = !dedup_key.is_empty()
+            && ks.items[lo..]
+                .iter()
+                .take_while(|i| i.t == t)
+                .any(|i| i.is_auth() == is_auth && i.dedup_key == dedup_key);
+        if dup {
+            self.counters.duplicates += 1;
+            return;
+        }
+        if self
+            .watermark
+            .is_some_and(|wm| t.saturating_add(self.window_ms) < wm)
+        {
+            self.counters.late += 1;
+        }
+        let item = Item {
+            t,
+            dedup_key: dedup_key.to_string(),
+            side,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let pos = ks
+            .items
+            .partition_point(|i| i.order_key() < item.order_key());
+        self.live.insert((t, item.seq), key_id);
+        ks.items.insert(pos, item);
+        self.pending_auths += usize::from(is_auth);
+        // Reaching `t + window` can only matter if it is earlier than what is scheduled: the
+        // key is re-examined then, and reschedules itself for the next possible commit.
+        let deadline = t.saturating_add(self.window_ms);
+        if ks.scheduled.is_none_or(|s| deadline < s) {
+            ks.scheduled = Some(deadline);
+            self.due.push(Reverse((deadline, key_id)));
+        }
+        while self.live.len() > self.max_pending {
+            self.evict_oldest(out);
+        }
+    }
+
+    /// Commits what the watermark allows. A watermark that does not move forward does nothing.
+    pub fn advance(&mut self, watermark_ms: i64, out: &mut Vec<Outcome>) {
+        if self.watermark.is_some_and(|w| watermark_ms <= w) {
+            return;
+        }
+        self.watermark = Some(watermark_ms);
+        while let Some(&Reverse((deadline, key_id))) = self.due.peek() {
+            if deadline >= watermark_ms {
+                break;
+            }
+            self.due.pop();
+            self.process_key(key_id, watermark_ms, out);
+        }
+    }
+
+    /// Commits everything held, each segment assigned exactly.
+    pub fn flush_all(&mut self, out: &mut Vec<Outcome>) {
+        let mut ids: Vec<u64> = self.keys.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(mut ks) = self.keys.remove(&id) else {
+                continue;
+            };
+            while !ks.items.is_empty() {
+                let end = segment_end(&ks.items, self.window_ms);
+                self.commit(&mut ks, end, None, CommitReason::Flushed, out);
+            }
+            self.drop_key(&ks);
+        }
+        self.due.clear();
+    }
+
+    fn key_id(&mut self, author_id: i64, ip: &str) -> u64 {
+        if let Some(&id) = self.index.get(&author_id).and_then(|m| m.get(ip)) {
+            return id;
+        }
+        let id = self.next_key;
+        self.next_key += 1;
+        self.index
+            .entry(author_id)
+            .or_default()
+            .insert(ip.to_string(), id);
+        self.keys.insert(
+            id,
+            KeyState {
+                author_id,
+                ip: ip.to_string(),
+                items: Vec::new(),
+                scheduled: None,
+            },
+        );
+        id
+    }
+
+    fn drop_key(&mut self, ks: &KeyState) {
+        if let Some(m) = self.index.get_mut(&ks.author_id) {
+            m.remove(&ks.ip);
+            if m.is_empty() {
+                self.index.remove(&ks.author_id);
+            }
+        }
+    }
+
+    fn process_key(&mut self, key_id: u64, wm: i64, out: &mut Vec<Outcome>) {
+        let Some(mut ks) = self.keys.remove(&key_id) else {
+            return; // stale heap entry
+        };
+        let w = self.window_ms;
+        while let Some(first) = ks.items.first() {
+            let first_t = first.t;
+            let end = segment_end(&ks.items, w);
+            if ks.items[end - 1].t.saturating_add(w) < wm {
+                self.commit(&mut ks, end, None, CommitReason::WindowClosed, out);
+                continue;
+            }
+            if first_t.saturating_add(self.max_hold_ms) < wm {
+                self.commit(&mut ks, end, Some(wm), CommitReason::HeldTooLong, out);
+            }
+            break;
+        }
+        // Next time anything can commit: the first segment closing, or its hold running out.
+        // `next >= wm` always, so the loop in `advance` never pops it again at this watermark.
+        if let Some(first) = ks.items.first() {
+            let end = segment_end(&ks.items, w);
+            let mut next = (ks.items[end - 1].t.saturating_add(w))
+                .min(first.t.saturating_add(self.max_hold_ms));
+            if next < wm {
+                // Hold overdue: what is left waits for a partner to pass its window.
+                next = ks.items[..end]
+                    .iter()
+                    .map(|i| i.t.saturating_add(w))
+                    .filter(|&d| d >= wm)
+                    .min()
+                    .unwrap_or(wm);
+            }
+            if ks.scheduled.is_none_or(|s| s < wm || next < s) {
+                ks.scheduled = Some(next);
+                self.due.push(Reverse((next, key_id)));
+            }
+        }
+        if ks.items.is_empty() {
+            self.drop_key(&ks);
+        } else {
+            self.keys.insert(key_id, ks);
+        }
+    }
+
+    fn evict_oldest(&mut self, out: &mut Vec<Outcome>) {
+        let Some((_, &key_id)) = self.live.first_key_value() else {
+            return;
+        };
+        let Some(mut ks) = self.keys.remove(&key_id) else {
+            return;
+        };
+        // The key's first item is the globally oldest one, so this always makes room.
+        let end = segment_end(&ks.items, self.window_ms);
+        self.commit(&mut ks, end, None, CommitReason::Evicted, out);
+        if ks.items.is_empty() {
+            self.drop_key(&ks);
+        } else {
+            self.keys.insert(key_id, ks);
+        }
+    }
+
+    /// Assigns `ks.items[..end]` and commits it. With `partial_wm`, only pairs with both
+    /// sides past their window, and lone items past their window, are committed; the rest is
+    /// put back.
+    fn commit(
+        &mut self,
+        ks: &mut KeyState,
+        end: usize,
+        partial_wm: Option<i64>,
+        reason: CommitReason,
+        out: &mut Vec<Outcome>,
+    ) {
+        let w = self.window_ms;
+        let is_final = |t: i64| partial_wm.is_none_or(|wm| t.saturating_add(w) < wm);
+        let seg: Vec<Item> = ks.items.drain(..end).collect();
+        let pairs = assign(&seg, w);
+        let mut slots: Vec<Option<Item>> = seg.into_iter().map(Some).collect();
+        let mut keep: Vec<Item> = Vec::new();
+        for (a, r) in pairs {
+            let (Some(auth), Some(res)) = (slots[a].take(), slots[r].take()) else {
+                continue;
+            };
+            if !(is_final(auth.t) && is_final(res.t)) {
+                keep.push(auth);
+                keep.push(res);
+                continue;
+            }
+            self.forget(&auth, reason);
+            self.forget(&res, reason);
+            out.push(self.outcome(ks, Some(auth), Some(res), reason));
+        }
+        for item in slots.into_iter().flatten() {
+            if !is_final(item.t) {
+                keep.push(item);
+                continue;
+            }
+            self.forget(&item, reason);
+            let (a, r) = if item.is_auth() {
+                (Some(item), None)
+            } else {
+                (None, Some(item))
+            };
+            out.push(self.outcome(ks, a, r, reason));
+        }
+        if !keep.is_empty() {
+            keep.sort_by(|x, y| x.order_key().cmp(&y.order_key()));
+            ks.items.splice(..0, keep);
+        }
+    }
+
+    fn forget(&mut self, item: &Item, reason: CommitReason) {
+        self.live.remove(&(item.t, item.seq));
+        let auth = item.is_auth();
+        self.pending_auths -= usize::from(auth);
+        let c = &mut self.counters;
+        match (reason, auth) {
+            (CommitReason::Evicted, true) => c.evicted_auths += 1,
+            (CommitReason::Evicted, false) => c.evicted_resources += 1,
+            (CommitReason::HeldTooLong, true) => c.held_too_long_auths += 1,
+            (CommitReason::HeldTooLong, false) => c.held_too_long_resources += 1,
+            _ => {}
+        }
+    }
+
+    fn outcome(
+        &self,
+        ks: &KeyState,
+        auth: Option<Item>,
+        res: Option<Item>,
+        reason: CommitReason,
+    ) -> Outcome {
+        let auth = auth.and_then(|i| match i.side {
+            Side::Auth(a) => Some((i.t, a)),
+            Side::Resource(_) => None,
+        });
+        let resource = res.and_then(|i| match i.side {
+            Side::Resource(r) => Some((i.t, r)),
+            Side::Auth(_) => None,
+        });
+        Outcome {
+            author_id: ks.author_id,
+            ip: ks.ip.clone(),
+            auth,
+            resource,
+            reason,
+        }
+    }
+}
+
+/// End (exclusive) of the segment starting at `items[0]`: consecutive items at most `w` apart.
+fn segment_end(items: &[Item], w: i64) -> usize {
+    let mut end = 1;
+    while end < items.len() && items[end].t - items[end - 1].t <= w {
+        end += 1;
+    }
+    end
+}
+
+/// Candidate auths considered per resource on each side in time. Bounds the work on a key
+/// with hundreds of requests per window; a resource whose `NEAREST` nearer auths on a side
+/// were all taken would only get a far, doubtful match anyway.
+pub const NEAREST: usize = 16;
+
+/// Smallest-gap-first 1:1 assignment over a time-sorted slice. Returns `(auth, resource)`
+/// index pairs. Sorting candidates by `(|gap|, resource-before-auth, auth index, resource
+/// index)` makes the result a function of the slice content only.
+pub fn assign(items: &[Item], w: i64) -> Vec<(usize, usize)> {
+    let auths: Vec<usize> = (0..items.len()).filter(|&i| items[i].is_auth()).collect();
+    let mut cands: Vec<(i64, bool, usize, usize)> = Vec::new();
+    for (r, res) in items.iter().enumerate().filter(|(_, i)| !i.is_auth()) {
+        let mid = auths.partition_point(|&a| items[a].t < res.t);
+        // An auth event is written when the request authenticates, before the endpoint emits
+        // its resource event, and both carry GitLab's clock: an auth later than the resource
+        // cannot be its authentication (only equal milliseconds are admitted).
+        let (lo, hi) = (res.t.saturating_sub(w), res.t);
+        let before = auths[..mid].iter().rev().take_while(|&&a| items[a].t >= lo);
+        let after = auths[mid..].iter().take_while(|&&a| items[a].t <= hi);
+        for &a in before.take(NEAREST).chain(after.take(NEAREST)) {
+            let gap = res.t - items[a].t;
+            cands.push((gap.abs(), gap < 0, a, r));
+        }
+    }
+    cands.sort_unstable();
+    let mut used = vec![false; items.len()];
+    let mut pairs = Vec::new();
+    for (_, _, a, r) in cands {
+        if !used[a] && !used[r] {
+            used[a] = true;
+            used[r] = true;
+            pairs.push((a, r));
+        }
+    }
+    pairs
+}

@@ -1,0 +1,450 @@
+//! Turns normalized audit events and job webhooks into [`TokenUse`] records.
+//!
+//! Pure and deterministic: no I/O, no clock. Time is event time; the caller either advances the
+//! watermark itself ([`Correlator::advance`]) or lets the correlator track
+//! `max event time seen - lateness` ([`CorrelatorConfig::auto_lateness_ms`]).
+//!
+//! - [`join`]: auth ↔ resource join (1:1, nearest first, decided once the window closed).
+//! - [`allowlist`]: inbound allowlist state, applied as allowlist events arrive.
+//! - [`enrich`]: `job_id -> JobInfo` cache from job webhooks, applied when a record is emitted.
+//!
+//! Records and their correlation methods:
+//! - `auth+resource`: an auth and a resource event of the same author and IP within the window.
+//! - `auth_only`: an auth with no resource event (action `auth`, target unknown, gap 0).
+//! - `resource_lineage`: a `multi_project_downstream_pipeline_created` event (it names the
+//!   upstream project) that matched no auth. The event alone proves a cross-project trigger,
+//!   which is usually made by a trigger job server-side, with no job-token request to join.
+//!   Source = upstream path (no id in the event), pipeline = upstream pipeline id.
+//!
+//! Other resource events with no auth are ordinary user access, not token use: they are
+//! dropped here (counted as `unmatched_resources`) and kept in the store as audit rows.
+//!
+//! `allowlisted` is evaluated when the record is emitted, against allowlist changes applied
+//! on arrival. Records are emitted `window + lateness` after their events, so a change made in
+//! that span can race with the use. Allowlist changes are rare and saved, so this is accepted.
+
+pub mod allowlist;
+pub mod enrich;
+pub mod join;
+
+use serde::Serialize;
+
+use crate::model::{AuditEvent, AuditMeaning, JobInfo, TokenUse};
+use allowlist::{AllowlistState, same_project};
+use enrich::JobCache;
+use join::{AuthSide, Join, Outcome, ResourceSide, Side};
+
+pub const TOKEN_TYPE: &str = "ci_job_token";
+pub const ACTION_AUTH: &str = "auth";
+pub const ACTION_TRIGGER: &str = "pipeline.trigger";
+pub const CORRELATION_MATCHED: &str = "auth+resource";
+pub const CORRELATION_AUTH_ONLY: &str = "auth_only";
+pub const CORRELATION_LINEAGE: &str = "resource_lineage";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelatorConfig {
+    /// Largest `|t_resource - t_auth|` for a match.
+    pub window_ms: i64,
+    /// Held auth + resource events; above it the oldest segment is committed early.
+    pub max_pending: usize,
+    /// Job enrichment cache size.
+    pub max_jobs: usize,
+    /// Longest a busy key's segment is held open (raised to at least `2 * window_ms + 1`).
+    pub max_hold_ms: i64,
+    /// `Some(l)`: every audit event advances the watermark to `max event time seen - l`.
+    /// `None`: only [`Correlator::advance`] moves it.
+    pub auto_lateness_ms: Option<i64>,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        Self {
+            window_ms: 5_000,
+            max_pending: 100_000,
+            max_jobs: 200_000,
+            max_hold_ms: 15_000,
+            auto_lateness_ms: Some(30_000),
+        }
+    }
+}
+
+/// Items committed early, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EvictionStats {
+    /// Auths committed because `max_pending` was exceeded (still emitted).
+    pub pending_auths: u64,
+    pub pending_resources: u64,
+    /// Committed because their segment stayed open longer than `max_hold_ms`.
+    pub held_too_long_auths: u64,
+    pub held_too_long_resources: u64,
+    /// Jobs dropped from the enrichment cache.
+    pub jobs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CorrelatorStats {
+    pub pending_auths: usize,
+    pub pending_resources: usize,
+    pub pending_keys: usize,
+    pub cached_jobs: usize,
+    pub allowlist_projects: usize,
+    pub emitted: u64,
+    pub matched: u64,
+    pub auth_only: u64,
+    pub lineage: u64,
+    /// Resource events that found no auth (ordinary access, not token use).
+    pub unmatched_resources: u64,
+    /// Events whose window had already closed when they arrived.
+    pub late_events: u64,
+    pub duplicates: u64,
+    pub allowlist_changes: u64,
+    /// Allowlist changes naming no project or member.
+    pub allowlist_ignored: u64,
+    pub evicted: EvictionStats,
+    pub watermark_ms: Option<i64>,
+}
+
+/// Tracks `max event time seen - lateness`, the usual watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkTracker {
+    lateness_ms: i64,
+    max_seen_ms: Option<i64>,
+}
+
+impl WatermarkTracker {
+    pub fn new(lateness_ms: i64) -> Self {
+        Self {
+            lateness_ms,
+            max_seen_ms: None,
+        }
+    }
+
+    /// Records an event time and returns the resulting watermark.
+    pub fn observe(&mut self, event_time_ms: i64) -> i64 {
+        let max = self
+            .max_seen_ms
+            .map_or(event_time_ms, |m| m.max(event_time_ms));
+        self.max_seen_ms = Some(max);
+        max.saturating_sub(self.lateness_ms)
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.max_seen_ms.map(|m| m.saturating_sub(self.lateness_ms))
+    }
+
+    pub fn max_seen(&self) -> Option<i64> {
+        self.max_seen_ms
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    emitted: u64,
+    matched: u64,
+    auth_only: u64,
+    lineage: u64,
+    unmatched_resources: u64,
+    allowlist_changes: u64,
+    allowlist_ignored: u64,
+}
+
+#[derive(Debug)]
+pub struct Correlator {
+    join: Join,
+    jobs: JobCache,
+    allowlist: AllowlistState,
+    tracker: Option<WatermarkTracker>,
+    counters: Counters,
+}
+
+impl Correlator {
+    pub fn new(cfg: CorrelatorConfig) -> Self {
+        Self {
+            join: Join::new(cfg.window_ms, cfg.max_pending, cfg.max_hold_ms),
+            jobs: JobCache::new(cfg.max_jobs),
+            allowlist: AllowlistState::new(),
+            tracker: cfg.auto_lateness_ms.map(WatermarkTracker::new),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Feeds one normalized audit event. Returns the records that became final: evictions,
+    /// and with `auto_lateness_ms`, whatever the advanced watermark closed.
+    pub fn on_audit(&mut self, ev: &AuditEvent) -> Vec<TokenUse> {
+        let mut out = Vec::new();
+        let mut records = Vec::new();
+        match &ev.meaning {
+            AuditMeaning::JobTokenAuth { job_id } => {
+                let side = Side::Auth(AuthSide {
+                    author_name: ev.author_name.clone(),
+                    actor_kind: ev.actor_kind,
+                    project_id: ev.entity_id,
+                    project_path: ev.entity_path.clone(),
+                    job_id: *job_id,
+                });
+                self.hold(ev, side, &mut out);
+            }
+            AuditMeaning::ResourceAccess {
+                action,
+                upstream_project_path,
+                upstream_pipeline_id,
+                ..
+            } => {
+                let side = ResourceSide {
+                    author_name: ev.author_name.clone(),
+                    actor_kind: ev.actor_kind,
+                    project_id: ev.entity_id,
+                    project_path: ev.entity_path.clone(),
+                    action: action.clone(),
+                    upstream_project_path: upstream_project_path.clone(),
+                    upstream_pipeline_id: *upstream_pipeline_id,
+                };
+                if ev.author_id <= 0 {
+                    // Deploy tokens/keys and anonymous access never authenticate with a job
+                    // token: decide now instead of holding.
+                    out.push(Outcome {
+                        author_id: ev.author_id,
+                        ip: ev.ip_address.clone(),
+                        auth: None,
+                        resource: Some((ev.created_at_ms, side)),
+                        reason: join::CommitReason::WindowClosed,
+                    });
+                } else {
+                    self.hold(ev, Side::Resource(side), &mut out);
+                }
+            }
+            AuditMeaning::Allowlist(change) => {
+                if self.allowlist.apply(change, ev.created_at_ms) {
+                    self.counters.allowlist_changes += 1;
+                } else {
+                    self.counters.allowlist_ignored += 1;
+                }
+            }
+            AuditMeaning::TokenLifecycle(_) | AuditMeaning::Other => {}
+        }
+        if let Some(tracker) = &mut self.tracker {
+            let wm = tracker.observe(ev.created_at_ms);
+            self.join.advance(wm, &mut out);
+        }
+        self.finish(out, &mut records);
+        records
+    }
+
+    /// Caches job info for enrichment. Records already emitted are not revisited (see
+    /// [`enrich`]); records still held pick it up when they are emitted.
+    pub fn on_job(&mut self, job: &JobInfo) {
+        self.jobs.upsert(job);
+    }
+
+    /// Moves the watermark (event time below which no more events are expected) and returns the
+    /// records it closes. A watermark at or behind the current one does nothing.
+    pub fn advance(&mut self, watermark_ms: i64) -> Vec<TokenUse> {
+        let mut out = Vec::new();
+        self.join.advance(watermark_ms, &mut out);
+        let mut records = Vec::new();
+        self.finish(out, &mut records);
+        records
+    }
+
+    /// Commits everything held (shutdown, end of input).
+    pub fn flush_all(&mut self) -> Vec<TokenUse> {
+        let mut out = Vec::new();
+        self.join.flush_all(&mut out);
+        let mut records = Vec::new();
+        self.finish(out, &mut records);
+        records
+    }
+
+    pub fn stats(&self) -> CorrelatorStats {
+        let j = self.join.counters();
+        let c = self.counters;
+        CorrelatorStats {
+            pending_auths: self.join.pending_auths(),
+            pending_resources: self.join.pending_resources(),
+            pending_keys: self.join.pending_keys(),
+            cached_jobs: self.jobs.len(),
+            allowlist_projects: self.allowlist.len(),
+            emitted: c.emitted,
+            matched: c.matched,
+            auth_only: c.auth_only,
+            lineage: c.lineage,
+            unmatched_resources: c.unmatched_resources,
+            late_events: j.late,
+            duplicates: j.duplicates,
+            allowlist_changes: c.allowlist_changes,
+            allowlist_ignored: c.allowlist_ignored,
+            evicted: EvictionStats {
+                pending_auths: j.evicted_auths,
+                pending_resources: j.evicted_resources,
+                held_too_long_auths: j.held_too_long_auths,
+                held_too_long_resources: j.held_too_long_resources,
+                jobs: self.jobs.evicted(),
+            },
+            watermark_ms: self.join.watermark(),
+        }
+    }
+
+    pub fn allowlist(&self) -> &AllowlistState {
+        &self.allowlist
+    }
+
+    /// For replaying stored allowlist history at start-up without touching the watermark.
+    pub fn allowlist_mut(&mut self) -> &mut AllowlistState {
+        &mut self.allowlist
+    }
+
+    fn hold(&mut self, ev: &AuditEvent, side: Side, out: &mut Vec<Outcome>) {
+        let ip = &ev.ip_address;
+        let (id, t) = (ev.author_id, ev.created_at_ms);
+        self.join.insert(id, ip, t, &ev.dedup_key, side, out);
+    }
+
+    /// Turns join outcomes into records, in a deterministic order.
+    fn finish(&mut self, outcomes: Vec<Outcome>, records: &mut Vec<TokenUse>) {
+        for o in outcomes {
+            if let Some(r) = self.record(o) {
+                records.push(r);
+            }
+        }
+        self.counters.emitted += records.len() as u64;
+        records.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    }
+
+    fn record(&mut self, o: Outcome) -> Option<TokenUse> {
+        let c = &mut self.counters;
+        match (o.auth, o.resource) {
+            (Some((ta, auth)), Some((tr, res))) => {
+                c.matched += 1;
+                Some(self.auth_record(o.author_id, o.ip, ta, auth, Some((tr, res))))
+            }
+            (Some((ta, auth)), None) => {
+                c.auth_only += 1;
+                Some(self.auth_record(o.author_id, o.ip, ta, auth, None))
+            }
+            (None, Some((tr, res))) if res.upstream_project_path.is_some() => {
+                c.lineage += 1;
+                Some(lineage(o.author_id, o.ip, tr, res))
+            }
+            (None, _) => {
+                c.unmatched_resources += 1;
+                None
+            }
+        }
+    }
+
+    fn auth_record(
+        &self,
+        actor_id: i64,
+        ip: String,
+        t_auth: i64,
+        auth: AuthSide,
+        res: Option<(i64, ResourceSide)>,
+    ) -> TokenUse {
+        let job = auth.job_id.and_then(|id| self.jobs.get(id));
+        let source_id = auth.project_id.or(job.and_then(|j| j.project_id));
+        let source_path = match (auth.project_path.is_empty(), job) {
+            (true, Some(j)) => j.project_path.clone(),
+            _ => auth.project_path,
+        };
+        // A webhook names the job's user; only trust its username for the same user.
+        let username = job
+            .filter(|j| j.user_id.is_none_or(|u| u == actor_id))
+            .and_then(|j| j.username.clone());
+        let mut rec = TokenUse {
+            event_time_ms: t_auth,
+            actor_id,
+            actor_name: auth.author_name,
+            actor_username: username,
+            actor_kind: auth.actor_kind,
+            source_project_id: source_id,
+            source_project_path: source_path,
+            target_project_id: None,
+            target_project_path: String::new(),
+            action: ACTION_AUTH.to_string(),
+            job_id: auth.job_id,
+            pipeline_id: job.and_then(|j| j.pipeline_id),
+            git_ref: job.and_then(|j| j.git_ref.clone()),
+            runner_id: job.and_then(|j| j.runner_id),
+            token_type: TOKEN_TYPE.to_string(),
+            ip_address: ip,
+            same_project: false,
+            allowlisted: None,
+            correlation: CORRELATION_AUTH_ONLY.to_string(),
+            gap_ms: 0,
+        };
+        if let Some((t_res, res)) = res {
+            rec.event_time_ms = t_res;
+            rec.gap_ms = t_res - t_auth;
+            rec.target_project_id = res.project_id;
+            rec.target_project_path = res.project_path;
+            rec.action = res.action;
+            rec.correlation = CORRELATION_MATCHED.to_string();
+            rec.same_project = same_project(
+                rec.source_project_id,
+                &rec.source_project_path,
+                rec.target_project_id,
+                &rec.target_project_path,
+            );
+            rec.allowlisted = self.allowlist.is_allowlisted(
+                rec.source_project_id,
+                &rec.source_project_path,
+                rec.target_project_id,
+                &rec.target_project_path,
+            );
+        }
+        rec
+    }
+}
+
+/// A downstream-pipeline event alone: upstream path -> downstream project. The allowlist is not
+/// consulted: creating a downstream pipeline is authorized by the user's permissions, not by
+/// the target's job-token allowlist.
+fn lineage(actor_id: i64, ip: String, t: i64, res: ResourceSide) -> TokenUse {
+    let source_path = res.upstream_project_path.unwrap_or_default();
+    TokenUse {
+        event_time_ms: t,
+        actor_id,
+        actor_name: res.author_name,
+        actor_username: None,
+        actor_kind: res.actor_kind,
+        source_project_id: None,
+        same_project: same_project(None, &source_path, res.project_id, &res.project_path),
+        source_project_path: source_path,
+        target_project_id: res.project_id,
+        target_project_path: res.project_path,
+        action: ACTION_TRIGGER.to_string(),
+        job_id: None,
+        pipeline_id: res.upstream_pipeline_id,
+        git_ref: None,
+        runner_id: None,
+        token_type: TOKEN_TYPE.to_string(),
+        ip_address: ip,
+        allowlisted: None,
+        correlation: CORRELATION_LINEAGE.to_string(),
+        gap_ms: 0,
+    }
+}
+
+type SortKey<'a> = (
+    i64,
+    i64,
+    &'a str,
+    Option<i64>,
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+);
+
+fn sort_key(r: &TokenUse) -> SortKey<'_> {
+    (
+        r.event_time_ms,
+        r.actor_id,
+        &r.ip_address,
+        r.job_id,
+        &r.target_project_path,
+        &r.action,
+        &r.correlation,
+        r.gap_ms,
+    )
+}

@@ -1,0 +1,394 @@
+//! The pipeline's view of the correlator: it feeds events in, drives the watermark per
+//! partition, and keeps the offsets of messages whose events the correlator still holds, so
+//! the commit never passes them.
+//!
+//! Why: the correlator's state lives in memory. If the offset of an authentication still
+//! waiting for its resource event were committed, a crash would lose the token-use record
+//! for good. So a message that fed the correlator *pins* its offset until (1) the correlator
+//! has certainly decided its events and (2) the batch holding the resulting records is
+//! durable. After a crash, replay starts at or before every pinned message, rebuilds the same
+//! state, and re-emits the same records under the same `record_key` (ReplacingMergeTree makes
+//! the second copy invisible).
+//!
+//! Watermark: per partition, the newest event time seen; the correlator's watermark is the
+//! minimum over recently active partitions minus `lateness_ms`. Events of one author share a
+//! partition (GitLab deliveries are keyed by author id), so a lagging partition must hold the
+//! watermark back, or its events would be judged late during a backlog.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::offsets::TopicPartition;
+use crate::config::CorrelateSettings;
+use crate::correlate::{Correlator, CorrelatorConfig};
+use crate::model::{AuditMeaning, Event, TokenUse};
+
+/// A message whose events may still be held by the correlator.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    offset: i64,
+    /// Newest correlatable event time in the message.
+    max_event_ms: i64,
+}
+
+#[derive(Debug)]
+struct PartitionClock {
+    /// `None` until the partition delivered its first audit event.
+    max_event_ms: Option<i64>,
+    last_seen: Instant,
+}
+
+/// Offsets decided by the correlator whose records are in a batch not yet durable.
+pub type Released = Vec<(TopicPartition, i64)>;
+
+pub struct CorrelationStage {
+    correlator: Correlator,
+    lateness_ms: i64,
+    /// Event-time span after which a held event is certainly decided (window + max hold).
+    horizon_ms: i64,
+    idle_flush: Duration,
+    clocks: HashMap<TopicPartition, PartitionClock>,
+    undecided: HashMap<TopicPartition, VecDeque<Held>>,
+    /// Decided but not yet durable: offset → number of batches in flight referring to it.
+    unwritten: HashMap<TopicPartition, BTreeMap<i64, u32>>,
+    last_event: Instant,
+    flushed_everything: bool,
+}
+
+impl CorrelationStage {
+    pub fn new(settings: &CorrelateSettings) -> Self {
+        let correlator = Correlator::new(CorrelatorConfig {
+            window_ms: settings.window_ms,
+            max_pending: settings.max_pending,
+            max_jobs: settings.max_jobs,
+            max_hold_ms: settings.max_hold_ms,
+            auto_lateness_ms: None,
+        });
+        CorrelationStage {
+            correlator,
+            lateness_ms: settings.lateness_ms,
+            horizon_ms: settings.window_ms + settings.max_hold_ms,
+            idle_flush: Duration::from_millis(settings.idle_flush_ms),
+            clocks: HashMap::new(),
+            undecided: HashMap::new(),
+            unwritten: HashMap::new(),
+            last_event: Instant::now(),
+            flushed_everything: false,
+        }
+    }
+
+    pub fn correlator_mut(&mut self) -> &mut Correlator {
+        &mut self.correlator
+    }
+
+    pub fn correlator(&self) -> &Correlator {
+        &self.correlator
+    }
+
+    /// Feeds the events of one message; returns the records that became final.
+    pub fn on_events(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        events: &[Event],
+    ) -> Vec<TokenUse> {
+        let mut records = Vec::new();
+        let mut max_correlatable: Option<i64> = None;
+        for event in events {
+            match event {
+                Event::Audit(ev) => {
+                    if matches!(
+                        ev.meaning,
+                        AuditMeaning::JobTokenAuth { .. } | AuditMeaning::ResourceAccess { .. }
+                    ) {
+                        max_correlatable = Some(
+                            max_correlatable.map_or(ev.created_at_ms, |m| m.max(ev.created_at_ms)),
+                        );
+                    }
+                    records.extend(self.correlator.on_audit(ev));
+                    self.observe(tp, ev.created_at_ms);
+                }
+                Event::Webhook(wh) => {
+                    for job in &wh.jobs {
+                        self.correlator.on_job(job);
+                    }
+                }
+            }
+        }
+        if let Some(max_event_ms) = max_correlatable {
+            self.flushed_everything = false;
+            self.last_event = Instant::now();
+            self.undecided
+                .entry(tp.clone())
+                .or_default()
+                .push_back(Held {
+                    offset,
+                    max_event_ms,
+                });
+        }
+        if let Some(wm) = self.watermark() {
+            records.extend(self.correlator.advance(wm));
+        }
+        records
+    }
+
+    /// An audit partition was assigned: until it delivers an event (or stays silent for the
+    /// idle period), it holds the watermark back, so its backlog is not judged late.
+    pub fn assign(&mut self, tp: &TopicPartition) {
+        self.clocks.insert(
+            tp.clone(),
+            PartitionClock {
+                max_event_ms: None,
+                last_seen: Instant::now(),
+            },
+        );
+    }
+
+    fn observe(&mut self, tp: &TopicPartition, event_ms: i64) {
+        let clock = self.clocks.entry(tp.clone()).or_insert(PartitionClock {
+            max_event_ms: None,
+            last_seen: Instant::now(),
+        });
+        clock.max_event_ms = Some(clock.max_event_ms.map_or(event_ms, |m| m.max(event_ms)));
+        clock.last_seen = Instant::now();
+    }
+
+    /// Minimum newest-event time over partitions active within the idle period, minus
+    /// lateness; `None` while an active partition has not delivered anything yet.
+    fn watermark(&self) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        for clock in self.clocks.values() {
+            if clock.last_seen.elapsed() >= self.idle_flush {
+                continue;
+            }
+            let m = clock.max_event_ms?;
+            min = Some(min.map_or(m, |x| x.min(m)));
+        }
+        min.map(|m| m - self.lateness_ms)
+    }
+
+    /// Called periodically: after `idle_flush` without correlatable events, decides everything.
+    pub fn on_idle(&mut self) -> Vec<TokenUse> {
+        if self.flushed_everything || self.last_event.elapsed() < self.idle_flush {
+            return Vec::new();
+        }
+        self.flush_all()
+    }
+
+    /// Decides everything held (idle stream, shutdown).
+    pub fn flush_all(&mut self) -> Vec<TokenUse> {
+        self.flushed_everything = true;
+        self.correlator.flush_all()
+    }
+
+    /// Moves messages whose events are certainly decided out of the undecided set; they stay
+    /// pinned (as unwritten) until [`CorrelationStage::written`] is called with the result.
+    /// Call when sealing a batch: its rows include every record emitted so far.
+    pub fn take_decided(&mut self) -> Released {
+        let everything = self.flushed_everything;
+        let watermark = self.correlator.stats().watermark_ms;
+        let horizon = self.horizon_ms;
+        let mut released = Vec::new();
+        for (tp, held) in &mut self.undecided {
+            held.retain(|h| {
+                let decided =
+                    everything || watermark.is_some_and(|wm| h.max_event_ms + horizon < wm);
+                if decided {
+                    released.push((tp.clone(), h.offset));
+                }
+                !decided
+            });
+        }
+        for (tp, offset) in &released {
+            *self
+                .unwritten
+                .entry(tp.clone())
+                .or_default()
+                .entry(*offset)
+                .or_default() += 1;
+        }
+        released
+    }
+
+    /// The batch carrying these messages' records is durable: unpin them.
+    pub fn written(&mut self, released: &Released) {
+        for (tp, offset) in released {
+            if let Some(map) = self.unwritten.get_mut(tp)
+                && let Some(n) = map.get_mut(offset)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(offset);
+                }
+            }
+        }
+    }
+
+    /// The highest offset that may be committed for `tp` (the lowest pinned message).
+    pub fn commit_cap(&self, tp: &TopicPartition) -> Option<i64> {
+        let undecided = self
+            .undecided
+            .get(tp)
+            .and_then(|h| h.iter().map(|h| h.offset).min());
+        let unwritten = self
+            .unwritten
+            .get(tp)
+            .and_then(|m| m.keys().next().copied());
+        match (undecided, unwritten) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A partition was revoked: its pins go (the new owner replays from the last commit).
+    pub fn revoke(&mut self, tp: &TopicPartition) {
+        self.undecided.remove(tp);
+        self.unwritten.remove(tp);
+        self.clocks.remove(tp);
+    }
+}
+
+/// A key that is the same every time the same record is derived, so replays replace it.
+pub fn record_key(r: &TokenUse) -> String {
+    let mut h = Sha256::new();
+    let fields = [
+        r.correlation.as_str(),
+        r.action.as_str(),
+        r.source_project_path.as_str(),
+        r.target_project_path.as_str(),
+        r.ip_address.as_str(),
+    ];
+    for f in fields {
+        h.update(f.as_bytes());
+        h.update([0]);
+    }
+    for n in [
+        r.event_time_ms,
+        r.actor_id,
+        r.job_id.unwrap_or(i64::MIN),
+        r.source_project_id.unwrap_or(i64::MIN),
+        r.target_project_id.unwrap_or(i64::MIN),
+        r.gap_ms,
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ActorKind, AuditEvent};
+    use std::sync::Arc;
+
+    fn settings() -> CorrelateSettings {
+        CorrelateSettings {
+            window_ms: 1_000,
+            max_pending: 1_000,
+            max_jobs: 1_000,
+            lateness_ms: 0,
+            max_hold_ms: 2_000,
+            idle_flush_ms: 60_000,
+        }
+    }
+
+    fn auth(t: i64, job: i64) -> Event {
+        Event::Audit(AuditEvent {
+            id: format!("id-{t}"),
+            dedup_key: format!("content:{t}"),
+            stream_only: true,
+            event_type: "user_authenticated_using_job_token".into(),
+            author_id: 7,
+            author_name: "A".into(),
+            author_class: None,
+            actor_kind: ActorKind::Human,
+            entity_id: Some(1),
+            entity_type: "Project".into(),
+            entity_path: "g/src".into(),
+            target_id: Some(job),
+            target_type: "Ci::Build".into(),
+            target_details: job.to_string(),
+            ip_address: "10.0.0.1".into(),
+            created_at_ms: t,
+            details_json: "{}".into(),
+            meaning: AuditMeaning::JobTokenAuth { job_id: Some(job) },
+        })
+    }
+
+    #[test]
+    fn held_message_pins_the_commit_until_decided_and_written() {
+        let mut stage = CorrelationStage::new(&settings());
+        let tp: TopicPartition = (Arc::from("t"), 0);
+        assert!(stage.on_events(&tp, 5, &[auth(10_000, 1)]).is_empty());
+        assert_eq!(stage.commit_cap(&tp), Some(5), "pinned while undecided");
+        assert!(stage.take_decided().is_empty());
+
+        // Much later event time: the first auth is decided (auth_only) and released.
+        let records = stage.on_events(&tp, 6, &[auth(20_000, 2)]);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].action, "auth");
+        let released = stage.take_decided();
+        assert_eq!(released, vec![(tp.clone(), 5)]);
+        assert_eq!(
+            stage.commit_cap(&tp),
+            Some(5),
+            "pinned until its batch is durable"
+        );
+        stage.written(&released);
+        assert_eq!(
+            stage.commit_cap(&tp),
+            Some(6),
+            "now only the second message pins"
+        );
+
+        let rest = stage.flush_all();
+        assert_eq!(rest.len(), 1);
+        let released = stage.take_decided();
+        stage.written(&released);
+        assert_eq!(stage.commit_cap(&tp), None);
+    }
+
+    #[test]
+    fn lagging_partition_holds_the_watermark_back() {
+        let mut stage = CorrelationStage::new(&settings());
+        let p0: TopicPartition = (Arc::from("t"), 0);
+        let p1: TopicPartition = (Arc::from("t"), 1);
+        stage.on_events(&p1, 0, &[auth(1_000, 1)]);
+        // Partition 0 races far ahead; partition 1's auth must not be decided yet.
+        let records = stage.on_events(&p0, 0, &[auth(100_000, 2)]);
+        assert!(records.is_empty(), "{records:?}");
+    }
+
+    #[test]
+    fn assigned_partition_without_events_holds_the_watermark_back() {
+        let mut stage = CorrelationStage::new(&settings());
+        let p0: TopicPartition = (Arc::from("t"), 0);
+        let p1: TopicPartition = (Arc::from("t"), 1);
+        stage.assign(&p0);
+        stage.assign(&p1);
+        stage.on_events(&p0, 0, &[auth(1_000, 1)]);
+        let records = stage.on_events(&p0, 1, &[auth(100_000, 2)]);
+        assert!(records.is_empty(), "p1 has not been read yet: {records:?}");
+        let records = stage.on_events(&p1, 0, &[auth(100_000, 3)]);
+        assert_eq!(
+            records.len(),
+            1,
+            "now both partitions are past the first auth"
+        );
+    }
+
+    #[test]
+    fn record_key_is_stable_and_distinguishes_records() {
+        let mut stage = CorrelationStage::new(&settings());
+        let tp: TopicPartition = (Arc::from("t"), 0);
+        let mut records = stage.on_events(&tp, 0, &[auth(1_000, 1), auth(50_000, 2)]);
+        records.extend(stage.flush_all());
+        assert_eq!(records.len(), 2);
+        let keys: Vec<String> = records.iter().map(record_key).collect();
+        assert_ne!(keys[0], keys[1]);
+        assert_eq!(keys[0], record_key(&records[0].clone()));
+        assert_eq!(keys[0].len(), 32);
+    }
+}

@@ -1,0 +1,143 @@
+//! The product's core promise, end to end on the real services: simulated GitLab traffic
+//! through Kafka → tokentrail → ClickHouse yields the token-use records the simulator knows
+//! must come out (precision and recall ≥ 99 %).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokentrail::ingest::pipeline;
+use tokentrail::publish::{self, Topics};
+use tokentrail::simulate::{SimConfig, Simulator};
+use tokentrail::telemetry::{metrics::Metrics, server::Health};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// The fields a token-use record is judged on.
+type Key = (Option<i64>, Option<i64>, Option<i64>, String, i64);
+
+#[derive(clickhouse::Row, Deserialize)]
+struct Stored {
+    job_id: Option<i64>,
+    source_project_id: Option<i64>,
+    target_project_id: Option<i64>,
+    action: String,
+    event_time_ms: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_traffic_yields_the_ground_truth_token_uses() {
+    let svc = services();
+    let name = unique("it_token_use");
+    let s = settings(&svc, &name);
+    create_topic(&svc.brokers, &s.kafka.audit_topics[0], 3).await;
+    create_topic(&svc.brokers, &s.kafka.webhook_topics[0], 2).await;
+    create_topic(&svc.brokers, &s.kafka.dead_letter_topic, 1).await;
+    let client = clickhouse(&svc.clickhouse_url, &name);
+    tokentrail::store::migrate::migrate(&client, &name, 0, None)
+        .await
+        .unwrap();
+
+    let cfg = SimConfig {
+        seed: 7,
+        jobs: 600,
+        ..SimConfig::default()
+    };
+    let mut sim = Simulator::new(&cfg);
+    let topics = Topics::from_settings(&s.kafka).unwrap();
+    let producer = tokentrail::ingest::source::producer(&s.kafka).unwrap();
+    let sent = publish::publish(&producer, &topics, sim.by_ref(), 0, |_| {})
+        .await
+        .unwrap();
+    let truth = sim.into_truth();
+    assert!(truth.token_uses.len() > 500, "a meaningful sample");
+
+    let cancel = CancellationToken::new();
+    let run = {
+        let (s, c) = (s.clone(), cancel.clone());
+        tokio::spawn(async move {
+            pipeline::run(&s, Metrics::new(), Health::default(), c)
+                .await
+                .expect("ingest run")
+        })
+    };
+    for (table, expected) in [
+        ("audit_events_dedup", truth.distinct_audit_events),
+        ("webhook_events_dedup", truth.distinct_webhooks),
+    ] {
+        eventually(Duration::from_secs(120), table, || async {
+            let n: u64 = client
+                .query(&format!("SELECT count() FROM {table}"))
+                .fetch_one()
+                .await
+                .unwrap();
+            (n >= expected).then_some(())
+        })
+        .await;
+    }
+    // Graceful shutdown decides whatever the correlator still holds and writes it.
+    cancel.cancel();
+    let summary = run.await.unwrap();
+    assert_eq!(summary.messages, sent);
+
+    let stored: Vec<Stored> = client
+        .query(
+            "SELECT job_id, source_project_id, target_project_id, action, event_time_ms \
+             FROM token_use_dedup",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let got: HashSet<Key> = stored
+        .into_iter()
+        .map(|r| {
+            (
+                r.job_id,
+                r.source_project_id,
+                r.target_project_id,
+                r.action,
+                r.event_time_ms,
+            )
+        })
+        .collect();
+    let want: HashSet<Key> = truth
+        .token_uses
+        .iter()
+        .map(|r| {
+            (
+                r.job_id,
+                r.source_project_id,
+                r.target_project_id,
+                r.action.clone(),
+                r.event_time_ms,
+            )
+        })
+        .collect();
+    let hits = got.intersection(&want).count() as f64;
+    let precision = hits / got.len() as f64;
+    let recall = hits / want.len() as f64;
+    eprintln!(
+        "token-use records: stored {}, expected {}, matching {hits}: precision {:.4}, recall {:.4}",
+        got.len(),
+        want.len(),
+        precision,
+        recall
+    );
+    if precision < 0.99 || recall < 0.99 {
+        let mut missing: Vec<_> = want.difference(&got).collect();
+        let mut extra: Vec<_> = got.difference(&want).collect();
+        missing.sort();
+        extra.sort();
+        eprintln!(
+            "missing (first 15): {:#?}",
+            &missing[..missing.len().min(15)]
+        );
+        eprintln!(
+            "unexpected (first 15): {:#?}",
+            &extra[..extra.len().min(15)]
+        );
+    }
+    assert!(precision >= 0.99, "precision {precision:.4}");
+    assert!(recall >= 0.99, "recall {recall:.4}");
+}
