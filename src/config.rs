@@ -315,7 +315,9 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).required(true));
+            // Always TOML, whatever the file is named.
+            let file = config::File::new(&path.to_string_lossy(), config::FileFormat::Toml);
+            builder = builder.add_source(file.required(true));
         }
         let env_source = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")

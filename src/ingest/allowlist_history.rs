@@ -33,11 +33,23 @@ pub async fn restore(
          FROM {}.allowlist_changes FINAL ORDER BY event_time_ms",
         quote_ident(database)
     );
-    let rows: Vec<ChangeRow> = client
-        .query_raw(&sql)
-        .fetch_all()
-        .await
-        .map_err(|e| classify(&e))?;
+    let rows: Vec<ChangeRow> =
+        client
+            .query_raw(&sql)
+            .fetch_all()
+            .await
+            .map_err(|e| match classify(&e) {
+                WriteError::Fatal {
+                    code: Some(60),
+                    message,
+                } => WriteError::Fatal {
+                    code: Some(60),
+                    message: format!(
+                        "{message} (has `tokentrail migrate` run for database {database}?)"
+                    ),
+                },
+                other => other,
+            })?;
     let mut applied = 0;
     for row in rows {
         let Ok(change) =

@@ -9,4 +9,6 @@ mod clickhouse_roundtrip;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;
+mod private_clickhouse;
+mod resilience;
 mod token_use;
