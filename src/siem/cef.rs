@@ -72,7 +72,8 @@ impl Extension {
         }
         self
     }
-    /// A custom field and its label (`cs1Label=... cs1=...`), only when there is a value.
+    /// A custom field and its label (`cs1Label=... cs1=...`), only when there is a
+    /// non-empty value (an empty custom field says nothing and confuses parsers).
     fn custom<T: ToString>(
         &mut self,
         key: &'static str,
@@ -80,7 +81,7 @@ impl Extension {
         label: &str,
         value: Option<T>,
     ) -> &mut Self {
-        if let Some(v) = value {
+        if let Some(v) = value.map(|v| v.to_string()).filter(|v| !v.is_empty()) {
             self.put(label_key, label);
             self.put(key, v);
         }
@@ -113,6 +114,21 @@ pub fn to_cef(record: &SiemRecord) -> String {
         severity(record.severity()),
         ext.render()
     )
+}
+
+fn token_use_message(r: &TokenUseRecord) -> String {
+    let t = &r.token_use;
+    if t.action == "auth" {
+        format!(
+            "CI job token of {} authenticated (no resource event correlated)",
+            t.source_project_path
+        )
+    } else {
+        format!(
+            "CI job token of {} used for {} on {}",
+            t.source_project_path, t.action, t.target_project_path
+        )
+    }
 }
 
 fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
@@ -157,13 +173,7 @@ fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
     .custom("cn2", "cn2Label", "pipelineId", t.pipeline_id)
     .custom("cn3", "cn3Label", "runnerId", t.runner_id)
     .put("requestClientApplication", &t.token_type)
-    .put(
-        "msg",
-        format!(
-            "CI job token of {} used for {} on {}",
-            t.source_project_path, t.action, t.target_project_path
-        ),
-    );
+    .put("msg", token_use_message(r));
     (
         format!("token_use:{}", t.action),
         "CI job token use".into(),
