@@ -240,7 +240,11 @@ async fn export_cmd(settings: &Settings, args: ExportArgs) -> anyhow::Result<()>
         );
         let n = exporter.backfill(from, to, &bar).await?;
         bar.finish();
-        eprintln!("{n} records exported as {} to {}", format.as_str(), sink.as_str());
+        eprintln!(
+            "{n} records exported as {} to {}",
+            format.as_str(),
+            sink.as_str()
+        );
         return Ok(());
     }
     if !settings.telemetry.listen.is_empty() {

@@ -22,7 +22,10 @@ fn check(name: &str, actual: &[u8]) {
         return;
     }
     let expected = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", path.display())
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
     });
     assert!(
         expected == actual,
@@ -40,7 +43,10 @@ fn json_formats_match_their_goldens() {
             assert!(!enc.payload.contains('\n'), "payload is one line");
             let value: serde_json::Value = serde_json::from_str(&enc.payload).unwrap();
             let pretty = serde_json::to_string_pretty(&value).unwrap() + "\n";
-            check(&format!("{stem}.{}.json", format.as_str()), pretty.as_bytes());
+            check(
+                &format!("{stem}.{}.json", format.as_str()),
+                pretty.as_bytes(),
+            );
         }
     }
 }
@@ -59,7 +65,7 @@ fn cef_escaping_is_exact() {
     let line = encode(Format::Cef, &siem_fixtures::token_use_matched()).payload;
     // Extension values: `\` → `\\`, `=` → `\=`, CR → `\r`, LF → `\n`; `|` stays as is.
     assert!(
-        line.contains(r"sntdom=Zoë O'Neil | ops\=lead \\ admin\r\nsecond line ✓ "),
+        line.contains(r"flexString1=Zoë O'Neil | ops\=lead \\ admin\r\nsecond line ✓ "),
         "{line}"
     );
     assert!(line.contains(r"cs3=feature/a\=b|c "), "{line}");
@@ -85,7 +91,10 @@ fn syslog_framing_matches_its_golden() {
     };
     let mut out = Vec::new();
     for (_, record) in siem_fixtures::all() {
-        out.extend(frame(&format_message(&header, &encode(Format::Cef, &record))));
+        out.extend(frame(&format_message(
+            &header,
+            &encode(Format::Cef, &record),
+        )));
     }
     check("all.cef.syslog", &out);
 }

@@ -143,8 +143,7 @@ fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
         .put(
             "suser",
             t.actor_username.as_deref().unwrap_or(&t.actor_name),
-        )
-        .put("sntdom", &t.actor_name);
+        );
     if t.ip_address.parse::<std::net::IpAddr>().is_ok() {
         e.put("src", &t.ip_address);
     }
@@ -172,6 +171,13 @@ fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
     .custom("cn1", "cn1Label", "jobId", t.job_id)
     .custom("cn2", "cn2Label", "pipelineId", t.pipeline_id)
     .custom("cn3", "cn3Label", "runnerId", t.runner_id)
+    // The display name (free text): CEF has no full-name key, and all csN are taken.
+    .custom(
+        "flexString1",
+        "flexString1Label",
+        "actorName",
+        Some(&t.actor_name),
+    )
     .put("requestClientApplication", &t.token_type)
     .put("msg", token_use_message(r));
     (

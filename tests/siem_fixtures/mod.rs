@@ -89,8 +89,7 @@ pub fn alert() -> SiemRecord {
         alert_id: "al-7e2d".into(),
         rule: "cross_project_not_allowlisted".into(),
         severity: "high".into(),
-        summary: "platform/deployer reached platform/secrets | not allowlisted\nsee details"
-            .into(),
+        summary: "platform/deployer reached platform/secrets | not allowlisted\nsee details".into(),
         first_seen_ms: 1_735_787_045_123,
         last_seen_ms: 1_735_787_345_123,
         count: 3,
