@@ -45,10 +45,10 @@ fn check_object(errors: &mut Vec<String>, req: &Value, name: &str, at: &str, obj
             errors.push(format!("{at}.{attr} is required"));
         }
     }
-    if let Some(any) = spec["at_least_one"].as_array() {
-        if !any.iter().any(|a| present(obj, a.as_str().unwrap())) {
-            errors.push(format!("{at} needs at least one of {any:?}"));
-        }
+    if let Some(any) = spec["at_least_one"].as_array()
+        && !any.iter().any(|a| present(obj, a.as_str().unwrap()))
+    {
+        errors.push(format!("{at} needs at least one of {any:?}"));
     }
     for (attr, allowed) in spec["enums"].as_object().into_iter().flatten() {
         if let Some(v) = obj.get(attr) {

@@ -9,4 +9,7 @@ mod clickhouse_roundtrip;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;
+mod siem;
+#[path = "../siem_fixtures/mod.rs"]
+mod siem_fixtures;
 mod token_use;
