@@ -69,6 +69,8 @@ pub struct Settings {
     pub correlate: CorrelateSettings,
     pub telemetry: TelemetrySettings,
     pub shutdown: ShutdownSettings,
+    /// `tokentrail export`: the SIEM feed (see `siem::config`).
+    pub siem: crate::siem::config::SiemSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -458,6 +460,7 @@ impl Settings {
         if self.shutdown.deadline_secs == 0 {
             return Err(invalid("shutdown.deadline_secs", "must be > 0"));
         }
+        self.siem.validate()?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod model;
 pub mod normalize;
 pub mod publish;
+pub mod siem;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -47,6 +47,31 @@ enum Command {
     },
     /// Generate realistic GitLab traffic (with its ground truth) into Kafka or as NDJSON.
     Simulate(SimulateArgs),
+    /// Feed a SIEM: follow new token-use, lifecycle and alert rows in ClickHouse, or
+    /// backfill a time range with --from/--to.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Output format (default: siem.format).
+    #[arg(long, value_enum)]
+    format: Option<tokentrail::siem::encode::Format>,
+    /// Where to deliver (default: siem.sink).
+    #[arg(long, value_enum)]
+    sink: Option<tokentrail::siem::config::SinkKind>,
+    /// Backfill from this time (RFC 3339, inclusive) instead of following; needs --to.
+    #[arg(long, requires = "to", value_parser = parse_rfc3339_ms)]
+    from: Option<i64>,
+    /// Backfill up to this time (RFC 3339, exclusive).
+    #[arg(long, requires = "from", value_parser = parse_rfc3339_ms)]
+    to: Option<i64>,
+}
+
+fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2025-01-31T00:00:00Z"))
 }
 
 #[derive(clap::Args)]
@@ -127,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
         }
         Command::Simulate(args) => simulate_cmd(&settings, args).await,
+        Command::Export(args) => export_cmd(&settings, args).await,
     }
 }
 
@@ -190,6 +216,45 @@ async fn migrate_cmd(
         "dialect {:?}: applied {:?}, already applied {:?}",
         report.dialect, report.applied, report.already_applied
     );
+    Ok(())
+}
+
+async fn export_cmd(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
+    use tokentrail::siem::export::Exporter;
+
+    let format = args.format.unwrap_or(settings.siem.format);
+    let sink = args.sink.unwrap_or(settings.siem.sink);
+    settings.siem.validate_sink(sink)?;
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    let mut exporter = Exporter::new(settings, format, sink, metrics.clone(), cancel.clone())?;
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        anyhow::ensure!(from < to, "--from must be before --to");
+        let bar = indicatif::ProgressBar::new(0).with_message("records exported");
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} {msg} ({per_sec}, eta {eta})",
+            )
+            .expect("progress template"),
+        );
+        let n = exporter.backfill(from, to, &bar).await?;
+        bar.finish();
+        eprintln!(
+            "{n} records exported as {} to {}",
+            format.as_str(),
+            sink.as_str()
+        );
+        return Ok(());
+    }
+    if !settings.telemetry.listen.is_empty() {
+        telemetry::server::serve(&settings.telemetry.listen, metrics, Health::default())
+            .await
+            .with_context(|| format!("telemetry.listen {}", settings.telemetry.listen))?;
+    }
+    exporter
+        .follow(settings, settings.siem.state_file.clone().into(), cancel)
+        .await?;
     Ok(())
 }
 

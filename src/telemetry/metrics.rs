@@ -41,6 +41,10 @@ pub struct Metrics {
     pub correlator: IntCounterVec,
     /// Token-use records emitted, by correlation method.
     pub token_uses: IntCounterVec,
+    /// SIEM records acknowledged by the sink, by sink (`kafka`, `syslog`, `hec`).
+    pub siem_delivered: IntCounterVec,
+    /// Failed SIEM delivery attempts (each is retried or stops the export), by sink.
+    pub siem_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -173,6 +177,18 @@ impl Metrics {
                 "token_use_records_total",
                 "Token-use records emitted",
                 &["correlation"],
+            ),
+            siem_delivered: counter_vec(
+                &r,
+                "siem_delivered_total",
+                "SIEM records acknowledged by the sink",
+                &["sink"],
+            ),
+            siem_failures: counter_vec(
+                &r,
+                "siem_delivery_failures_total",
+                "Failed SIEM delivery attempts",
+                &["sink"],
             ),
             registry: r,
         }

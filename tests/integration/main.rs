@@ -11,4 +11,7 @@ mod kafka_roundtrip;
 mod migrations;
 mod private_clickhouse;
 mod resilience;
+mod siem;
+#[path = "../siem_fixtures/mod.rs"]
+mod siem_fixtures;
 mod token_use;

@@ -1,0 +1,115 @@
+//! Kafka sink: one message per record on `siem.kafka.topic`, keyed by the record id (so a
+//! record and its re-deliveries land in one partition, in order), with the record kind and
+//! format in headers. The producer is idempotent with `acks=all` (`ingest::source::producer`);
+//! a batch counts as delivered when every message is acknowledged, and only the messages
+//! that failed are retried.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use super::config::RetryPolicy;
+use super::encode::Encoded;
+use super::retry::Backoff;
+use super::sink::{AttemptError, SinkError, after_failure};
+use crate::config::Settings;
+use crate::telemetry::metrics::Metrics;
+
+const SINK: &str = "kafka";
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    retry: RetryPolicy,
+    metrics: Metrics,
+    cancel: CancellationToken,
+}
+
+/// Errors no retry can fix: the message or the permissions are wrong.
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidMessage
+        )
+    )
+}
+
+impl KafkaSink {
+    pub fn new(
+        settings: &Settings,
+        metrics: Metrics,
+        cancel: CancellationToken,
+    ) -> Result<Self, SinkError> {
+        let producer =
+            crate::ingest::source::producer(&settings.kafka).map_err(|e| SinkError::Setup {
+                sink: SINK,
+                message: e.to_string(),
+            })?;
+        Ok(KafkaSink {
+            producer,
+            topic: settings.siem.kafka.topic.clone(),
+            retry: settings.siem.retry.clone(),
+            metrics,
+            cancel,
+        })
+    }
+
+    pub async fn deliver(&mut self, batch: &[Encoded]) -> Result<(), SinkError> {
+        let mut pending: Vec<&Encoded> = batch.iter().collect();
+        let mut backoff = Backoff::new(&self.retry);
+        loop {
+            match self.attempt(&mut pending).await {
+                Ok(()) => return Ok(()),
+                Err(e) => after_failure(SINK, &mut backoff, &self.metrics, &self.cancel, e).await?,
+            }
+        }
+    }
+
+    /// Sends every pending message; leaves only the unacknowledged ones in `pending`.
+    async fn attempt(&self, pending: &mut Vec<&Encoded>) -> Result<(), AttemptError> {
+        let sends = pending.iter().map(|m| {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "tokentrail-record-kind",
+                    value: Some(m.kind.as_str()),
+                })
+                .insert(Header {
+                    key: "tokentrail-format",
+                    value: Some(m.format.as_str()),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(&m.id)
+                .payload(&m.payload)
+                .headers(headers);
+            self.producer.send(record, Duration::from_secs(30))
+        });
+        let results = futures::future::join_all(sends).await;
+        let mut failed = Vec::new();
+        let mut last: Option<KafkaError> = None;
+        for (m, r) in pending.iter().zip(results) {
+            match r {
+                Ok(_) => self.metrics.siem_delivered.with_label_values(&[SINK]).inc(),
+                Err((e, _)) => {
+                    failed.push(*m);
+                    last = Some(e);
+                }
+            }
+        }
+        *pending = failed;
+        match last {
+            None => Ok(()),
+            Some(e) if is_fatal(&e) => Err(AttemptError::Fatal(e.to_string())),
+            Some(e) => Err(AttemptError::Retry {
+                message: format!("{} of the batch not acknowledged: {e}", pending.len()),
+                retry_after: None,
+            }),
+        }
+    }
+}
