@@ -79,6 +79,10 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
             // produces it (other bridges, replays with kafka-console-producer).
             ("partitioner", "murmur2_random"),
             ("message.max.bytes", &max_message_bytes.to_string()),
+            // librdkafka's broker thread checks message timeouts between reconnect attempts;
+            // with the default 10 s backoff a dead broker is noticed 10 s late, past GitLab's
+            // own 8 s timeout. 1 s keeps the 503 close to delivery_timeout_secs.
+            ("reconnect.backoff.max.ms", "1000"),
         ],
         &[
             ("enable.idempotence", "true".into()),

@@ -6,6 +6,8 @@ mod common;
 
 mod chdb;
 mod clickhouse_roundtrip;
+mod collect;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;
+mod scratch_broker;
