@@ -125,7 +125,21 @@ async fn request(
     body: Vec<u8>,
 ) -> Reply {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    request_over(stream, method, path, headers, body).await
+}
+
+/// One HTTP/1.1 request over an established connection (plain TCP or TLS).
+async fn request_over<IO>(
+    io: IO,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .expect("handshake");
     tokio::spawn(conn);
@@ -676,5 +690,97 @@ async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_ac
         "tokentrail_collect_rejected_total{reason=\"kafka_unavailable\"}",
     );
     assert!(rejected.is_some(), "503s are counted");
+    collector.stop().await;
+}
+
+/// HTTPS with a certificate from files: a TLS client that trusts it gets 200, and the event is
+/// in Kafka; a plain-HTTP client on the TLS port gets no answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_listener_serves_https() {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let openssl = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .output()
+        .expect("openssl (needed to make a test certificate)");
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    let mut settings = collect_settings(&svc.brokers, &t);
+    settings.collect.tls_cert_path = cert.display().to_string();
+    settings.collect.tls_key_path = key.display().to_string();
+    let collector = start(&settings).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(collector.addr)
+        .await
+        .unwrap();
+    let server_name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake");
+    let body = fixture("audit-stream/user_authenticated_using_job_token.json");
+    let reply = request_over(
+        tls,
+        "POST",
+        AUDIT_PATH,
+        &[("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let msgs = read(&svc.brokers, &t.audit, 1).await;
+    assert_eq!(msgs[0].payload(), Some(body.trim_ascii()));
+
+    // Plain HTTP on the TLS port: the handshake fails, no HTTP answer comes back.
+    let mut plain = tokio::net::TcpStream::connect(collector.addr)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain
+        .write_all(b"POST /gitlab/audit-events HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 2"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(stored(&svc.brokers, &t.audit), 1);
     collector.stop().await;
 }
