@@ -81,7 +81,10 @@ async fn worker(
         let request = hyper::Request::post(args.path.as_str())
             .header("host", "collector")
             .header("x-gitlab-event-streaming-token", args.token.as_str())
-            .header("x-gitlab-audit-event-type", "user_authenticated_using_job_token")
+            .header(
+                "x-gitlab-audit-event-type",
+                "user_authenticated_using_job_token",
+            )
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(body.clone()))
             .expect("request");
