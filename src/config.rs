@@ -71,6 +71,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// `tokentrail export`: the SIEM feed (see `siem::config`).
     pub siem: crate::siem::config::SiemSettings,
+    /// `tokentrail collect`: the HTTP collector (see `collect`).
+    pub collect: CollectSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -267,6 +269,187 @@ impl Default for ShutdownSettings {
     }
 }
 
+/// `tokentrail collect`: the HTTP → Kafka bridge GitLab streams audit events and sends
+/// webhooks to. Destinations are lists of tables, so they are set in the TOML file (the
+/// `config` crate cannot express arrays of tables in environment variables).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectSettings {
+    /// Address the collector listens on (`host:port`).
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key_path`, the collector speaks HTTPS. Empty: HTTP.
+    pub tls_cert_path: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert_path`.
+    pub tls_key_path: String,
+    /// Larger bodies get 413. GitLab caps streaming bodies at 25 MB.
+    pub max_body_bytes: usize,
+    /// Whole-request budget (reading the body and waiting for Kafka); past it, 503.
+    pub request_timeout_secs: u64,
+    /// librdkafka `message.timeout.ms`: how long a write may wait for Kafka before the
+    /// request is answered 503. Kept below GitLab's 8 s streaming timeout by default.
+    pub delivery_timeout_secs: u64,
+    /// Requests handled at once; more are shed with 503 instead of queueing in memory.
+    pub max_concurrent_requests: usize,
+    /// Producer buffer (librdkafka `queue.buffering.max.kbytes`); when full, 503.
+    pub max_buffered_kbytes: u32,
+    /// The `Retry-After` value (seconds) sent with every 503.
+    pub retry_after_secs: u64,
+    /// Accepted clock skew (seconds) for the `webhook-timestamp` of signed webhooks.
+    pub signature_tolerance_secs: u64,
+    /// Audit-event streaming destinations (`[[collect.audit_streams]]`).
+    pub audit_streams: Vec<AuditStreamDestination>,
+    /// Webhook endpoints (`[[collect.webhooks]]`).
+    pub webhooks: Vec<WebhookDestination>,
+}
+
+/// One GitLab audit-event streaming destination.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditStreamDestination {
+    /// URL path GitLab posts to, e.g. `/gitlab/audit-events`.
+    pub path: String,
+    /// The destination's verification token (`X-Gitlab-Event-Streaming-Token`).
+    pub token: Secret,
+    /// Kafka topic the events are produced to.
+    pub topic: String,
+}
+
+/// One GitLab webhook endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDestination {
+    /// URL path GitLab posts to, e.g. `/gitlab/webhooks`.
+    pub path: String,
+    /// The webhook's secret token (`X-Gitlab-Token`); empty only with `signing_secret`.
+    #[serde(default)]
+    pub token: Secret,
+    /// Standard-Webhooks signing token; when set, `webhook-signature` must verify.
+    /// `whsec_<base64>` is decoded as the spec says; any other value is used as raw bytes.
+    #[serde(default)]
+    pub signing_secret: Secret,
+    /// Kafka topic the webhooks are produced to.
+    pub topic: String,
+}
+
+impl Default for CollectSettings {
+    fn default() -> Self {
+        CollectSettings {
+            listen: "127.0.0.1:8080".into(),
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
+            max_body_bytes: 25 * 1024 * 1024,
+            request_timeout_secs: 7,
+            delivery_timeout_secs: 5,
+            max_concurrent_requests: 256,
+            max_buffered_kbytes: 256 * 1024,
+            retry_after_secs: 10,
+            signature_tolerance_secs: 300,
+            audit_streams: Vec::new(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+impl CollectSettings {
+    /// Checks what serde cannot. Destinations may be absent here (the other subcommands load
+    /// the same file); [`CollectSettings::require_destinations`] is checked by `collect`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "collect.listen",
+                format!("must be host:port, got {:?}", self.listen),
+            ));
+        }
+        if self.tls_cert_path.is_empty() != self.tls_key_path.is_empty() {
+            return Err(invalid(
+                "collect.tls_key_path",
+                "set both collect.tls_cert_path and collect.tls_key_path, or neither",
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(invalid("collect.max_body_bytes", "must be > 0"));
+        }
+        if self.delivery_timeout_secs == 0 {
+            return Err(invalid("collect.delivery_timeout_secs", "must be > 0"));
+        }
+        if self.request_timeout_secs <= self.delivery_timeout_secs {
+            return Err(invalid(
+                "collect.request_timeout_secs",
+                "must be greater than collect.delivery_timeout_secs, so a Kafka outage is \
+                 answered with 503 before the request times out",
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(invalid("collect.max_concurrent_requests", "must be > 0"));
+        }
+        if self.max_buffered_kbytes == 0 {
+            return Err(invalid("collect.max_buffered_kbytes", "must be > 0"));
+        }
+        if self.retry_after_secs == 0 {
+            return Err(invalid("collect.retry_after_secs", "must be > 0"));
+        }
+        let mut paths = std::collections::HashSet::new();
+        for d in &self.audit_streams {
+            check_destination("collect.audit_streams", &d.path, &d.topic, &mut paths)?;
+            if d.token.is_empty() {
+                return Err(invalid(
+                    "collect.audit_streams.token",
+                    format!("destination {:?} needs its verification token", d.path),
+                ));
+            }
+        }
+        for d in &self.webhooks {
+            check_destination("collect.webhooks", &d.path, &d.topic, &mut paths)?;
+            if d.token.is_empty() && d.signing_secret.is_empty() {
+                return Err(invalid(
+                    "collect.webhooks.token",
+                    format!(
+                        "webhook {:?} needs a token, a signing_secret, or both",
+                        d.path
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn require_destinations(&self) -> Result<(), ConfigError> {
+        if self.audit_streams.is_empty() && self.webhooks.is_empty() {
+            return Err(invalid(
+                "collect.audit_streams",
+                "nothing to collect: add a [[collect.audit_streams]] or [[collect.webhooks]] \
+                 table to the configuration file",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_destination(
+    key: &'static str,
+    path: &str,
+    topic: &str,
+    seen: &mut std::collections::HashSet<String>,
+) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
+        return Err(invalid(
+            key,
+            format!("path must start with / and be a plain path, got {path:?}"),
+        ));
+    }
+    // /healthz and /readyz are served on the collector's port too.
+    if !seen.insert(path.to_string()) || path == "/healthz" || path == "/readyz" {
+        return Err(invalid(
+            key,
+            format!("path {path:?} is used twice or reserved"),
+        ));
+    }
+    if topic.trim().is_empty() {
+        return Err(invalid(key, format!("destination {path:?} needs a topic")));
+    }
+    Ok(())
+}
+
 fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     ["password", "secret", "token", "key"]
@@ -461,6 +644,7 @@ impl Settings {
             return Err(invalid("shutdown.deadline_secs", "must be > 0"));
         }
         self.siem.validate()?;
+        self.collect.validate()?;
         Ok(())
     }
 
@@ -479,18 +663,33 @@ fn json_to_toml(value: &serde_json::Value, prefix: &str) -> String {
         return out;
     };
     let mut tables = Vec::new();
+    let mut array_tables = Vec::new();
     for (k, v) in map {
         match v {
             Value::Object(_) => tables.push((k, v)),
+            // Arrays of tables (`[[collect.webhooks]]`); an empty array stays `k = []`.
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                array_tables.push((k, items))
+            }
             other => out.push_str(&format!("{} = {}\n", toml_key(k), other)),
         }
     }
-    for (k, v) in tables {
-        let name = if prefix.is_empty() {
+    let qualified = |k: &String| {
+        if prefix.is_empty() {
             toml_key(k)
         } else {
             format!("{prefix}.{}", toml_key(k))
-        };
+        }
+    };
+    for (k, items) in array_tables {
+        let name = qualified(k);
+        for item in items {
+            out.push_str(&format!("\n[[{name}]]\n"));
+            out.push_str(&json_to_toml(item, &name));
+        }
+    }
+    for (k, v) in tables {
+        let name = qualified(k);
         out.push_str(&format!("\n[{name}]\n"));
         out.push_str(&json_to_toml(v, &name));
     }
@@ -577,6 +776,87 @@ mod tests {
         }
         assert!(toml.contains("SASL_SSL"));
         assert!(toml.contains("[kafka.options]"), "{toml}");
+    }
+
+    const COLLECT_TOML: &str = r#"
+[collect]
+listen = "127.0.0.1:0"
+[[collect.audit_streams]]
+path = "/gitlab/audit-events"
+token = "stream-secret-1"
+topic = "gitlab.audit_events"
+[[collect.audit_streams]]
+path = "/gitlab/audit-events/other"
+token = "stream-secret-2"
+topic = "other.audit_events"
+[[collect.webhooks]]
+path = "/gitlab/webhooks"
+token = "hook-secret"
+signing_secret = "whsec_c2lnbmluZw=="
+topic = "gitlab.webhooks"
+"#;
+
+    fn load_toml(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load_with_env(Some(&path), env(&[]))
+    }
+
+    #[test]
+    fn collect_destinations_load_from_toml_and_never_print_secrets() {
+        let s = load_toml(COLLECT_TOML).unwrap();
+        assert_eq!(s.collect.audit_streams.len(), 2);
+        assert_eq!(s.collect.audit_streams[1].topic, "other.audit_events");
+        assert_eq!(
+            s.collect.webhooks[0].signing_secret.expose(),
+            "whsec_c2lnbmluZw=="
+        );
+        assert_eq!(s.collect.max_body_bytes, 25 * 1024 * 1024);
+        s.collect.require_destinations().unwrap();
+        let toml = s.to_redacted_toml();
+        let debug = format!("{s:?}");
+        for text in [&toml, &debug] {
+            for secret in ["stream-secret", "hook-secret", "c2lnbmluZw"] {
+                assert!(!text.contains(secret), "{secret} leaked: {text}");
+            }
+        }
+        assert!(toml.contains("[[collect.webhooks]]"), "{toml}");
+        // The redacted form is still a loadable configuration.
+        let back = load_toml(&toml).unwrap();
+        assert_eq!(back.collect.audit_streams[0].path, "/gitlab/audit-events");
+    }
+
+    #[test]
+    fn collect_validation_names_the_key() {
+        let dup = COLLECT_TOML.replace("/gitlab/audit-events/other", "/gitlab/webhooks");
+        let err = load_toml(&dup).unwrap_err().to_string();
+        assert!(
+            err.contains("collect.webhooks") && err.contains("twice"),
+            "{err}"
+        );
+        let no_token = COLLECT_TOML.replace("token = \"stream-secret-1\"", "token = \"\"");
+        let err = load_toml(&no_token).unwrap_err().to_string();
+        assert!(err.contains("collect.audit_streams.token"), "{err}");
+        let err = load_toml("[collect]\nrequest_timeout_secs = 5\n").unwrap_err();
+        assert!(
+            err.to_string().contains("collect.request_timeout_secs"),
+            "{err}"
+        );
+        let err = load_toml("[collect]\ntls_cert_path = \"/c.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("collect.tls_key_path"), "{err}");
+        let err = Settings::default()
+            .collect
+            .require_destinations()
+            .unwrap_err();
+        assert!(err.to_string().contains("collect.audit_streams"), "{err}");
+        let typo = COLLECT_TOML.replace("signing_secret", "signing_secrett");
+        assert!(
+            load_toml(&typo)
+                .unwrap_err()
+                .to_string()
+                .contains("signing_secrett")
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Receive GitLab audit-event streaming and webhooks over HTTP and produce them to Kafka.
+    Collect,
     /// Create or upgrade the ClickHouse schema.
     Migrate {
         /// Print the DDL instead of running it.
@@ -148,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ingest(&settings).await
         }
+        Command::Collect => collect(&settings).await,
         Command::Migrate { dry_run, dialect } => {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
         }
@@ -167,6 +170,21 @@ async fn ingest(settings: &Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     tokentrail::ingest::pipeline::run(settings, metrics, health, cancel).await?;
+    Ok(())
+}
+
+async fn collect(settings: &Settings) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let health = Health::default();
+    if !settings.telemetry.listen.is_empty() {
+        telemetry::server::serve(&settings.telemetry.listen, metrics.clone(), health.clone())
+            .await
+            .with_context(|| format!("telemetry.listen {}", settings.telemetry.listen))?;
+    }
+    let collector = tokentrail::collect::Collector::bind(settings, metrics, health).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    collector.run(cancel).await?;
     Ok(())
 }
 

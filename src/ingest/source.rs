@@ -111,7 +111,7 @@ pub fn commit_list(commits: &[(TopicPartition, i64)]) -> TopicPartitionList {
 
 /// `defaults` may be overridden by `kafka.options`; `forced` may not (validation rejects
 /// options that try).
-fn client_config(
+pub(crate) fn client_config(
     settings: &KafkaSettings,
     defaults: &[(&str, &str)],
     forced: &[(&str, String)],

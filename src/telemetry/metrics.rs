@@ -45,6 +45,19 @@ pub struct Metrics {
     pub siem_delivered: IntCounterVec,
     /// Failed SIEM delivery attempts (each is retried or stops the export), by sink.
     pub siem_failures: IntCounterVec,
+    /// Collector: HTTP requests answered, by route (configured path) and status code.
+    pub collect_requests: IntCounterVec,
+    /// Collector: requests refused for a wrong or missing token or signature, by route.
+    pub collect_unauthorized: IntCounterVec,
+    /// Collector: Kafka messages acknowledged, by topic.
+    pub collect_produced: IntCounterVec,
+    /// Collector: requests not accepted, by reason (`invalid_json`, `too_large`,
+    /// `overloaded`, `timeout`, `kafka_unavailable`, ...).
+    pub collect_rejected: IntCounterVec,
+    /// Collector: seconds from request start to answer, by route.
+    pub collect_latency: HistogramVec,
+    /// Collector: requests being handled right now.
+    pub collect_in_flight: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -103,6 +116,21 @@ impl Metrics {
         let paused = IntGauge::new("consumer_paused", "1 while consumption is paused")
             .expect("valid metric");
         r.register(Box::new(paused.clone())).expect("unique metric");
+        let collect_latency = HistogramVec::new(
+            HistogramOpts::new("collect_request_seconds", "Seconds per collector request")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(collect_latency.clone()))
+            .expect("unique metric");
+        let collect_in_flight = IntGauge::new(
+            "collect_in_flight_requests",
+            "Collector requests being handled",
+        )
+        .expect("valid metric");
+        r.register(Box::new(collect_in_flight.clone()))
+            .expect("unique metric");
         Metrics {
             consumed: counter_vec(
                 &r,
@@ -190,6 +218,32 @@ impl Metrics {
                 "Failed SIEM delivery attempts",
                 &["sink"],
             ),
+            collect_requests: counter_vec(
+                &r,
+                "collect_requests_total",
+                "Collector requests answered",
+                &["route", "status"],
+            ),
+            collect_unauthorized: counter_vec(
+                &r,
+                "collect_unauthorized_total",
+                "Collector requests with a wrong or missing token or signature",
+                &["route"],
+            ),
+            collect_produced: counter_vec(
+                &r,
+                "collect_messages_produced_total",
+                "Collector messages acknowledged by Kafka",
+                &["topic"],
+            ),
+            collect_rejected: counter_vec(
+                &r,
+                "collect_rejected_total",
+                "Collector requests not accepted",
+                &["reason"],
+            ),
+            collect_latency,
+            collect_in_flight,
             registry: r,
         }
     }

@@ -6,11 +6,13 @@ mod common;
 
 mod chdb;
 mod clickhouse_roundtrip;
+mod collect;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;
 mod private_clickhouse;
 mod resilience;
+mod scratch_broker;
 mod siem;
 #[path = "../siem_fixtures/mod.rs"]
 mod siem_fixtures;

@@ -91,7 +91,8 @@ fn modern_ddl(db: &str) -> String {
     let opts = RenderOptions {
         database: db.into(),
         dialect: Dialect::Modern,
-        retention_days: 365,
+        // Long enough for the 2025 sample rows: expired rows vanish at the next merge.
+        retention_days: 36500,
     };
     let mut sql = format!("CREATE DATABASE {db};\n");
     for (_, _, statements) in migrate::plan(&opts).unwrap() {

@@ -1,0 +1,213 @@
+//! The collection endpoints: authenticate, read the body within its limit, split it into
+//! records, produce, answer.
+//!
+//! | outcome                                   | answer                    |
+//! |-------------------------------------------|---------------------------|
+//! | every record acknowledged by Kafka        | 200 `{"accepted": n}`     |
+//! | wrong or missing token / signature        | 401, nothing produced     |
+//! | body larger than `collect.max_body_bytes` | 413                       |
+//! | not JSON, empty, or the wrong JSON shape  | 400 + dead-letter copy    |
+//! | Kafka unavailable, buffer full, timeout   | 503 + `Retry-After`       |
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::auth::{self, SignatureHeaders, SigningKey};
+use super::body::{self, BodyError, Record};
+use super::headers::{self, RECEIVED_AT, STREAMING_TOKEN, WEBHOOK_TOKEN};
+use super::limits::{error_response, json_response, unavailable};
+use super::produce::{PublishError, Publisher};
+use crate::config::Secret;
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationKind {
+    AuditStream,
+    Webhook,
+}
+
+/// One configured endpoint.
+#[derive(Debug)]
+pub struct Destination {
+    pub kind: DestinationKind,
+    pub path: String,
+    pub token: Secret,
+    pub signing_key: Option<SigningKey>,
+    pub topic: String,
+}
+
+/// What every route shares.
+pub struct Shared {
+    pub publisher: Publisher,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    pub retry_after_secs: u64,
+    pub signature_tolerance_secs: u64,
+}
+
+#[derive(Clone)]
+pub struct RouteState {
+    pub destination: Arc<Destination>,
+    pub shared: Arc<Shared>,
+}
+
+fn accepted(count: usize) -> Response {
+    json_response(StatusCode::OK, serde_json::json!({ "accepted": count }))
+}
+
+/// The handler behind every configured path.
+pub async fn receive(State(state): State<RouteState>, headers: HeaderMap, body: Body) -> Response {
+    let dest = &state.destination;
+    let shared = &state.shared;
+    // Token first, before reading the body: unauthenticated clients cost no body buffering.
+    let token_header = match dest.kind {
+        DestinationKind::AuditStream => STREAMING_TOKEN,
+        DestinationKind::Webhook => WEBHOOK_TOKEN,
+    };
+    let token_required = !dest.token.is_empty();
+    if token_required
+        && !auth::token_matches(&dest.token, headers.get(token_header).map(|v| v.as_bytes()))
+    {
+        return unauthorized(shared, dest, "token");
+    }
+    let body = match read_limited(body, shared.max_body_bytes).await {
+        Ok(body) => body,
+        Err((reason, response)) => return rejected(shared, reason, response),
+    };
+    if let Some(key) = &dest.signing_key {
+        let signature = SignatureHeaders {
+            id: headers::text(&headers, "webhook-id"),
+            timestamp: headers::text(&headers, "webhook-timestamp"),
+            signature: headers::text(&headers, "webhook-signature"),
+        };
+        let now = chrono::Utc::now().timestamp();
+        if let Err(e) =
+            auth::verify_signature(key, signature, &body, now, shared.signature_tolerance_secs)
+        {
+            tracing::debug!(route = %dest.path, "refused webhook signature: {e}");
+            return unauthorized(shared, dest, "signature");
+        }
+    }
+
+    let mut forwarded = headers::forwarded(&headers);
+    let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    forwarded.push((RECEIVED_AT.to_string(), received_at.into_bytes()));
+
+    let records: Result<Vec<Record>, BodyError> = match dest.kind {
+        DestinationKind::AuditStream => body::audit_records(&body),
+        DestinationKind::Webhook => body::webhook_record(&body).map(|r| vec![r]),
+    };
+    match records {
+        Ok(records) => match shared
+            .publisher
+            .publish(&dest.topic, &records, &forwarded)
+            .await
+        {
+            Ok(()) => accepted(records.len()),
+            Err(e) => publish_failed(shared, dest, e),
+        },
+        Err(bad) => {
+            // Answer 400 only once the copy is safe in the dead-letter topic; if Kafka cannot
+            // take it, 503 makes GitLab send the body again.
+            let kind = bad.kind.as_str();
+            match shared
+                .publisher
+                .dead_letter(&dest.topic, kind, &bad.message, &body, &forwarded)
+                .await
+            {
+                Ok(()) => rejected(
+                    shared,
+                    kind,
+                    error_response(StatusCode::BAD_REQUEST, kind, &bad.message),
+                ),
+                Err(e) => publish_failed(shared, dest, e),
+            }
+        }
+    }
+}
+
+/// Reads the whole body, refusing it with 413 past `limit` (checked against Content-Length
+/// when given, and while streaming when not).
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, (&'static str, Response)> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err((
+            "too_large",
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!("the body is larger than collect.max_body_bytes ({limit} bytes)"),
+            ),
+        )),
+        Err(e) => Err((
+            "unreadable_body",
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                &format!("cannot read the request body: {e}"),
+            ),
+        )),
+    }
+}
+
+fn unauthorized(shared: &Shared, dest: &Destination, what: &str) -> Response {
+    shared
+        .metrics
+        .collect_unauthorized
+        .with_label_values(&[&dest.path])
+        .inc();
+    // Never say which check failed or log what was presented: it could be a real secret
+    // sent to the wrong path.
+    tracing::debug!(route = %dest.path, check = what, "unauthorized request");
+    error_response(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong credentials",
+    )
+}
+
+/// Counts a refused request by reason (`too_large`, `invalid_json`, `empty_payload`, ...).
+fn rejected(shared: &Shared, reason: &str, response: Response) -> Response {
+    shared
+        .metrics
+        .collect_rejected
+        .with_label_values(&[reason])
+        .inc();
+    response
+}
+
+fn publish_failed(shared: &Shared, dest: &Destination, error: PublishError) -> Response {
+    match &error {
+        PublishError::TooLarge { .. } => {
+            tracing::error!(route = %dest.path, "{error}");
+            shared
+                .metrics
+                .collect_rejected
+                .with_label_values(&["too_large"])
+                .inc();
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large_for_kafka",
+                &error.to_string(),
+            )
+        }
+        PublishError::Unavailable { .. } | PublishError::DeadLetter(_) => {
+            tracing::warn!(route = %dest.path, "answering 503: {error}");
+            shared
+                .metrics
+                .collect_rejected
+                .with_label_values(&["kafka_unavailable"])
+                .inc();
+            unavailable(
+                shared.retry_after_secs,
+                "kafka_unavailable",
+                &error.to_string(),
+            )
+        }
+    }
+}
