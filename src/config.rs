@@ -860,6 +860,15 @@ topic = "gitlab.webhooks"
     }
 
     #[test]
+    fn example_config_shows_every_default() {
+        // The reference file users copy: regenerate with
+        // `tokentrail ingest --print-config > deploy/config/tokentrail.example.toml`
+        // (with no TOKENTRAIL__* variables set).
+        let example = include_str!("../deploy/config/tokentrail.example.toml");
+        assert_eq!(example, Settings::default().to_redacted_toml());
+    }
+
+    #[test]
     fn redacted_toml_parses_back() {
         let s = Settings::default();
         let text = s.to_redacted_toml();
