@@ -9,6 +9,7 @@ pub mod config;
 pub mod ingest;
 pub mod model;
 pub mod normalize;
+pub mod query;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, value_enum)]
         dialect: Option<DialectArg>,
     },
+    /// Run a named auditor query (`tokentrail query list` shows them).
+    Query(tokentrail::query::cli::QueryArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,6 +94,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { dry_run, dialect } => {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
+        }
+        Command::Query(args) => {
+            print!("{}", tokentrail::query::cli::run(&settings, &args).await?);
+            Ok(())
         }
     }
 }
