@@ -10,7 +10,7 @@
 -- Example:
 --   tokentrail query actions-over-time --project platform/ci-templates --bucket 1d --since 30d
 SELECT
-    formatDateTime(toDateTime(intDiv(intDiv(event_time_ms, {bucket_ms:Int64}) * {bucket_ms:Int64}, 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS bucket_start,
+    toString(toDateTime(intDiv(intDiv(event_time_ms, {bucket_ms:Int64}) * {bucket_ms:Int64}, 1000), 'UTC')) AS bucket_start,
     source_project_path AS source,
     target_project_path AS target,
     action,

@@ -17,7 +17,7 @@ SELECT
     count() AS uses,
     uniqExact(source_project_path) AS sources,
     uniqExact(target_project_path) AS targets,
-    formatDateTime(toDateTime(intDiv(max(event_time_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS last_used
+    toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
 FROM token_use_dedup
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}

@@ -25,13 +25,13 @@ SELECT
     member_type,
     member_path,
     multiIf(
-        max(listed) = 1 AND member_type = 'Group', 'allowlisted group',
-        max(listed) = 1 AND sum(uses) > 0, 'allowlisted, used',
-        max(listed) = 1, 'allowlisted, unused',
-        max(covered) = 1, 'used, covered by group',
+        max(is_listed) = 1 AND member_type = 'Group', 'allowlisted group',
+        max(is_listed) = 1 AND sum(n_uses) > 0, 'allowlisted, used',
+        max(is_listed) = 1, 'allowlisted, unused',
+        max(is_covered) = 1, 'used, covered by group',
         'used, NOT allowlisted') AS status,
-    sum(uses) AS uses,
-    if(max(last_ms) = 0, '', formatDateTime(toDateTime(intDiv(max(last_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC')) AS last_used
+    sum(n_uses) AS uses,
+    if(max(n_last_ms) = 0, '', toString(toDateTime(intDiv(max(n_last_ms), 1000), 'UTC'))) AS last_used
 FROM
 (
     SELECT
@@ -39,10 +39,10 @@ FROM
         toString(ifNull(protected_project_id, 0)) AS protected_id,
         member_type,
         member_path,
-        toUInt8(1) AS listed,
-        toUInt8(0) AS covered,
-        toUInt64(0) AS uses,
-        toInt64(0) AS last_ms
+        toUInt8(1) AS is_listed,
+        toUInt8(0) AS is_covered,
+        toUInt64(0) AS n_uses,
+        toInt64(0) AS n_last_ms
     FROM allowlist_state
     WHERE present = 1
     UNION ALL
@@ -51,16 +51,16 @@ FROM
         toString(ifNull(any(target_project_id), 0)) AS protected_id,
         'Project' AS member_type,
         source_project_path AS member_path,
-        toUInt8(0) AS listed,
-        toUInt8(argMax(ifNull(allowlisted, 0), (event_time_ms, record_key))) AS covered,
-        count() AS uses,
-        max(event_time_ms) AS last_ms
+        toUInt8(0) AS is_listed,
+        toUInt8(argMax(ifNull(allowlisted, 0), (event_time_ms, record_key))) AS is_covered,
+        count() AS n_uses,
+        max(event_time_ms) AS n_last_ms
     FROM token_use_dedup
     WHERE same_project = 0
       AND event_time_ms >= {from_ms:Int64}
       AND event_time_ms < {to_ms:Int64}
     GROUP BY target_project_path, source_project_path
-)
+) AS members
 ANY LEFT JOIN
 (
     SELECT
@@ -68,7 +68,7 @@ ANY LEFT JOIN
         inbound_enabled,
         toUInt8(1) AS configured
     FROM allowlist_inbound
-) USING protected_project
+) AS inbound_state USING protected_project
 WHERE {project:String} = ''
    OR protected_project = {project:String}
    OR protected_id = {project:String}

@@ -10,7 +10,7 @@
 -- Example:
 --   tokentrail query changes --project payments/ledger-service --since 90d
 SELECT
-    formatDateTime(toDateTime(intDiv(at_ms, 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS at,
+    toString(toDateTime(intDiv(at_ms, 1000), 'UTC')) AS at,
     kind,
     what,
     subject,

@@ -17,7 +17,7 @@
 SELECT
     source_project_path AS source,
     target_project_path AS target,
-    formatDateTime(toDateTime(intDiv(max(event_time_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS last_used,
+    toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used,
     argMax(action, (event_time_ms, action, record_key)) AS last_action,
     argMax(actor_name, (event_time_ms, action, record_key)) AS last_actor,
     argMax(actor_kind, (event_time_ms, action, record_key)) AS last_actor_kind,

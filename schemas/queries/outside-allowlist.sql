@@ -18,8 +18,8 @@ SELECT
     uniqExact(job_id) AS jobs,
     arrayStringConcat(arraySort(groupUniqArray(toString(action))), ',') AS actions,
     uniqExact(actor_id) AS actors,
-    formatDateTime(toDateTime(intDiv(min(event_time_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS first_used,
-    formatDateTime(toDateTime(intDiv(max(event_time_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS last_used
+    toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
+    toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
 FROM token_use_dedup
 WHERE allowlisted = 0
   AND same_project = 0

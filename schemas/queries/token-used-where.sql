@@ -18,8 +18,8 @@ SELECT
     action,
     count() AS uses,
     uniqExact(job_id) AS jobs,
-    formatDateTime(toDateTime(intDiv(min(event_time_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS first_used,
-    formatDateTime(toDateTime(intDiv(max(event_time_ms), 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS last_used
+    toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
+    toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
 FROM token_use_dedup
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}

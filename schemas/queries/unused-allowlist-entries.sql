@@ -14,8 +14,8 @@ SELECT
     protected_project_path AS project,
     member_type,
     member_path,
-    if(last_used_ms = 0, 'never', formatDateTime(toDateTime(intDiv(last_used_ms, 1000)), '%Y-%m-%d %H:%M:%S', 'UTC')) AS last_used,
-    formatDateTime(toDateTime(intDiv(changed_at_ms, 1000)), '%Y-%m-%d %H:%M:%S', 'UTC') AS last_changed,
+    if(last_used_ms = 0, 'never', toString(toDateTime(intDiv(last_used_ms, 1000), 'UTC'))) AS last_used,
+    toString(toDateTime(intDiv(changed_at_ms, 1000), 'UTC')) AS last_changed,
     changed_by
 FROM
 (
@@ -36,7 +36,7 @@ FROM
           AND ({project:String} = ''
                OR protected_project_path = {project:String}
                OR toString(ifNull(protected_project_id, 0)) = {project:String})
-    )
+    ) AS entries
     ALL LEFT JOIN
     (
         SELECT
@@ -46,7 +46,7 @@ FROM
         FROM token_use_dedup
         WHERE event_time_ms < {now_ms:Int64}
         GROUP BY target_project_path, source_project_path
-    ) USING protected_project_path
+    ) AS uses USING protected_project_path
     GROUP BY protected_project_path, member_type, member_path, changed_at_ms, changed_by
 )
 WHERE greatest(last_used_ms, changed_at_ms) < {now_ms:Int64} - {unused_days:Int64} * 86400000

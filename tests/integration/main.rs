@@ -9,3 +9,4 @@ mod clickhouse_roundtrip;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;
+mod queries;
