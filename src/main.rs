@@ -46,7 +46,7 @@ enum Command {
         dialect: Option<DialectArg>,
     },
     /// Run a named auditor query (`tokentrail query list` shows them).
-    Query(tokentrail::query::cli::QueryArgs),
+    Query(Box<tokentrail::query::cli::QueryArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use serde_json::Value;
 use tokentrail::model::{AuditMeaning, Event, InputMessage, SourceKind, TokenUse};
 use tokentrail::normalize::{self, Limits};
 use tokentrail::query::params::QueryParams;
@@ -687,7 +686,7 @@ async fn filters_limits_and_consolidation_agree_with_the_ground_truth() {
         chdb_query(&svc, &db_path, RECOMMENDED_ALLOWLIST, &p, tight).text_rows()
     );
     assert!(
-        got.rows.iter().any(|r| r[1] == Value::from("Group")),
+        got.rows.iter().any(|r| r[1] == "Group"),
         "a group entry was recommended"
     );
 }
