@@ -7,6 +7,7 @@
 --   'allowlisted, unused'        a project entry with no use in the window
 --   'allowlisted group'          a group entry (see unused-allowlist-entries for its use)
 --   'used, covered by group'     a consumer admitted through one of the group entries
+--   'used, no allowlist history' a consumer of a project with no allowlist events (yet)
 --   'used, NOT allowlisted'      a consumer that was not on the allowlist at its last use
 -- "at its last use" is the correlator's allowlisted flag, computed from the allowlist history
 -- at the time of the use.
@@ -29,6 +30,7 @@ SELECT
         max(is_listed) = 1 AND sum(n_uses) > 0, 'allowlisted, used',
         max(is_listed) = 1, 'allowlisted, unused',
         max(is_covered) = 1, 'used, covered by group',
+        max(is_covered) = 2, 'used, no allowlist history',
         'used, NOT allowlisted') AS status,
     sum(n_uses) AS uses,
     if(max(n_last_ms) = 0, '', toString(toDateTime(intDiv(max(n_last_ms), 1000), 'UTC'))) AS last_used
@@ -52,7 +54,7 @@ FROM
         'Project' AS member_type,
         source_project_path AS member_path,
         toUInt8(0) AS is_listed,
-        toUInt8(argMax(ifNull(allowlisted, 0), (event_time_ms, record_key))) AS is_covered,
+        toUInt8(argMax(ifNull(allowlisted, 2), (event_time_ms, record_key))) AS is_covered,
         count() AS n_uses,
         max(event_time_ms) AS n_last_ms
     FROM token_use_dedup
