@@ -61,7 +61,13 @@ pub async fn migrate(
         dialect,
         retention_days,
     };
-    let exec = |sql: String| async { system.query_raw(&sql).execute().await.map_err(|e| (sql, e)) };
+    let exec = |sql: String| async {
+        system
+            .query_raw(&sql)
+            .execute()
+            .await
+            .map_err(|e| (sql, e))
+    };
     let bookkeeping = [
         format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(database)),
         schema::migrations_table_ddl(database),

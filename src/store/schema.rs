@@ -10,26 +10,10 @@ use std::fmt;
 
 /// (version, name, template) in apply order.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
-    (
-        1,
-        "audit_events",
-        include_str!("../../schemas/clickhouse/0001_audit_events.sql"),
-    ),
-    (
-        2,
-        "webhook_events",
-        include_str!("../../schemas/clickhouse/0002_webhook_events.sql"),
-    ),
-    (
-        3,
-        "jobs",
-        include_str!("../../schemas/clickhouse/0003_jobs.sql"),
-    ),
-    (
-        4,
-        "token_use",
-        include_str!("../../schemas/clickhouse/0004_token_use.sql"),
-    ),
+    (1, "audit_events", include_str!("../../schemas/clickhouse/0001_audit_events.sql")),
+    (2, "webhook_events", include_str!("../../schemas/clickhouse/0002_webhook_events.sql")),
+    (3, "jobs", include_str!("../../schemas/clickhouse/0003_jobs.sql")),
+    (4, "token_use", include_str!("../../schemas/clickhouse/0004_token_use.sql")),
     (
         5,
         "allowlist_and_lifecycle",
@@ -40,11 +24,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "allowlist_state",
         include_str!("../../schemas/clickhouse/0006_allowlist_state.sql"),
     ),
-    (
-        7,
-        "alerts",
-        include_str!("../../schemas/clickhouse/0007_alerts.sql"),
-    ),
+    (7, "alerts", include_str!("../../schemas/clickhouse/0007_alerts.sql")),
 ];
 
 /// The migrations bookkeeping table.
@@ -140,10 +120,7 @@ pub fn render(template: &str, opts: &RenderOptions) -> Result<Vec<String>, Templ
             ("ts_from_ms", true) => format!("fromUnixTimestamp64Milli({arg}, 'UTC')"),
             ("ts_from_ms", false) => format!("toDateTime(intDiv({arg}, 1000))"),
             ("ttl", true) if opts.retention_days > 0 => {
-                format!(
-                    "TTL toDateTime({arg}) + INTERVAL {} DAY",
-                    opts.retention_days
-                )
+                format!("TTL toDateTime({arg}) + INTERVAL {} DAY", opts.retention_days)
             }
             ("ttl", _) => String::new(),
             ("settings", true) => {
@@ -216,10 +193,7 @@ mod tests {
     fn parses_server_versions() {
         assert_eq!(
             ServerVersion::parse("18.16.1\n"),
-            Some(ServerVersion {
-                major: 18,
-                minor: 16
-            })
+            Some(ServerVersion { major: 18, minor: 16 })
         );
         assert_eq!(
             Dialect::for_version(ServerVersion::parse("26.9.1.1").unwrap()),

@@ -48,10 +48,7 @@ const REJECTED_CODES: &[u32] = &[6, 26, 27, 32, 33, 38, 53, 69, 70, 72, 117, 131
 /// Extracts `Code: N` from a ClickHouse error text.
 pub fn error_code(text: &str) -> Option<u32> {
     let at = text.find("Code: ")? + "Code: ".len();
-    let digits: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
@@ -292,10 +289,7 @@ mod tests {
             error_code("Code: 53, e.displayText() = DB::Exception: Type mismatch"),
             Some(53)
         );
-        assert_eq!(
-            error_code("Code: 252. DB::Exception: Too many parts"),
-            Some(252)
-        );
+        assert_eq!(error_code("Code: 252. DB::Exception: Too many parts"), Some(252));
         assert_eq!(error_code("connection refused"), None);
     }
 
@@ -307,10 +301,7 @@ mod tests {
         for code in [159, 202, 209, 210, 252, 319] {
             assert!(matches!(c(code), WriteError::Retryable { .. }), "{code}");
         }
-        assert!(
-            matches!(c(60), WriteError::Fatal { .. }),
-            "unknown table is fatal"
-        );
+        assert!(matches!(c(60), WriteError::Fatal { .. }), "unknown table is fatal");
         assert!(matches!(
             classify_code(None, String::new()),
             WriteError::Retryable { .. }

@@ -199,12 +199,7 @@ pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
 }
 
-pub fn encode_audit_event(
-    ev: &AuditEvent,
-    origin: KafkaOrigin<'_>,
-    ingested_at_ms: i64,
-    buf: &mut Vec<u8>,
-) {
+pub fn encode_audit_event(ev: &AuditEvent, origin: KafkaOrigin<'_>, ingested_at_ms: i64, buf: &mut Vec<u8>) {
     RowWriter::new(buf)
         .string(&ev.dedup_key)
         .string(&ev.id)
@@ -229,12 +224,7 @@ pub fn encode_audit_event(
         .i64(ingested_at_ms);
 }
 
-pub fn encode_webhook_event(
-    ev: &WebhookEvent,
-    origin: KafkaOrigin<'_>,
-    ingested_at_ms: i64,
-    buf: &mut Vec<u8>,
-) {
+pub fn encode_webhook_event(ev: &WebhookEvent, origin: KafkaOrigin<'_>, ingested_at_ms: i64, buf: &mut Vec<u8>) {
     RowWriter::new(buf)
         .string(&ev.dedup_key)
         .string(&ev.event_header)

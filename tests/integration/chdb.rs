@@ -5,10 +5,7 @@ use crate::common::*;
 #[test]
 fn chdb_runs_a_statement() {
     let svc = services();
-    let out = chdb(
-        &svc,
-        &["-q", "SELECT version(), toTypeName(now64(3, 'UTC'))"],
-    );
+    let out = chdb(&svc, &["-q", "SELECT version(), toTypeName(now64(3, 'UTC'))"]);
     let mut cols = out.trim().split('\t');
     let version = cols.next().unwrap();
     let major: u32 = version.split('.').next().unwrap().parse().unwrap();

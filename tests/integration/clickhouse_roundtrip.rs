@@ -54,9 +54,7 @@ async fn rowbinary_rows_round_trip_through_the_server() {
     insert.end().await.unwrap();
 
     let rows: Vec<Probe> = client
-        .query(&format!(
-            "SELECT name, n, maybe, flag, tags FROM {db}.probe ORDER BY n"
-        ))
+        .query(&format!("SELECT name, n, maybe, flag, tags FROM {db}.probe ORDER BY n"))
         .fetch_all()
         .await
         .unwrap();
@@ -81,8 +79,5 @@ async fn rowbinary_rows_round_trip_through_the_server() {
     );
     let version: String = client.query("SELECT version()").fetch_one().await.unwrap();
     eprintln!("ClickHouse server version {version}");
-    assert!(
-        version.starts_with("18.")
-            || version.split('.').next().unwrap().parse::<u32>().unwrap() >= 23
-    );
+    assert!(version.starts_with("18.") || version.split('.').next().unwrap().parse::<u32>().unwrap() >= 23);
 }

@@ -18,10 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::common::*;
 
 fn fixture(path: &str) -> Value {
-    let full = format!(
-        "{}/tests/fixtures/gitlab/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let full = format!("{}/tests/fixtures/gitlab/{path}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
 }
 
@@ -130,12 +127,7 @@ async fn setup(name: &str) -> (Services, Settings, clickhouse::Client) {
     (svc, s, client)
 }
 
-fn start(
-    s: &Settings,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<pipeline::RunSummary>,
-) {
+fn start(s: &Settings) -> (CancellationToken, tokio::task::JoinHandle<pipeline::RunSummary>) {
     let cancel = CancellationToken::new();
     let settings = s.clone();
     let c = cancel.clone();
@@ -176,14 +168,7 @@ fn high_watermarks(s: &Settings, topic: &str, partitions: i32) -> BTreeMap<i32, 
             let (_, high) = c
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .unwrap();
-            (
-                p,
-                if high == 0 {
-                    Offset::Invalid
-                } else {
-                    Offset::Offset(high)
-                },
-            )
+            (p, if high == 0 { Offset::Invalid } else { Offset::Offset(high) })
         })
         .collect()
 }
@@ -199,14 +184,13 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
 
     let (cancel, handle) = start(&s);
     let audit_sql = "SELECT count() FROM audit_events_dedup";
-    eventually(
-        Duration::from_secs(60),
-        "all audit events stored",
-        || async { (count(&client, audit_sql).await >= t.distinct_audit).then_some(()) },
-    )
+    eventually(Duration::from_secs(60), "all audit events stored", || async {
+        (count(&client, audit_sql).await >= t.distinct_audit).then_some(())
+    })
     .await;
     eventually(Duration::from_secs(30), "webhooks stored", || async {
-        (count(&client, "SELECT count() FROM webhook_events_dedup").await >= t.distinct_webhooks)
+        (count(&client, "SELECT count() FROM webhook_events_dedup").await
+            >= t.distinct_webhooks)
             .then_some(())
     })
     .await;
@@ -226,11 +210,7 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
         1
     );
     assert_eq!(
-        count(
-            &client,
-            "SELECT count() FROM jobs_latest WHERE job_id = 987654"
-        )
-        .await,
+        count(&client, "SELECT count() FROM jobs_latest WHERE job_id = 987654").await,
         1
     );
 
@@ -266,20 +246,11 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
     kinds.sort();
     assert_eq!(
         kinds,
-        vec![
-            "invalid_json",
-            "invalid_json",
-            "missing_field",
-            "missing_field",
-            "not_an_object"
-        ]
+        vec!["invalid_json", "invalid_json", "missing_field", "missing_field", "not_an_object"]
     );
 
     // Offsets were committed up to the end of each partition.
-    for (topic, parts) in [
-        (&s.kafka.audit_topics[0], 3),
-        (&s.kafka.webhook_topics[0], 2),
-    ] {
+    for (topic, parts) in [(&s.kafka.audit_topics[0], 3), (&s.kafka.webhook_topics[0], 2)] {
         assert_eq!(
             committed(&s, topic, parts),
             high_watermarks(&s, topic, parts),
@@ -292,9 +263,6 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     cancel.cancel();
     let again = handle.await.unwrap();
-    assert_eq!(
-        again.messages, 0,
-        "committed messages are not consumed again"
-    );
+    assert_eq!(again.messages, 0, "committed messages are not consumed again");
     assert_eq!(count(&client, audit_sql).await, t.distinct_audit);
 }
