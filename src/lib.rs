@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod model;
 pub mod normalize;
 pub mod publish;
+pub mod query;
 pub mod siem;
 pub mod simulate;
 pub mod store;

@@ -52,6 +52,8 @@ enum Command {
     /// Feed a SIEM: follow new token-use, lifecycle and alert rows in ClickHouse, or
     /// backfill a time range with --from/--to.
     Export(ExportArgs),
+    /// Run a named auditor query (`tokentrail query list` shows them).
+    Query(Box<tokentrail::query::cli::QueryArgs>),
 }
 
 #[derive(clap::Args)]
@@ -156,6 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate_cmd(&settings, args).await,
         Command::Export(args) => export_cmd(&settings, args).await,
+        Command::Query(args) => {
+            print!("{}", tokentrail::query::cli::run(&settings, &args).await?);
+            Ok(())
+        }
     }
 }
 

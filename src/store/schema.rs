@@ -35,6 +35,16 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "allowlist_and_lifecycle",
         include_str!("../../schemas/clickhouse/0005_allowlist_and_lifecycle.sql"),
     ),
+    (
+        6,
+        "allowlist_state",
+        include_str!("../../schemas/clickhouse/0006_allowlist_state.sql"),
+    ),
+    (
+        7,
+        "alerts",
+        include_str!("../../schemas/clickhouse/0007_alerts.sql"),
+    ),
 ];
 
 /// The migrations bookkeeping table.

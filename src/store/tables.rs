@@ -23,16 +23,18 @@ pub enum Table {
     TokenUse,
     AllowlistChanges,
     TokenLifecycle,
+    Alerts,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::AuditEvents,
         Table::WebhookEvents,
         Table::Jobs,
         Table::TokenUse,
         Table::AllowlistChanges,
         Table::TokenLifecycle,
+        Table::Alerts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Table {
             Table::TokenUse => "token_use",
             Table::AllowlistChanges => "allowlist_changes",
             Table::TokenLifecycle => "token_lifecycle",
+            Table::Alerts => "alerts",
         }
     }
 
@@ -158,6 +161,24 @@ impl Table {
                 "author_name",
                 "actor_kind",
                 "target_details",
+            ],
+            Table::Alerts => &[
+                "alert_id",
+                "rule",
+                "severity",
+                "summary",
+                "first_seen_ms",
+                "last_seen_ms",
+                "count",
+                "source_project_path",
+                "target_project_path",
+                "actor_id",
+                "actor_kind",
+                "action",
+                "job_id",
+                "details",
+                "status",
+                "updated_at_ms",
             ],
         }
     }
@@ -315,4 +336,52 @@ pub fn encode_token_lifecycle(ev: &AuditEvent, tl: &TokenLifecycle, buf: &mut Ve
         .string(&ev.author_name)
         .string(ev.actor_kind.as_str())
         .string(&ev.target_details);
+}
+
+/// One alert raised by a detection rule (issue 6), as stored in `alerts` and as emitted in
+/// JSON (`schemas/json/alert.schema.json`). Every update inserts a new version; the highest
+/// `updated_at_ms` wins.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Alert {
+    /// Stable id: the same condition always yields the same id, so updates replace it.
+    pub alert_id: String,
+    pub rule: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub summary: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub count: u64,
+    pub source_project_path: String,
+    pub target_project_path: String,
+    pub actor_id: i64,
+    pub actor_kind: String,
+    pub action: String,
+    pub job_id: Option<i64>,
+    /// Rule-specific evidence as a JSON object.
+    pub details: serde_json::Value,
+    /// `open` or `acked`.
+    pub status: String,
+    pub updated_at_ms: i64,
+}
+
+pub fn encode_alert(alert: &Alert, buf: &mut Vec<u8>) {
+    RowWriter::new(buf)
+        .string(&alert.alert_id)
+        .string(&alert.rule)
+        .string(&alert.severity)
+        .string(&alert.summary)
+        .i64(alert.first_seen_ms)
+        .i64(alert.last_seen_ms)
+        // UInt64 and Int64 share the little-endian layout; the bit pattern is kept as is.
+        .i64(alert.count as i64)
+        .string(&alert.source_project_path)
+        .string(&alert.target_project_path)
+        .i64(alert.actor_id)
+        .string(&alert.actor_kind)
+        .string(&alert.action)
+        .opt_i64(alert.job_id)
+        .string(&alert.details.to_string())
+        .string(&alert.status)
+        .i64(alert.updated_at_ms);
 }

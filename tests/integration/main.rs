@@ -11,6 +11,7 @@ mod ingest;
 mod kafka_roundtrip;
 mod migrations;
 mod private_clickhouse;
+mod queries;
 mod resilience;
 mod scratch_broker;
 mod siem;

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Times every named query on N simulated token-use rows (default 10,000,000) in a fresh
+# database on the local ClickHouse server: median of 5 runs per query.
+#
+#   eval "$(deploy/local/services env)"
+#   benches/queries.sh [N]
+#
+# Rows come from examples/load_token_use.rs (the simulator's ground truth repeated with
+# shifted times) as RowBinary piped into the server's HTTP interface. The allowlist,
+# token-lifecycle and jobs tables get the rows of the same simulated stream. Each timing is
+# one `tokentrail query <name> --format csv` process: connect, version check, query, render.
+set -euo pipefail
+
+N="${1:-10000000}"
+URL="${TOKENTRAIL__CLICKHOUSE__URL:?run: eval \"\$(deploy/local/services env)\"}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DB="bench_queries_$(date +%s)"
+export TOKENTRAIL__CLICKHOUSE__DATABASE="$DB"
+
+cd "$ROOT"
+cargo build --release --quiet --bin tokentrail --example load_token_use
+BIN="$ROOT/target/release/tokentrail"
+GEN="$ROOT/target/release/examples/load_token_use"
+
+"$BIN" migrate >/dev/null
+insert() { # table, rows-arg
+  local cols
+  cols="$("$GEN" columns "$1")"
+  "$GEN" "$1" "$2" | curl -sS --fail-with-body --data-binary @- \
+    "$URL/?query=$(printf 'INSERT INTO %s.%s (%s) FORMAT RowBinary' "$DB" "$1" "$cols" | jq -sRr @uri)"
+}
+start=$(date +%s.%N)
+insert token_use "$N"
+for t in allowlist_changes token_lifecycle jobs; do insert "$t" 0; done
+loaded=$(date +%s.%N)
+# Merge the inserted parts as a long-running ingest would have.
+curl -sS --fail-with-body "$URL/" --data-binary "OPTIMIZE TABLE $DB.token_use FINAL"
+rows=$(curl -sS "$URL/" --data-binary "SELECT count() FROM $DB.token_use")
+printf 'loaded %s token_use rows into %s in %.1f s (merged in %.1f s)\n' "$rows" "$DB" \
+  "$(echo "$loaded - $start" | bc)" "$(echo "$(date +%s.%N) - $loaded" | bc)"
+
+# A project with many uses, for the filtered variants.
+PROJECT=$(curl -sS "$URL/" --data-binary \
+  "SELECT target_project_path FROM $DB.token_use WHERE target_project_path != '' GROUP BY target_project_path ORDER BY count() DESC LIMIT 1")
+JOB=$(curl -sS "$URL/" --data-binary "SELECT job_id FROM $DB.token_use WHERE same_project = 0 AND job_id IS NOT NULL LIMIT 1")
+
+median_ms() { # command...
+  local times=()
+  for _ in 1 2 3 4 5; do
+    local t0 t1
+    t0=$(date +%s%N)
+    "$@" >/dev/null
+    t1=$(date +%s%N)
+    times+=($(( (t1 - t0) / 1000000 )))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n 3p
+}
+
+printf '\n%-52s %10s\n' "query (N=$N)" "median ms"
+printf '%-52s %10s\n' "----------------------------------------------------" "----------"
+run() { # label, args...
+  local label="$1"; shift
+  printf '%-52s %10s\n' "$label" "$(median_ms "$BIN" query "$@" --format csv)"
+}
+for q in latest-use actors actor-kinds actions-over-time changes allowlist-vs-use \
+         outside-allowlist unused-allowlist-entries recommended-allowlist; do
+  run "$q" "$q"
+done
+run "token-used-where --job $JOB" token-used-where --job "$JOB"
+run "latest-use --project $PROJECT" latest-use --project "$PROJECT"
+run "actions-over-time --project $PROJECT" actions-over-time --project "$PROJECT"
+run "outside-allowlist --since 7d" outside-allowlist --since 7d
+
+if [[ "${KEEP:-0}" != 1 ]]; then
+  curl -sS "$URL/" --data-binary "DROP DATABASE $DB"
+else
+  echo "kept database $DB"
+fi

@@ -1,0 +1,15 @@
+-- known-projects: every project path tokentrail has seen (as a token source or target, or in
+-- a job webhook). The recommended-allowlist algorithm counts, for each candidate group,
+-- the known projects under it that were NOT observed as consumers: the unobserved projects a
+-- group entry would admit.
+--
+-- Parameters: none.
+SELECT DISTINCT path
+FROM
+(
+    SELECT arrayJoin([source_project_path, target_project_path]) AS path FROM token_use_dedup
+    UNION ALL
+    SELECT project_path AS path FROM jobs_latest
+)
+WHERE path != ''
+ORDER BY path

@@ -1,0 +1,35 @@
+-- outside-allowlist: job-token access from source projects that were NOT on the target's
+-- inbound allowlist at the time of the use (the correlator's allowlisted = 0, computed from
+-- the allowlist history; same-project uses never count). Uses whose allowlist state was
+-- unknown (no allowlist history for the target yet) are not included.
+--
+-- Parameters:
+--   {project:String}  project path or numeric id (matches source or target); '' = all
+--   {from_ms:Int64}   window start, Unix milliseconds UTC (inclusive)
+--   {to_ms:Int64}     window end, Unix milliseconds UTC (exclusive)
+--   {limit:UInt64}    maximum rows
+--
+-- Example:
+--   tokentrail query outside-allowlist --since 7d --format json
+SELECT
+    target_project_path AS target,
+    source_project_path AS source,
+    count() AS uses,
+    uniqExact(job_id) AS jobs,
+    arrayStringConcat(arraySort(groupUniqArray(toString(action))), ',') AS actions,
+    uniqExact(actor_id) AS actors,
+    toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
+    toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
+FROM token_use_dedup
+WHERE allowlisted = 0
+  AND same_project = 0
+  AND event_time_ms >= {from_ms:Int64}
+  AND event_time_ms < {to_ms:Int64}
+  AND ({project:String} = ''
+       OR source_project_path = {project:String}
+       OR target_project_path = {project:String}
+       OR toString(ifNull(source_project_id, 0)) = {project:String}
+       OR toString(ifNull(target_project_id, 0)) = {project:String})
+GROUP BY target_project_path, source_project_path
+ORDER BY uses DESC, target, source
+LIMIT {limit:UInt64}

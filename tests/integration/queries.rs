@@ -1,0 +1,692 @@
+//! Every named query on simulated data: loaded into ClickHouse 18.16 (portable DDL,
+//! client-side binding) and into chdb 26.x (modern DDL, the `.sql` files run verbatim with
+//! `--param`), asserting (a) both engines give identical rows and (b) the rows match what is
+//! computed independently here from the simulator's ground truth.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use tokentrail::model::{AuditMeaning, Event, InputMessage, SourceKind, TokenUse};
+use tokentrail::normalize::{self, Limits};
+use tokentrail::query::params::QueryParams;
+use tokentrail::query::recommend::{self, RecommendOptions};
+use tokentrail::query::render::ResultSet;
+use tokentrail::query::{self, Binding, QUERIES, RECOMMENDED_ALLOWLIST};
+use tokentrail::simulate::{self, GroundTruth, SimConfig};
+use tokentrail::store::migrate;
+use tokentrail::store::schema::{Dialect, RenderOptions};
+use tokentrail::store::tables::{self, Table};
+
+use crate::common::*;
+
+/// The simulated data set, encoded once per test binary.
+struct Dataset {
+    truth: GroundTruth,
+    /// Encoded RowBinary per table.
+    rows: Vec<(Table, Vec<u8>)>,
+    /// Every allowlist change (deduplicated): (time, protected, member_type, member_path, change).
+    allowlist: Vec<(i64, String, String, String, String)>,
+    /// Project paths seen in job webhooks.
+    job_projects: BTreeSet<String>,
+}
+
+fn record_key(i: usize) -> String {
+    format!("tu-{i:08}")
+}
+
+fn dataset() -> &'static Dataset {
+    static DATA: OnceLock<Dataset> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let (messages, truth) = simulate::generate(&SimConfig::small());
+        let mut token_use = Vec::new();
+        for (i, u) in truth.token_uses.iter().enumerate() {
+            tables::encode_token_use(u, &record_key(i), 1, &mut token_use);
+            // A replayed copy of every 7th record: the FINAL views must hide it.
+            if i % 7 == 0 {
+                tables::encode_token_use(u, &record_key(i), 2, &mut token_use);
+            }
+        }
+        let (mut allowlist_rows, mut lifecycle_rows, mut job_rows) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut allowlist = Vec::new();
+        let mut job_projects = BTreeSet::new();
+        let mut seen = HashSet::new();
+        for m in &messages {
+            let headers: Vec<(String, Vec<u8>)> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                .collect();
+            let input = InputMessage {
+                source: m.source,
+                topic: "t",
+                partition: 0,
+                offset: 0,
+                timestamp_ms: Some(m.timestamp_ms),
+                headers: &headers,
+                payload: Some(&m.payload),
+            };
+            for event in normalize::normalize(&input, &Limits::default()).events {
+                match event {
+                    Event::Audit(ev) if m.source == SourceKind::AuditStream => {
+                        if !seen.insert(ev.dedup_key.clone()) {
+                            continue;
+                        }
+                        match &ev.meaning {
+                            AuditMeaning::Allowlist(c) => {
+                                tables::encode_allowlist_change(&ev, c, &mut allowlist_rows);
+                                let change = serde_json::to_value(c.change).unwrap();
+                                allowlist.push((
+                                    ev.created_at_ms,
+                                    c.protected_project_path.clone(),
+                                    c.member_type.clone().unwrap_or_default(),
+                                    c.member_path.clone().unwrap_or_default(),
+                                    change.as_str().unwrap().to_string(),
+                                ));
+                            }
+                            AuditMeaning::TokenLifecycle(tl) => {
+                                tables::encode_token_lifecycle(&ev, tl, &mut lifecycle_rows)
+                            }
+                            _ => {}
+                        }
+                    }
+                    Event::Webhook(wh) => {
+                        for job in &wh.jobs {
+                            job_projects.insert(job.project_path.clone());
+                            tables::encode_job(job, wh.event_time_ms, &mut job_rows);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(!allowlist.is_empty() && !lifecycle_rows.is_empty());
+        Dataset {
+            truth,
+            rows: vec![
+                (Table::TokenUse, token_use),
+                (Table::AllowlistChanges, allowlist_rows),
+                (Table::TokenLifecycle, lifecycle_rows),
+                (Table::Jobs, job_rows),
+            ],
+            allowlist,
+            job_projects,
+        }
+    })
+}
+
+/// Parameters for the data set: "now" one day after the middle of the simulated span, so
+/// `unused-allowlist-entries --days 1` splits the entries.
+fn params(data: &Dataset) -> QueryParams {
+    let times: Vec<i64> = data
+        .truth
+        .token_uses
+        .iter()
+        .map(|u| u.event_time_ms)
+        .collect();
+    let (first, last) = (times[0], *times.last().unwrap());
+    let mut p = QueryParams::new((first + last) / 2 + 86_400_000);
+    p.limit = 100_000;
+    p.unused_days = 1;
+    p.bucket_ms = 600_000;
+    p
+}
+
+async fn load_18_16(svc: &Services, data: &Dataset) -> clickhouse::Client {
+    let db = unique("it_queries");
+    let client = clickhouse(&svc.clickhouse_url, &db);
+    migrate::migrate(&client, &db, 0, None).await.unwrap();
+    for (table, bytes) in &data.rows {
+        let mut insert = client.insert_formatted_with(table.insert_sql(&db));
+        insert.send(bytes.clone().into()).await.unwrap();
+        insert.end().await.unwrap();
+    }
+    client
+}
+
+/// A chdb data directory with the modern DDL and the same RowBinary loaded.
+fn load_chdb(svc: &Services, data: &Dataset, dir: &Path) -> PathBuf {
+    let db_path = dir.join("chdb");
+    let opts = RenderOptions {
+        database: "tt".into(),
+        dialect: Dialect::Modern,
+        retention_days: 0,
+    };
+    let mut args: Vec<String> = vec!["--path".into(), db_path.display().to_string()];
+    let mut sql = String::from("CREATE DATABASE tt;\n");
+    for (_, _, statements) in migrate::plan(&opts).unwrap() {
+        for s in statements {
+            sql.push_str(&s);
+            sql.push_str(";\n");
+        }
+    }
+    args.extend(["-q".into(), sql]);
+    for (table, bytes) in &data.rows {
+        let file = dir.join(format!("{}.bin", table.name()));
+        std::fs::write(&file, bytes).unwrap();
+        let structure = chdb(
+            svc,
+            &[
+                "-q",
+                &format!("CREATE DATABASE tt; {}", modern_table_ddl(*table)),
+                "-q",
+                &format!(
+                    "SELECT name, type FROM system.columns WHERE database = 'tt' AND table = '{}' \
+                     AND default_kind = '' ORDER BY position",
+                    table.name()
+                ),
+            ],
+        )
+        .lines()
+        .map(|l| l.replacen('\t', " ", 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+        args.extend([
+            "-q".into(),
+            format!(
+                "INSERT INTO tt.{} ({}) SELECT * FROM file('{}', 'RowBinary', '{}')",
+                table.name(),
+                table.columns().join(", "),
+                file.display(),
+                structure
+            ),
+        ]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    chdb(svc, &refs);
+    db_path
+}
+
+/// The modern CREATE TABLE of one table (to read its stored column types).
+fn modern_table_ddl(table: Table) -> String {
+    let opts = RenderOptions {
+        database: "tt".into(),
+        dialect: Dialect::Modern,
+        retention_days: 0,
+    };
+    migrate::plan(&opts)
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, _, s)| s)
+        .find(|s| {
+            s.starts_with(&format!(
+                "CREATE TABLE IF NOT EXISTS `tt`.{}\n",
+                table.name()
+            ))
+        })
+        .unwrap_or_else(|| panic!("DDL for {}", table.name()))
+}
+
+/// Runs one `.sql` file verbatim on chdb with `--param` values.
+fn chdb_sql(svc: &Services, db_path: &Path, file: &str, p: &QueryParams) -> ResultSet {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sql = std::fs::read_to_string(repo.join(file)).unwrap();
+    let values = p.values();
+    let mut args: Vec<String> = vec![
+        "--path".into(),
+        db_path.display().to_string(),
+        "--format".into(),
+        "JSONCompact".into(),
+    ];
+    for name in query::params::placeholder_names(&sql) {
+        args.push("--param".into());
+        args.push(format!("{name}={}", values[name.as_str()].to_text()));
+    }
+    args.extend([
+        "-q".into(),
+        "USE tt".into(),
+        "-f".into(),
+        repo.join(file).display().to_string(),
+    ]);
+    let out = std::process::Command::new(&svc.chdb_run)
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chdb {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ResultSet::from_json_compact(&out.stdout).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn chdb_query(
+    svc: &Services,
+    db_path: &Path,
+    name: &str,
+    p: &QueryParams,
+    opts: RecommendOptions,
+) -> ResultSet {
+    let q = query::find(name).unwrap();
+    let results: Vec<ResultSet> = q
+        .files
+        .iter()
+        .map(|(file, _)| chdb_sql(svc, db_path, file, p))
+        .collect();
+    if name == RECOMMENDED_ALLOWLIST {
+        query::recommended_allowlist(&results[0], &results[1], opts, p.limit).unwrap()
+    } else {
+        results.into_iter().next().unwrap()
+    }
+}
+
+fn ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp(ms.div_euclid(1000), 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn s<T: ToString>(v: T) -> String {
+    v.to_string()
+}
+
+fn in_window(u: &TokenUse, p: &QueryParams) -> bool {
+    u.event_time_ms >= p.from_ms && u.event_time_ms < p.to_ms
+}
+
+fn expected_latest_use(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>> {
+    let mut pairs: BTreeMap<(&str, &str), Vec<(usize, &TokenUse)>> = BTreeMap::new();
+    for (i, u) in truth
+        .token_uses
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| in_window(u, p))
+    {
+        pairs
+            .entry((&u.source_project_path, &u.target_project_path))
+            .or_default()
+            .push((i, u));
+    }
+    let mut rows: Vec<(i64, Vec<String>)> = pairs
+        .into_iter()
+        .map(|((src, tgt), uses)| {
+            let (i, last) = uses
+                .iter()
+                .max_by_key(|(i, u)| (u.event_time_ms, u.action.clone(), record_key(*i)))
+                .unwrap();
+            let _ = i;
+            let job = last.job_id.map(s).unwrap_or_default();
+            (
+                last.event_time_ms,
+                vec![
+                    s(src),
+                    s(tgt),
+                    ts(last.event_time_ms),
+                    last.action.clone(),
+                    last.actor_name.clone(),
+                    s(last.actor_kind.as_str()),
+                    job,
+                    s(uses.len()),
+                ],
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1[..2].cmp(&b.1[..2])));
+    rows.into_iter().map(|r| r.1).collect()
+}
+
+fn expected_actor_kinds(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>> {
+    let mut kinds: BTreeMap<&str, (BTreeSet<i64>, usize)> = BTreeMap::new();
+    for u in truth.token_uses.iter().filter(|u| in_window(u, p)) {
+        let k = kinds.entry(u.actor_kind.as_str()).or_default();
+        k.0.insert(u.actor_id);
+        k.1 += 1;
+    }
+    kinds
+        .into_iter()
+        .map(|(k, (actors, uses))| vec![s(k), s(actors.len()), s(uses)])
+        .collect()
+}
+
+fn expected_actors(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>> {
+    type Acc<'a> = (
+        usize,
+        BTreeSet<&'a str>,
+        BTreeSet<&'a str>,
+        i64,
+        &'a TokenUse,
+    );
+    let mut actors: BTreeMap<(&str, i64), Acc> = BTreeMap::new();
+    for u in truth.token_uses.iter().filter(|u| in_window(u, p)) {
+        let a = actors
+            .entry((u.actor_kind.as_str(), u.actor_id))
+            .or_insert_with(|| (0, BTreeSet::new(), BTreeSet::new(), i64::MIN, u));
+        a.0 += 1;
+        a.1.insert(&u.source_project_path);
+        a.2.insert(&u.target_project_path);
+        a.3 = a.3.max(u.event_time_ms);
+    }
+    let mut rows: Vec<(usize, i64, Vec<String>)> = actors
+        .into_iter()
+        .map(|((kind, id), (uses, src, tgt, last, u))| {
+            (
+                uses,
+                id,
+                vec![
+                    s(kind),
+                    s(id),
+                    u.actor_name.clone(),
+                    u.actor_username.clone().unwrap_or_default(),
+                    s(uses),
+                    s(src.len()),
+                    s(tgt.len()),
+                    ts(last),
+                ],
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    rows.into_iter().map(|r| r.2).collect()
+}
+
+fn expected_outside_allowlist(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>> {
+    let mut pairs: BTreeMap<(&str, &str), Vec<&TokenUse>> = BTreeMap::new();
+    for u in truth
+        .token_uses
+        .iter()
+        .filter(|u| in_window(u, p) && u.allowlisted == Some(false) && !u.same_project)
+    {
+        pairs
+            .entry((&u.target_project_path, &u.source_project_path))
+            .or_default()
+            .push(u);
+    }
+    let mut rows: Vec<(usize, Vec<String>)> = pairs
+        .into_iter()
+        .map(|((tgt, src), uses)| {
+            let jobs: BTreeSet<i64> = uses.iter().filter_map(|u| u.job_id).collect();
+            let actions: BTreeSet<&str> = uses.iter().map(|u| u.action.as_str()).collect();
+            let actors: BTreeSet<i64> = uses.iter().map(|u| u.actor_id).collect();
+            let first = uses.iter().map(|u| u.event_time_ms).min().unwrap();
+            let last = uses.iter().map(|u| u.event_time_ms).max().unwrap();
+            (
+                uses.len(),
+                vec![
+                    s(tgt),
+                    s(src),
+                    s(uses.len()),
+                    s(jobs.len()),
+                    actions.into_iter().collect::<Vec<_>>().join(","),
+                    s(actors.len()),
+                    ts(first),
+                    ts(last),
+                ],
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1[..2].cmp(&b.1[..2])));
+    rows.into_iter().map(|r| r.1).collect()
+}
+
+fn expected_token_used_where(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>> {
+    let mut groups: BTreeMap<(&str, &str, &str), Vec<&TokenUse>> = BTreeMap::new();
+    for u in truth
+        .token_uses
+        .iter()
+        .filter(|u| in_window(u, p) && u.job_id == Some(p.job_id))
+    {
+        groups
+            .entry((&u.source_project_path, &u.target_project_path, &u.action))
+            .or_default()
+            .push(u);
+    }
+    groups
+        .into_iter()
+        .map(|((src, tgt, action), uses)| {
+            let jobs: BTreeSet<i64> = uses.iter().filter_map(|u| u.job_id).collect();
+            vec![
+                s(src),
+                s(tgt),
+                s(action),
+                s(uses.len()),
+                s(jobs.len()),
+                ts(uses.iter().map(|u| u.event_time_ms).min().unwrap()),
+                ts(uses.iter().map(|u| u.event_time_ms).max().unwrap()),
+            ]
+        })
+        .collect()
+}
+
+fn expected_recommendation(
+    data: &Dataset,
+    p: &QueryParams,
+    opts: RecommendOptions,
+) -> Vec<Vec<String>> {
+    let mut observed: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut known: BTreeSet<String> = data.job_projects.clone();
+    for u in &data.truth.token_uses {
+        known.insert(u.source_project_path.clone());
+        known.insert(u.target_project_path.clone());
+        if in_window(u, p) && !u.same_project {
+            *observed
+                .entry(u.target_project_path.clone())
+                .or_default()
+                .entry(u.source_project_path.clone())
+                .or_default() += 1;
+        }
+    }
+    let recs = recommend::recommend_all(&observed, &known, opts);
+    query::recommendation_rows(&recs, p.limit).text_rows()
+}
+
+/// Latest allowlist state per entry from the normalized changes, then the last use per entry.
+fn expected_unused_entries(data: &Dataset, p: &QueryParams) -> Vec<(String, String, String)> {
+    let mut latest: BTreeMap<(&str, &str, &str), (i64, &str)> = BTreeMap::new();
+    for (at, protected, mtype, mpath, change) in &data.allowlist {
+        if change.starts_with("inbound") {
+            continue;
+        }
+        let e = latest
+            .entry((protected, mtype, mpath))
+            .or_insert((*at, change));
+        if *at >= e.0 {
+            *e = (*at, change);
+        }
+    }
+    let mut out = Vec::new();
+    for ((protected, mtype, mpath), (changed_at, change)) in latest {
+        if !matches!(change, "project_added" | "group_added" | "policies_updated") {
+            continue;
+        }
+        let last_use = data
+            .truth
+            .token_uses
+            .iter()
+            .filter(|u| u.target_project_path == protected && u.event_time_ms < p.now_ms)
+            .filter(|u| match mtype {
+                "Project" => u.source_project_path == mpath,
+                _ => recommend::is_under(&u.source_project_path, mpath),
+            })
+            .map(|u| u.event_time_ms)
+            .max()
+            .unwrap_or(0);
+        if last_use.max(changed_at) < p.now_ms - p.unused_days * 86_400_000 {
+            out.push((s(protected), s(mtype), s(mpath)));
+        }
+    }
+    out
+}
+
+fn first_columns(rs: &ResultSet, n: usize) -> Vec<(String, String, String)> {
+    assert!(n == 3);
+    rs.text_rows()
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_named_query_agrees_on_both_engines_and_with_the_ground_truth() {
+    let svc = services();
+    let data = dataset();
+    let client = load_18_16(&svc, data).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = load_chdb(&svc, data, dir.path());
+    let mut p = params(data);
+    p.job_id = data
+        .truth
+        .token_uses
+        .iter()
+        .find(|u| !u.same_project)
+        .and_then(|u| u.job_id)
+        .unwrap();
+    let opts = RecommendOptions::default();
+
+    let mut answers = BTreeMap::new();
+    for q in QUERIES {
+        let legacy = query::run(&client, Binding::ClientSide, q.name, &p, opts)
+            .await
+            .unwrap_or_else(|e| panic!("{} on 18.16: {e}", q.name));
+        let modern = chdb_query(&svc, &db_path, q.name, &p, opts);
+        assert_eq!(legacy.columns, modern.columns, "{}: columns", q.name);
+        assert_eq!(
+            legacy.text_rows(),
+            modern.text_rows(),
+            "{}: 18.16 vs chdb",
+            q.name
+        );
+        assert!(!legacy.rows.is_empty(), "{} returned no rows", q.name);
+        answers.insert(q.name, legacy.text_rows());
+    }
+
+    let truth = &data.truth;
+    assert_eq!(answers["latest-use"], expected_latest_use(truth, &p));
+    assert_eq!(answers["actor-kinds"], expected_actor_kinds(truth, &p));
+    assert_eq!(answers["actors"], expected_actors(truth, &p));
+    assert_eq!(
+        answers["outside-allowlist"],
+        expected_outside_allowlist(truth, &p)
+    );
+    assert_eq!(
+        answers["token-used-where"],
+        expected_token_used_where(truth, &p)
+    );
+    assert_eq!(
+        answers["recommended-allowlist"],
+        expected_recommendation(data, &p, opts)
+    );
+    let unused = query::run(
+        &client,
+        Binding::ClientSide,
+        "unused-allowlist-entries",
+        &p,
+        opts,
+    )
+    .await
+    .unwrap();
+    let expected_unused = expected_unused_entries(data, &p);
+    assert_eq!(first_columns(&unused, 3), expected_unused);
+    let all_entries = data
+        .allowlist
+        .iter()
+        .filter(|c| !c.4.starts_with("inbound"))
+        .count();
+    assert!(
+        expected_unused.len() < all_entries,
+        "the split must keep some entries"
+    );
+    // Both human and bot actors are in the data, so the per-kind answer is meaningful.
+    assert!(
+        answers["actor-kinds"].len() >= 2,
+        "{:?}",
+        answers["actor-kinds"]
+    );
+}
+
+/// Filters, limits and a forced consolidation, on both engines.
+#[tokio::test]
+async fn filters_limits_and_consolidation_agree_with_the_ground_truth() {
+    let svc = services();
+    let data = dataset();
+    let client = load_18_16(&svc, data).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = load_chdb(&svc, data, dir.path());
+    let truth = &data.truth;
+
+    // A project filter by path and the same filter by numeric id give the same rows.
+    let busiest = truth
+        .token_uses
+        .iter()
+        .find(|u| !u.same_project && u.target_project_id.is_some())
+        .unwrap();
+    let mut by_path = params(data);
+    by_path.project = busiest.target_project_path.clone();
+    let mut by_id = by_path.clone();
+    by_id.project = busiest.target_project_id.unwrap().to_string();
+    let opts = RecommendOptions::default();
+    for name in [
+        "latest-use",
+        "actors",
+        "allowlist-vs-use",
+        RECOMMENDED_ALLOWLIST,
+    ] {
+        let a = query::run(&client, Binding::ClientSide, name, &by_path, opts)
+            .await
+            .unwrap();
+        let b = query::run(&client, Binding::ClientSide, name, &by_id, opts)
+            .await
+            .unwrap();
+        assert!(!a.rows.is_empty(), "{name}");
+        assert_eq!(a.text_rows(), b.text_rows(), "{name}: path vs id");
+        assert_eq!(
+            a.text_rows(),
+            chdb_query(&svc, &db_path, name, &by_id, opts).text_rows(),
+            "{name}: 18.16 vs chdb"
+        );
+    }
+    let filtered: Vec<TokenUse> = truth
+        .token_uses
+        .iter()
+        .filter(|u| {
+            u.source_project_path == by_path.project || u.target_project_path == by_path.project
+        })
+        .cloned()
+        .collect();
+    let sub = GroundTruth {
+        token_uses: filtered,
+        ..GroundTruth::default()
+    };
+    let got = query::run(&client, Binding::ClientSide, "latest-use", &by_path, opts)
+        .await
+        .unwrap();
+    assert_eq!(got.text_rows(), expected_latest_use(&sub, &by_path));
+
+    // A time window and a limit.
+    let mut windowed = params(data);
+    let mid = truth.token_uses[truth.token_uses.len() / 2].event_time_ms;
+    windowed.from_ms = mid;
+    windowed.limit = 5;
+    let got = query::run(&client, Binding::ClientSide, "latest-use", &windowed, opts)
+        .await
+        .unwrap();
+    let mut expected = expected_latest_use(truth, &windowed);
+    expected.truncate(5);
+    assert_eq!(got.text_rows(), expected);
+
+    // Forcing GitLab's limit down to 3 entries makes the recommendation consolidate.
+    let tight = RecommendOptions {
+        max_entries: 3,
+        max_unobserved_share: 0.5,
+    };
+    let p = params(data);
+    let got = query::run(
+        &client,
+        Binding::ClientSide,
+        RECOMMENDED_ALLOWLIST,
+        &p,
+        tight,
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.text_rows(), expected_recommendation(data, &p, tight));
+    assert_eq!(
+        got.text_rows(),
+        chdb_query(&svc, &db_path, RECOMMENDED_ALLOWLIST, &p, tight).text_rows()
+    );
+    assert!(
+        got.rows.iter().any(|r| r[1] == "Group"),
+        "a group entry was recommended"
+    );
+}
