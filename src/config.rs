@@ -572,6 +572,17 @@ impl Settings {
         if c.database.trim().is_empty() {
             return Err(invalid("clickhouse.database", "must not be empty"));
         }
+        // TTL arithmetic is on DateTime, which ends in 2106: a longer retention would wrap
+        // into the past and expire every row at once.
+        if c.retention_days > 10_000 {
+            return Err(invalid(
+                "clickhouse.retention_days",
+                format!(
+                    "must be at most 10000 (0 keeps rows forever), got {}",
+                    c.retention_days
+                ),
+            ));
+        }
         if c.insert_timeout_secs == 0 {
             return Err(invalid("clickhouse.insert_timeout_secs", "must be > 0"));
         }

@@ -91,8 +91,9 @@ fn modern_ddl(db: &str) -> String {
     let opts = RenderOptions {
         database: db.into(),
         dialect: Dialect::Modern,
-        // Long enough for the 2025 sample rows: expired rows vanish at the next merge.
-        retention_days: 36500,
+        // Ten years keeps the 2025 sample row alive (expired rows vanish at the next merge,
+        // or at once under FINAL) without overflowing DateTime, which ends in 2106.
+        retention_days: 3650,
     };
     let mut sql = format!("CREATE DATABASE {db};\n");
     for (_, _, statements) in migrate::plan(&opts).unwrap() {
