@@ -156,8 +156,10 @@ impl Batch {
     pub fn messages(&self) -> usize {
         self.messages
     }
+    /// Nothing to write: no consumed message and no row (rows can arrive without a message,
+    /// e.g. token-use records the correlator releases on an idle or shutdown flush).
     pub fn is_empty(&self) -> bool {
-        self.messages == 0
+        self.messages == 0 && self.rows == 0
     }
     pub fn age(&self) -> std::time::Duration {
         self.opened_at.elapsed()
