@@ -69,6 +69,8 @@ pub struct Settings {
     pub correlate: CorrelateSettings,
     pub telemetry: TelemetrySettings,
     pub shutdown: ShutdownSettings,
+    /// `[alerting]`: rules, exceptions, suppression and outputs (see `crate::alert::settings`).
+    pub alerting: crate::alert::AlertingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -456,7 +458,7 @@ impl Settings {
         if self.shutdown.deadline_secs == 0 {
             return Err(invalid("shutdown.deadline_secs", "must be > 0"));
         }
-        Ok(())
+        self.alerting.validate()
     }
 
     /// The effective settings as TOML, secrets redacted (`tokentrail ingest --print-config`).

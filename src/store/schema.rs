@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "allowlist_and_lifecycle",
         include_str!("../../schemas/clickhouse/0005_allowlist_and_lifecycle.sql"),
     ),
+    (
+        7,
+        "alerts",
+        include_str!("../../schemas/clickhouse/0007_alerts.sql"),
+    ),
 ];
 
 /// The migrations bookkeeping table.

@@ -5,6 +5,7 @@
 //! the encoding. The `schema_matches_encoders` integration test checks both agree.
 
 use super::rowbinary::RowWriter;
+use crate::alert::Alert;
 use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, TokenUse, WebhookEvent};
 
 /// Where a row came from in Kafka; stored so every row can be traced to its message.
@@ -15,8 +16,12 @@ pub struct KafkaOrigin<'a> {
     pub offset: i64,
 }
 
+/// Declaration order is write order within a batch (blocks are keyed by table): alerts go
+/// first, so a stored token-use record implies its alert is stored and its outputs acked
+/// (the new-edge rule hydrates from `token_use` at start-up and would not re-fire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
+    Alerts,
     AuditEvents,
     WebhookEvents,
     Jobs,
@@ -26,7 +31,8 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
+        Table::Alerts,
         Table::AuditEvents,
         Table::WebhookEvents,
         Table::Jobs,
@@ -43,6 +49,7 @@ impl Table {
             Table::TokenUse => "token_use",
             Table::AllowlistChanges => "allowlist_changes",
             Table::TokenLifecycle => "token_lifecycle",
+            Table::Alerts => "alerts",
         }
     }
 
@@ -158,6 +165,26 @@ impl Table {
                 "author_name",
                 "actor_kind",
                 "target_details",
+            ],
+            Table::Alerts => &[
+                "alert_id",
+                "rule",
+                "severity",
+                "summary",
+                "first_seen_ms",
+                "last_seen_ms",
+                "count",
+                "source_project_path",
+                "target_project_path",
+                "actor_id",
+                "actor_kind",
+                "action",
+                "job_id",
+                "event_time_ms",
+                "details",
+                "status",
+                "acked_by",
+                "updated_at_ms",
             ],
         }
     }
@@ -315,4 +342,27 @@ pub fn encode_token_lifecycle(ev: &AuditEvent, tl: &TokenLifecycle, buf: &mut Ve
         .string(&ev.author_name)
         .string(ev.actor_kind.as_str())
         .string(&ev.target_details);
+}
+
+/// `updated_at_ms` is the version column: the newest row of an alert id wins.
+pub fn encode_alert(alert: &Alert, updated_at_ms: i64, buf: &mut Vec<u8>) {
+    RowWriter::new(buf)
+        .string(&alert.alert_id)
+        .string(&alert.rule)
+        .string(alert.severity.as_str())
+        .string(&alert.summary)
+        .i64(alert.first_seen_ms)
+        .i64(alert.last_seen_ms)
+        .u64(alert.count)
+        .string(&alert.source_project_path)
+        .string(&alert.target_project_path)
+        .i64(alert.actor_id)
+        .string(&alert.actor_kind)
+        .string(&alert.action)
+        .opt_i64(alert.job_id)
+        .i64(alert.event_time_ms)
+        .string(&alert.details.to_string())
+        .string(alert.status.as_str())
+        .string(&alert.acked_by)
+        .i64(updated_at_ms);
 }
