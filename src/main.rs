@@ -47,6 +47,9 @@ enum Command {
     },
     /// Generate realistic GitLab traffic (with its ground truth) into Kafka or as NDJSON.
     Simulate(SimulateArgs),
+    /// List, show and acknowledge alerts (ClickHouse `alerts_latest`).
+    #[command(subcommand)]
+    Alerts(tokentrail::alert::cli::AlertsCommand),
 }
 
 #[derive(clap::Args)]
@@ -127,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
         }
         Command::Simulate(args) => simulate_cmd(&settings, args).await,
+        Command::Alerts(cmd) => tokentrail::alert::cli::run(&settings, cmd).await,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`hydrate`]: start-up state from ClickHouse (known edges, open alerts).
 //! - [`query`]: `tokentrail alerts list|show|ack`.
 
+pub mod cli;
 pub mod edges;
 pub mod engine;
 pub mod hydrate;
@@ -70,4 +71,19 @@ pub struct Alert {
 pub struct Emitted {
     pub alert: Alert,
     pub new: bool,
+}
+
+/// Hands out `updated_at_ms` versions for alert rows: wall-clock milliseconds, but strictly
+/// increasing within the process, so two updates of one alert in the same millisecond still
+/// order correctly in the ReplacingMergeTree.
+#[derive(Debug, Default)]
+pub struct RowVersions {
+    last: i64,
+}
+
+impl RowVersions {
+    pub fn next(&mut self, now_ms: i64) -> i64 {
+        self.last = now_ms.max(self.last + 1);
+        self.last
+    }
 }
