@@ -156,8 +156,10 @@ impl Batch {
     pub fn messages(&self) -> usize {
         self.messages
     }
+    /// Nothing to write: no consumed message *and* no row. Records the correlator releases on
+    /// an idle or shutdown flush arrive with no new message; they must still be sealed.
     pub fn is_empty(&self) -> bool {
-        self.messages == 0
+        self.messages == 0 && self.rows == 0
     }
     pub fn age(&self) -> std::time::Duration {
         self.opened_at.elapsed()
@@ -196,5 +198,14 @@ mod tests {
         assert_eq!(blocks[0].dedup_token(), "audit_events:a:0:5-6");
         assert_eq!(blocks[0].row_bytes(1..2), b"xy");
         assert_eq!(blocks[0].row_bytes(0..2).len(), 4);
+    }
+
+    #[test]
+    fn rows_without_new_messages_are_not_empty() {
+        let mut batch = Batch::default();
+        let p0: TopicPartition = (Arc::from("a"), 0);
+        assert!(batch.is_empty());
+        batch.push_row(Table::TokenUse, &p0, 3, |b| b.push(1));
+        assert!(!batch.is_empty(), "an idle flush's records must be written");
     }
 }

@@ -148,6 +148,12 @@ async fn expected_lifecycle(client: &clickhouse::Client, want: &mut Expected) {
     }
 }
 
+async fn lifecycle_bots(client: &clickhouse::Client) -> u64 {
+    let mut m = Expected::new();
+    expected_lifecycle(client, &mut m).await;
+    m.len() as u64
+}
+
 async fn stored_alerts(client: &clickhouse::Client) -> Vec<StoredAlert> {
     client
         .query(
@@ -412,13 +418,26 @@ async fn crash_mid_run_neither_loses_nor_duplicates_alerts() {
         (n >= want.len() as u64 / 3).then_some(())
     })
     .await;
+    let want_ids = want.len() as u64 + lifecycle_bots(&client).await;
     // A crash: no graceful flush, no final commit.
     run.abort();
     let _ = run.await;
     let partial = count(&client, "SELECT uniqExact(alert_id) FROM alerts_latest").await;
     eprintln!("alerts before the crash: {partial} of {}", want.len());
 
-    ingest_all(&s, &client, truth.distinct_audit_events).await;
+    // Restart; all audit rows may already be stored, so wait for the alerts instead.
+    let (cancel, run) = start(&s);
+    eventually(
+        Duration::from_secs(180),
+        "every expected alert id",
+        || async {
+            let n = count(&client, "SELECT uniqExact(alert_id) FROM alerts_latest").await;
+            (n >= want_ids).then_some(())
+        },
+    )
+    .await;
+    cancel.cancel();
+    run.await.unwrap();
     expected_lifecycle(&client, &mut want).await;
     let stored = stored_alerts(&client).await;
     let distinct = count(&client, "SELECT uniqExact(alert_id) FROM alerts_latest").await;
