@@ -441,9 +441,9 @@ async fn crash_mid_run_neither_loses_nor_duplicates_alerts() {
     expected_lifecycle(&client, &mut want).await;
     let stored = stored_alerts(&client).await;
     let distinct = count(&client, "SELECT uniqExact(alert_id) FROM alerts_latest").await;
+    assert_same(&want, &actual(&stored));
     assert_eq!(distinct as usize, want.len(), "no alert lost or duplicated");
     assert_eq!(stored.len(), want.len());
-    assert_same(&want, &actual(&stored));
 }
 
 /// A minimal webhook receiver: answers 500 to the first request, 200 afterwards, and keeps
