@@ -529,3 +529,119 @@ async fn webhook_is_signed_and_retried_after_a_500() {
     }
     assert_eq!(delivered, ids, "every alert paged once it was accepted");
 }
+
+/// p-quantile (0..1) upper bound from a Prometheus histogram: the first bucket edge whose
+/// cumulative count reaches it.
+fn histogram_quantile(h: &prometheus::Histogram, q: f64) -> f64 {
+    use prometheus::core::Collector;
+    let mf = h.collect();
+    let hist = mf[0].get_metric()[0].get_histogram();
+    let total = hist.get_sample_count() as f64;
+    for b in hist.get_bucket() {
+        if b.cumulative_count() as f64 >= q * total {
+            return b.upper_bound();
+        }
+    }
+    f64::INFINITY
+}
+
+/// The alert-latency measurement (not a pass/fail test; run it explicitly, see
+/// `benches/alert_latency.sh`). Simulated traffic whose event clock tracks the wall clock is
+/// published at `TT_BENCH_RATE` messages/s (default 5000) while the pipeline runs; the
+/// `alert_latency_seconds` histogram (event time → all outputs acknowledged) gives the p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run benches/alert_latency.sh"]
+async fn alert_latency_at_5k_events_per_second() {
+    let rate: u64 = std::env::var("TT_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let seconds: u64 = std::env::var("TT_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let svc = services();
+    let name = unique("it_alerts_latency");
+    let mut s = alert_settings(&svc, &name);
+    // Records are emitted once the correlation window closes behind the watermark, so the
+    // correlation settings bound alert latency from below: window + lateness + batch wait.
+    s.correlate.window_ms = 1_000;
+    s.correlate.lateness_ms = 500;
+    s.correlate.max_hold_ms = 2_000;
+    s.correlate.idle_flush_ms = 2_000;
+    s.batch.max_wait_ms = 250;
+    s.validate().unwrap();
+    let client = setup(&svc, &s).await;
+
+    // The simulator's clock must track the wall clock, or "event time → output" means
+    // nothing: messages are published when the wall clock reaches their delivery timestamp,
+    // and concurrency is scaled so the steady-state rate is about `rate` messages/s.
+    let probe = |concurrency: usize, jobs: usize| SimConfig {
+        jobs,
+        concurrency,
+        anomaly_share: 0.02,
+        bad_share: 0.0,
+        start_ms: 0,
+        ..SimConfig::default()
+    };
+    let (msgs, _) = tokentrail::simulate::generate(&probe(40, 2_000));
+    let per_job = msgs.len() as f64 / 2_000.0;
+    let tail = &msgs[msgs.len() / 2..];
+    let tail_rate = tail.len() as f64
+        / ((tail[tail.len() - 1].timestamp_ms - tail[0].timestamp_ms) as f64 / 1000.0);
+    let concurrency = (40.0 * rate as f64 / tail_rate).ceil() as usize;
+    let jobs = (rate as f64 * seconds as f64 / per_job) as usize;
+    let cfg = SimConfig {
+        start_ms: chrono::Utc::now().timestamp_millis() + 3_000,
+        ..probe(concurrency, jobs)
+    };
+    eprintln!(
+        "calibration: {tail_rate:.1} msgs/s at concurrency 40; using concurrency \
+         {concurrency}, {jobs} jobs"
+    );
+
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    let run = {
+        let (s, c, m) = (s.clone(), cancel.clone(), metrics.clone());
+        tokio::spawn(async move { pipeline::run(&s, m, Health::default(), c).await })
+    };
+    let mut sim = Simulator::new(&cfg);
+    let paced = sim.by_ref().inspect(|m| {
+        let wait = m.timestamp_ms - chrono::Utc::now().timestamp_millis();
+        if wait > 0 {
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(wait as u64)));
+        }
+    });
+    let topics = Topics::from_settings(&s.kafka).unwrap();
+    let producer = tokentrail::ingest::source::producer(&s.kafka).unwrap();
+    let started = std::time::Instant::now();
+    let sent = publish::publish(&producer, &topics, paced, 0, |_| {})
+        .await
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    let truth = sim.into_truth();
+    eventually(
+        Duration::from_secs(180),
+        "all audit events stored",
+        || async {
+            let n = count(&client, "SELECT count() FROM audit_events_dedup").await;
+            (n >= truth.distinct_audit_events).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    let h = &metrics.alert_latency;
+    let n = h.get_sample_count();
+    eprintln!(
+        "published {sent} messages in {took:.1} s ({:.0}/s); alert rows {n}; \
+         alert latency mean {:.2} s, p50 <= {} s, p99 <= {} s",
+        sent as f64 / took,
+        h.get_sample_sum() / n.max(1) as f64,
+        histogram_quantile(h, 0.5),
+        histogram_quantile(h, 0.99),
+    );
+    assert!(n > 0, "the run raised alerts");
+}
