@@ -73,6 +73,8 @@ pub struct Settings {
     pub siem: crate::siem::config::SiemSettings,
     /// `tokentrail collect`: the HTTP collector (see `collect`).
     pub collect: CollectSettings,
+    /// `[alerting]`: rules, exceptions, suppression and outputs (see `crate::alert::settings`).
+    pub alerting: crate::alert::AlertingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -656,7 +658,7 @@ impl Settings {
         }
         self.siem.validate()?;
         self.collect.validate()?;
-        Ok(())
+        self.alerting.validate()
     }
 
     /// The effective settings as TOML, secrets redacted (`tokentrail ingest --print-config`).

@@ -5,6 +5,7 @@
 //! ([`correlate`]), and batch-writes everything to ClickHouse ([`store`]) through the
 //! at-least-once, replay-safe pipeline in [`ingest`]. See ARCHITECTURE.md.
 
+pub mod alert;
 pub mod collect;
 pub mod config;
 pub mod correlate;

@@ -54,6 +54,9 @@ enum Command {
     Export(ExportArgs),
     /// Run a named auditor query (`tokentrail query list` shows them).
     Query(Box<tokentrail::query::cli::QueryArgs>),
+    /// List, show and acknowledge alerts (ClickHouse `alerts_latest`).
+    #[command(subcommand)]
+    Alerts(tokentrail::alert::cli::AlertsCommand),
 }
 
 #[derive(clap::Args)]
@@ -162,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", tokentrail::query::cli::run(&settings, &args).await?);
             Ok(())
         }
+        Command::Alerts(cmd) => tokentrail::alert::cli::run(&settings, cmd).await,
     }
 }
 

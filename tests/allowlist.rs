@@ -149,3 +149,16 @@ fn snapshot_is_sorted_by_path() {
     let paths: Vec<_> = s.snapshot().into_iter().map(|p| p.project_path).collect();
     assert_eq!(paths, vec!["a/first", "z/last"]);
 }
+
+#[test]
+fn policies_update_naming_a_subgroup_by_short_name_keeps_its_full_path() {
+    // GitLab's policies_updated event carries the member's name ("apps"), not its path.
+    let mut s = AllowlistState::new();
+    let full = Some(("Group", 43, "infra/apps"));
+    s.apply(&change(K::GroupAdded, TARGET, full), 1);
+    s.apply(
+        &change(K::PoliciesUpdated, TARGET, Some(("Group", 43, "apps"))),
+        2,
+    );
+    assert_eq!(check(&s, (9, "infra/apps/docs-site")), Some(true));
+}

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
+use tokentrail::alert::{Alert, AlertStatus, Severity};
 use tokentrail::model::{InputMessage, SourceKind};
 use tokentrail::normalize::{self, Limits};
 use tokentrail::simulate::{self, SimConfig};
-use tokentrail::store::tables::Alert;
 
 fn validator(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -153,7 +153,7 @@ fn alert_record_validates() {
     let alert = Alert {
         alert_id: "not_allowlisted:platform/app-backend->payments/ledger".into(),
         rule: "not_allowlisted".into(),
-        severity: "warning".into(),
+        severity: Severity::High,
         summary: "platform/app-backend used its job token on payments/ledger outside the allowlist"
             .into(),
         first_seen_ms: 1_748_944_800_000,
@@ -165,9 +165,10 @@ fn alert_record_validates() {
         actor_kind: "human".into(),
         action: "repository.read".into(),
         job_id: Some(987_654),
+        event_time_ms: 1_748_944_900_000,
         details: json!({"jobs": [987654]}),
-        status: "open".into(),
-        updated_at_ms: 1_748_944_900_001,
+        status: AlertStatus::Open,
+        acked_by: String::new(),
     };
     let record = serde_json::to_value(&alert).unwrap();
     assert!(v.is_valid(&record), "{:?}", errors(&v, &record));

@@ -1,5 +1,6 @@
--- Alerts raised by the detection rules (issue 6). One row per alert_id; every update
--- (count, last_seen, status) inserts a new version and the highest updated_at_ms wins.
+-- Alerts raised by the in-stream rules (src/alert). One alert per (rule, source, target,
+-- suppression window); every update (count, last_seen, acknowledgement) is a new row with the
+-- same alert_id and a higher updated_at_ms, so the latest row wins. Read through alerts_latest.
 CREATE TABLE IF NOT EXISTS {{db}}.alerts
 (
     alert_id            String,
@@ -15,9 +16,12 @@ CREATE TABLE IF NOT EXISTS {{db}}.alerts
     actor_kind          {{lc_string}},
     action              {{lc_string}},
     job_id              Nullable(Int64),
+    event_time_ms       Int64,
     details             String{{codec_zstd}},
     status              {{lc_string}},
+    acked_by            String,
     updated_at_ms       Int64,
+    first_seen          {{ts_type}} MATERIALIZED {{ts_from_ms:first_seen_ms}},
     last_seen           {{ts_type}} MATERIALIZED {{ts_from_ms:last_seen_ms}}
 )
 ENGINE = ReplacingMergeTree(updated_at_ms)
@@ -25,4 +29,4 @@ ORDER BY alert_id
 {{settings}};
 
 CREATE VIEW IF NOT EXISTS {{db}}.alerts_latest AS
-SELECT *, last_seen FROM {{db}}.alerts FINAL;
+SELECT *, first_seen, last_seen FROM {{db}}.alerts FINAL;

@@ -206,7 +206,12 @@ fn upsert(entries: &mut Vec<AllowlistEntry>, change: &AllowlistChange, at_ms: i6
         .find(|e| entry_matches(e, change.member_id, path.as_deref()))
     {
         e.id = e.id.or(change.member_id);
-        if path.is_some() {
+        // `secure_ci_job_token_policies_updated` names the member by its short name (its
+        // target_details), not its full path: never let a bare name replace a full path,
+        // or every project of an admitted subgroup would stop matching.
+        let keeps_full_path = e.path.as_deref().is_some_and(|old| old.contains('/'))
+            && path.as_deref().is_some_and(|new| !new.contains('/'));
+        if path.is_some() && !keeps_full_path {
             e.path = path;
         }
         e.default_permissions = change.default_permissions.or(e.default_permissions);

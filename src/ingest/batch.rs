@@ -199,4 +199,13 @@ mod tests {
         assert_eq!(blocks[0].row_bytes(1..2), b"xy");
         assert_eq!(blocks[0].row_bytes(0..2).len(), 4);
     }
+
+    #[test]
+    fn rows_without_new_messages_are_not_empty() {
+        let mut batch = Batch::default();
+        let p0: TopicPartition = (Arc::from("a"), 0);
+        assert!(batch.is_empty());
+        batch.push_row(Table::TokenUse, &p0, 3, |b| b.push(1));
+        assert!(!batch.is_empty(), "an idle flush's records must be written");
+    }
 }

@@ -7,7 +7,8 @@
 //!                      └─ rejections ─▶ DLQ (acked)   ▼
 //!                                        bounded channel (1 sealed batch)
 //!                                                 ▼
-//!                               writer task: ClickHouse INSERTs (retry / bisect)
+//!                 writer task: alert outputs (Kafka, webhook) acked, then
+//!                              ClickHouse INSERTs (retry / bisect)
 //!                                                 ▼ WriteReceipt
 //!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ sync commit
 //! ```
@@ -16,6 +17,10 @@
 //! writer is still busy, the assigned partitions are paused; librdkafka's prefetch cap bounds
 //! what still arrives. The commit step is last, and only a `WriteReceipt` leads to it; the
 //! correlation stage may hold it back further for messages whose events it still holds.
+//!
+//! Alerting rides along: the rules see every token-use record and every audit event as it is
+//! routed; their alert rows join the same batch, and the writer delivers them to Kafka and the
+//! webhook before the batch is written, so no committed offset has an undelivered alert.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +40,8 @@ use super::dead_letter::{
 use super::offsets::{DurableOffsets, PendingOffsets, TopicPartition};
 use super::source::{self, IngestConsumer, RebalanceShared};
 use super::{allowlist_history, route};
+use crate::alert::output::{AlertOutputs, OutputError};
+use crate::alert::{self, AlertEngine, Emitted, RowVersions};
 use crate::config::Settings;
 use crate::model::{Event, InputMessage, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
@@ -53,6 +60,8 @@ pub enum IngestError {
     Guard(#[from] GuardTripped),
     #[error("ClickHouse: {0}")]
     Store(WriteError),
+    #[error(transparent)]
+    AlertOutput(#[from] OutputError),
     #[error("message from unconfigured topic {0:?}")]
     UnknownTopic(String),
 }
@@ -75,6 +84,8 @@ struct Sealed {
     oldest_kafka_ts_ms: Option<i64>,
     rows: usize,
     bytes: usize,
+    /// Alert rows in `blocks`, for the Kafka and webhook outputs.
+    alerts: Vec<Emitted>,
 }
 
 /// What the writer hands back to the loop.
@@ -115,6 +126,23 @@ pub async fn run(
         changes = restored,
         "allowlist state restored from ClickHouse"
     );
+    let mut alerts = AlertEngine::new(&settings.alerting);
+    if settings.alerting.enabled {
+        let hydrated = alert::hydrate::hydrate(
+            store.client(),
+            &settings.clickhouse.database,
+            settings.alerting.rules.new_edge.lookback_ms,
+            settings.alerting.suppression_window_ms,
+            &mut alerts,
+        )
+        .await
+        .map_err(IngestError::Store)?;
+        tracing::info!(?hydrated, "alerting state restored from ClickHouse");
+    }
+    let alert_outputs = AlertOutputs::new(
+        &settings.alerting.outputs,
+        source::producer(&settings.kafka)?,
+    )?;
     let (consumer, shared) = source::consumer(&settings.kafka, metrics.clone())?;
     let consumer = Arc::new(consumer);
     let dlq = DeadLetterProducer::new(
@@ -131,6 +159,7 @@ pub async fn run(
     let writer = tokio::spawn(writer_task(
         store,
         dlq.clone(),
+        alert_outputs,
         sealed_rx,
         done_tx,
         writer_cancel.clone(),
@@ -153,6 +182,9 @@ pub async fn run(
         },
         batch: Batch::default(),
         stage,
+        alerts,
+        outbox: Vec::new(),
+        versions: RowVersions::default(),
         last_position: None,
         in_flight: 0,
         paused: false,
@@ -216,6 +248,10 @@ struct Loop<'a> {
     limits: Limits,
     batch: Batch,
     stage: CorrelationStage,
+    alerts: AlertEngine,
+    /// Alerts routed into the open batch, delivered by the writer with it.
+    outbox: Vec<Emitted>,
+    versions: RowVersions,
     /// Where correlation records that no single message triggered (idle flush) are filed.
     last_position: Option<(TopicPartition, i64)>,
     in_flight: usize,
@@ -351,6 +387,7 @@ impl Loop<'_> {
             oldest_kafka_ts_ms,
             rows,
             bytes,
+            alerts: std::mem::take(&mut self.outbox),
         };
         if sealed_tx.send(sealed).await.is_err() {
             tracing::warn!("writer stopped; batch not written (will be replayed)");
@@ -398,6 +435,8 @@ impl Loop<'_> {
             self.metrics.events.with_label_values(&[source]).inc();
             route::push_event_rows(&mut self.batch, &tp, offset, event, now_ms);
         }
+        let alerts = self.alerts.on_events(&normalized.events);
+        self.push_alerts(&tp, offset, alerts);
         let records = self.stage.on_events(&tp, offset, &normalized.events);
         self.push_records(&tp, offset, records);
         self.last_position = Some((tp.clone(), offset));
@@ -486,6 +525,17 @@ impl Loop<'_> {
                 now_ms,
             );
         }
+        let alerts = self.alerts.on_records(&records);
+        self.push_alerts(tp, offset, alerts);
+    }
+
+    fn push_alerts(&mut self, tp: &TopicPartition, offset: i64, alerts: Vec<Emitted>) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for emitted in &alerts {
+            let version = self.versions.next(now_ms);
+            route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
+        }
+        self.outbox.extend(alerts);
     }
 
     fn push_records_at_last_position(&mut self, records: Vec<TokenUse>) {
@@ -543,15 +593,27 @@ fn owned_headers(msg: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Ve
 async fn writer_task(
     store: ClickHouseSink,
     dlq: DeadLetterProducer,
+    alert_outputs: AlertOutputs,
     mut sealed_rx: mpsc::Receiver<Sealed>,
     done_tx: mpsc::Sender<Result<Done, IngestError>>,
     cancel: CancellationToken,
     metrics: Metrics,
 ) {
     while let Some(sealed) = sealed_rx.recv().await {
+        // Outputs first: once the alert rows are in ClickHouse, a restart resumes from them
+        // and would not re-deliver, so delivery must already have happened.
+        match alert_outputs.deliver(&sealed.alerts, &cancel).await {
+            Ok(()) => {}
+            Err(OutputError::Interrupted) => return,
+            Err(e) => {
+                let _ = done_tx.send(Err(e.into())).await;
+                return;
+            }
+        }
         let result = match store.write(&sealed.blocks, &cancel).await {
             Ok(written) => match dead_letter_rejected(&dlq, &written.rejected, &metrics).await {
                 Ok(()) => {
+                    observe_alerts(&metrics, &sealed.alerts);
                     let mut rows_by_table: Vec<(&'static str, usize)> = Vec::new();
                     for b in &sealed.blocks {
                         rows_by_table.push((b.table.name(), b.rows.len()));
@@ -574,6 +636,20 @@ async fn writer_task(
         if done_tx.send(result).await.is_err() || fatal {
             return;
         }
+    }
+}
+
+/// Every output has acknowledged these alert rows: count them and record their latency.
+fn observe_alerts(metrics: &Metrics, alerts: &[Emitted]) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for e in alerts {
+        let rule = e.alert.rule.as_str();
+        metrics.alert_rows.with_label_values(&[rule]).inc();
+        if e.new {
+            metrics.alerts.with_label_values(&[rule]).inc();
+        }
+        let latency_ms = (now_ms - e.alert.event_time_ms).max(0);
+        metrics.alert_latency.observe(latency_ms as f64 / 1000.0);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::batch::Batch;
 use super::offsets::TopicPartition;
+use crate::alert::Alert;
 use crate::model::{AuditMeaning, Event, TokenUse};
 use crate::store::tables::{self, KafkaOrigin, Table};
 
@@ -67,5 +68,19 @@ pub fn push_token_use(
 ) {
     batch.push_row(Table::TokenUse, tp, offset, |b| {
         tables::encode_token_use(record, record_key, ingested_at_ms, b)
+    });
+}
+
+/// Appends an alert row. It rides in the same batch as the record or event that raised it,
+/// so it becomes durable (and its outputs are acknowledged) before their offsets commit.
+pub fn push_alert(
+    batch: &mut Batch,
+    tp: &TopicPartition,
+    offset: i64,
+    alert: &Alert,
+    version: i64,
+) {
+    batch.push_row(Table::Alerts, tp, offset, |b| {
+        tables::encode_alert(alert, version, b)
     });
 }

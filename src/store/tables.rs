@@ -5,6 +5,7 @@
 //! the encoding. The `schema_matches_encoders` integration test checks both agree.
 
 use super::rowbinary::RowWriter;
+use crate::alert::Alert;
 use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, TokenUse, WebhookEvent};
 
 /// Where a row came from in Kafka; stored so every row can be traced to its message.
@@ -15,26 +16,29 @@ pub struct KafkaOrigin<'a> {
     pub offset: i64,
 }
 
+/// Declaration order is write order within a batch (blocks are keyed by table): alerts go
+/// first, so a stored token-use record implies its alert is stored and its outputs acked
+/// (the new-edge rule hydrates from `token_use` at start-up and would not re-fire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
+    Alerts,
     AuditEvents,
     WebhookEvents,
     Jobs,
     TokenUse,
     AllowlistChanges,
     TokenLifecycle,
-    Alerts,
 }
 
 impl Table {
     pub const ALL: [Table; 7] = [
+        Table::Alerts,
         Table::AuditEvents,
         Table::WebhookEvents,
         Table::Jobs,
         Table::TokenUse,
         Table::AllowlistChanges,
         Table::TokenLifecycle,
-        Table::Alerts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -176,8 +180,10 @@ impl Table {
                 "actor_kind",
                 "action",
                 "job_id",
+                "event_time_ms",
                 "details",
                 "status",
+                "acked_by",
                 "updated_at_ms",
             ],
         }
@@ -338,50 +344,25 @@ pub fn encode_token_lifecycle(ev: &AuditEvent, tl: &TokenLifecycle, buf: &mut Ve
         .string(&ev.target_details);
 }
 
-/// One alert raised by a detection rule (issue 6), as stored in `alerts` and as emitted in
-/// JSON (`schemas/json/alert.schema.json`). Every update inserts a new version; the highest
-/// `updated_at_ms` wins.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Alert {
-    /// Stable id: the same condition always yields the same id, so updates replace it.
-    pub alert_id: String,
-    pub rule: String,
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
-    pub summary: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub count: u64,
-    pub source_project_path: String,
-    pub target_project_path: String,
-    pub actor_id: i64,
-    pub actor_kind: String,
-    pub action: String,
-    pub job_id: Option<i64>,
-    /// Rule-specific evidence as a JSON object.
-    pub details: serde_json::Value,
-    /// `open` or `acked`.
-    pub status: String,
-    pub updated_at_ms: i64,
-}
-
-pub fn encode_alert(alert: &Alert, buf: &mut Vec<u8>) {
+/// `updated_at_ms` is the version column: the newest row of an alert id wins.
+pub fn encode_alert(alert: &Alert, updated_at_ms: i64, buf: &mut Vec<u8>) {
     RowWriter::new(buf)
         .string(&alert.alert_id)
         .string(&alert.rule)
-        .string(&alert.severity)
+        .string(alert.severity.as_str())
         .string(&alert.summary)
         .i64(alert.first_seen_ms)
         .i64(alert.last_seen_ms)
-        // UInt64 and Int64 share the little-endian layout; the bit pattern is kept as is.
-        .i64(alert.count as i64)
+        .u64(alert.count)
         .string(&alert.source_project_path)
         .string(&alert.target_project_path)
         .i64(alert.actor_id)
         .string(&alert.actor_kind)
         .string(&alert.action)
         .opt_i64(alert.job_id)
+        .i64(alert.event_time_ms)
         .string(&alert.details.to_string())
-        .string(&alert.status)
-        .i64(alert.updated_at_ms);
+        .string(alert.status.as_str())
+        .string(&alert.acked_by)
+        .i64(updated_at_ms);
 }

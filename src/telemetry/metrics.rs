@@ -58,10 +58,20 @@ pub struct Metrics {
     pub collect_latency: HistogramVec,
     /// Collector: requests being handled right now.
     pub collect_in_flight: IntGauge,
+    /// New alerts delivered (outputs acknowledged), by rule.
+    pub alerts: IntCounterVec,
+    /// Alert rows written (new alerts and suppressed repeats), by rule.
+    pub alert_rows: IntCounterVec,
+    /// Seconds from the triggering event's time to every output acknowledging the alert row.
+    pub alert_latency: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Fine around the 5 s alerting objective, so its p99 can be read off the histogram.
+const ALERT_LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 300.0,
 ];
 const LAG_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
@@ -244,6 +254,24 @@ impl Metrics {
             ),
             collect_latency,
             collect_in_flight,
+            alerts: counter_vec(
+                &r,
+                "alerts_total",
+                "New alerts delivered, by rule",
+                &["rule"],
+            ),
+            alert_rows: counter_vec(
+                &r,
+                "alert_rows_total",
+                "Alert rows written (new and suppressed repeats), by rule",
+                &["rule"],
+            ),
+            alert_latency: histogram(
+                &r,
+                "alert_latency_seconds",
+                "Seconds from the triggering event time to all alert outputs acknowledged",
+                ALERT_LATENCY_BUCKETS.to_vec(),
+            ),
             registry: r,
         }
     }

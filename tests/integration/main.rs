@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alerts;
 mod chdb;
 mod clickhouse_roundtrip;
 mod collect;

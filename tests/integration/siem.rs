@@ -376,25 +376,16 @@ async fn insert_token_use(
     insert.end().await.unwrap();
 }
 
-/// An `alerts` table shaped like the alerting stage's (its DDL is not ours to import).
-async fn create_alerts_table(client: &clickhouse::Client, db: &str) {
+/// One alert in the `alerts` table that `tokentrail migrate` created.
+async fn insert_alert(client: &clickhouse::Client, db: &str) {
     client
         .query(&format!(
-            "CREATE TABLE {db}.alerts (alert_id String, rule String, severity String, \
-             summary String, first_seen_ms Int64, last_seen_ms Int64, count UInt64, \
-             source_project_path String, target_project_path String, actor_id Nullable(Int64), \
-             actor_kind String, action String, job_id Nullable(Int64), event_time_ms Int64, \
-             details String, status String, acked_by Nullable(String), updated_at_ms Int64) \
-             ENGINE = ReplacingMergeTree(updated_at_ms) ORDER BY alert_id"
-        ))
-        .execute()
-        .await
-        .unwrap();
-    client
-        .query(&format!(
-            "INSERT INTO {db}.alerts VALUES ('al-1', 'cross_project_not_allowlisted', 'high', \
+            "INSERT INTO {db}.alerts (alert_id, rule, severity, summary, first_seen_ms, \
+             last_seen_ms, count, source_project_path, target_project_path, actor_id, \
+             actor_kind, action, job_id, event_time_ms, details, status, acked_by, \
+             updated_at_ms) VALUES ('al-1', 'cross_project_not_allowlisted', 'high', \
              'a|b=c', ?, ?, 2, 'g/src', 'g/dst', 4021, 'human', 'secret.read', NULL, ?, \
-             '{{\"k\":1}}', 'open', NULL, ?)"
+             '{{\"k\":1}}', 'open', '', ?)"
         ))
         .bind(ms("2025-01-02T03:00:00Z"))
         .bind(ms("2025-01-02T03:05:00Z"))
@@ -424,7 +415,7 @@ async fn backfill_exports_a_time_range_from_clickhouse_to_hec() {
     insert_token_use(&client, &db, "k2", t("2025-01-02T04:00:00Z"), 3).await;
     // Outside the range.
     insert_token_use(&client, &db, "k3", t("2025-01-03T00:00:00Z"), 4).await;
-    create_alerts_table(&client, &db).await;
+    insert_alert(&client, &db).await;
 
     let (server, addr) = HecServer::start(0).await;
     let settings = hec_settings(settings, addr, HEC_TOKEN);

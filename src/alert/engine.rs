@@ -1,0 +1,271 @@
+//! The alert engine: pure and deterministic. It reads only its inputs (token-use records,
+//! normalized audit events, start-up state) and takes time from them, never from a clock.
+//!
+//! Per finding: rule enabled? → exception (by event time)? → suppression bucket → alert row.
+//! Suppression: one alert per (rule, source, target, bucket of `suppression_window_ms` event
+//! time); later findings in the bucket bump `count`/`last_seen_ms` and re-emit the row (same
+//! id; the store keeps the newest row). Alerts hydrated at start-up carry the event time up to
+//! which their count is durable, so findings replayed after a restart are not counted twice.
+
+use std::collections::HashMap;
+
+use super::edges::EdgeMemory;
+use super::id::{alert_id, bucket_start, project_key};
+use super::rules::{self, Finding, RuleId};
+use super::settings::{AlertingSettings, Exception, Severity};
+use super::{Alert, AlertStatus, Emitted};
+use crate::model::{AuditMeaning, Event, TokenUse};
+
+/// How many findings between sweeps of closed buckets and stale edges.
+const PRUNE_EVERY: u32 = 4096;
+
+struct OpenAlert {
+    alert: Alert,
+    bucket_end_ms: i64,
+    /// For alerts loaded from the store: findings at or before this event time are already
+    /// counted in the stored row (they are being replayed).
+    durable_through_ms: Option<i64>,
+}
+
+pub struct AlertEngine {
+    cfg: AlertingSettings,
+    exceptions: HashMap<RuleId, Vec<(Exception, i64)>>,
+    edges: EdgeMemory,
+    open: HashMap<String, OpenAlert>,
+    newest_ms: i64,
+    since_prune: u32,
+}
+
+impl AlertEngine {
+    /// `cfg` must have passed [`AlertingSettings::validate`] (expiries parse).
+    pub fn new(cfg: &AlertingSettings) -> Self {
+        let r = &cfg.rules;
+        let lists = [
+            (RuleId::NotAllowlisted, &r.not_allowlisted.exceptions),
+            (RuleId::AllowlistWeakened, &r.allowlist_weakened.exceptions),
+            (RuleId::NewEdge, &r.new_edge.exceptions),
+            (RuleId::Push, &r.push.exceptions),
+            (RuleId::CrownJewel, &r.crown_jewel.exceptions),
+            (RuleId::UnexpectedActor, &r.unexpected_actor.exceptions),
+            (RuleId::TokenLifecycle, &r.token_lifecycle.exceptions),
+        ];
+        let exceptions = lists
+            .into_iter()
+            .map(|(rule, list)| {
+                let compiled = list
+                    .iter()
+                    .map(|e| (e.clone(), e.expires.to_ms().unwrap_or(i64::MIN)))
+                    .collect();
+                (rule, compiled)
+            })
+            .collect();
+        AlertEngine {
+            cfg: cfg.clone(),
+            exceptions,
+            edges: EdgeMemory::default(),
+            open: HashMap::new(),
+            newest_ms: i64::MIN,
+            since_prune: 0,
+        }
+    }
+
+    /// Start-up: edges already used within the lookback (keys from [`project_key`]).
+    pub fn remember_edge(&mut self, source_key: String, target_key: String, last_used_ms: i64) {
+        self.edges.remember(source_key, target_key, last_used_ms);
+    }
+
+    /// Start-up: the newest stored row of alerts whose bucket may still receive findings.
+    pub fn resume_alert(&mut self, alert: Alert) {
+        let window = self.cfg.suppression_window_ms;
+        let bucket_end_ms = bucket_start(alert.first_seen_ms, window) + window;
+        let durable = alert.last_seen_ms;
+        self.open.insert(
+            alert.alert_id.clone(),
+            OpenAlert {
+                alert,
+                bucket_end_ms,
+                durable_through_ms: Some(durable),
+            },
+        );
+    }
+
+    pub fn known_edges(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Rules 1, 3, 4, 5, 6 over token-use records.
+    pub fn on_records(&mut self, records: &[TokenUse]) -> Vec<Emitted> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for r in records {
+            let r_cfg = &self.cfg.rules;
+            let mut findings: Vec<Finding> = Vec::new();
+            if r_cfg.not_allowlisted.enabled {
+                findings.extend(rules::not_allowlisted(r));
+            }
+            if let Some(f) = self.new_edge(r) {
+                findings.push(f);
+            }
+            let r_cfg = &self.cfg.rules;
+            if r_cfg.push.enabled {
+                findings.extend(rules::push(r));
+            }
+            if r_cfg.crown_jewel.enabled {
+                findings.extend(rules::crown_jewel(r, &r_cfg.crown_jewel));
+            }
+            if r_cfg.unexpected_actor.enabled {
+                findings.extend(rules::unexpected_actor(r, &r_cfg.unexpected_actor));
+            }
+            for f in findings {
+                out.extend(self.raise(f));
+            }
+        }
+        out
+    }
+
+    /// Rules 2 and 7 over normalized audit events (allowlist and token-lifecycle changes).
+    pub fn on_events(&mut self, events: &[Event]) -> Vec<Emitted> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for event in events {
+            let Event::Audit(ev) = event else { continue };
+            let r_cfg = &self.cfg.rules;
+            let finding = match &ev.meaning {
+                AuditMeaning::Allowlist(c) if r_cfg.allowlist_weakened.enabled => {
+                    rules::allowlist_weakened(ev, c)
+                }
+                AuditMeaning::TokenLifecycle(tl) if r_cfg.token_lifecycle.enabled => {
+                    rules::token_lifecycle(ev, tl, &r_cfg.token_lifecycle)
+                }
+                _ => None,
+            };
+            if let Some(f) = finding {
+                out.extend(self.raise(f));
+            }
+        }
+        out
+    }
+
+    /// Rule 3. The memory is updated for every cross-project use, even when the rule is off
+    /// or excepted, so turning it on later does not flood.
+    fn new_edge(&mut self, r: &TokenUse) -> Option<Finding> {
+        if r.same_project || r.target_project_path.is_empty() || r.source_project_path.is_empty() {
+            return None;
+        }
+        let cfg = &self.cfg.rules.new_edge;
+        let source = project_key(r.source_project_id, &r.source_project_path);
+        let target = project_key(r.target_project_id, &r.target_project_path);
+        let new = self
+            .edges
+            .observe(&source, &target, r.event_time_ms, cfg.lookback_ms);
+        (new && cfg.enabled).then(|| {
+            let summary = format!(
+                "first job-token use from {} to {} ({}) within the lookback",
+                r.source_project_path, r.target_project_path, r.action
+            );
+            Finding::from_record(RuleId::NewEdge, r, summary)
+        })
+    }
+
+    fn severity(&self, rule: RuleId) -> Severity {
+        let r = &self.cfg.rules;
+        match rule {
+            RuleId::NotAllowlisted => r.not_allowlisted.severity,
+            RuleId::AllowlistWeakened => r.allowlist_weakened.severity,
+            RuleId::NewEdge => r.new_edge.severity,
+            RuleId::Push => r.push.severity,
+            RuleId::CrownJewel => r.crown_jewel.severity,
+            RuleId::UnexpectedActor => r.unexpected_actor.severity,
+            RuleId::TokenLifecycle => r.token_lifecycle.severity,
+        }
+    }
+
+    /// Exceptions, then suppression; `None` when nothing is to be written.
+    fn raise(&mut self, f: Finding) -> Option<Emitted> {
+        if self.exceptions[&f.rule]
+            .iter()
+            .any(|(e, expires)| rules::exception_applies(e, *expires, &f))
+        {
+            return None;
+        }
+        self.newest_ms = self.newest_ms.max(f.event_time_ms);
+        self.maybe_prune();
+        let window = self.cfg.suppression_window_ms;
+        let bucket = bucket_start(f.event_time_ms, window);
+        let id = alert_id(f.rule.as_str(), &f.source_key, &f.target_key, bucket);
+        if let Some(open) = self.open.get_mut(&id) {
+            if open
+                .durable_through_ms
+                .is_some_and(|d| f.event_time_ms <= d)
+            {
+                return None;
+            }
+            let a = &mut open.alert;
+            a.count += 1;
+            a.first_seen_ms = a.first_seen_ms.min(f.event_time_ms);
+            a.last_seen_ms = a.last_seen_ms.max(f.event_time_ms);
+            if f.event_time_ms >= a.event_time_ms {
+                a.actor_id = f.actor_id;
+                a.actor_kind = f.actor_kind;
+                a.action = f.action;
+                a.job_id = f.job_id;
+                a.event_time_ms = f.event_time_ms;
+                a.details = serde_json::Value::Object(f.details);
+            }
+            return Some(Emitted {
+                alert: a.clone(),
+                new: false,
+            });
+        }
+        let alert = Alert {
+            alert_id: id.clone(),
+            rule: f.rule.as_str().to_string(),
+            severity: self.severity(f.rule),
+            summary: f.summary,
+            first_seen_ms: f.event_time_ms,
+            last_seen_ms: f.event_time_ms,
+            count: 1,
+            source_project_path: f.source_project_path,
+            target_project_path: f.target_project_path,
+            actor_id: f.actor_id,
+            actor_kind: f.actor_kind,
+            action: f.action,
+            job_id: f.job_id,
+            event_time_ms: f.event_time_ms,
+            details: serde_json::Value::Object(f.details),
+            status: AlertStatus::Open,
+            acked_by: String::new(),
+        };
+        self.open.insert(
+            id,
+            OpenAlert {
+                alert: alert.clone(),
+                bucket_end_ms: bucket + window,
+                durable_through_ms: None,
+            },
+        );
+        Some(Emitted { alert, new: true })
+    }
+
+    /// Forgets buckets a full window behind the newest finding (late findings for them
+    /// would open a fresh row with the same id and count 1: rare, and never a new id).
+    fn maybe_prune(&mut self) {
+        self.since_prune += 1;
+        if self.since_prune < PRUNE_EVERY {
+            return;
+        }
+        self.since_prune = 0;
+        let horizon = self.newest_ms - self.cfg.suppression_window_ms;
+        self.open.retain(|_, o| o.bucket_end_ms >= horizon);
+        self.edges
+            .prune(self.newest_ms - self.cfg.rules.new_edge.lookback_ms);
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,80 @@
+//! Start-up state for the engine, read from ClickHouse: edges used within the new-edge
+//! lookback (from `token_use`) and alerts whose suppression bucket may still be open (from
+//! `alerts`). Both are durable only together with the rows that produced them, so a replay
+//! after a crash neither re-alerts a known edge nor counts a finding twice.
+
+use serde::Deserialize;
+
+use super::engine::AlertEngine;
+use super::id::project_key;
+use super::query::{AlertRow, COLUMNS};
+use crate::store::sink::{WriteError, classify};
+use crate::store::tables::quote_ident;
+
+#[derive(clickhouse::Row, Deserialize)]
+struct EdgeRow {
+    source_project_id: Option<i64>,
+    source_project_path: String,
+    target_project_id: Option<i64>,
+    target_project_path: String,
+    last_used_ms: i64,
+}
+
+/// What was restored, for the start-up log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Hydrated {
+    pub edges: usize,
+    pub open_alerts: usize,
+}
+
+/// Loads both kinds of state into `engine`. The lookback and the open buckets are measured
+/// back from the newest stored event time, not the wall clock: the engine runs on event time.
+pub async fn hydrate(
+    client: &clickhouse::Client,
+    database: &str,
+    lookback_ms: i64,
+    suppression_window_ms: i64,
+    engine: &mut AlertEngine,
+) -> Result<Hydrated, WriteError> {
+    let db = quote_ident(database);
+    let edges: Vec<EdgeRow> = client
+        .query_raw(&format!(
+            "SELECT source_project_id, source_project_path, target_project_id, \
+             target_project_path, max(event_time_ms) AS last_used_ms \
+             FROM {db}.token_use_dedup \
+             WHERE same_project = 0 AND source_project_path != '' \
+               AND target_project_path != '' \
+               AND event_time_ms >= (SELECT max(event_time_ms) FROM {db}.token_use) - {lookback_ms} \
+             GROUP BY source_project_id, source_project_path, target_project_id, \
+               target_project_path"
+        ))
+        .fetch_all()
+        .await
+        .map_err(|e| classify(&e))?;
+    let mut done = Hydrated {
+        edges: edges.len(),
+        ..Hydrated::default()
+    };
+    for e in edges {
+        engine.remember_edge(
+            project_key(e.source_project_id, &e.source_project_path),
+            project_key(e.target_project_id, &e.target_project_path),
+            e.last_used_ms,
+        );
+    }
+    // Two windows back: the current bucket and the previous one can still receive findings.
+    let alerts: Vec<AlertRow> = client
+        .query_raw(&format!(
+            "SELECT {COLUMNS} FROM {db}.alerts_latest \
+             WHERE last_seen_ms >= (SELECT max(last_seen_ms) FROM {db}.alerts) - {}",
+            2 * suppression_window_ms
+        ))
+        .fetch_all()
+        .await
+        .map_err(|e| classify(&e))?;
+    done.open_alerts = alerts.len();
+    for row in alerts {
+        engine.resume_alert(row.into_alert());
+    }
+    Ok(done)
+}
