@@ -68,10 +68,12 @@ pub async fn publish(
                     value: Some(v.as_bytes()),
                 });
             }
+            // The Kafka timestamp is left to the producer (now), as the collector's would be:
+            // simulated times lie in the past, and broker retention would delete such
+            // records before they are consumed.
             let mut record = FutureRecord::<str, [u8]>::to(&topic)
                 .payload(&msg.payload)
-                .headers(headers)
-                .timestamp(msg.timestamp_ms);
+                .headers(headers);
             if let Some(key) = &msg.key {
                 record = record.key(key);
             }
