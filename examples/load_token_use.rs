@@ -13,8 +13,7 @@
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 
-use tokentrail::model::{AuditMeaning, Event, InputMessage};
-use tokentrail::normalize::{self, Limits};
+use tokentrail::model::{AuditMeaning, Event};
 use tokentrail::simulate::{self, SimConfig};
 use tokentrail::store::tables::{self, Table};
 
@@ -57,21 +56,7 @@ fn main() -> std::io::Result<()> {
     }
     let mut seen = HashSet::new();
     for m in &messages {
-        let headers: Vec<(String, Vec<u8>)> = m
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-            .collect();
-        let input = InputMessage {
-            source: m.source,
-            topic: "bench",
-            partition: 0,
-            offset: 0,
-            timestamp_ms: Some(m.timestamp_ms),
-            headers: &headers,
-            payload: Some(&m.payload),
-        };
-        for event in normalize::normalize(&input, &Limits::default()).events {
+        for event in m.normalize("bench").events {
             buf.clear();
             match (&event, table) {
                 (Event::Audit(ev), "allowlist_changes" | "token_lifecycle") => {

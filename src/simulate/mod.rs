@@ -99,6 +99,28 @@ pub struct SimMessage {
     pub timestamp_ms: i64,
 }
 
+impl SimMessage {
+    /// What the normalizer makes of this message, as if consumed at offset 0 of `topic`
+    /// (tests, examples and benchmarks that skip Kafka use this).
+    pub fn normalize(&self, topic: &str) -> crate::model::Normalized {
+        let headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect();
+        let input = crate::model::InputMessage {
+            source: self.source,
+            topic,
+            partition: 0,
+            offset: 0,
+            timestamp_ms: Some(self.timestamp_ms),
+            headers: &headers,
+            payload: Some(&self.payload),
+        };
+        crate::normalize::normalize(&input, &crate::normalize::Limits::default())
+    }
+}
+
 /// A poison message (or a poison element of a batched array) the pipeline must reject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadMessageTruth {

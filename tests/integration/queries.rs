@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use tokentrail::model::{AuditMeaning, Event, InputMessage, SourceKind, TokenUse};
-use tokentrail::normalize::{self, Limits};
+use tokentrail::model::{AuditMeaning, Event, SourceKind, TokenUse};
 use tokentrail::query::params::QueryParams;
 use tokentrail::query::recommend::{self, RecommendOptions};
 use tokentrail::query::render::ResultSet;
@@ -53,21 +52,7 @@ fn dataset() -> &'static Dataset {
         let mut job_projects = BTreeSet::new();
         let mut seen = HashSet::new();
         for m in &messages {
-            let headers: Vec<(String, Vec<u8>)> = m
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-                .collect();
-            let input = InputMessage {
-                source: m.source,
-                topic: "t",
-                partition: 0,
-                offset: 0,
-                timestamp_ms: Some(m.timestamp_ms),
-                headers: &headers,
-                payload: Some(&m.payload),
-            };
-            for event in normalize::normalize(&input, &Limits::default()).events {
+            for event in m.normalize("t").events {
                 match event {
                     Event::Audit(ev) if m.source == SourceKind::AuditStream => {
                         if !seen.insert(ev.dedup_key.clone()) {
