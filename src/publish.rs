@@ -4,8 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::KafkaSettings;
@@ -38,6 +41,10 @@ impl Topics {
 
 /// Produces every message and waits for all acknowledgements. `rate_per_sec` limits the
 /// pace (0 = as fast as possible); `progress` is called with the count sent so far.
+///
+/// Each message is handed to librdkafka the moment it is due (`send_result`), not when a
+/// delivery future is first polled: a lazily polled future would sit unsent until the
+/// in-flight window filled, adding seconds to every paced message's latency.
 pub async fn publish(
     producer: &FutureProducer,
     topics: &Topics,
@@ -56,37 +63,53 @@ pub async fn publish(
             tokio::time::sleep_until(due.into()).await;
         }
         let topic = match msg.source {
-            SourceKind::AuditStream => topics.audit.clone(),
-            SourceKind::Webhook => topics.webhooks.clone(),
+            SourceKind::AuditStream => topics.audit.as_str(),
+            SourceKind::Webhook => topics.webhooks.as_str(),
         };
-        let producer = producer.clone();
-        in_flight.push(async move {
-            let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
-            for (k, v) in &msg.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
+        let mut headers = OwnedHeaders::new_with_capacity(msg.headers.len());
+        for (k, v) in &msg.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        // The Kafka timestamp is left to the producer (now), as the collector's would be:
+        // simulated times lie in the past, and broker retention would delete such
+        // records before they are consumed.
+        let mut record = FutureRecord::<str, [u8]>::to(topic)
+            .payload(&msg.payload)
+            .headers(headers);
+        if let Some(key) = &msg.key {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    let topic = topic.to_owned();
+                    in_flight.push(delivery.map(move |r| acknowledged(topic, r)));
+                    break;
+                }
+                // librdkafka's local queue is full: wait for a delivery, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    match in_flight.next().await {
+                        Some(r) => r?,
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((source, _)) => {
+                    return Err(PublishError {
+                        topic: topic.to_owned(),
+                        source,
+                    });
+                }
             }
-            // The Kafka timestamp is left to the producer (now), as the collector's would be:
-            // simulated times lie in the past, and broker retention would delete such
-            // records before they are consumed.
-            let mut record = FutureRecord::<str, [u8]>::to(&topic)
-                .payload(&msg.payload)
-                .headers(headers);
-            if let Some(key) = &msg.key {
-                record = record.key(key);
-            }
-            producer
-                .send(record, Duration::from_secs(60))
-                .await
-                .map(|_| ())
-                .map_err(|(source, _)| PublishError {
-                    topic: topic.clone(),
-                    source,
-                })
-        });
+        }
         sent += 1;
+        // Reap what is already acknowledged, so a failure surfaces early.
+        while let Some(Some(r)) = in_flight.next().now_or_never() {
+            r?;
+        }
         while in_flight.len() >= MAX_IN_FLIGHT {
             if let Some(r) = in_flight.next().await {
                 r?;
@@ -101,4 +124,18 @@ pub async fn publish(
     }
     progress(sent);
     Ok(sent)
+}
+
+fn acknowledged(
+    topic: String,
+    delivery: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) -> Result<(), PublishError> {
+    match delivery {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((source, _))) => Err(PublishError { topic, source }),
+        Err(_) => Err(PublishError {
+            topic,
+            source: KafkaError::Canceled,
+        }),
+    }
 }
