@@ -110,14 +110,40 @@ fn reverse_arrival_gives_same_record() {
 }
 
 #[test]
-fn nothing_emitted_until_window_closes() {
+fn adjacent_pair_is_emitted_once_the_watermark_passes_its_resource() {
     let [allow, a, r] = sample_events();
     let t_res = r.created_at_ms;
     let mut c = manual();
     assert!(feed(&mut c, &[allow, a, r]).is_empty());
-    assert!(c.advance(t_res + WINDOW).is_empty(), "window still open");
-    assert_eq!(c.advance(t_res + WINDOW + 1), vec![sample_record()]);
+    assert!(
+        c.advance(t_res).is_empty(),
+        "an event at the watermark may still arrive"
+    );
+    assert_eq!(c.advance(t_res + 1), vec![sample_record()]);
     assert!(c.advance(t_res + 10 * WINDOW).is_empty());
+}
+
+#[test]
+fn ambiguous_pair_waits_until_window_closes() {
+    // Two auths of the key in the same millisecond: neither is alone next to the resource,
+    // so the segment is assigned only once it is complete.
+    let t = 1_000_000;
+    let mut c = manual();
+    let events = [
+        auth(1, IP, t, SOURCE, 1),
+        auth(1, IP, t, SOURCE, 2),
+        resource(1, IP, t + 300, TARGET, "repository.read"),
+    ];
+    assert!(feed(&mut c, &events).is_empty());
+    assert!(c.advance(t + 300 + WINDOW).is_empty(), "window still open");
+    let out = c.advance(t + 300 + WINDOW + 1);
+    assert_eq!(out.len(), 2, "one matched record and one auth_only");
+    assert_eq!(
+        out.iter()
+            .filter(|r| r.correlation == "auth+resource")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -346,11 +372,13 @@ fn busy_key_is_committed_after_max_hold_without_loss() {
     });
     let t = 1_000_000;
     let mut out = Vec::new();
-    // One auth per second for two minutes: a single segment that never closes on its own.
+    // One auth per second for two minutes, each followed by two resource events in the same
+    // millisecond (so no pair is adjacent): a single segment that never closes on its own.
     for i in 0..120 {
         let ts = t + i * 1_000;
         out.extend(c.on_audit(&auth(1, IP, ts, SOURCE, i)));
         out.extend(c.on_audit(&resource(1, IP, ts + 300, TARGET, "x")));
+        out.extend(c.on_audit(&resource(1, IP, ts + 300, (2002, "payments/other"), "y")));
     }
     let before_flush = out.len();
     assert!(

@@ -19,6 +19,22 @@
 //! order is a total order on event content (time, side, dedup key), so the result does not
 //! depend on arrival order.
 //!
+//! **Adjacent pairs, decided early.** An auth immediately followed, in the key's time order,
+//! by a resource within the window, with no other item of the key at either one's millisecond,
+//! is each other's nearest candidate: smallest-gap-first assignment takes that pair whatever
+//! else the segment holds, and taking it first leaves the rest of the assignment unchanged.
+//! Once the watermark has passed the resource, no on-time event can fall between the two, so
+//! the pair is committed then (`Adjacent`), not when its segment closes. That is the usual
+//! case (one request: auth, then its resource event), and it keeps alert latency near
+//! `lateness` instead of `window + lateness`, and independent of how long a busy key's segment
+//! stays open. Only a late event could have split the pair, as with every late event.
+//!
+//! **Re-dispatches.** GitLab sends stream-only events again, seconds to minutes later. A copy
+//! of a held item is dropped on arrival; a copy of an item already decided is recognised by a
+//! memory of decided items' content keys (event time, side, dedup key) kept for
+//! `DECIDED_MEMORY_MS` of event time, so it is not joined a second time (an early-decided pair
+//! would otherwise leave its copies to be decided again, as `auth_only` or a second pair).
+//!
 //! **Chains.** A busy user on a shared runner IP can keep one segment open indefinitely. Once
 //! a segment's first item is older than `watermark - max_hold`, the segment is assigned with
 //! what is there; pairs whose two sides are past their window, and unmatched items past their
@@ -30,7 +46,8 @@
 //! (`Evicted`): auths are still emitted (as matched or `auth_only`), never lost.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use crate::model::ActorKind;
 
@@ -84,7 +101,9 @@ impl Item {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitReason {
-    /// The segment was complete (normal case).
+    /// An auth and the resource right after it, past the watermark (the common case).
+    Adjacent,
+    /// The segment was complete.
     WindowClosed,
     /// The segment stayed open longer than `max_hold_ms`.
     HeldTooLong,
@@ -127,6 +146,11 @@ struct KeyState {
     scheduled: Option<i64>,
 }
 
+/// How long (event time) a decided item's content key is remembered, to drop re-dispatched
+/// copies. Sixty seconds covers GitLab's immediate re-sends; later copies are rare, and the
+/// store's dedup keys still hide their rows (only the correlation could differ).
+pub const DECIDED_MEMORY_MS: i64 = 60_000;
+
 #[derive(Debug)]
 pub struct Join {
     window_ms: i64,
@@ -143,6 +167,10 @@ pub struct Join {
     watermark: Option<i64>,
     pending_auths: usize,
     counters: JoinCounters,
+    /// Content keys of decided items (see `DECIDED_MEMORY_MS`), and their event times in
+    /// decision order for expiry; at most `max_pending` of them.
+    decided: HashSet<u64>,
+    decided_order: VecDeque<(i64, u64)>,
 }
 
 impl Join {
@@ -162,6 +190,8 @@ impl Join {
             watermark: None,
             pending_auths: 0,
             counters: JoinCounters::default(),
+            decided: HashSet::new(),
+            decided_order: VecDeque::new(),
         }
     }
 
@@ -207,7 +237,9 @@ impl Join {
                 .iter()
                 .take_while(|i| i.t == t)
                 .any(|i| i.is_auth() == is_auth && i.dedup_key == dedup_key);
-        if dup {
+        if dup
+            || (!dedup_key.is_empty() && self.decided.contains(&content_key(t, is_auth, dedup_key)))
+        {
             self.counters.duplicates += 1;
             return;
         }
@@ -230,9 +262,11 @@ impl Join {
         self.live.insert((t, item.seq), key_id);
         ks.items.insert(pos, item);
         self.pending_auths += usize::from(is_auth);
-        // Reaching `t + window` can only matter if it is earlier than what is scheduled: the
-        // key is re-examined then, and reschedules itself for the next possible commit.
-        let deadline = t.saturating_add(self.window_ms);
+        // The item may complete an adjacent pair once the watermark passes `t`, and can be
+        // committed at `t + window` at the latest. The earlier deadline is only worth a heap
+        // entry if it is earlier than what is scheduled: the key is re-examined then, and
+        // reschedules itself for the next possible commit.
+        let deadline = t;
         if ks.scheduled.is_none_or(|s| deadline < s) {
             ks.scheduled = Some(deadline);
             self.due.push(Reverse((deadline, key_id)));
@@ -248,6 +282,14 @@ impl Join {
             return;
         }
         self.watermark = Some(watermark_ms);
+        let forget_before = watermark_ms.saturating_sub(DECIDED_MEMORY_MS);
+        while let Some(&(t, key)) = self.decided_order.front() {
+            if t >= forget_before {
+                break;
+            }
+            self.decided.remove(&key);
+            self.decided_order.pop_front();
+        }
         while let Some(&Reverse((deadline, key_id))) = self.due.peek() {
             if deadline >= watermark_ms {
                 break;
@@ -310,6 +352,7 @@ impl Join {
             return; // stale heap entry
         };
         let w = self.window_ms;
+        self.commit_adjacent(&mut ks, wm, out);
         while let Some(first) = ks.items.first() {
             let first_t = first.t;
             let end = segment_end(&ks.items, w);
@@ -319,15 +362,20 @@ impl Join {
             }
             if first_t.saturating_add(self.max_hold_ms) < wm {
                 self.commit(&mut ks, end, Some(wm), CommitReason::HeldTooLong, out);
+                // What a partial commit took out may have made two remaining items adjacent.
+                self.commit_adjacent(&mut ks, wm, out);
             }
             break;
         }
-        // Next time anything can commit: the first segment closing, or its hold running out.
-        // `next >= wm` always, so the loop in `advance` never pops it again at this watermark.
+        // Next time anything can commit: an item not yet behind the watermark (it may complete
+        // an adjacent pair), the first segment closing, or its hold running out. `next >= wm`
+        // always, so the loop in `advance` never pops it again at this watermark.
         if let Some(first) = ks.items.first() {
             let end = segment_end(&ks.items, w);
+            let ahead = ks.items.partition_point(|i| i.t < wm);
             let mut next = (ks.items[end - 1].t.saturating_add(w))
-                .min(first.t.saturating_add(self.max_hold_ms));
+                .min(first.t.saturating_add(self.max_hold_ms))
+                .min(ks.items.get(ahead).map_or(i64::MAX, |i| i.t));
             if next < wm {
                 // Hold overdue: what is left waits for a partner to pass its window.
                 next = ks.items[..end]
@@ -346,6 +394,38 @@ impl Join {
             self.drop_key(&ks);
         } else {
             self.keys.insert(key_id, ks);
+        }
+    }
+
+    /// Commits every adjacent (auth, resource) pair whose resource is behind the watermark:
+    /// see the module docs for why such a pair is final.
+    fn commit_adjacent(&mut self, ks: &mut KeyState, wm: i64, out: &mut Vec<Outcome>) {
+        let w = self.window_ms;
+        let items = &ks.items;
+        let behind = items.partition_point(|i| i.t < wm);
+        let mut take: Vec<usize> = Vec::new();
+        let mut i = 0;
+        while i + 1 < behind {
+            let (a, r) = (&items[i], &items[i + 1]);
+            let alone_before = i == 0 || items[i - 1].t < a.t;
+            let alone_after = items.get(i + 2).is_none_or(|next| next.t > r.t);
+            if a.is_auth() && !r.is_auth() && r.t - a.t <= w && alone_before && alone_after {
+                take.push(i);
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        for &i in take.iter().rev() {
+            let mut pair = ks.items.drain(i..i + 2);
+            let (auth, res) = (pair.next(), pair.next());
+            drop(pair);
+            let (Some(auth), Some(res)) = (auth, res) else {
+                continue;
+            };
+            self.forget(&auth, CommitReason::Adjacent);
+            self.forget(&res, CommitReason::Adjacent);
+            out.push(self.outcome(ks, Some(auth), Some(res), CommitReason::Adjacent));
         }
     }
 
@@ -417,6 +497,17 @@ impl Join {
 
     fn forget(&mut self, item: &Item, reason: CommitReason) {
         self.live.remove(&(item.t, item.seq));
+        if !item.dedup_key.is_empty() {
+            let key = content_key(item.t, item.is_auth(), &item.dedup_key);
+            if self.decided.insert(key) {
+                self.decided_order.push_back((item.t, key));
+            }
+            while self.decided_order.len() > self.max_pending {
+                if let Some((_, old)) = self.decided_order.pop_front() {
+                    self.decided.remove(&old);
+                }
+            }
+        }
         let auth = item.is_auth();
         self.pending_auths -= usize::from(auth);
         let c = &mut self.counters;
@@ -452,6 +543,14 @@ impl Join {
             reason,
         }
     }
+}
+
+/// A 64-bit digest of an item's content identity (a fixed-key hasher, so it is the same in
+/// every process; a collision would only drop one event as a duplicate).
+fn content_key(t: i64, is_auth: bool, dedup_key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (t, is_auth, dedup_key).hash(&mut h);
+    h.finish()
 }
 
 /// End (exclusive) of the segment starting at `items[0]`: consecutive items at most `w` apart.
