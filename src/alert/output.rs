@@ -1,8 +1,9 @@
 //! Alert outputs besides ClickHouse: the Kafka topic (JSON, key = alert id) and an optional
-//! HMAC-signed HTTP webhook. Both are delivered by the writer task *before* the batch's rows
-//! are written and its offsets committed, and retried until acknowledged, so every alert row
-//! that becomes durable was delivered at least once (a crash in between re-delivers the same
-//! alert id on replay; receivers deduplicate on it).
+//! HMAC-signed HTTP webhook. Both are delivered as soon as an alert is raised
+//! (`ingest::alert_dispatch`), and the writer waits for their acknowledgement *before* the
+//! batch's rows are written and its offsets committed; they are retried until acknowledged,
+//! so every alert row that becomes durable was delivered at least once (a crash in between
+//! re-delivers the same alert id on replay; receivers deduplicate on it).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -84,7 +85,12 @@ impl AlertOutputs {
         Ok(AlertOutputs { kafka, webhook })
     }
 
-    /// Delivers one sealed batch's alerts: every alert id's latest row to Kafka, new alerts
+    /// Whether any paging output (Kafka topic or webhook) is configured.
+    pub fn pages(&self) -> bool {
+        self.kafka.is_some() || self.webhook.is_some()
+    }
+
+    /// Delivers a group of alert rows: every alert id's latest row to Kafka, new alerts
     /// to the webhook. Returns once all are acknowledged.
     pub async fn deliver(
         &self,

@@ -1,5 +1,6 @@
 //! `tokentrail ingest`: Kafka → normalize → batch → ClickHouse → commit.
 
+pub mod alert_dispatch;
 pub mod allowlist_history;
 pub mod batch;
 pub mod correlation;

@@ -7,7 +7,7 @@
 //!                      └─ rejections ─▶ DLQ (acked)   ▼
 //!                                        bounded channel (1 sealed batch)
 //!                                                 ▼
-//!                 writer task: alert outputs (Kafka, webhook) acked, then
+//!                 writer task: alert tickets acked, then
 //!                              ClickHouse INSERTs (retry / bisect)
 //!                                                 ▼ WriteReceipt
 //!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ sync commit
@@ -19,8 +19,10 @@
 //! correlation stage may hold it back further for messages whose events it still holds.
 //!
 //! Alerting rides along: the rules see every token-use record and every audit event as it is
-//! routed; their alert rows join the same batch, and the writer delivers them to Kafka and the
-//! webhook before the batch is written, so no committed offset has an undelivered alert.
+//! routed; their alert rows join the same batch, and are handed at once to the alert
+//! dispatcher, which pages (Kafka topic, webhook) without waiting for the batch. The writer
+//! awaits the batch's delivery tickets before writing it, so no committed offset has an
+//! undelivered alert.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,7 @@ use rdkafka::message::Headers;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::alert_dispatch::{self, AlertDispatch, Ticket};
 use super::batch::{Batch, Block};
 use super::correlation::{CorrelationStage, Released, record_key};
 use super::dead_letter::{
@@ -61,9 +64,15 @@ pub enum IngestError {
     #[error("ClickHouse: {0}")]
     Store(WriteError),
     #[error(transparent)]
-    AlertOutput(#[from] OutputError),
+    AlertOutput(Arc<OutputError>),
     #[error("message from unconfigured topic {0:?}")]
     UnknownTopic(String),
+}
+
+impl From<OutputError> for IngestError {
+    fn from(e: OutputError) -> Self {
+        IngestError::AlertOutput(Arc::new(e))
+    }
 }
 
 /// What a run did, for logs and tests.
@@ -84,8 +93,10 @@ struct Sealed {
     oldest_kafka_ts_ms: Option<i64>,
     rows: usize,
     bytes: usize,
-    /// Alert rows in `blocks`, for the Kafka and webhook outputs.
+    /// Alert rows in `blocks`, counted once they are durable.
     alerts: Vec<Emitted>,
+    /// Acknowledgements of the paging outputs for those rows.
+    tickets: Vec<Ticket>,
 }
 
 /// What the writer hands back to the loop.
@@ -143,6 +154,7 @@ pub async fn run(
         &settings.alerting.outputs,
         source::producer(&settings.kafka)?,
     )?;
+    let pages = alert_outputs.pages();
     let (consumer, shared) = source::consumer(&settings.kafka, metrics.clone())?;
     let consumer = Arc::new(consumer);
     let dlq = DeadLetterProducer::new(
@@ -154,12 +166,14 @@ pub async fn run(
     // The writer may be interrupted only at the shutdown deadline, not at the signal itself:
     // on a signal we still flush and commit what we have.
     let writer_cancel = CancellationToken::new();
+    let (dispatch, dispatcher) =
+        AlertDispatch::spawn(alert_outputs, writer_cancel.clone(), metrics.clone());
     let (sealed_tx, sealed_rx) = mpsc::channel::<Sealed>(1);
     let (done_tx, done_rx) = mpsc::channel::<Result<Done, IngestError>>(2);
     let writer = tokio::spawn(writer_task(
         store,
         dlq.clone(),
-        alert_outputs,
+        pages,
         sealed_rx,
         done_tx,
         writer_cancel.clone(),
@@ -183,7 +197,10 @@ pub async fn run(
         batch: Batch::default(),
         stage,
         alerts,
+        dispatch,
         outbox: Vec::new(),
+        undispatched: 0,
+        tickets: Vec::new(),
         versions: RowVersions::default(),
         last_position: None,
         in_flight: 0,
@@ -205,6 +222,8 @@ pub async fn run(
         writer_cancel.cancel();
     }
     let _ = writer.await;
+    drop(ingest.dispatch);
+    let _ = dispatcher.await;
     health.set_ready(false);
     let summary = ingest.summary.clone();
     tracing::info!(?summary, "ingest stopped");
@@ -249,8 +268,12 @@ struct Loop<'a> {
     batch: Batch,
     stage: CorrelationStage,
     alerts: AlertEngine,
-    /// Alerts routed into the open batch, delivered by the writer with it.
+    dispatch: AlertDispatch,
+    /// Alerts routed into the open batch; `outbox[undispatched..]` not yet handed to the
+    /// dispatcher, whose tickets for the rest are in `tickets`.
     outbox: Vec<Emitted>,
+    undispatched: usize,
+    tickets: Vec<Ticket>,
     versions: RowVersions,
     /// Where correlation records that no single message triggered (idle flush) are filed.
     last_position: Option<(TopicPartition, i64)>,
@@ -300,10 +323,12 @@ impl Loop<'_> {
                 msg = consumer.recv() => {
                     let msg = msg?;
                     self.on_message(&msg).await?;
+                    self.dispatch_alerts().await;
                 }
                 _ = tick.tick() => {
                     let records = self.stage.on_idle();
                     self.push_records_at_last_position(records);
+                    self.dispatch_alerts().await;
                     self.unpin_settled();
                 }
             }
@@ -376,6 +401,7 @@ impl Loop<'_> {
     }
 
     async fn seal(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
+        self.dispatch_alerts().await;
         let batch = std::mem::take(&mut self.batch);
         let (rows, bytes) = (batch.rows(), batch.bytes());
         let (blocks, pending, oldest_kafka_ts_ms) = batch.into_parts();
@@ -388,7 +414,9 @@ impl Loop<'_> {
             rows,
             bytes,
             alerts: std::mem::take(&mut self.outbox),
+            tickets: std::mem::take(&mut self.tickets),
         };
+        self.undispatched = 0;
         if sealed_tx.send(sealed).await.is_err() {
             tracing::warn!("writer stopped; batch not written (will be replayed)");
         }
@@ -532,10 +560,24 @@ impl Loop<'_> {
     fn push_alerts(&mut self, tp: &TopicPartition, offset: i64, alerts: Vec<Emitted>) {
         let now_ms = chrono::Utc::now().timestamp_millis();
         for emitted in &alerts {
+            self.metrics
+                .alert_raise_latency
+                .with_label_values(&[emitted.alert.rule.as_str()])
+                .observe((now_ms - emitted.alert.event_time_ms).max(0) as f64 / 1000.0);
             let version = self.versions.next(now_ms);
             route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
         }
         self.outbox.extend(alerts);
+    }
+
+    /// Hands the alerts raised since the last call to the dispatcher, which pages at once.
+    async fn dispatch_alerts(&mut self) {
+        if self.undispatched == self.outbox.len() {
+            return;
+        }
+        let fresh = self.outbox[self.undispatched..].to_vec();
+        self.undispatched = self.outbox.len();
+        self.tickets.push(self.dispatch.send(fresh).await);
     }
 
     fn push_records_at_last_position(&mut self, records: Vec<TokenUse>) {
@@ -593,7 +635,7 @@ fn owned_headers(msg: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Ve
 async fn writer_task(
     store: ClickHouseSink,
     dlq: DeadLetterProducer,
-    alert_outputs: AlertOutputs,
+    pages: bool,
     mut sealed_rx: mpsc::Receiver<Sealed>,
     done_tx: mpsc::Sender<Result<Done, IngestError>>,
     cancel: CancellationToken,
@@ -602,18 +644,23 @@ async fn writer_task(
     while let Some(sealed) = sealed_rx.recv().await {
         // Outputs first: once the alert rows are in ClickHouse, a restart resumes from them
         // and would not re-deliver, so delivery must already have happened.
-        match alert_outputs.deliver(&sealed.alerts, &cancel).await {
-            Ok(()) => {}
-            Err(OutputError::Interrupted) => return,
-            Err(e) => {
-                let _ = done_tx.send(Err(e.into())).await;
-                return;
+        for ticket in sealed.tickets {
+            match ticket.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if matches!(*e, OutputError::Interrupted) => return,
+                Ok(Err(e)) => {
+                    let _ = done_tx.send(Err(IngestError::AlertOutput(e))).await;
+                    return;
+                }
+                // The dispatcher stopped (shutdown deadline, or its own failure reported
+                // on an earlier ticket): the batch stays unwritten and is replayed.
+                Err(_) => return,
             }
         }
         let result = match store.write(&sealed.blocks, &cancel).await {
             Ok(written) => match dead_letter_rejected(&dlq, &written.rejected, &metrics).await {
                 Ok(()) => {
-                    observe_alerts(&metrics, &sealed.alerts);
+                    observe_alerts(&metrics, &sealed.alerts, pages);
                     let mut rows_by_table: Vec<(&'static str, usize)> = Vec::new();
                     for b in &sealed.blocks {
                         rows_by_table.push((b.table.name(), b.rows.len()));
@@ -639,17 +686,18 @@ async fn writer_task(
     }
 }
 
-/// Every output has acknowledged these alert rows: count them and record their latency.
-fn observe_alerts(metrics: &Metrics, alerts: &[Emitted]) {
-    let now_ms = chrono::Utc::now().timestamp_millis();
+/// Every output has acknowledged these alert rows: count them. Their latency is recorded
+/// when the paging outputs acknowledged them, or here when ClickHouse is the only output.
+fn observe_alerts(metrics: &Metrics, alerts: &[Emitted], pages: bool) {
     for e in alerts {
         let rule = e.alert.rule.as_str();
         metrics.alert_rows.with_label_values(&[rule]).inc();
         if e.new {
             metrics.alerts.with_label_values(&[rule]).inc();
         }
-        let latency_ms = (now_ms - e.alert.event_time_ms).max(0);
-        metrics.alert_latency.observe(latency_ms as f64 / 1000.0);
+    }
+    if !pages {
+        alert_dispatch::observe_latency(metrics, alerts);
     }
 }
 

@@ -62,8 +62,12 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Alert rows written (new alerts and suppressed repeats), by rule.
     pub alert_rows: IntCounterVec,
-    /// Seconds from the triggering event's time to every output acknowledging the alert row.
+    /// Seconds from the triggering event's time to the paging outputs (Kafka topic, webhook)
+    /// acknowledging the alert row; to the `alerts` table write when neither is configured.
     pub alert_latency: Histogram,
+    /// Seconds from the triggering event's time to the rules engine raising the alert row, by
+    /// rule: GitLab's delivery, Kafka and the correlation hold, without batching and outputs.
+    pub alert_raise_latency: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -126,6 +130,17 @@ impl Metrics {
         let paused = IntGauge::new("consumer_paused", "1 while consumption is paused")
             .expect("valid metric");
         r.register(Box::new(paused.clone())).expect("unique metric");
+        let alert_raise_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "alert_raise_latency_seconds",
+                "Seconds from the triggering event time to the alert being raised, by rule",
+            )
+            .buckets(ALERT_LATENCY_BUCKETS.to_vec()),
+            &["rule"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(alert_raise_latency.clone()))
+            .expect("unique metric");
         let collect_latency = HistogramVec::new(
             HistogramOpts::new("collect_request_seconds", "Seconds per collector request")
                 .buckets(LATENCY_BUCKETS.to_vec()),
@@ -269,9 +284,10 @@ impl Metrics {
             alert_latency: histogram(
                 &r,
                 "alert_latency_seconds",
-                "Seconds from the triggering event time to all alert outputs acknowledged",
+                "Seconds from the triggering event time to the alert outputs acknowledging it",
                 ALERT_LATENCY_BUCKETS.to_vec(),
             ),
+            alert_raise_latency,
             registry: r,
         }
     }
