@@ -249,7 +249,11 @@ impl Default for CorrelateSettings {
             window_ms: 5_000,
             max_pending: 100_000,
             max_jobs: 200_000,
-            lateness_ms: 10_000,
+            // Covers GitLab's usual delivery spread (tenths of a second, seconds in the tail):
+            // measured with examples/correlation_latency.rs, 3 s keeps precision and recall at
+            // 0.9999 on simulated traffic and puts matched records about 3-4 s behind their
+            // events; 10 s gains nothing measurable and triples alert latency.
+            lateness_ms: 3_000,
             max_hold_ms: 15_000,
             idle_flush_ms: 10_000,
         }
