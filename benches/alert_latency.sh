@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(TOKENTRAIL_LOCAL_DIR="${TOKENTRAIL_LOCAL_DIR:-$PWD/.local}" deploy/local/services env)"
 cargo test ${TT_BENCH_CARGO_FLAGS:-} --test integration alerts::alert_latency_at_5k_events_per_second \
-  -- --ignored --exact --nocapture 2>&1 | grep -E "calibration|published|test result|panicked"
+  -- --ignored --exact --nocapture 2>&1 | grep -E "calibration|published|event → raised|test result|panicked"
