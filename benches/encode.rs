@@ -8,7 +8,10 @@ mod common;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use common::clock::BenchClock;
+use criterion::{Throughput, criterion_group, criterion_main};
+
+type Criterion = criterion::Criterion<BenchClock>;
 use tokentrail::config::CorrelateSettings;
 use tokentrail::ingest::batch::Batch;
 use tokentrail::ingest::correlation::{CorrelationStage, record_key};
@@ -70,5 +73,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = common::clock::criterion();
+    targets = bench
+}
 criterion_main!(benches);

@@ -7,7 +7,10 @@ mod common;
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use common::clock::BenchClock;
+use criterion::{Throughput, criterion_group, criterion_main};
+
+type Criterion = criterion::Criterion<BenchClock>;
 
 const NOW_MS: i64 = 1_750_000_000_000;
 
@@ -42,5 +45,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = common::clock::criterion();
+    targets = bench
+}
 criterion_main!(benches);

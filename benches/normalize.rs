@@ -6,7 +6,10 @@ mod common;
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use common::clock::BenchClock;
+use criterion::{Throughput, criterion_group, criterion_main};
+
+type Criterion = criterion::Criterion<BenchClock>;
 use tokentrail::model::{InputMessage, SourceKind};
 use tokentrail::normalize::{Limits, normalize};
 
@@ -107,5 +110,9 @@ fn bench_simulated(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_simulated);
+criterion_group! {
+    name = benches;
+    config = common::clock::criterion();
+    targets = bench, bench_simulated
+}
 criterion_main!(benches);

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod clock;
+
 use std::sync::Arc;
 
 use tokentrail::alert::{AlertEngine, AlertingSettings, RowVersions};
