@@ -114,17 +114,31 @@ pub struct InProcess {
     pub sealed_bytes: usize,
 }
 
+/// A setting from the environment, for measuring the tuning knobs without editing code.
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 impl Default for InProcess {
+    /// Default settings, except `TT_BENCH_MAX_ROWS` (`batch.max_rows`) and
+    /// `TT_BENCH_ALERTING` (`alerting.enabled`, `true`/`false`) when set.
     fn default() -> Self {
         let batch = BatchSettings::default();
+        let alerting = AlertingSettings {
+            enabled: knob("TT_BENCH_ALERTING", true),
+            ..AlertingSettings::default()
+        };
         InProcess {
             limits: Limits::default(),
-            max_rows: batch.max_rows,
+            max_rows: knob("TT_BENCH_MAX_ROWS", batch.max_rows),
             max_bytes: batch.max_bytes,
             batch: Batch::default(),
             tracker: OffsetTracker::new(),
             stage: CorrelationStage::new(&CorrelateSettings::default()),
-            alerts: AlertEngine::new(&AlertingSettings::default()),
+            alerts: AlertEngine::new(&alerting),
             versions: RowVersions::default(),
             sealed_rows: 0,
             sealed_bytes: 0,
