@@ -10,7 +10,10 @@
 //! syntax errors, nesting limit, number types (`serde_json::Number` from the same visitor
 //! calls) and string unescaping. A key repeated in one object resolves to its last value, as
 //! in serde_json's map, both in [`Map::get`] and in [`Map::sorted`], which gives the member
-//! order of serde_json's (default, sorted) map.
+//! order of serde_json's (default, sorted) map. One difference, on purpose: with the
+//! `raw_value` feature this crate enables, `serde_json::Value` treats an object whose first
+//! key is serde_json's private token `$serde_json::private::RawValue` as an embedded document;
+//! here it is an ordinary key, as the sender wrote it.
 
 use std::borrow::Cow;
 use std::fmt;
