@@ -3,10 +3,15 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use clock::BenchClock;
+use criterion::{Throughput, criterion_group, criterion_main};
+
+type Criterion = criterion::Criterion<BenchClock>;
 use tokentrail::correlate::{Correlator, CorrelatorConfig};
 use tokentrail::model::AuditEvent;
 
+#[path = "common/clock.rs"]
+mod clock;
 #[path = "../tests/correlate_common/mod.rs"]
 mod common;
 
@@ -67,5 +72,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = clock::criterion();
+    targets = bench
+}
 criterion_main!(benches);

@@ -1,10 +1,15 @@
-//! Throughput of `normalize` on a mix of the shared samples: each audit sample as a single
-//! body, all three as one batched array, and both webhook samples.
+//! Throughput of `normalize` on a mix of the shared samples (each audit sample as a single
+//! body, all three as one batched array, and both webhook samples), and on simulated traffic.
+
+mod common;
 
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use common::clock::BenchClock;
+use criterion::{Throughput, criterion_group, criterion_main};
+
+type Criterion = criterion::Criterion<BenchClock>;
 use tokentrail::model::{InputMessage, SourceKind};
 use tokentrail::normalize::{Limits, normalize};
 
@@ -77,5 +82,37 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The simulator's traffic mix (see `common::simulated_traffic`), message by message.
+fn bench_simulated(c: &mut Criterion) {
+    let (traffic, stats) = common::simulated_traffic(2_000);
+    let limits = Limits::default();
+    let run = || {
+        let mut n = 0;
+        for rec in &traffic {
+            let msg = InputMessage {
+                source: rec.source,
+                topic: rec.topic,
+                partition: 0,
+                offset: rec.offset,
+                timestamp_ms: Some(rec.timestamp_ms),
+                headers: &rec.headers,
+                payload: Some(&rec.payload),
+            };
+            n += normalize(black_box(&msg), &limits).events.len();
+        }
+        n
+    };
+    assert_eq!(run(), stats.events);
+    let mut group = c.benchmark_group("normalize");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(stats.events as u64));
+    group.bench_function("simulated", |b| b.iter(|| black_box(run())));
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::clock::criterion();
+    targets = bench, bench_simulated
+}
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //! `details` (fallbacks and semantics) are free-form per GitLab ("no defined schema") and
 //! are read loosely instead.
 
-use serde_json::{Map, Value};
+use super::json::{Map, Value};
 
 use super::actor::classify_actor;
 use super::dedup::{self, AuditId};
@@ -17,7 +17,7 @@ use crate::model::{AuditEvent, AuditMeaning};
 /// for single-object bodies (reference §1.1: the header is omitted in batched mode, and one
 /// header cannot describe several elements).
 pub fn audit_event(
-    obj: &Map<String, Value>,
+    obj: &Map<'_>,
     header_event_type: Option<&str>,
 ) -> Result<AuditEvent, FieldError> {
     let created_at_ms = created_at(obj)?;
@@ -63,9 +63,11 @@ pub fn audit_event(
         .or_else(|| loose_str(get(obj, "author_username")));
     let actor_kind = classify_actor(author_id, &author_name, username, author_class.as_deref());
 
+    // `details` is null, absent or an object here (anything else was rejected above).
+    let (dedup_key, details_json) = dedup::audit_key_and_details(obj, &audit_id);
     let mut ev = AuditEvent {
         id,
-        dedup_key: dedup::audit_key(obj, &audit_id),
+        dedup_key,
         stream_only: audit_id == AuditId::StreamOnly,
         event_type,
         author_id,
@@ -80,14 +82,14 @@ pub fn audit_event(
         target_details,
         ip_address,
         created_at_ms,
-        details_json: details.map_or_else(|| "{}".to_owned(), dedup::canonical_object),
+        details_json,
         meaning: AuditMeaning::Other,
     };
     ev.meaning = meaning(&ev, from_details("custom_message"), details);
     Ok(ev)
 }
 
-fn created_at(obj: &Map<String, Value>) -> Result<i64, FieldError> {
+fn created_at(obj: &Map<'_>) -> Result<i64, FieldError> {
     const EXPECTED: &str = "an RFC 3339 timestamp";
     match get(obj, "created_at") {
         None => Err(FieldError::missing(
@@ -103,9 +105,9 @@ fn created_at(obj: &Map<String, Value>) -> Result<i64, FieldError> {
 
 /// Body `event_type`, else the header, else `details.event_name` (reference §1.2).
 fn event_type(
-    obj: &Map<String, Value>,
+    obj: &Map<'_>,
     header: Option<&str>,
-    details: Option<&Map<String, Value>>,
+    details: Option<&Map<'_>>,
 ) -> Result<String, FieldError> {
     let body = strict_text("event_type", get(obj, "event_type"))?;
     let from_details = details.and_then(|d| loose_text(get(d, "event_name")));
@@ -123,11 +125,11 @@ fn event_type(
 }
 
 /// `id` as text plus how it identifies the event (reference §1.1 "`id` caveat").
-fn audit_id(obj: &Map<String, Value>) -> Result<(String, AuditId), FieldError> {
+fn audit_id(obj: &Map<'_>) -> Result<(String, AuditId), FieldError> {
     let v = get(obj, "id");
     let text = match v {
         None => String::new(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s.as_ref().to_owned(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
         Some(other) => {
             return Err(FieldError::wrong_type(
@@ -142,7 +144,7 @@ fn audit_id(obj: &Map<String, Value>) -> Result<(String, AuditId), FieldError> {
 
 /// `entity_id`/`entity_type`, or the per-scope columns `project_id`/`group_id`/`user_id`
 /// of the new audit tables (reference §1.2, "Shape variation to tolerate").
-fn entity(obj: &Map<String, Value>) -> Result<(Option<i64>, String), FieldError> {
+fn entity(obj: &Map<'_>) -> Result<(Option<i64>, String), FieldError> {
     let mut id = strict_id("entity_id", get(obj, "entity_id"))?;
     let mut ty = strict_text("entity_type", get(obj, "entity_type"))?.unwrap_or_default();
     for (key, scope) in [
@@ -166,9 +168,9 @@ fn entity(obj: &Map<String, Value>) -> Result<(Option<i64>, String), FieldError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::normalize::json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
+    fn obj(v: Value<'static>) -> Map<'static> {
         v.as_object().cloned().unwrap()
     }
 

@@ -5,10 +5,11 @@
 //! events carry their database id. Reference §4.1: webhooks retry with the same
 //! `Idempotency-Key` but a new `X-Gitlab-Webhook-UUID`, so only the former is used.
 
-use std::io::Write;
+use std::ops::Range;
 
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+use super::json::{Map, Value};
 
 /// How an audit `id` field identifies the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub enum AuditId {
 }
 
 /// Classifies an already type-checked `id` (integer or string).
-pub fn classify_audit_id(id: Option<&Value>) -> AuditId {
+pub fn classify_audit_id(id: Option<&Value<'_>>) -> AuditId {
     match id {
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => AuditId::Saved(n.to_string()),
         Some(Value::String(s)) => {
@@ -55,49 +56,81 @@ pub fn is_uuid_like(s: &str) -> bool {
 }
 
 /// `saved:<id>` or `content:<sha256 of the object without "id">`.
-pub fn audit_key(obj: &Map<String, Value>, id: &AuditId) -> String {
+pub fn audit_key(obj: &Map<'_>, id: &AuditId) -> String {
+    audit_key_and_details(obj, id).0
+}
+
+/// [`audit_key`] and [`canonical_object`] of the object's `details` member (`"{}"` unless it
+/// is an object). For a stream-only event the canonical text of `details` is part of the
+/// hashed text, so it is cut out of it instead of being written a second time.
+pub fn audit_key_and_details(obj: &Map<'_>, id: &AuditId) -> (String, String) {
+    let details = obj.get("details").and_then(Value::as_object);
     match id {
-        AuditId::Saved(id) => format!("saved:{id}"),
-        AuditId::StreamOnly => content_key(|out| write_object(out, obj, Some("id"))),
+        AuditId::Saved(id) => (
+            format!("saved:{id}"),
+            details.map_or_else(|| "{}".to_owned(), canonical_object),
+        ),
+        AuditId::StreamOnly => {
+            let mut buf = Vec::with_capacity(1024);
+            let span = write_object(&mut buf, obj, Some("id"), Some("details"));
+            let details_json = match (details, span) {
+                (Some(_), Some(span)) => text(buf[span].to_vec()),
+                _ => "{}".to_owned(),
+            };
+            (content_key(&buf), details_json)
+        }
     }
 }
 
 /// `idem:<Idempotency-Key>` or `content:<sha256 of the canonical body>`.
-pub fn webhook_key(idempotency_key: Option<&str>, body: &Value) -> String {
+pub fn webhook_key(idempotency_key: Option<&str>, body: &Value<'_>) -> String {
     match idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
         Some(key) => format!("idem:{key}"),
-        None => content_key(|out| write_value(out, body)),
+        None => {
+            let mut buf = Vec::with_capacity(4096);
+            write_value(&mut buf, body);
+            content_key(&buf)
+        }
     }
 }
 
-fn content_key(write: impl FnOnce(&mut Vec<u8>)) -> String {
-    let mut buf = Vec::with_capacity(1024);
-    write(&mut buf);
-    format!("content:{}", hex::encode(Sha256::digest(&buf)))
+fn content_key(canonical: &[u8]) -> String {
+    let mut hex = [0u8; 64];
+    // 32 bytes of digest always fit 64 hex digits.
+    let _ = hex::encode_to_slice(Sha256::digest(canonical), &mut hex);
+    let mut key = String::with_capacity("content:".len() + hex.len());
+    key.push_str("content:");
+    key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    key
 }
 
-/// Canonical compact JSON text: object keys sorted bytewise at every level.
-///
-/// With serde_json's default `BTreeMap`-backed `Map` this equals `serde_json::to_string`;
-/// writing it out explicitly keeps keys identical even if some crate in the final build
-/// turns on serde_json's `preserve_order` feature (features are unified per build).
-pub fn canonical_json(v: &Value) -> String {
+/// Canonical compact JSON text: object keys sorted bytewise at every level, each key once
+/// (its last value), i.e. what `serde_json::to_string` writes for a default `serde_json::Value`
+/// (kept explicit so keys stay sorted even if some crate in the final build turns on
+/// serde_json's `preserve_order` feature; features are unified per build).
+pub fn canonical_json(v: &Value<'_>) -> String {
     let mut buf = Vec::new();
     write_value(&mut buf, v);
-    // Only serde_json output and ASCII punctuation were written: valid UTF-8.
-    String::from_utf8(buf).unwrap_or_default()
+    text(buf)
 }
 
-/// [`canonical_json`] of an object, without wrapping (and cloning) it into a `Value`.
-pub fn canonical_object(map: &Map<String, Value>) -> String {
+/// [`canonical_json`] of an object, without wrapping it into a `Value`.
+pub fn canonical_object(map: &Map<'_>) -> String {
     let mut buf = Vec::new();
-    write_object(&mut buf, map, None);
+    write_object(&mut buf, map, None, None);
+    text(buf)
+}
+
+/// Only serde_json output and ASCII punctuation were written: valid UTF-8.
+fn text(buf: Vec<u8>) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+pub(super) fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
     match v {
-        Value::Object(map) => write_object(out, map, None),
+        Value::Object(map) => {
+            write_object(out, map, None, None);
+        }
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -108,36 +141,54 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
             }
             out.push(b']');
         }
-        // Scalars: serde_json's own escaping and number formatting. Writing into a Vec
-        // cannot fail.
-        scalar => {
-            let _ = serde_json::to_writer(&mut *out, scalar);
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // serde_json's own escaping and number formatting. Writing into a Vec cannot fail.
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => {
+            let _ = serde_json::to_writer(&mut *out, s.as_ref());
         }
     }
 }
 
-fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>, skip: Option<&str>) {
-    let mut entries: Vec<(&String, &Value)> = map
-        .iter()
-        .filter(|(k, _)| Some(k.as_str()) != skip)
-        .collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+/// Writes `map` without the member `skip`; returns where the value of member `capture` was
+/// written, if it was.
+fn write_object(
+    out: &mut Vec<u8>,
+    map: &Map<'_>,
+    skip: Option<&str>,
+    capture: Option<&str>,
+) -> Option<Range<usize>> {
+    let mut captured = None;
     out.push(b'{');
-    for (i, (k, v)) in entries.into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (k, v) in map.sorted() {
+        if Some(k) == skip {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
+        first = false;
         let _ = serde_json::to_writer(&mut *out, k);
-        let _ = out.write_all(b":");
+        out.push(b':');
+        let start = out.len();
         write_value(out, v);
+        if Some(k) == capture {
+            captured = Some(start..out.len());
+        }
     }
     out.push(b'}');
+    captured
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::normalize::json::{self, json};
 
     #[test]
     fn canonical_sorts_keys_at_every_level() {
@@ -154,8 +205,52 @@ mod tests {
     /// re-serialize with serde_json would no longer match.
     #[test]
     fn serde_json_preserve_order_is_off() {
-        let v: Value = serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap();
+        let v: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":2,"b":1}"#);
+    }
+
+    /// Document order and repeated keys do not change the canonical text (serde_json's map
+    /// keeps a repeated key's last value).
+    #[test]
+    fn canonical_text_ignores_member_order_and_keeps_the_last_repeat() {
+        let a = json::from_str(r#"{"z":1,"a":{"y":2,"x":[{"q":1,"p":2}]},"z":3}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":[{"p":2,"q":1}],"y":2},"z":3}"#
+        );
+        let direct = serde_json::from_str::<serde_json::Value>(r#"{"z":1,"z":3,"a":0}"#).unwrap();
+        let ours = json::from_str(r#"{"z":1,"z":3,"a":0}"#).unwrap();
+        assert_eq!(canonical_json(&ours), direct.to_string());
+    }
+
+    /// The `details` text cut out of the hashed text equals writing it on its own.
+    #[test]
+    fn details_cut_from_the_hashed_text_match_their_own_canonical_text() {
+        let text = r#"{"id":"5b0c9a7e-2f41-4c8e-9b2d-61f0a3e4d7c2","details":{"b":[1,{"d":null,"c":"é"}],"a":1.5},"author_id":1}"#;
+        let v = json::from_str(text).unwrap();
+        let obj = v.as_object().unwrap();
+        let id = classify_audit_id(obj.get("id"));
+        let (key, details) = audit_key_and_details(obj, &id);
+        assert_eq!(
+            details,
+            canonical_object(obj.get("details").unwrap().as_object().unwrap())
+        );
+        assert_eq!(details, r#"{"a":1.5,"b":[1,{"c":"é","d":null}]}"#);
+        assert_eq!(key, audit_key(obj, &id));
+        let without_id = r#"{"author_id":1,"details":{"a":1.5,"b":[1,{"c":"é","d":null}]}}"#;
+        assert_eq!(
+            key,
+            format!(
+                "content:{}",
+                hex::encode(Sha256::digest(without_id.as_bytes()))
+            )
+        );
+        // details null or not an object: "{}", as before.
+        for text in [r#"{"details":null}"#, r#"{"details":[1]}"#, r#"{}"#] {
+            let v = json::from_str(text).unwrap();
+            let (_, details) = audit_key_and_details(v.as_object().unwrap(), &AuditId::StreamOnly);
+            assert_eq!(details, "{}", "{text}");
+        }
     }
 
     #[test]

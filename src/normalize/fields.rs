@@ -6,7 +6,7 @@
 //! (an object where an id belongs); the loose readers never fail and are used for free-form
 //! `details` keys, where rejecting a whole event over one odd value would lose data.
 
-use serde_json::{Map, Value};
+use super::json::{Map, Value};
 
 use crate::model::RejectKind;
 
@@ -28,7 +28,7 @@ impl FieldError {
         }
     }
 
-    pub fn wrong_type(field: &str, expected: &str, got: &Value) -> Self {
+    pub fn wrong_type(field: &str, expected: &str, got: &Value<'_>) -> Self {
         FieldError {
             kind: RejectKind::WrongType,
             field: field.to_owned(),
@@ -39,7 +39,7 @@ impl FieldError {
 
 /// A short rendering of an offending value for rejection messages (which travel as Kafka
 /// headers, so they must stay small).
-pub fn preview(v: &Value) -> String {
+pub fn preview(v: &Value<'_>) -> String {
     const MAX: usize = 80;
     let text = v.to_string();
     if text.len() <= MAX {
@@ -53,7 +53,7 @@ pub fn preview(v: &Value) -> String {
 }
 
 /// The JSON type name of a value, for messages.
-pub fn type_name(v: &Value) -> &'static str {
+pub fn type_name(v: &Value<'_>) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -67,7 +67,7 @@ pub fn type_name(v: &Value) -> &'static str {
 const ID_EXPECTED: &str = "an integer or a string of digits";
 
 /// An id that may be an integer, an integral float, a numeric string, `""` or `null`.
-pub fn strict_id(field: &str, v: Option<&Value>) -> Result<Option<i64>, FieldError> {
+pub fn strict_id(field: &str, v: Option<&Value<'_>>) -> Result<Option<i64>, FieldError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -78,7 +78,7 @@ pub fn strict_id(field: &str, v: Option<&Value>) -> Result<Option<i64>, FieldErr
 }
 
 /// Like [`strict_id`] but any unusable value reads as `None`.
-pub fn loose_id(v: Option<&Value>) -> Option<i64> {
+pub fn loose_id(v: Option<&Value<'_>>) -> Option<i64> {
     match v? {
         Value::Number(n) => n.as_i64().or_else(|| {
             // 42.0 is still 42; anything fractional or out of range is not an id.
@@ -92,37 +92,37 @@ pub fn loose_id(v: Option<&Value>) -> Option<i64> {
 
 /// A text field: strings as-is, numbers as their decimal text (`target_details` is often a
 /// number rendered as text), `null`/absent as `None`; booleans, arrays and objects fail.
-pub fn strict_text(field: &str, v: Option<&Value>) -> Result<Option<String>, FieldError> {
+pub fn strict_text(field: &str, v: Option<&Value<'_>>) -> Result<Option<String>, FieldError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s.as_ref().to_owned())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(other) => Err(FieldError::wrong_type(field, "a string", other)),
     }
 }
 
 /// Like [`strict_text`] but any unusable value reads as `None`.
-pub fn loose_text(v: Option<&Value>) -> Option<String> {
+pub fn loose_text(v: Option<&Value<'_>>) -> Option<String> {
     strict_text("", v).ok().flatten()
 }
 
 /// A borrowed string, only when the value is a JSON string.
-pub fn loose_str(v: Option<&Value>) -> Option<&str> {
+pub fn loose_str<'v>(v: Option<&'v Value<'_>>) -> Option<&'v str> {
     v.and_then(Value::as_str)
 }
 
 /// `obj[key]` with `null` read as absent.
-pub fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub fn get<'v, 'a>(obj: &'v Map<'a>, key: &str) -> Option<&'v Value<'a>> {
     obj.get(key).filter(|v| !v.is_null())
 }
 
 /// `obj[key]` when it is an object.
-pub fn get_obj<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+pub fn get_obj<'v, 'a>(obj: &'v Map<'a>, key: &str) -> Option<&'v Map<'a>> {
     obj.get(key).and_then(Value::as_object)
 }
 
 /// Follows a path of object keys, e.g. `["project", "path_with_namespace"]`.
-pub fn get_path<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+pub fn get_path<'v, 'a>(obj: &'v Map<'a>, path: &[&str]) -> Option<&'v Value<'a>> {
     let (last, parents) = path.split_last()?;
     let mut cur = obj;
     for key in parents {
@@ -134,7 +134,7 @@ pub fn get_path<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Va
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::normalize::json::json;
 
     #[test]
     fn ids_accept_integers_strings_and_integral_floats() {
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn preview_truncates_on_a_char_boundary() {
-        let long = Value::String("é".repeat(100));
+        let long = Value::String("é".repeat(100).into());
         let p = preview(&long);
         assert!(p.ends_with('…'));
         assert!(p.len() <= 80 + '…'.len_utf8());

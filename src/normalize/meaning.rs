@@ -1,15 +1,15 @@
 //! What an audit event means for job-token traceability. Never fails: anything not
 //! understood is `Other`, and the event is still stored with its generic fields.
 
-use serde_json::{Map, Value};
+use super::json::{Map, Value};
 
 use super::{allowlist, lifecycle, resource};
 use crate::model::{AuditEvent, AuditMeaning};
 
 pub fn meaning(
     ev: &AuditEvent,
-    custom_message: Option<&Value>,
-    details: Option<&Map<String, Value>>,
+    custom_message: Option<&Value<'_>>,
+    details: Option<&Map<'_>>,
 ) -> AuditMeaning {
     // Object-shaped messages (git operations) have no text form worth parsing here.
     let text = custom_message.and_then(Value::as_str).unwrap_or("");

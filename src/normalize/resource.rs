@@ -1,6 +1,6 @@
 //! Resource events: the *target + action* side of a token use (reference §2.2, §5.3, §7).
 
-use serde_json::{Map, Value};
+use super::json::{self, Map, Value};
 
 use super::fields::{get, loose_id, loose_str, loose_text};
 use crate::model::{AuditEvent, AuditMeaning};
@@ -26,8 +26,8 @@ fn project_scoped_action(event_type: &str) -> Option<&'static str> {
 
 pub fn resource_access(
     ev: &AuditEvent,
-    custom_message: Option<&Value>,
-    details: Option<&Map<String, Value>>,
+    custom_message: Option<&Value<'_>>,
+    details: Option<&Map<'_>>,
 ) -> Option<AuditMeaning> {
     let simple = |action: &str| AuditMeaning::ResourceAccess {
         action: action.to_owned(),
@@ -72,12 +72,12 @@ pub fn resource_access(
 /// JSON text); `verb` exists only in newer versions. The verb is the more specific signal,
 /// so it wins; the git service (`action`) is the fallback. Neither known → `repository.unknown`
 /// rather than guessing read, so the correlator never reports a push as a read.
-pub fn git_action(custom_message: Option<&Value>) -> &'static str {
+pub fn git_action(custom_message: Option<&Value<'_>>) -> &'static str {
     let parsed;
     let obj = match custom_message {
         Some(Value::Object(o)) => Some(o),
         Some(Value::String(s)) => {
-            parsed = serde_json::from_str::<Value>(s).ok();
+            parsed = json::from_str(s).ok();
             parsed.as_ref().and_then(Value::as_object)
         }
         _ => None,
@@ -101,7 +101,7 @@ pub fn git_action(custom_message: Option<&Value>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::git_action;
-    use serde_json::json;
+    use crate::normalize::json::json;
 
     #[test]
     fn git_actions() {

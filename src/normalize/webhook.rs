@@ -5,7 +5,7 @@
 //! odd field only leaves that piece of enrichment empty, and the whole body is kept in
 //! `payload_json`, so nothing is lost by not rejecting.
 
-use serde_json::{Map, Value};
+use super::json::{Map, Value};
 
 use super::dedup;
 use super::fields::{get, get_obj, get_path, loose_id, loose_str, loose_text};
@@ -21,8 +21,8 @@ pub struct WebhookHeaders<'a> {
 /// `raw` is the body text as received: stored verbatim in `payload_json` so it can be
 /// re-processed later exactly (a parse/serialize round trip may alter float digits).
 pub fn webhook_event(
-    body: &Value,
-    obj: &Map<String, Value>,
+    body: &Value<'_>,
+    obj: &Map<'_>,
     raw: String,
     h: &WebhookHeaders,
 ) -> WebhookEvent {
@@ -51,16 +51,16 @@ pub fn webhook_event(
     }
 }
 
-fn project_path(obj: &Map<String, Value>) -> Option<String> {
+fn project_path(obj: &Map<'_>) -> Option<String> {
     loose_text(get_path(obj, &["project", "path_with_namespace"])).filter(|p| !p.is_empty())
 }
 
-fn time_of(obj: &Map<String, Value>, key: &str) -> Option<i64> {
+fn time_of(obj: &Map<'_>, key: &str) -> Option<i64> {
     loose_str(get(obj, key)).and_then(time::parse_ms)
 }
 
 /// `source_pipeline {project {id, path_with_namespace}, pipeline_id, job_id}` (§4.2, §4.3).
-fn lineage(obj: &Map<String, Value>) -> (Option<i64>, Option<i64>, Option<String>) {
+fn lineage(obj: &Map<'_>) -> (Option<i64>, Option<i64>, Option<String>) {
     match get_obj(obj, "source_pipeline") {
         Some(sp) => (
             loose_id(get(sp, "pipeline_id")),
@@ -71,7 +71,7 @@ fn lineage(obj: &Map<String, Value>) -> (Option<i64>, Option<i64>, Option<String
     }
 }
 
-fn runner(obj: &Map<String, Value>) -> (Option<i64>, Option<String>) {
+fn runner(obj: &Map<'_>) -> (Option<i64>, Option<String>) {
     match get_obj(obj, "runner") {
         Some(r) => (loose_id(get(r, "id")), loose_text(get(r, "description"))),
         None => (None, None),
@@ -79,7 +79,7 @@ fn runner(obj: &Map<String, Value>) -> (Option<i64>, Option<String>) {
 }
 
 /// Job Hook (§4.2): one job. `event_time` = finished, else started, else created.
-fn job_hook(obj: &Map<String, Value>) -> (Vec<JobInfo>, Option<i64>) {
+fn job_hook(obj: &Map<'_>) -> (Vec<JobInfo>, Option<i64>) {
     // The `_iso` variants are the same instants; used when the plain field is absent.
     let at = |key: &str| time_of(obj, key).or_else(|| time_of(obj, &format!("{key}_iso")));
     let started = at("build_started_at");
@@ -114,7 +114,7 @@ fn job_hook(obj: &Map<String, Value>) -> (Vec<JobInfo>, Option<i64>) {
 }
 
 /// Pipeline Hook (§4.3): one job per `builds[]` element; builds without an id are skipped.
-fn pipeline_hook(obj: &Map<String, Value>) -> (Vec<JobInfo>, Option<i64>) {
+fn pipeline_hook(obj: &Map<'_>) -> (Vec<JobInfo>, Option<i64>) {
     let empty = Map::new();
     let attrs = get_obj(obj, "object_attributes").unwrap_or(&empty);
     let hook_time = time_of(attrs, "finished_at").or_else(|| time_of(attrs, "created_at"));
@@ -157,7 +157,7 @@ fn pipeline_hook(obj: &Map<String, Value>) -> (Vec<JobInfo>, Option<i64>) {
 
 /// Other hooks: the most specific time in `object_attributes`, else a deployment hook's
 /// top-level `status_changed_at`.
-fn generic_time(obj: &Map<String, Value>) -> Option<i64> {
+fn generic_time(obj: &Map<'_>) -> Option<i64> {
     let from_attrs = get_obj(obj, "object_attributes").and_then(|attrs| {
         ["finished_at", "updated_at", "created_at"]
             .iter()

@@ -1,0 +1,230 @@
+//! Shared by the in-process benches: simulated GitLab traffic and the pipeline's per-message
+//! work without Kafka and ClickHouse.
+//!
+//! `InProcess::on_message` mirrors `ingest::pipeline::Loop::on_message` (and `seal`/`on_done`
+//! for the batch hand-off) call for call, minus metrics, the dead-letter producer and the
+//! commit: header copy → normalize → offsets → event rows → alerts → correlation → token-use
+//! rows. Keep the two in step when the pipeline changes.
+
+#![allow(dead_code)]
+
+pub mod clock;
+
+use std::sync::Arc;
+
+use tokentrail::alert::{AlertEngine, AlertingSettings, RowVersions};
+use tokentrail::config::{BatchSettings, CorrelateSettings};
+use tokentrail::ingest::batch::Batch;
+use tokentrail::ingest::correlation::{CorrelationStage, record_key};
+use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
+use tokentrail::ingest::route;
+use tokentrail::model::{Event, InputMessage, SourceKind, TokenUse};
+use tokentrail::normalize::{Limits, normalize};
+use tokentrail::simulate::{SimConfig, SimMessage, generate};
+
+/// One simulated Kafka record as the consumer sees it: topic, offset, raw bytes.
+pub struct KafkaRecord {
+    pub source: SourceKind,
+    pub topic: &'static str,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    /// Header values as bytes, the way librdkafka hands them over.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub payload: Vec<u8>,
+}
+
+pub const AUDIT_TOPIC: &str = "gitlab.audit_events";
+pub const WEBHOOK_TOPIC: &str = "gitlab.webhooks";
+
+/// What the traffic looks like, for the report.
+#[derive(Debug, Default)]
+pub struct TrafficStats {
+    pub messages: usize,
+    pub events: usize,
+    pub audit_events: usize,
+    pub webhook_events: usize,
+    pub rejected: usize,
+    pub payload_bytes: usize,
+}
+
+impl TrafficStats {
+    pub fn bytes_per_event(&self) -> usize {
+        self.payload_bytes / self.events.max(1)
+    }
+}
+
+/// The simulator's default traffic mix (job and pipeline hooks, job-token auths and the
+/// resource events they lead to, allowlist changes, noise, batched arrays, duplicates and a
+/// few poison messages), `jobs` jobs long, one partition per topic.
+pub fn simulated_traffic(jobs: usize) -> (Vec<KafkaRecord>, TrafficStats) {
+    let (messages, _truth) = generate(&SimConfig {
+        jobs,
+        ..SimConfig::default()
+    });
+    let mut stats = TrafficStats::default();
+    let (mut audit_offset, mut webhook_offset) = (0, 0);
+    let records: Vec<KafkaRecord> = messages
+        .iter()
+        .map(|m: &SimMessage| {
+            let (topic, offset) = match m.source {
+                SourceKind::AuditStream => (AUDIT_TOPIC, &mut audit_offset),
+                SourceKind::Webhook => (WEBHOOK_TOPIC, &mut webhook_offset),
+            };
+            *offset += 1;
+            let normalized = m.normalize(topic);
+            stats.messages += 1;
+            stats.events += normalized.events.len();
+            stats.rejected += normalized.rejected.len();
+            for e in &normalized.events {
+                match e {
+                    Event::Audit(_) => stats.audit_events += 1,
+                    Event::Webhook(_) => stats.webhook_events += 1,
+                }
+            }
+            stats.payload_bytes += m.payload.len();
+            KafkaRecord {
+                source: m.source,
+                topic,
+                offset: *offset - 1,
+                timestamp_ms: m.timestamp_ms,
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect(),
+                payload: m.payload.clone(),
+            }
+        })
+        .collect();
+    (records, stats)
+}
+
+/// The consumer loop's in-memory state, with default settings (alerting on).
+pub struct InProcess {
+    limits: Limits,
+    max_rows: usize,
+    max_bytes: usize,
+    batch: Batch,
+    tracker: OffsetTracker,
+    stage: CorrelationStage,
+    alerts: AlertEngine,
+    versions: RowVersions,
+    /// Rows handed to the (absent) writer, so the work cannot be optimized away.
+    pub sealed_rows: usize,
+    pub sealed_bytes: usize,
+}
+
+/// A setting from the environment, for measuring the tuning knobs without editing code.
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Default for InProcess {
+    /// Default settings, except `TT_BENCH_MAX_ROWS` (`batch.max_rows`) and
+    /// `TT_BENCH_ALERTING` (`alerting.enabled`, `true`/`false`) when set.
+    fn default() -> Self {
+        let batch = BatchSettings::default();
+        let alerting = AlertingSettings {
+            enabled: knob("TT_BENCH_ALERTING", true),
+            ..AlertingSettings::default()
+        };
+        InProcess {
+            limits: Limits::default(),
+            max_rows: knob("TT_BENCH_MAX_ROWS", batch.max_rows),
+            max_bytes: batch.max_bytes,
+            batch: Batch::default(),
+            tracker: OffsetTracker::new(),
+            stage: CorrelationStage::new(&CorrelateSettings::default()),
+            alerts: AlertEngine::new(&alerting),
+            versions: RowVersions::default(),
+            sealed_rows: 0,
+            sealed_bytes: 0,
+        }
+    }
+}
+
+impl InProcess {
+    /// One Kafka record, as `Loop::on_message` handles it; returns the events it carried.
+    pub fn on_message(&mut self, rec: &KafkaRecord, now_ms: i64) -> usize {
+        let tp: TopicPartition = (Arc::from(rec.topic), 0);
+        // The loop copies librdkafka's borrowed headers into owned ones per message.
+        let headers: Vec<(String, Vec<u8>)> = rec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let input = InputMessage {
+            source: rec.source,
+            topic: rec.topic,
+            partition: 0,
+            offset: rec.offset,
+            timestamp_ms: Some(rec.timestamp_ms),
+            headers: &headers,
+            payload: Some(&rec.payload),
+        };
+        let normalized = normalize(&input, &self.limits);
+        self.batch
+            .consumed(&mut self.tracker, &tp, rec.offset, Some(rec.timestamp_ms));
+        for event in &normalized.events {
+            route::push_event_rows(&mut self.batch, &tp, rec.offset, event, now_ms);
+        }
+        let alerts = self.alerts.on_events(&normalized.events);
+        for emitted in &alerts {
+            let version = self.versions.next(now_ms);
+            route::push_alert(&mut self.batch, &tp, rec.offset, &emitted.alert, version);
+        }
+        let records = self.stage.on_events(&tp, rec.offset, &normalized.events);
+        self.push_records(&tp, rec.offset, records, now_ms);
+        if self.batch.rows() >= self.max_rows || self.batch.bytes() >= self.max_bytes {
+            self.seal();
+        }
+        normalized.events.len()
+    }
+
+    fn push_records(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        records: Vec<TokenUse>,
+        now_ms: i64,
+    ) {
+        for record in &records {
+            route::push_token_use(
+                &mut self.batch,
+                tp,
+                offset,
+                record,
+                &record_key(record),
+                now_ms,
+            );
+        }
+        let alerts = self.alerts.on_records(&records);
+        for emitted in &alerts {
+            let version = self.versions.next(now_ms);
+            route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
+        }
+    }
+
+    /// Seals the batch and treats it as written at once (the writer and ClickHouse are not
+    /// part of this measurement).
+    pub fn seal(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        self.sealed_rows += batch.rows();
+        self.sealed_bytes += batch.bytes();
+        let (blocks, _pending, _oldest) = batch.into_parts();
+        drop(blocks);
+        let released = self.stage.take_decided();
+        self.stage.written(&released);
+    }
+
+    /// End of stream: decide everything held and seal.
+    pub fn finish(&mut self, now_ms: i64) {
+        let records = self.stage.flush_all();
+        let tp: TopicPartition = (Arc::from(AUDIT_TOPIC), 0);
+        self.push_records(&tp, 0, records, now_ms);
+        self.seal();
+    }
+}

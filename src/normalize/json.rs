@@ -1,0 +1,327 @@
+//! The normalizer's JSON tree: serde_json's parser, but strings borrowed from the payload and
+//! objects kept as member lists.
+//!
+//! Why not `serde_json::Value`: it copies every key and string into its own allocation and
+//! inserts every member into a `BTreeMap`, which was most of the time spent per event. Here
+//! a string without escapes borrows the payload bytes, and an object is a `Vec` in document
+//! order (GitLab objects have tens of members, so a linear lookup beats building a tree).
+//!
+//! What is read is exactly what `serde_json::Value` would hold: the same parser with the same
+//! syntax errors, nesting limit, number types (`serde_json::Number` from the same visitor
+//! calls) and string unescaping. A key repeated in one object resolves to its last value, as
+//! in serde_json's map, both in [`Map::get`] and in [`Map::sorted`], which gives the member
+//! order of serde_json's (default, sorted) map. One difference, on purpose: with the
+//! `raw_value` feature this crate enables, `serde_json::Value` treats an object whose first
+//! key is serde_json's private token `$serde_json::private::RawValue` as an embedded document;
+//! here it is an ordinary key, as the sender wrote it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+pub use serde_json::Number;
+
+/// A JSON value borrowing its strings from the parsed text where it can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    Object(Map<'a>),
+}
+
+/// A JSON object's members in document order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Map<'a> {
+    members: Vec<(Cow<'a, str>, Value<'a>)>,
+}
+
+/// Parses one JSON document (serde_json's grammar and errors).
+pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value<'_>> {
+    serde_json::from_slice(bytes)
+}
+
+/// Parses one JSON document held in a string.
+pub fn from_str(text: &str) -> serde_json::Result<Value<'_>> {
+    serde_json::from_str(text)
+}
+
+impl<'a> Value<'a> {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Map<'a>> {
+        match self {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&Vec<Value<'a>>> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Map<'a> {
+    pub fn new() -> Self {
+        Map::default()
+    }
+
+    /// The value of `key`; for a repeated key, the last one (serde_json keeps the last too).
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.members
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The effective members sorted bytewise by key, each key once with its last value: the
+    /// iteration order of serde_json's default `Map`.
+    pub fn sorted(&self) -> Vec<(&str, &Value<'a>)> {
+        let mut entries: Vec<(&str, &Value<'a>)> =
+            self.members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+        // Stable: members with equal keys stay in document order, so the last one of each run
+        // is the one serde_json would have kept.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        entries.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                *earlier = *later;
+                true
+            } else {
+                false
+            }
+        });
+        entries
+    }
+}
+
+/// Compact JSON text with object keys sorted, as `serde_json::Value`'s `Display` writes it.
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = Vec::new();
+        super::dedup::write_value(&mut buf, self);
+        f.write_str(&String::from_utf8_lossy(&buf))
+    }
+}
+
+impl<'de> Deserialize<'de> for Value<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value<'de>, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value<'de>, E> {
+        // As serde_json::Value: a non-finite float is null.
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
+        Ok(Value::String(Cow::Owned(v)))
+    }
+
+    fn visit_none<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        Deserialize::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value = map.next_value()?;
+            members.push((key, value));
+        }
+        Ok(Value::Object(Map { members }))
+    }
+}
+
+/// Object keys, borrowed when they contain no escapes (serde's `Cow` impl always copies).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// `serde_json::json!`, converted to a [`Value`], for tests.
+#[cfg(test)]
+macro_rules! json {
+    ($($t:tt)+) => {
+        $crate::normalize::json::Value::from(&serde_json::json!($($t)+))
+    };
+}
+#[cfg(test)]
+pub(crate) use json;
+
+#[cfg(test)]
+impl From<&serde_json::Value> for Value<'static> {
+    /// For tests written with `serde_json::json!`.
+    fn from(v: &serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => Value::Number(n.clone()),
+            serde_json::Value::String(s) => Value::String(Cow::Owned(s.clone())),
+            serde_json::Value::Array(items) => {
+                Value::Array(items.iter().map(Value::from).collect())
+            }
+            serde_json::Value::Object(m) => Value::Object(Map {
+                members: m
+                    .iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), Value::from(v)))
+                    .collect(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value, re-rendered, equals serde_json's own rendering of the same text.
+    #[test]
+    fn reads_what_serde_json_reads() {
+        let texts = [
+            r#"{"b":1,"a":[1,-2,3.5,1e3,-0,18446744073709551615,-9223372036854775808],"c":null}"#,
+            r#"{"s":"plain","e":"esc\"aped\u00e9\n","\u0061b":"escaped key","k":true,"k":false}"#,
+            r#"[{"z":{"y":{"x":[]}}},"x",{},[],1.0,0.1,2.5e-8]"#,
+            r#"  "top-level string"  "#,
+        ];
+        for text in texts {
+            let ours = from_str(text).unwrap().to_string();
+            let theirs = serde_json::from_str::<serde_json::Value>(text)
+                .unwrap()
+                .to_string();
+            assert_eq!(ours, theirs, "{text}");
+        }
+    }
+
+    #[test]
+    fn same_syntax_errors_as_serde_json() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for bad in [
+            "{",
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            "[1] x",
+            r#""\ud800""#,
+            "1e400",
+            "nul",
+            deep.as_str(),
+        ] {
+            let ours = from_str(bad).unwrap_err().to_string();
+            let theirs = serde_json::from_str::<serde_json::Value>(bad)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(ours, theirs, "{bad}");
+        }
+    }
+
+    #[test]
+    fn repeated_keys_resolve_to_the_last_value() {
+        let v = from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap();
+        let m = v.as_object().unwrap();
+        assert_eq!(m.get("a"), Some(&Value::Number(3.into())));
+        let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(v.to_string(), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed() {
+        let v = from_str(r#"{"plain":"text","esc":"a\tb"}"#).unwrap();
+        let m = v.as_object().unwrap();
+        assert!(matches!(
+            m.get("plain"),
+            Some(Value::String(Cow::Borrowed("text")))
+        ));
+        assert!(matches!(m.get("esc"), Some(Value::String(Cow::Owned(_)))));
+    }
+}
