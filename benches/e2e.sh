@@ -29,6 +29,8 @@
 #   TT_E2E_TIMEOUT (1800)      seconds allowed per phase before giving up
 #   TT_E2E_METRICS_PORT (29464) tokentrail's telemetry port (loopback)
 #   TT_E2E_KEEP (0)            1 keeps the databases
+#   TT_E2E_OUT (unset)         directory for each phase's last /metrics scrape
+#   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
 #   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
 #   to `tokentrail ingest` unchanged, for tuning runs.
 #
@@ -89,9 +91,13 @@ BROKERS="$TOKENTRAIL__KAFKA__BROKERS"
 CH_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/clickhouse.pid")"
 KAFKA_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/kafka.pid")"
 
-log "building tokentrail (release)"
-cargo build --release --locked --quiet --bin tokentrail
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tokentrail"
+if [[ -n "${TT_E2E_BIN:-}" ]]; then
+  BIN="$TT_E2E_BIN"
+else
+  log "building tokentrail (release)"
+  cargo build --release --locked --quiet --bin tokentrail
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tokentrail"
+fi
 
 # The baseline's and the probe's Python environment, pinned.
 VENV="$TOKENTRAIL_LOCAL_DIR/bench-venv"
@@ -127,6 +133,8 @@ metric() { # file, name, [label filter]
     }
     END { printf "%.0f", s }' "$1"
 }
+# Keeps the last /metrics scrape of a phase in $TT_E2E_OUT (if set), for a closer look.
+save_metrics() { if [[ -n "${TT_E2E_OUT:-}" ]]; then mkdir -p "$TT_E2E_OUT"; cp "$WORK/m" "$TT_E2E_OUT/$RUN.$1.metrics"; fi; }
 scrape() { curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" 2>/dev/null; }
 
 # Topic names and tokentrail settings for one phase.
@@ -145,7 +153,7 @@ setup_phase() { # name
     "$services" create-topic "${t%:*}" "${t##*:}" >/dev/null 2>&1
   done
   databases+=("$TOKENTRAIL__CLICKHOUSE__DATABASE")
-  "$BIN" migrate >/dev/null
+  RUST_LOG=warn "$BIN" migrate >/dev/null
 }
 
 # `simulate` with the ground-truth line captured: sets SENT, TRUTH_AUDIT, TRUTH_WEBHOOKS,
@@ -245,6 +253,7 @@ phase_backlog() {
   R[tt_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
   R[tt_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
   R[tt_audit_eps]="$(calc "$AUDIT_EVENTS / $secs")"
+  save_metrics backlog
   log "backlog: drained in $(fmt "$secs") s: $EVENTS events ($(fmt "${R[tt_eps]}" 0)/s), CPU $(fmt "$cpu") s, peak RSS ${R[tt_rss]} MB"
   stop_ingest
   check_truth "$BACKLOG_DB"
@@ -257,7 +266,7 @@ phase_baseline() {
   [[ -n "${BACKLOG_AUDIT_TOPIC:-}" ]] || die "the baseline phase needs the backlog phase"
   local db="py_${RUN}"
   databases+=("$db")
-  TOKENTRAIL__CLICKHOUSE__DATABASE="$db" "$BIN" migrate >/dev/null
+  TOKENTRAIL__CLICKHOUSE__DATABASE="$db" RUST_LOG=warn "$BIN" migrate >/dev/null
   log "baseline: Python consumer on $BACKLOG_AUDIT_TOPIC into $db"
   local t0 t1 ch0 k0
   ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
@@ -315,6 +324,7 @@ phase_freshness() {
   R[fr_kafka_util]="$(calc "($(cpu_of "$KAFKA_PID") - $k0) / ($DONE_AT - $t0)")"
   R[fr_events_rate]="$(calc "$EVENTS / ($t1 - $t0)")"
   R[fr_rss]="$(hwm_of "$ingest_pid")"
+  save_metrics freshness
   sleep 0.5
   touch "$stop"
   wait "$probe_pid" 2>/dev/null || true
