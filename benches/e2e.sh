@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: Kafka -> tokentrail ingest (release) -> ClickHouse, against the local
+# services (deploy/local/services), plus the Python baseline (benches/baseline/consumer.py)
+# on the same topic and server.
+#
+#   benches/e2e.sh [MESSAGES]          default 1,000,000 Kafka messages (~7 per simulated job)
+#
+# Phases (each on fresh topics and a fresh database; topics stay, databases are dropped):
+#   1. backlog: `tokentrail simulate` publishes MESSAGES into Kafka first; then
+#      `tokentrail ingest` starts and runs until every audit/webhook/token-use row it produced
+#      is acknowledged by ClickHouse (its /metrics: rows_stored_total == rows produced, after
+#      all messages were consumed). Reports events/s, MB/s (Kafka log bytes), CPU-seconds per
+#      million events, peak RSS (VmHWM) of tokentrail; then checks the stored distinct
+#      counts against the simulator's ground truth.
+#   2. baseline: the Python consumer drains the same audit topic (own consumer group, own
+#      database) and exits at the end of the partitions; same figures; ratio.
+#   3. freshness: tokentrail ingest runs first, then `simulate --rate RATE` publishes for
+#      FRESH_SECONDS; benches/e2e/probe.py polls ClickHouse every 100 ms for the visible
+#      offsets and compares each audit message's Kafka timestamp (publish time) with the
+#      poll that first saw its row: p50/p99 of produce -> queryable. Also prints tokentrail's
+#      end_to_end_lag_seconds histogram (oldest message of a batch -> commit) as a bucket bound.
+#
+# Knobs (environment):
+#   TT_E2E_PARTITIONS (3)      partitions of the audit and webhook topics
+#   TT_E2E_RATE (10000)        messages/s published in the freshness phase
+#   TT_E2E_FRESH_SECONDS (60)  length of the paced publication
+#   TT_E2E_PHASES ("backlog baseline freshness")  which phases to run
+#   TT_E2E_BAD_SHARE (0)       simulate --bad-share (poison share)
+#   TT_E2E_TIMEOUT (1800)      seconds allowed per phase before giving up
+#   TT_E2E_METRICS_PORT (29464) tokentrail's telemetry port (loopback)
+#   TT_E2E_KEEP (0)            1 keeps the databases
+#   TT_E2E_OUT (unset)         directory for each phase's last /metrics scrape
+#   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
+#   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
+#   to `tokentrail ingest` unchanged, for tuning runs.
+#
+# Kafka, ClickHouse, the publisher and tokentrail share one machine; on a small box they
+# compete for the same cores, so figures are for the whole system on this machine.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+N="${1:-1000000}"
+PARTITIONS="${TT_E2E_PARTITIONS:-3}"
+RATE="${TT_E2E_RATE:-10000}"
+FRESH_SECONDS="${TT_E2E_FRESH_SECONDS:-60}"
+PHASES="${TT_E2E_PHASES:-backlog baseline freshness}"
+BAD_SHARE="${TT_E2E_BAD_SHARE:-0}"
+TIMEOUT="${TT_E2E_TIMEOUT:-1800}"
+METRICS_PORT="${TT_E2E_METRICS_PORT:-29464}"
+KEEP="${TT_E2E_KEEP:-0}"
+
+services="$ROOT/deploy/local/services"
+started_services=0
+ingest_pid=""
+probe_pid=""
+databases=()
+WORK="$(mktemp -d /tmp/tokentrail-e2e.XXXXXX)"
+
+cleanup() {
+  local rc=$?
+  if [[ -n "$probe_pid" ]]; then kill "$probe_pid" 2>/dev/null || true; fi
+  if [[ -n "$ingest_pid" ]]; then
+    kill -TERM "$ingest_pid" 2>/dev/null || true
+    wait "$ingest_pid" 2>/dev/null || true
+  fi
+  if [[ "$KEEP" != 1 && -n "${TOKENTRAIL__CLICKHOUSE__URL:-}" ]]; then
+    for db in "${databases[@]}"; do sql "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
+  fi
+  if ((started_services)); then "$services" stop || true; fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+now() { date +%s.%N; }
+sql() { curl -sS --fail-with-body "$TOKENTRAIL__CLICKHOUSE__URL/" --data-binary "$1"; }
+calc() { echo "$*" | bc -l; }
+fmt() { printf "%.${2:-1}f" "$1"; }
+
+if ! "$services" status >/dev/null 2>&1; then
+  log "starting the local services"
+  "$services" start >/dev/null
+  started_services=1
+fi
+eval "$("$services" env)"
+BROKERS="$TOKENTRAIL__KAFKA__BROKERS"
+CH_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/clickhouse.pid")"
+KAFKA_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/kafka.pid")"
+
+if [[ -n "${TT_E2E_BIN:-}" ]]; then
+  BIN="$TT_E2E_BIN"
+else
+  log "building tokentrail (release)"
+  cargo build --release --locked --quiet --bin tokentrail
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tokentrail"
+fi
+
+# The baseline's and the probe's Python environment, pinned.
+VENV="$TOKENTRAIL_LOCAL_DIR/bench-venv"
+REQ="$ROOT/benches/baseline/requirements.txt"
+if ! cmp -s "$REQ" "$VENV/requirements.txt" 2>/dev/null; then
+  log "creating $VENV (pip: $(grep -v '^#' "$REQ" | tr '\n' ' '))"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
+  cp "$REQ" "$VENV/requirements.txt"
+fi
+PY="$VENV/bin/python"
+
+RUN="e2e$(date +%s)"
+CLK_TCK="$(getconf CLK_TCK)"
+
+# CPU seconds (user+system) of a pid so far.
+cpu_of() { awk -v hz="$CLK_TCK" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# VmHWM (peak resident set) of a pid, in MB.
+hwm_of() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+# Bytes of Kafka's log segments of a topic (record batches as stored = as fetched).
+topic_bytes() {
+  local total=0 f
+  for f in "$TOKENTRAIL_LOCAL_DIR"/kafka/data/"$1"-*/*.log; do
+    [[ -e "$f" ]] && total=$((total + $(stat -c %s "$f")))
+  done
+  echo "$total"
+}
+# Sum of a metric (all label sets, or those matching a label filter) from /metrics.
+metric() { # file, name, [label filter]
+  awk -v name="tokentrail_$2" -v filt="${3:-}" '
+    index($0, name) == 1 && (substr($0, length(name) + 1, 1) == "{" || substr($0, length(name) + 1, 1) == " ") {
+      if (filt == "" || index($0, filt) > 0) s += $NF
+    }
+    END { printf "%.0f", s }' "$1"
+}
+# Keeps the last /metrics scrape of a phase in $TT_E2E_OUT (if set), for a closer look.
+save_metrics() { if [[ -n "${TT_E2E_OUT:-}" ]]; then mkdir -p "$TT_E2E_OUT"; cp "$WORK/m" "$TT_E2E_OUT/$RUN.$1.metrics"; fi; }
+scrape() { curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" 2>/dev/null; }
+
+# Topic names and tokentrail settings for one phase.
+setup_phase() { # name
+  local p="$RUN.$1"
+  export TOKENTRAIL__KAFKA__AUDIT_TOPICS="$p.audit_events"
+  export TOKENTRAIL__KAFKA__WEBHOOK_TOPICS="$p.webhooks"
+  export TOKENTRAIL__KAFKA__DEAD_LETTER_TOPIC="$p.dlq"
+  export TOKENTRAIL__ALERTING__OUTPUTS__KAFKA_TOPIC="$p.alerts"
+  export TOKENTRAIL__KAFKA__GROUP_ID="$p.tokentrail"
+  export TOKENTRAIL__CLICKHOUSE__DATABASE="tt_${RUN}_$1"
+  export TOKENTRAIL__TELEMETRY__LISTEN="127.0.0.1:$METRICS_PORT"
+  local t
+  for t in "$TOKENTRAIL__KAFKA__AUDIT_TOPICS:$PARTITIONS" "$TOKENTRAIL__KAFKA__WEBHOOK_TOPICS:$PARTITIONS" \
+           "$TOKENTRAIL__KAFKA__DEAD_LETTER_TOPIC:1" "$TOKENTRAIL__ALERTING__OUTPUTS__KAFKA_TOPIC:1"; do
+    "$services" create-topic "${t%:*}" "${t##*:}" >/dev/null 2>&1
+  done
+  databases+=("$TOKENTRAIL__CLICKHOUSE__DATABASE")
+  RUST_LOG=warn "$BIN" migrate >/dev/null
+}
+
+# `simulate` with the ground-truth line captured: sets SENT, TRUTH_AUDIT, TRUTH_WEBHOOKS,
+# TRUTH_USES.
+simulate() { # jobs, rate
+  "$BIN" simulate --jobs "$1" --rate "$2" --bad-share "$BAD_SHARE" --to kafka 2>"$WORK/sim.err" >/dev/null \
+    || { cat "$WORK/sim.err" >&2; die "simulate failed"; }
+  local line
+  SENT="$(grep -oE '^[0-9]+ messages published' "$WORK/sim.err" | cut -d' ' -f1)"
+  line="$(grep '^ground truth:' "$WORK/sim.err")"
+  TRUTH_USES="$(sed -E 's/.* ([0-9]+) token uses.*/\1/' <<<"$line")"
+  TRUTH_AUDIT="$(sed -E 's/.* ([0-9]+) distinct audit events.*/\1/' <<<"$line")"
+  TRUTH_WEBHOOKS="$(sed -E 's/.* ([0-9]+) distinct webhooks.*/\1/' <<<"$line")"
+}
+
+start_ingest() {
+  RUST_LOG=warn "$BIN" ingest >"$WORK/ingest.out" 2>"$WORK/ingest.err" &
+  ingest_pid=$!
+}
+
+stop_ingest() {
+  kill -TERM "$ingest_pid" 2>/dev/null || true
+  wait "$ingest_pid" 2>/dev/null || true
+  ingest_pid=""
+}
+
+# Waits until tokentrail consumed $1 messages and ClickHouse acknowledged every row it
+# produced from them. Sets DONE_AT (epoch seconds) and leaves the last scrape in $WORK/m.
+wait_drained() { # messages, deadline (epoch s)
+  local consumed=0 audit_ev webhook_ev uses stored_a stored_w stored_u
+  while :; do
+    kill -0 "$ingest_pid" 2>/dev/null || { cat "$WORK/ingest.err" >&2; die "tokentrail ingest exited"; }
+    if scrape "$WORK/m"; then
+      consumed="$(metric "$WORK/m" messages_consumed_total)"
+      audit_ev="$(metric "$WORK/m" events_normalized_total 'source="audit_stream"')"
+      webhook_ev="$(metric "$WORK/m" events_normalized_total 'source="webhook"')"
+      uses="$(metric "$WORK/m" token_use_records_total)"
+      stored_a="$(metric "$WORK/m" rows_stored_total 'table="audit_events"')"
+      stored_w="$(metric "$WORK/m" rows_stored_total 'table="webhook_events"')"
+      stored_u="$(metric "$WORK/m" rows_stored_total 'table="token_use"')"
+      if ((consumed >= $1 && stored_a == audit_ev && stored_w == webhook_ev && stored_u == uses)); then
+        DONE_AT="$(now)"
+        EVENTS=$((audit_ev + webhook_ev))
+        AUDIT_EVENTS="$audit_ev"
+        return
+      fi
+    fi
+    [[ "$(now | cut -d. -f1)" -lt "$2" ]] || die "not drained within ${TIMEOUT}s (consumed $consumed of $1)"
+    sleep 0.2
+  done
+}
+
+# Stored distinct rows vs the simulator's ground truth (after the run).
+check_truth() { # db
+  local a w
+  a="$(sql "SELECT count() FROM $1.audit_events_dedup")"
+  w="$(sql "SELECT count() FROM $1.webhook_events_dedup")"
+  CHECK="audit_events $a/$TRUTH_AUDIT, webhook_events $w/$TRUTH_WEBHOOKS"
+  if [[ "$a" != "$TRUTH_AUDIT" || "$w" != "$TRUTH_WEBHOOKS" ]]; then CHECK="$CHECK MISMATCH"; fi
+}
+
+declare -A R
+jobs_for() { echo $(( ($1 + 6) / 7 )); }
+
+phase_backlog() {
+  setup_phase backlog
+  BACKLOG_AUDIT_TOPIC="$TOKENTRAIL__KAFKA__AUDIT_TOPICS"
+  BACKLOG_DB="$TOKENTRAIL__CLICKHOUSE__DATABASE"
+  log "backlog: publishing ~$N messages ($(jobs_for "$N") jobs) to $RUN.backlog.*"
+  local t0 t1
+  t0="$(now)"
+  simulate "$(jobs_for "$N")" 0
+  t1="$(now)"
+  log "backlog: $SENT messages published in $(fmt "$(calc "$t1 - $t0")") s; ground truth: $TRUTH_AUDIT audit events, $TRUTH_WEBHOOKS webhooks, $TRUTH_USES token uses"
+  local bytes_a bytes_w
+  bytes_a="$(topic_bytes "$TOKENTRAIL__KAFKA__AUDIT_TOPICS")"
+  bytes_w="$(topic_bytes "$TOKENTRAIL__KAFKA__WEBHOOK_TOPICS")"
+  BACKLOG_AUDIT_BYTES="$bytes_a"
+  local ch0 k0
+  ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
+  log "backlog: tokentrail ingest"
+  t0="$(now)"
+  start_ingest
+  wait_drained "$SENT" "$(( $(date +%s) + TIMEOUT ))"
+  local secs cpu
+  secs="$(calc "$DONE_AT - $t0")"
+  cpu="$(cpu_of "$ingest_pid")"
+  R[tt_secs]="$secs"
+  R[tt_msgs]="$SENT"
+  R[tt_events]="$EVENTS"
+  R[tt_eps]="$(calc "$EVENTS / $secs")"
+  R[tt_mps]="$(calc "$SENT / $secs")"
+  R[tt_mbps]="$(calc "($bytes_a + $bytes_w) / 1000000 / $secs")"
+  R[tt_cpu]="$cpu"
+  R[tt_cpu_per_m]="$(calc "$cpu / $EVENTS * 1000000")"
+  R[tt_rss]="$(hwm_of "$ingest_pid")"
+  R[tt_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
+  R[tt_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
+  R[tt_audit_eps]="$(calc "$AUDIT_EVENTS / $secs")"
+  save_metrics backlog
+  log "backlog: drained in $(fmt "$secs") s: $EVENTS events ($(fmt "${R[tt_eps]}" 0)/s), CPU $(fmt "$cpu") s, peak RSS ${R[tt_rss]} MB"
+  stop_ingest
+  check_truth "$BACKLOG_DB"
+  R[tt_check]="$CHECK"
+  R[tt_uses]="$(sql "SELECT count() FROM $BACKLOG_DB.token_use_dedup")/$TRUTH_USES"
+  log "backlog: stored $CHECK; token_use ${R[tt_uses]} (records the correlator still held at the stop are flushed on shutdown)"
+}
+
+phase_baseline() {
+  [[ -n "${BACKLOG_AUDIT_TOPIC:-}" ]] || die "the baseline phase needs the backlog phase"
+  local db="py_${RUN}"
+  databases+=("$db")
+  TOKENTRAIL__CLICKHOUSE__DATABASE="$db" RUST_LOG=warn "$BIN" migrate >/dev/null
+  log "baseline: Python consumer on $BACKLOG_AUDIT_TOPIC into $db"
+  local t0 t1 ch0 k0
+  ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
+  t0="$(now)"
+  timeout "$TIMEOUT" "$PY" "$ROOT/benches/baseline/consumer.py" --brokers "$BROKERS" \
+    --topic "$BACKLOG_AUDIT_TOPIC" --group "$RUN.baseline" \
+    --clickhouse-url "$TOKENTRAIL__CLICKHOUSE__URL" --database "$db" --exit-at-eof \
+    >"$WORK/py.json" 2>"$WORK/py.err" || { cat "$WORK/py.err" >&2; die "baseline failed"; }
+  t1="$(now)"
+  local rows cpu secs
+  rows="$(jq -r .rows "$WORK/py.json")"
+  cpu="$(jq -r .cpu_seconds "$WORK/py.json")"
+  secs="$(calc "$t1 - $t0")"
+  R[py_secs]="$secs"
+  R[py_msgs]="$(jq -r .messages "$WORK/py.json")"
+  R[py_events]="$rows"
+  R[py_eps]="$(calc "$rows / $secs")"
+  R[py_mps]="$(calc "${R[py_msgs]} / $secs")"
+  R[py_mbps]="$(calc "$BACKLOG_AUDIT_BYTES / 1000000 / $secs")"
+  R[py_cpu]="$cpu"
+  R[py_cpu_per_m]="$(calc "$cpu / $rows * 1000000")"
+  R[py_rss]="$(( $(jq -r .peak_rss_kb "$WORK/py.json") / 1024 ))"
+  R[py_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
+  R[py_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
+  local distinct same
+  distinct="$(sql "SELECT uniqExact(dedup_key) FROM $db.audit_events")"
+  same="$(sql "SELECT count() FROM (SELECT DISTINCT dedup_key FROM $db.audit_events) WHERE dedup_key IN (SELECT dedup_key FROM $BACKLOG_DB.audit_events)")"
+  R[py_check]="audit_events $distinct/$TRUTH_AUDIT distinct keys, $same equal to tokentrail's"
+  log "baseline: $rows rows in $(fmt "$secs") s ($(fmt "${R[py_eps]}" 0)/s), CPU $(fmt "$cpu") s; ${R[py_check]}"
+}
+
+phase_freshness() {
+  setup_phase fresh
+  local db="$TOKENTRAIL__CLICKHOUSE__DATABASE" stop="$WORK/probe.stop"
+  start_ingest
+  # Ready once the consumer joined the group (it reads from the earliest offset anyway).
+  local i
+  for i in $(seq 1 100); do scrape "$WORK/m" && break; sleep 0.1; done
+  ((i < 100)) || die "tokentrail's /metrics did not come up"
+  "$PY" "$ROOT/benches/e2e/probe.py" watch --url "$TOKENTRAIL__CLICKHOUSE__URL" --db "$db" \
+    --out "$WORK/visible" --stop "$stop" --interval 0.1 2>"$WORK/probe.err" &
+  probe_pid=$!
+  local jobs since cpu0 t0 t1 ch0 k0
+  jobs=$(( (RATE * FRESH_SECONDS + 6) / 7 ))
+  log "freshness: publishing $jobs jobs (~$((RATE * FRESH_SECONDS)) messages) at $RATE messages/s"
+  since="$(date +%s%3N)"
+  cpu0="$(cpu_of "$ingest_pid")"; ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
+  t0="$(now)"
+  simulate "$jobs" "$RATE"
+  t1="$(now)"
+  wait_drained "$SENT" "$(( $(date +%s) + TIMEOUT ))"
+  R[fr_rate]="$(calc "$SENT / ($t1 - $t0)")"
+  R[fr_cpu_util]="$(calc "($(cpu_of "$ingest_pid") - $cpu0) / ($DONE_AT - $t0)")"
+  R[fr_ch_util]="$(calc "($(cpu_of "$CH_PID") - $ch0) / ($DONE_AT - $t0)")"
+  R[fr_kafka_util]="$(calc "($(cpu_of "$KAFKA_PID") - $k0) / ($DONE_AT - $t0)")"
+  R[fr_events_rate]="$(calc "$EVENTS / ($t1 - $t0)")"
+  R[fr_rss]="$(hwm_of "$ingest_pid")"
+  save_metrics freshness
+  sleep 0.5
+  touch "$stop"
+  wait "$probe_pid" 2>/dev/null || true
+  probe_pid=""
+  # tokentrail's own view: end_to_end_lag_seconds buckets (oldest message of a batch -> commit).
+  R[fr_hist]="$(awk '/^tokentrail_end_to_end_lag_seconds_bucket/ {
+      match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); n[++k] = $NF; b[k] = le }
+    END { total = n[k]; for (i = 1; i <= k; i++) if (!p50 && n[i] >= 0.5 * total) p50 = b[i];
+          for (i = 1; i <= k; i++) if (!p99 && n[i] >= 0.99 * total) p99 = b[i];
+          printf "p50 <= %s s, p99 <= %s s over %d batches", p50, p99, total }' "$WORK/m")"
+  stop_ingest
+  "$PY" "$ROOT/benches/e2e/probe.py" freshness --brokers "$BROKERS" \
+    --topic "$TOKENTRAIL__KAFKA__AUDIT_TOPICS" --visible "$WORK/visible" --since-ms "$since" >"$WORK/fresh.json"
+  R[fr_p50]="$(jq -r .p50_ms "$WORK/fresh.json")"
+  R[fr_p99]="$(jq -r .p99_ms "$WORK/fresh.json")"
+  R[fr_max]="$(jq -r .max_ms "$WORK/fresh.json")"
+  R[fr_n]="$(jq -r .messages "$WORK/fresh.json")"
+  R[fr_unseen]="$(jq -r .unseen "$WORK/fresh.json")"
+  R[fr_probe]="$(cat "$WORK/probe.err")"
+  log "freshness: p50 ${R[fr_p50]} ms, p99 ${R[fr_p99]} ms over ${R[fr_n]} audit messages; tokentrail histogram ${R[fr_hist]}"
+}
+
+for phase in $PHASES; do
+  case "$phase" in
+    backlog) phase_backlog ;;
+    baseline) phase_baseline ;;
+    freshness) phase_freshness ;;
+    *) die "unknown phase $phase" ;;
+  esac
+done
+
+# ------------------------------------------------------------------------------- table ---
+row() { printf '%-34s %16s %16s\n' "$@"; }
+v() { # key, decimals
+  if [[ -n "${R[$1]:-}" ]]; then fmt "${R[$1]}" "${2:-0}"; else echo "-"; fi
+}
+echo
+echo "tokentrail end to end: run $RUN, $(nproc) cores shared by Kafka, ClickHouse 18.16, the publisher and the consumer"
+echo "(one machine; other jobs on it add noise: repeat runs before comparing figures)"
+echo
+row "backlog of $N messages" "tokentrail" "python baseline"
+row "----------------------------------" "----------------" "----------------"
+row "input" "audit+webhooks" "audit topic"
+row "Kafka messages" "$(v tt_msgs)" "$(v py_msgs)"
+row "events (rows of the main tables)" "$(v tt_events)" "$(v py_events)"
+row "seconds to drain" "$(v tt_secs 1)" "$(v py_secs 1)"
+row "events/s" "$(v tt_eps)" "$(v py_eps)"
+row "messages/s" "$(v tt_mps)" "$(v py_mps)"
+row "MB/s (Kafka log bytes)" "$(v tt_mbps 1)" "$(v py_mbps 1)"
+row "consumer CPU-s" "$(v tt_cpu 1)" "$(v py_cpu 1)"
+row "consumer CPU-s per million events" "$(v tt_cpu_per_m 1)" "$(v py_cpu_per_m 1)"
+row "consumer peak RSS (VmHWM) MB" "$(v tt_rss)" "$(v py_rss)"
+row "ClickHouse CPU-s meanwhile" "$(v tt_ch_cpu 1)" "$(v py_ch_cpu 1)"
+row "Kafka CPU-s meanwhile" "$(v tt_kafka_cpu 1)" "$(v py_kafka_cpu 1)"
+if [[ -n "${R[tt_eps]:-}" && -n "${R[py_eps]:-}" ]]; then
+  echo
+  echo "ratio tokentrail/baseline: events/s $(fmt "$(calc "${R[tt_eps]} / ${R[py_eps]}")" 2)x," \
+    "audit events/s $(fmt "$(calc "${R[tt_audit_eps]} / ${R[py_eps]}")" 2)x," \
+    "CPU-s per million events $(fmt "$(calc "${R[py_cpu_per_m]} / ${R[tt_cpu_per_m]}")" 2)x less"
+fi
+[[ -z "${R[tt_check]:-}" ]] || echo "tokentrail stored (distinct/truth): ${R[tt_check]}; token_use ${R[tt_uses]}"
+[[ -z "${R[py_check]:-}" ]] || echo "baseline stored: ${R[py_check]}"
+if [[ -n "${R[fr_p50]:-}" ]]; then
+  echo
+  echo "freshness at $(v fr_rate) messages/s ($(v fr_events_rate) events/s) for ${FRESH_SECONDS} s, produce -> queryable (audit rows):"
+  echo "  p50 ${R[fr_p50]} ms, p99 ${R[fr_p99]} ms, max ${R[fr_max]} ms over ${R[fr_n]} messages (unseen ${R[fr_unseen]}; probe ${R[fr_probe]}, 100 ms polls)"
+  echo "  tokentrail end_to_end_lag_seconds: ${R[fr_hist]}"
+  echo "  CPU cores busy: tokentrail $(v fr_cpu_util 2), ClickHouse $(v fr_ch_util 2), Kafka $(v fr_kafka_util 2); tokentrail peak RSS $(v fr_rss) MB"
+fi
