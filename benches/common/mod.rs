@@ -1,10 +1,10 @@
 //! Shared by the in-process benches: simulated GitLab traffic and the pipeline's per-message
 //! work without Kafka and ClickHouse.
 //!
-//! `InProcess::on_message` mirrors `ingest::pipeline::Loop::on_message` (and `seal`/`on_done`
-//! for the batch hand-off) call for call, minus metrics, the dead-letter producer and the
-//! commit: header copy → normalize → offsets → event rows → alerts → correlation → token-use
-//! rows. Keep the two in step when the pipeline changes.
+//! `InProcess::on_message` does what `ingest::pipeline::Loop::on_message` does between Kafka
+//! and the writer: header copy → normalize → offsets → `ingest::process::Processor` (event
+//! rows → alerts → correlation → token-use rows, the loop's own code), and batches are sealed
+//! and treated as written at once. Not included: the dead-letter producer and the commit.
 
 #![allow(dead_code)]
 
@@ -12,15 +12,15 @@ pub mod clock;
 
 use std::sync::Arc;
 
-use tokentrail::alert::{AlertEngine, AlertingSettings, RowVersions};
-use tokentrail::config::{BatchSettings, CorrelateSettings};
-use tokentrail::ingest::batch::Batch;
-use tokentrail::ingest::correlation::{CorrelationStage, record_key};
+use tokentrail::alert::{AlertEngine, AlertingSettings};
+use tokentrail::config::Settings;
+use tokentrail::ingest::correlation::CorrelationStage;
 use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
-use tokentrail::ingest::route;
-use tokentrail::model::{Event, InputMessage, SourceKind, TokenUse};
+use tokentrail::ingest::process::Processor;
+use tokentrail::model::{Event, InputMessage, SourceKind};
 use tokentrail::normalize::{Limits, normalize};
 use tokentrail::simulate::{SimConfig, SimMessage, generate};
+use tokentrail::telemetry::metrics::Metrics;
 
 /// One simulated Kafka record as the consumer sees it: topic, offset, raw bytes.
 pub struct KafkaRecord {
@@ -102,13 +102,8 @@ pub fn simulated_traffic(jobs: usize) -> (Vec<KafkaRecord>, TrafficStats) {
 /// The consumer loop's in-memory state, with default settings (alerting on).
 pub struct InProcess {
     limits: Limits,
-    max_rows: usize,
-    max_bytes: usize,
-    batch: Batch,
     tracker: OffsetTracker,
-    stage: CorrelationStage,
-    alerts: AlertEngine,
-    versions: RowVersions,
+    work: Processor,
     /// Rows handed to the (absent) writer, so the work cannot be optimized away.
     pub sealed_rows: usize,
     pub sealed_bytes: usize,
@@ -126,20 +121,18 @@ impl Default for InProcess {
     /// Default settings, except `TT_BENCH_MAX_ROWS` (`batch.max_rows`) and
     /// `TT_BENCH_ALERTING` (`alerting.enabled`, `true`/`false`) when set.
     fn default() -> Self {
-        let batch = BatchSettings::default();
-        let alerting = AlertingSettings {
+        let mut settings = Settings::default();
+        settings.batch.max_rows = knob("TT_BENCH_MAX_ROWS", settings.batch.max_rows);
+        settings.alerting = AlertingSettings {
             enabled: knob("TT_BENCH_ALERTING", true),
             ..AlertingSettings::default()
         };
+        let stage = CorrelationStage::new(&settings.correlate);
+        let alerts = AlertEngine::new(&settings.alerting);
         InProcess {
             limits: Limits::default(),
-            max_rows: knob("TT_BENCH_MAX_ROWS", batch.max_rows),
-            max_bytes: batch.max_bytes,
-            batch: Batch::default(),
             tracker: OffsetTracker::new(),
-            stage: CorrelationStage::new(&CorrelateSettings::default()),
-            alerts: AlertEngine::new(&alerting),
-            versions: RowVersions::default(),
+            work: Processor::new(&settings, stage, alerts, Metrics::new()),
             sealed_rows: 0,
             sealed_bytes: 0,
         }
@@ -166,65 +159,35 @@ impl InProcess {
             payload: Some(&rec.payload),
         };
         let normalized = normalize(&input, &self.limits);
-        self.batch
+        self.work
+            .batch
             .consumed(&mut self.tracker, &tp, rec.offset, Some(rec.timestamp_ms));
-        for event in &normalized.events {
-            route::push_event_rows(&mut self.batch, &tp, rec.offset, event, now_ms);
-        }
-        let alerts = self.alerts.on_events(&normalized.events);
-        for emitted in &alerts {
-            let version = self.versions.next(now_ms);
-            route::push_alert(&mut self.batch, &tp, rec.offset, &emitted.alert, version);
-        }
-        let records = self.stage.on_events(&tp, rec.offset, &normalized.events);
-        self.push_records(&tp, rec.offset, records, now_ms);
-        if self.batch.rows() >= self.max_rows || self.batch.bytes() >= self.max_bytes {
+        self.work
+            .on_events(&tp, rec.offset, &normalized.events, now_ms);
+        if self.work.batch_full() {
             self.seal();
         }
         normalized.events.len()
     }
 
-    fn push_records(
-        &mut self,
-        tp: &TopicPartition,
-        offset: i64,
-        records: Vec<TokenUse>,
-        now_ms: i64,
-    ) {
-        for record in &records {
-            route::push_token_use(
-                &mut self.batch,
-                tp,
-                offset,
-                record,
-                &record_key(record),
-                now_ms,
-            );
-        }
-        let alerts = self.alerts.on_records(&records);
-        for emitted in &alerts {
-            let version = self.versions.next(now_ms);
-            route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
-        }
-    }
-
     /// Seals the batch and treats it as written at once (the writer and ClickHouse are not
     /// part of this measurement).
     pub fn seal(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::take(&mut self.work.batch);
         self.sealed_rows += batch.rows();
         self.sealed_bytes += batch.bytes();
         let (blocks, _pending, _oldest) = batch.into_parts();
         drop(blocks);
-        let released = self.stage.take_decided();
-        self.stage.written(&released);
+        self.work.outbox.clear();
+        let released = self.work.stage.take_decided();
+        self.work.stage.written(&released);
     }
 
     /// End of stream: decide everything held and seal.
     pub fn finish(&mut self, now_ms: i64) {
-        let records = self.stage.flush_all();
+        let records = self.work.stage.flush_all();
         let tp: TopicPartition = (Arc::from(AUDIT_TOPIC), 0);
-        self.push_records(&tp, 0, records, now_ms);
+        self.work.push_records(&tp, 0, records, now_ms);
         self.seal();
     }
 }

@@ -7,5 +7,6 @@ pub mod correlation;
 pub mod dead_letter;
 pub mod offsets;
 pub mod pipeline;
+pub mod process;
 pub mod route;
 pub mod source;

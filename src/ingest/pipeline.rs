@@ -35,18 +35,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::alert_dispatch::{self, AlertDispatch, Ticket};
-use super::batch::{Batch, Block};
-use super::correlation::{CorrelationStage, Released, record_key};
+use super::allowlist_history;
+use super::batch::Block;
+use super::correlation::{CorrelationStage, Released};
 use super::dead_letter::{
     DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard,
 };
 use super::offsets::{DurableOffsets, PendingOffsets, TopicPartition};
+use super::process::Processor;
 use super::source::{self, IngestConsumer, RebalanceShared};
-use super::{allowlist_history, route};
 use crate::alert::output::{AlertOutputs, OutputError};
-use crate::alert::{self, AlertEngine, Emitted, RowVersions};
+use crate::alert::{self, AlertEngine, Emitted};
 use crate::config::Settings;
-use crate::model::{Event, InputMessage, SourceKind, TokenUse};
+use crate::model::{InputMessage, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
 use crate::store::schema::Dialect;
 use crate::store::sink::{self, ClickHouseSink, RejectedRow, SinkError, WriteError};
@@ -194,14 +195,10 @@ pub async fn run(
         limits: Limits {
             max_message_bytes: settings.normalize.max_message_bytes,
         },
-        batch: Batch::default(),
-        stage,
-        alerts,
+        work: Processor::new(settings, stage, alerts, metrics.clone()),
         dispatch,
-        outbox: Vec::new(),
         undispatched: 0,
         tickets: Vec::new(),
-        versions: RowVersions::default(),
         last_position: None,
         in_flight: 0,
         paused: false,
@@ -265,16 +262,13 @@ struct Loop<'a> {
     guard: RatioGuard,
     kinds: HashMap<String, SourceKind>,
     limits: Limits,
-    batch: Batch,
-    stage: CorrelationStage,
-    alerts: AlertEngine,
+    /// Batch, correlation stage and alert rules: the per-message work.
+    work: Processor,
     dispatch: AlertDispatch,
-    /// Alerts routed into the open batch; `outbox[undispatched..]` not yet handed to the
-    /// dispatcher, whose tickets for the rest are in `tickets`.
-    outbox: Vec<Emitted>,
+    /// `work.outbox[undispatched..]`: alerts not yet handed to the dispatcher, whose tickets
+    /// for the rest are in `tickets`.
     undispatched: usize,
     tickets: Vec<Ticket>,
-    versions: RowVersions,
     /// Where correlation records that no single message triggered (idle flush) are filed.
     last_position: Option<(TopicPartition, i64)>,
     in_flight: usize,
@@ -284,17 +278,6 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    fn batch_full(&self) -> bool {
-        self.batch.rows() >= self.settings.batch.max_rows
-            || self.batch.bytes() >= self.settings.batch.max_bytes
-    }
-
-    fn batch_due(&self) -> bool {
-        !self.batch.is_empty()
-            && (self.batch_full()
-                || self.batch.age() >= Duration::from_millis(self.settings.batch.max_wait_ms))
-    }
-
     async fn run(
         &mut self,
         sealed_tx: &mpsc::Sender<Sealed>,
@@ -306,13 +289,13 @@ impl Loop<'_> {
         let consumer = self.consumer.clone();
         loop {
             self.apply_revocations();
-            let can_seal = self.in_flight == 0 && self.batch_due();
+            let can_seal = self.in_flight == 0 && self.work.batch_due();
             if can_seal {
                 self.seal(sealed_tx).await;
             }
             // Back-pressure: a full batch that cannot be handed to the busy writer pauses
             // fetching; messages librdkafka already prefetched still arrive and are kept.
-            self.set_paused(self.batch_full() && self.in_flight > 0)?;
+            self.set_paused(self.work.batch_full() && self.in_flight > 0)?;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
@@ -326,7 +309,7 @@ impl Loop<'_> {
                     self.dispatch_alerts().await;
                 }
                 _ = tick.tick() => {
-                    let records = self.stage.on_idle();
+                    let records = self.work.stage.on_idle();
                     self.push_records_at_last_position(records);
                     self.dispatch_alerts().await;
                     self.unpin_settled();
@@ -338,11 +321,11 @@ impl Loop<'_> {
     /// Seals the open batch and waits for every batch in flight to be written and committed.
     async fn drain(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
         self.apply_revocations();
-        let records = self.stage.flush_all();
+        let records = self.work.stage.flush_all();
         self.push_records_at_last_position(records);
         loop {
             if self.in_flight == 0 {
-                if self.batch.is_empty() {
+                if self.work.batch.is_empty() {
                     self.unpin_settled();
                     return;
                 }
@@ -389,31 +372,31 @@ impl Loop<'_> {
         };
         for tp in &assigned {
             if self.kinds.get(&*tp.0) == Some(&SourceKind::AuditStream) {
-                self.stage.assign(tp);
+                self.work.stage.assign(tp);
             }
         }
         for tp in &revoked {
             // Rows of a revoked partition are dropped with their offsets: the new owner
             // re-reads them from the last commit, so nothing is lost.
-            self.batch.drop_partition(tp);
-            self.stage.revoke(tp);
+            self.work.batch.drop_partition(tp);
+            self.work.stage.revoke(tp);
         }
     }
 
     async fn seal(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
         self.dispatch_alerts().await;
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::take(&mut self.work.batch);
         let (rows, bytes) = (batch.rows(), batch.bytes());
         let (blocks, pending, oldest_kafka_ts_ms) = batch.into_parts();
         self.in_flight += 1;
         let sealed = Sealed {
             blocks,
             pending,
-            released: self.stage.take_decided(),
+            released: self.work.stage.take_decided(),
             oldest_kafka_ts_ms,
             rows,
             bytes,
-            alerts: std::mem::take(&mut self.outbox),
+            alerts: std::mem::take(&mut self.work.outbox),
             tickets: std::mem::take(&mut self.tickets),
         };
         self.undispatched = 0;
@@ -451,22 +434,12 @@ impl Loop<'_> {
         let normalized = normalize::normalize(&input, &self.limits);
         {
             let mut shared = self.shared.lock().expect("rebalance state");
-            self.batch
+            self.work
+                .batch
                 .consumed(&mut shared.tracker, &tp, offset, kafka_ts);
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for event in &normalized.events {
-            let source = match event {
-                Event::Audit(_) => "audit_stream",
-                Event::Webhook(_) => "webhook",
-            };
-            self.metrics.events.with_label_values(&[source]).inc();
-            route::push_event_rows(&mut self.batch, &tp, offset, event, now_ms);
-        }
-        let alerts = self.alerts.on_events(&normalized.events);
-        self.push_alerts(&tp, offset, alerts);
-        let records = self.stage.on_events(&tp, offset, &normalized.events);
-        self.push_records(&tp, offset, records);
+        self.work.on_events(&tp, offset, &normalized.events, now_ms);
         self.last_position = Some((tp.clone(), offset));
         for rejection in &normalized.rejected {
             self.dlq
@@ -500,7 +473,7 @@ impl Loop<'_> {
             let RebalanceShared { tracker, caps, .. } = &mut *shared;
             caps.clear();
             for tp in tracker.partitions() {
-                caps.insert(tp.clone(), self.stage.commit_cap(tp));
+                caps.insert(tp.clone(), self.work.stage.commit_cap(tp));
             }
             tracker.take_commits(|tp| caps.get(tp).copied().flatten())
         };
@@ -527,56 +500,23 @@ impl Loop<'_> {
     /// messages the correlator has decided can be unpinned right away (a quiet stream would
     /// otherwise keep its last offsets uncommitted until new traffic arrives).
     fn unpin_settled(&mut self) {
-        if self.in_flight > 0 || !self.batch.is_empty() {
+        if self.in_flight > 0 || !self.work.batch.is_empty() {
             return;
         }
-        let released = self.stage.take_decided();
+        let released = self.work.stage.take_decided();
         if !released.is_empty() {
-            self.stage.written(&released);
+            self.work.stage.written(&released);
             self.commit();
         }
     }
 
-    fn push_records(&mut self, tp: &TopicPartition, offset: i64, records: Vec<TokenUse>) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        for record in &records {
-            self.metrics
-                .token_uses
-                .with_label_values(&[&record.correlation])
-                .inc();
-            route::push_token_use(
-                &mut self.batch,
-                tp,
-                offset,
-                record,
-                &record_key(record),
-                now_ms,
-            );
-        }
-        let alerts = self.alerts.on_records(&records);
-        self.push_alerts(tp, offset, alerts);
-    }
-
-    fn push_alerts(&mut self, tp: &TopicPartition, offset: i64, alerts: Vec<Emitted>) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        for emitted in &alerts {
-            self.metrics
-                .alert_raise_latency
-                .with_label_values(&[emitted.alert.rule.as_str()])
-                .observe((now_ms - emitted.alert.event_time_ms).max(0) as f64 / 1000.0);
-            let version = self.versions.next(now_ms);
-            route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
-        }
-        self.outbox.extend(alerts);
-    }
-
     /// Hands the alerts raised since the last call to the dispatcher, which pages at once.
     async fn dispatch_alerts(&mut self) {
-        if self.undispatched == self.outbox.len() {
+        if self.undispatched == self.work.outbox.len() {
             return;
         }
-        let fresh = self.outbox[self.undispatched..].to_vec();
-        self.undispatched = self.outbox.len();
+        let fresh = self.work.outbox[self.undispatched..].to_vec();
+        self.undispatched = self.work.outbox.len();
         self.tickets.push(self.dispatch.send(fresh).await);
     }
 
@@ -585,14 +525,17 @@ impl Loop<'_> {
             return;
         }
         match self.last_position.clone() {
-            Some((tp, offset)) => self.push_records(&tp, offset, records),
+            Some((tp, offset)) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                self.work.push_records(&tp, offset, records, now_ms);
+            }
             None => tracing::warn!("correlation records without any consumed message"),
         }
     }
 
     fn on_done(&mut self, done: Done) -> Result<(), IngestError> {
         self.in_flight -= 1;
-        self.stage.written(&done.released);
+        self.work.stage.written(&done.released);
         self.shared
             .lock()
             .expect("rebalance state")
