@@ -1,9 +1,5 @@
 -- actions-over-time: which actions a source performed in a target, per time bucket.
 --
--- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
--- again under the same record_key with the same content, so counts are uniqExact(record_key)
--- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
---
 -- Parameters:
 --   {project:String}  project path or numeric id (matches source or target); '' = all
 --   {from_ms:Int64}   window start, Unix milliseconds UTC (inclusive)
@@ -18,17 +14,16 @@ SELECT
     source_project_path AS source,
     target_project_path AS target,
     action,
-    uniqExact(record_key) AS uses,
+    count() AS uses,
     uniqExact(job_id) AS jobs
-FROM token_use
+FROM token_use_dedup
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
        OR source_project_path = {project:String}
        OR target_project_path = {project:String}
-       OR (toString(toInt64OrZero({project:String})) = {project:String}
-           AND (ifNull(source_project_id, 0) = toInt64OrZero({project:String})
-                OR ifNull(target_project_id, 0) = toInt64OrZero({project:String}))))
+       OR toString(ifNull(source_project_id, 0)) = {project:String}
+       OR toString(ifNull(target_project_id, 0)) = {project:String})
 GROUP BY bucket_start, source, target, action
 ORDER BY bucket_start, source, target, action
 LIMIT {limit:UInt64}

@@ -1,10 +1,6 @@
 -- actors: who triggered the jobs whose tokens were used (the job's user: a person or a bot),
 -- one row per actor, busiest first.
 --
--- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
--- again under the same record_key with the same content, so counts are uniqExact(record_key)
--- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
---
 -- Parameters:
 --   {project:String}  project path or numeric id (matches source or target); '' = all
 --   {from_ms:Int64}   window start, Unix milliseconds UTC (inclusive)
@@ -18,19 +14,18 @@ SELECT
     actor_id,
     any(actor_name) AS actor_name,
     ifNull(any(actor_username), '') AS actor_username,
-    uniqExact(record_key) AS uses,
+    count() AS uses,
     uniqExact(source_project_path) AS sources,
     uniqExact(target_project_path) AS targets,
     toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
-FROM token_use
+FROM token_use_dedup
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
        OR source_project_path = {project:String}
        OR target_project_path = {project:String}
-       OR (toString(toInt64OrZero({project:String})) = {project:String}
-           AND (ifNull(source_project_id, 0) = toInt64OrZero({project:String})
-                OR ifNull(target_project_id, 0) = toInt64OrZero({project:String}))))
+       OR toString(ifNull(source_project_id, 0)) = {project:String}
+       OR toString(ifNull(target_project_id, 0)) = {project:String})
 GROUP BY actor_kind, actor_id
 ORDER BY uses DESC, actor_id
 LIMIT {limit:UInt64}

@@ -12,10 +12,6 @@
 -- "at its last use" is the correlator's allowlisted flag, computed from the allowlist history
 -- at the time of the use.
 --
--- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
--- again under the same record_key with the same content, so counts are uniqExact(record_key)
--- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
---
 -- Parameters:
 --   {project:String}  protected project path or numeric id; '' = all
 --   {from_ms:Int64}   window start for uses, Unix milliseconds UTC (inclusive)
@@ -59,9 +55,9 @@ FROM
         source_project_path AS member_path,
         toUInt8(0) AS is_listed,
         toUInt8(argMax(ifNull(allowlisted, 2), (event_time_ms, record_key))) AS is_covered,
-        uniqExact(record_key) AS n_uses,
+        count() AS n_uses,
         max(event_time_ms) AS n_last_ms
-    FROM token_use
+    FROM token_use_dedup
     WHERE same_project = 0
       AND event_time_ms >= {from_ms:Int64}
       AND event_time_ms < {to_ms:Int64}
