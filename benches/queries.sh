@@ -26,7 +26,7 @@ GEN="$ROOT/target/release/examples/load_token_use"
 insert() { # table, rows-arg
   local cols
   cols="$("$GEN" columns "$1")"
-  "$GEN" "$1" "$2" | curl -sS --fail-with-body --data-binary @- \
+  "$GEN" "$1" "$2" | curl -sS --fail-with-body -X POST -H "Transfer-Encoding: chunked" -T - \
     "$URL/?query=$(printf 'INSERT INTO %s.%s (%s) FORMAT RowBinary' "$DB" "$1" "$cols" | jq -sRr @uri)"
 }
 start=$(date +%s.%N)

@@ -3,11 +3,15 @@
 -- the known projects under it that were NOT observed as consumers: the unobserved projects a
 -- group entry would admit.
 --
+-- Reads token_use without FINAL: replayed copies of a record carry the same paths.
+--
 -- Parameters: none.
 SELECT DISTINCT path
 FROM
 (
-    SELECT arrayJoin([source_project_path, target_project_path]) AS path FROM token_use_dedup
+    SELECT DISTINCT source_project_path AS path FROM token_use
+    UNION ALL
+    SELECT DISTINCT target_project_path AS path FROM token_use
     UNION ALL
     SELECT project_path AS path FROM jobs_latest
 )

@@ -3,6 +3,10 @@
 -- whose job tokens reached the protected project. tokentrail turns this into a minimal
 -- allowlist per project (see docs/auditor-guide.md, "Recommended minimal allowlist").
 --
+-- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
+-- again under the same record_key with the same content, so counts are uniqExact(record_key)
+-- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
+--
 -- Parameters:
 --   {project:String}  protected project path or numeric id; '' = all
 --   {from_ms:Int64}   window start, Unix milliseconds UTC (inclusive)
@@ -14,13 +18,14 @@
 SELECT
     target_project_path AS project,
     source_project_path AS consumer,
-    count() AS uses
-FROM token_use_dedup
+    uniqExact(record_key) AS uses
+FROM token_use
 WHERE same_project = 0
   AND event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
        OR target_project_path = {project:String}
-       OR toString(ifNull(target_project_id, 0)) = {project:String})
+       OR (toString(toInt64OrZero({project:String})) = {project:String}
+           AND ifNull(target_project_id, 0) = toInt64OrZero({project:String})))
 GROUP BY target_project_path, source_project_path
 ORDER BY project, consumer

@@ -1,6 +1,10 @@
 -- token-used-where: where a given job's, pipeline's or project's job token was used:
 -- every (source -> target, action) it reached, with counts and first/last use.
 --
+-- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
+-- again under the same record_key with the same content, so counts are uniqExact(record_key)
+-- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
+--
 -- Parameters:
 --   {job_id:Int64}       the job (CI_JOB_ID) whose token was used; 0 = any job
 --   {pipeline_id:Int64}  the pipeline whose jobs' tokens were used; 0 = any pipeline
@@ -16,18 +20,19 @@ SELECT
     source_project_path AS source,
     target_project_path AS target,
     action,
-    count() AS uses,
+    uniqExact(record_key) AS uses,
     uniqExact(job_id) AS jobs,
     toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
     toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
-FROM token_use_dedup
+FROM token_use
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
   AND ({pipeline_id:Int64} = 0 OR ifNull(pipeline_id, 0) = {pipeline_id:Int64})
   AND ({project:String} = ''
        OR source_project_path = {project:String}
-       OR toString(ifNull(source_project_id, 0)) = {project:String})
+       OR (toString(toInt64OrZero({project:String})) = {project:String}
+           AND ifNull(source_project_id, 0) = toInt64OrZero({project:String})))
 GROUP BY source_project_path, target_project_path, action
 ORDER BY source, target, action
 LIMIT {limit:UInt64}

@@ -2,6 +2,9 @@
 -- in the last N days before {now_ms}. A project entry is used when that project's job token
 -- reached the protected project; a group entry when any project under the group did.
 --
+-- Reads token_use without FINAL: only max(event_time_ms) per pair is used, which replayed
+-- copies of a record (same record_key, same content) cannot change.
+--
 -- Parameters:
 --   {project:String}     protected project path or numeric id; '' = all
 --   {now_ms:Int64}       "now", Unix milliseconds UTC (tokentrail passes the current time)
@@ -43,7 +46,7 @@ FROM
             target_project_path AS protected_project_path,
             source_project_path AS used_from,
             max(event_time_ms) AS used_last_ms
-        FROM token_use_dedup
+        FROM token_use
         WHERE event_time_ms < {now_ms:Int64}
         GROUP BY target_project_path, source_project_path
     ) AS uses USING protected_project_path
