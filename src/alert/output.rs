@@ -99,9 +99,13 @@ impl AlertOutputs {
     ) -> Result<(), OutputError> {
         let latest = coalesce(emitted);
         if let Some((producer, topic)) = &self.kafka {
-            for (alert, _) in &latest {
-                produce_acked(producer, topic, alert, cancel).await?;
-            }
+            // All in flight at once: one broker round trip for the group, not one per alert.
+            futures::future::try_join_all(
+                latest
+                    .iter()
+                    .map(|(alert, _)| produce_acked(producer, topic, alert, cancel)),
+            )
+            .await?;
         }
         if let Some(webhook) = &self.webhook {
             for (alert, new) in &latest {
