@@ -17,7 +17,7 @@ use tokentrail::ingest::batch::Batch;
 use tokentrail::ingest::correlation::{CorrelationStage, record_key};
 use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
 use tokentrail::ingest::route;
-use tokentrail::model::{Event, InputMessage, TokenUse};
+use tokentrail::model::{Event, TokenUse};
 use tokentrail::normalize::{Limits, normalize};
 
 const NOW_MS: i64 = 1_750_000_000_000;
@@ -29,16 +29,7 @@ fn bench(c: &mut Criterion) {
     let mut messages: Vec<(TopicPartition, i64, Vec<Event>, Vec<TokenUse>)> = Vec::new();
     for rec in &traffic {
         let tp: TopicPartition = (Arc::from(rec.topic), 0);
-        let input = InputMessage {
-            source: rec.source,
-            topic: rec.topic,
-            partition: 0,
-            offset: rec.offset,
-            timestamp_ms: Some(rec.timestamp_ms),
-            headers: &rec.headers,
-            payload: Some(&rec.payload),
-        };
-        let events = normalize(&input, &Limits::default()).events;
+        let events = normalize(&rec.input(&rec.headers), &Limits::default()).events;
         let records = stage.on_events(&tp, rec.offset, &events);
         messages.push((tp, rec.offset, events, records));
     }

@@ -33,6 +33,21 @@ pub struct KafkaRecord {
     pub payload: Vec<u8>,
 }
 
+impl KafkaRecord {
+    /// The normalizer's view of this record, with `headers` (the record's own, or a copy).
+    pub fn input<'a>(&'a self, headers: &'a [(String, Vec<u8>)]) -> InputMessage<'a> {
+        InputMessage {
+            source: self.source,
+            topic: self.topic,
+            partition: 0,
+            offset: self.offset,
+            timestamp_ms: Some(self.timestamp_ms),
+            headers,
+            payload: Some(&self.payload),
+        }
+    }
+}
+
 pub const AUDIT_TOPIC: &str = "gitlab.audit_events";
 pub const WEBHOOK_TOPIC: &str = "gitlab.webhooks";
 
@@ -149,16 +164,7 @@ impl InProcess {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let input = InputMessage {
-            source: rec.source,
-            topic: rec.topic,
-            partition: 0,
-            offset: rec.offset,
-            timestamp_ms: Some(rec.timestamp_ms),
-            headers: &headers,
-            payload: Some(&rec.payload),
-        };
-        let normalized = normalize(&input, &self.limits);
+        let normalized = normalize(&rec.input(&headers), &self.limits);
         self.work
             .batch
             .consumed(&mut self.tracker, &tp, rec.offset, Some(rec.timestamp_ms));
