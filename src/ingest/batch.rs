@@ -1,5 +1,7 @@
-//! Batches of encoded rows, held as bytes, grouped into one insert block per
-//! (table, topic, partition) so each block can carry its own `insert_deduplication_token`.
+//! Batches of encoded rows, held as bytes, grouped into one block per (table, topic,
+//! partition). The writer sends a table's blocks as one INSERT (deduplication token: the
+//! blocks' offset ranges) and falls back to single blocks to bisect a rejected INSERT, so a
+//! bad row is traced to its partition and offset.
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -169,15 +169,33 @@ impl ClickHouseSink {
     }
 
     /// Writes every block; returns only when all rows are stored or dead-letter bound.
+    ///
+    /// The blocks of one table (one per source partition) go out as a single INSERT: every
+    /// INSERT costs the server a new part and, later, a merge, and on a small server that
+    /// per-INSERT cost, not the row count, is what limits throughput. Only if the server
+    /// rejects the combined data are the table's blocks written one by one and bisected.
     pub async fn write(
         &self,
         blocks: &[Block],
         cancel: &CancellationToken,
     ) -> Result<Written, SinkError> {
         let mut rejected = Vec::new();
-        for block in blocks {
-            self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
-                .await?;
+        for group in by_table(blocks) {
+            if let [block] = group.as_slice() {
+                self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
+                    .await?;
+                continue;
+            }
+            match self.insert_with_retry(&group, None, cancel).await? {
+                Ok(()) => {}
+                Err(WriteError::Rejected { .. }) => {
+                    for block in group {
+                        self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
+                            .await?;
+                    }
+                }
+                Err(other) => return Err(SinkError::Fatal(other)),
+            }
         }
         Ok(Written {
             receipt: WriteReceipt::acknowledged(),
@@ -199,7 +217,10 @@ impl ClickHouseSink {
             if range.is_empty() {
                 continue;
             }
-            match self.insert_with_retry(block, range.clone(), cancel).await? {
+            match self
+                .insert_with_retry(&[block], Some(range.clone()), cancel)
+                .await?
+            {
                 Ok(()) => {}
                 Err(WriteError::Rejected { code, message }) if range.len() == 1 => {
                     let row = &block.rows[range.start];
@@ -223,29 +244,30 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    /// Inserts one row range, retrying transient faults with capped exponential backoff until
-    /// it succeeds, is rejected, fails fatally, or shutdown is requested.
+    /// Inserts `blocks` (all of one table) as one INSERT, or only rows `range` of a single
+    /// block, retrying transient faults with capped exponential backoff until it succeeds,
+    /// is rejected, fails fatally, or shutdown is requested.
     async fn insert_with_retry(
         &self,
-        block: &Block,
-        range: std::ops::Range<usize>,
+        blocks: &[&Block],
+        range: Option<std::ops::Range<usize>>,
         cancel: &CancellationToken,
     ) -> Result<Result<(), WriteError>, SinkError> {
+        let table = blocks[0].table;
         let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms);
         let max_backoff = Duration::from_millis(self.retry.max_backoff_ms);
-        let whole = range.start == 0 && range.end == block.rows.len();
         loop {
             let started = Instant::now();
-            let result = self.insert_once(block, range.clone(), whole).await;
+            let result = self.insert_once(blocks, range.clone()).await;
             self.metrics
                 .insert_latency
-                .with_label_values(&[block.table.name()])
+                .with_label_values(&[table.name()])
                 .observe(started.elapsed().as_secs_f64());
             match result {
                 Err(WriteError::Retryable { code, message }) => {
                     self.metrics.insert_retries.inc();
                     tracing::warn!(
-                        table = block.table.name(),
+                        table = table.name(),
                         code,
                         backoff_ms = backoff.as_millis() as u64,
                         "ClickHouse insert failed, retrying: {message}"
@@ -263,27 +285,52 @@ impl ClickHouseSink {
 
     async fn insert_once(
         &self,
-        block: &Block,
-        range: std::ops::Range<usize>,
-        whole: bool,
+        blocks: &[&Block],
+        range: Option<std::ops::Range<usize>>,
     ) -> Result<(), WriteError> {
         let mut insert = self
             .client
-            .insert_formatted_with(block.table.insert_sql(&self.database));
+            .insert_formatted_with(blocks[0].table.insert_sql(&self.database));
         if self.dialect.supports_insert_dedup_token() {
             // Identical on a retry of the same rows, so a retry after an ambiguous failure
             // (the server stored the block but the answer was lost) is not stored twice.
-            let token = if whole {
-                block.dedup_token()
-            } else {
-                format!("{}#{}-{}", block.dedup_token(), range.start, range.end)
-            };
-            insert = insert.with_setting("insert_deduplication_token", token);
+            insert = insert.with_setting("insert_deduplication_token", dedup_token(blocks, &range));
         }
-        let data = Bytes::copy_from_slice(block.row_bytes(range));
-        insert.send(data).await.map_err(|e| classify(&e))?;
+        for block in blocks {
+            let rows = range.clone().unwrap_or(0..block.rows.len());
+            let data = Bytes::copy_from_slice(block.row_bytes(rows));
+            insert.send(data).await.map_err(|e| classify(&e))?;
+        }
         insert.end().await.map_err(|e| classify(&e))
     }
+}
+
+/// The blocks of `blocks` grouped by table, in order of first appearance.
+fn by_table(blocks: &[Block]) -> Vec<Vec<&Block>> {
+    let mut groups: Vec<Vec<&Block>> = Vec::new();
+    for block in blocks {
+        match groups.iter_mut().find(|g| g[0].table == block.table) {
+            Some(group) => group.push(block),
+            None => groups.push(vec![block]),
+        }
+    }
+    groups
+}
+
+/// The `insert_deduplication_token` of one INSERT: its blocks' tokens, plus the row range
+/// when only part of a block is sent (bisection).
+fn dedup_token(blocks: &[&Block], range: &Option<std::ops::Range<usize>>) -> String {
+    let mut token = blocks
+        .iter()
+        .map(|b| b.dedup_token())
+        .collect::<Vec<_>>()
+        .join(",");
+    if let (Some(r), [block]) = (range, blocks)
+        && !(r.start == 0 && r.end == block.rows.len())
+    {
+        token.push_str(&format!("#{}-{}", r.start, r.end));
+    }
+    token
 }
 
 #[cfg(test)]
@@ -319,5 +366,47 @@ mod tests {
             classify_code(None, String::new()),
             WriteError::Retryable { .. }
         ));
+    }
+
+    fn block(table: Table, partition: i32, offsets: &[i64]) -> Block {
+        use crate::ingest::batch::RowMark;
+        Block {
+            table,
+            tp: (std::sync::Arc::from("t"), partition),
+            bytes: vec![0; offsets.len()],
+            rows: offsets
+                .iter()
+                .enumerate()
+                .map(|(i, &offset)| RowMark { end: i + 1, offset })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn groups_blocks_by_table_and_names_every_block_in_the_token() {
+        let blocks = [
+            block(Table::AuditEvents, 0, &[1, 2]),
+            block(Table::TokenUse, 0, &[2]),
+            block(Table::AuditEvents, 1, &[5, 9]),
+        ];
+        let groups = by_table(&blocks);
+        let shape: Vec<Vec<(Table, i32)>> = groups
+            .iter()
+            .map(|g| g.iter().map(|b| (b.table, b.tp.1)).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                vec![(Table::AuditEvents, 0), (Table::AuditEvents, 1)],
+                vec![(Table::TokenUse, 0)]
+            ]
+        );
+        assert_eq!(
+            dedup_token(&groups[0], &None),
+            "audit_events:t:0:1-2,audit_events:t:1:5-9"
+        );
+        let one = &groups[0][..1];
+        assert_eq!(dedup_token(one, &Some(0..2)), "audit_events:t:0:1-2");
+        assert_eq!(dedup_token(one, &Some(1..2)), "audit_events:t:0:1-2#1-2");
     }
 }

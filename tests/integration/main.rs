@@ -18,4 +18,5 @@ mod scratch_broker;
 mod siem;
 #[path = "../siem_fixtures/mod.rs"]
 mod siem_fixtures;
+mod sink;
 mod token_use;

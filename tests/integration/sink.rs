@@ -1,0 +1,128 @@
+//! The batch writer against the real server: one INSERT per table for a batch's partitions,
+//! and, when the server rejects that INSERT, per-block bisection down to the bad row.
+
+use std::sync::Arc;
+
+use tokentrail::config::RetrySettings;
+use tokentrail::ingest::batch::{Batch, Block};
+use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
+use tokentrail::model::JobInfo;
+use tokentrail::store::sink::{self, ClickHouseSink};
+use tokentrail::store::tables::{Table, encode_job};
+use tokentrail::telemetry::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+fn job(id: i64) -> JobInfo {
+    JobInfo {
+        job_id: id,
+        job_name: format!("job-{id}"),
+        project_id: Some(7),
+        project_path: "group/app".into(),
+        pipeline_id: Some(70),
+        user_id: None,
+        username: None,
+        git_ref: None,
+        sha: None,
+        runner_id: None,
+        runner_description: None,
+        status: "success".into(),
+        started_at_ms: None,
+        finished_at_ms: None,
+        source_pipeline_id: None,
+        source_project_id: None,
+        source_project_path: None,
+    }
+}
+
+/// Job rows at offsets 0..3 of partitions 0 and 1; `bad` names a (partition, offset) whose
+/// row is cut short so the server cannot parse it.
+fn blocks(bad: Option<(i32, i64)>) -> Vec<Block> {
+    let mut tracker = OffsetTracker::new();
+    let mut batch = Batch::default();
+    for partition in [0, 1] {
+        let tp: TopicPartition = (Arc::from("hooks"), partition);
+        for offset in 0..3 {
+            batch.consumed(&mut tracker, &tp, offset, None);
+            let id = i64::from(partition) * 100 + offset;
+            batch.push_row(Table::Jobs, &tp, offset, |buf| {
+                if bad == Some((partition, offset)) {
+                    // A String whose length prefix promises more bytes than follow.
+                    buf.extend_from_slice(&id.to_le_bytes());
+                    buf.extend_from_slice(&[0xff, 0x7f, b'x']);
+                } else {
+                    encode_job(&job(id), 1, buf);
+                }
+            });
+        }
+    }
+    batch.into_parts().0
+}
+
+async fn store(name: &str) -> (ClickHouseSink, clickhouse::Client, Metrics) {
+    let svc = services();
+    let client = clickhouse(&svc.clickhouse_url, name);
+    tokentrail::store::migrate::migrate(&client, name, 0, None)
+        .await
+        .unwrap();
+    let version = sink::server_version(&client).await.unwrap();
+    let metrics = Metrics::new();
+    let store = ClickHouseSink::new(
+        client.clone(),
+        name.to_string(),
+        tokentrail::store::schema::Dialect::for_version(version),
+        RetrySettings {
+            initial_backoff_ms: 10,
+            max_backoff_ms: 100,
+        },
+        metrics.clone(),
+    );
+    (store, client, metrics)
+}
+
+fn inserts(metrics: &Metrics) -> u64 {
+    metrics
+        .insert_latency
+        .with_label_values(&["jobs"])
+        .get_sample_count()
+}
+
+async fn stored_ids(client: &clickhouse::Client) -> Vec<i64> {
+    client
+        .query("SELECT job_id FROM jobs ORDER BY job_id")
+        .fetch_all()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batchs_partitions_go_out_as_one_insert_per_table() {
+    let name = unique("it_sink_one");
+    let (store, client, metrics) = store(&name).await;
+    let written = store
+        .write(&blocks(None), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(written.rejected.is_empty());
+    assert_eq!(inserts(&metrics), 1, "two partitions' blocks, one INSERT");
+    assert_eq!(stored_ids(&client).await, vec![0, 1, 2, 100, 101, 102]);
+}
+
+#[tokio::test]
+async fn a_rejected_combined_insert_is_bisected_to_the_bad_row() {
+    let name = unique("it_sink_bad");
+    let (store, client, metrics) = store(&name).await;
+    let written = store
+        .write(&blocks(Some((1, 1))), &CancellationToken::new())
+        .await
+        .unwrap();
+    let rejected: Vec<_> = written
+        .rejected
+        .iter()
+        .map(|r| (r.tp.1, r.offset, r.table))
+        .collect();
+    assert_eq!(rejected, vec![(1, 1, Table::Jobs)]);
+    assert!(inserts(&metrics) > 2, "the combined INSERT, then per block");
+    assert_eq!(stored_ids(&client).await, vec![0, 1, 2, 100, 102]);
+}
