@@ -4,6 +4,8 @@
 //! bad row is traced to its partition and offset.
 
 use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use std::time::Instant;
 
 use super::offsets::{OffsetTracker, PendingOffsets, TopicPartition};
@@ -16,13 +18,21 @@ pub struct RowMark {
     pub offset: i64,
 }
 
-/// Encoded rows bound for one table from one partition.
+/// Encoded rows bound for one table from one partition, sealed: the bytes are shared, so
+/// the writer sends them (or a bisected part) without copying.
 #[derive(Debug)]
 pub struct Block {
     pub table: Table,
     pub tp: TopicPartition,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     pub rows: Vec<RowMark>,
+}
+
+/// A block still being filled.
+#[derive(Debug)]
+struct OpenBlock {
+    bytes: Vec<u8>,
+    rows: Vec<RowMark>,
 }
 
 impl Block {
@@ -44,7 +54,7 @@ impl Block {
         )
     }
     /// The bytes of rows `range`.
-    pub fn row_bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+    pub fn row_bytes(&self, range: std::ops::Range<usize>) -> Bytes {
         let start = if range.start == 0 {
             0
         } else {
@@ -55,14 +65,14 @@ impl Block {
         } else {
             self.rows[range.end - 1].end
         };
-        &self.bytes[start..end]
+        self.bytes.slice(start..end)
     }
 }
 
 /// A batch being filled by the consumer loop.
 #[derive(Debug)]
 pub struct Batch {
-    blocks: BTreeMap<(Table, TopicPartition), Block>,
+    blocks: BTreeMap<(Table, TopicPartition), OpenBlock>,
     pub pending: PendingOffsets,
     rows: usize,
     bytes: usize,
@@ -116,9 +126,7 @@ impl Batch {
         let block = self
             .blocks
             .entry((table, tp.clone()))
-            .or_insert_with(|| Block {
-                table,
-                tp: tp.clone(),
+            .or_insert_with(|| OpenBlock {
                 bytes: Vec::new(),
                 rows: Vec::new(),
             });
@@ -169,7 +177,15 @@ impl Batch {
 
     pub fn into_parts(self) -> (Vec<Block>, PendingOffsets, Option<i64>) {
         (
-            self.blocks.into_values().collect(),
+            self.blocks
+                .into_iter()
+                .map(|((table, tp), open)| Block {
+                    table,
+                    tp,
+                    bytes: Bytes::from(open.bytes),
+                    rows: open.rows,
+                })
+                .collect(),
             self.pending,
             self.oldest_kafka_ts_ms,
         )
@@ -198,7 +214,7 @@ mod tests {
         let (blocks, _, _) = batch.into_parts();
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].dedup_token(), "audit_events:a:0:5-6");
-        assert_eq!(blocks[0].row_bytes(1..2), b"xy");
+        assert_eq!(&blocks[0].row_bytes(1..2)[..], b"xy");
         assert_eq!(blocks[0].row_bytes(0..2).len(), 4);
     }
 

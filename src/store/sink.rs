@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -298,8 +297,10 @@ impl ClickHouseSink {
         }
         for block in blocks {
             let rows = range.clone().unwrap_or(0..block.rows.len());
-            let data = Bytes::copy_from_slice(block.row_bytes(rows));
-            insert.send(data).await.map_err(|e| classify(&e))?;
+            insert
+                .send(block.row_bytes(rows))
+                .await
+                .map_err(|e| classify(&e))?;
         }
         insert.end().await.map_err(|e| classify(&e))
     }
@@ -373,7 +374,7 @@ mod tests {
         Block {
             table,
             tp: (std::sync::Arc::from("t"), partition),
-            bytes: vec![0; offsets.len()],
+            bytes: vec![0; offsets.len()].into(),
             rows: offsets
                 .iter()
                 .enumerate()
