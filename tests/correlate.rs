@@ -103,6 +103,21 @@ fn username_not_taken_from_another_users_job() {
 }
 
 #[test]
+fn a_bot_username_in_the_job_hook_makes_the_record_a_bots() {
+    let mut job = sample_job();
+    job.username = Some("project_1337_bot_5e1f0a".to_string());
+    let mut c = manual();
+    c.on_job(&job);
+    feed(&mut c, &sample_events());
+    let out = c.flush_all();
+    assert_eq!(out[0].actor_kind, ActorKind::ProjectBot);
+    assert_eq!(
+        out[0].actor_username.as_deref(),
+        Some("project_1337_bot_5e1f0a")
+    );
+}
+
+#[test]
 fn reverse_arrival_gives_same_record() {
     let [allow, a, r] = sample_events();
     let (out, _) = run(&[allow, r, a]);

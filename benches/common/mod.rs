@@ -164,12 +164,12 @@ impl InProcess {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let normalized = normalize(&rec.input(&headers), &self.limits);
+        let mut normalized = normalize(&rec.input(&headers), &self.limits);
         self.work
             .batch
             .consumed(&mut self.tracker, &tp, rec.offset, Some(rec.timestamp_ms));
         self.work
-            .on_events(&tp, rec.offset, &normalized.events, now_ms);
+            .on_events(&tp, rec.offset, &mut normalized.events, now_ms);
         if self.work.batch_full() {
             self.seal();
         }

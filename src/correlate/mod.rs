@@ -23,13 +23,15 @@
 //! on arrival. Records are emitted `window + lateness` after their events, so a change made in
 //! that span can race with the use. Allowlist changes are rare and saved, so this is accepted.
 
+pub mod actors;
 pub mod allowlist;
 pub mod enrich;
 pub mod join;
 
 use serde::Serialize;
 
-use crate::model::{AuditEvent, AuditMeaning, JobInfo, TokenUse};
+use crate::model::{ActorKind, AuditEvent, AuditMeaning, JobInfo, TokenUse};
+use crate::normalize::actor::classify_actor;
 use allowlist::{AllowlistState, same_project};
 use enrich::JobCache;
 use join::{AuthSide, Join, Outcome, ResourceSide, Side};
@@ -350,12 +352,17 @@ impl Correlator {
         let username = job
             .filter(|j| j.user_id.is_none_or(|u| u == actor_id))
             .and_then(|j| j.username.clone());
+        // The username shows bot naming the audit event lacks (see `actors`).
+        let actor_kind = match (&username, auth.actor_kind) {
+            (Some(name), ActorKind::Human) => classify_actor(actor_id, "", Some(name), None),
+            (_, kind) => kind,
+        };
         let mut rec = TokenUse {
             event_time_ms: t_auth,
             actor_id,
             actor_name: auth.author_name,
             actor_username: username,
-            actor_kind: auth.actor_kind,
+            actor_kind,
             source_project_id: source_id,
             source_project_path: source_path,
             target_project_id: None,

@@ -3,6 +3,7 @@
 pub mod alert_dispatch;
 pub mod allowlist_history;
 pub mod batch;
+pub mod bot_history;
 pub mod correlation;
 pub mod dead_letter;
 pub mod offsets;

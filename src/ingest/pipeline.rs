@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::alert_dispatch::{self, AlertDispatch, Ticket};
 use super::allowlist_history;
 use super::batch::Block;
+use super::bot_history;
 use super::correlation::{CorrelationStage, Released};
 use super::dead_letter::{
     DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard,
@@ -47,6 +48,7 @@ use super::source::{self, IngestConsumer, RebalanceShared};
 use crate::alert::output::{AlertOutputs, OutputError};
 use crate::alert::{self, AlertEngine, Emitted};
 use crate::config::Settings;
+use crate::correlate::actors::KnownBots;
 use crate::model::{InputMessage, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
 use crate::store::schema::Dialect;
@@ -138,6 +140,11 @@ pub async fn run(
         changes = restored,
         "allowlist state restored from ClickHouse"
     );
+    let mut bots = KnownBots::default();
+    let learned = bot_history::restore(store.client(), &settings.clickhouse.database, &mut bots)
+        .await
+        .map_err(IngestError::Store)?;
+    tracing::info!(bots = learned, "known bot users restored from ClickHouse");
     let mut alerts = AlertEngine::new(&settings.alerting);
     if settings.alerting.enabled {
         let hydrated = alert::hydrate::hydrate(
@@ -195,7 +202,7 @@ pub async fn run(
         limits: Limits {
             max_message_bytes: settings.normalize.max_message_bytes,
         },
-        work: Processor::new(settings, stage, alerts, metrics.clone()),
+        work: Processor::new(settings, stage, alerts, metrics.clone()).with_bots(bots),
         dispatch,
         undispatched: 0,
         tickets: Vec::new(),
@@ -431,7 +438,7 @@ impl Loop<'_> {
             headers: &headers,
             payload: msg.payload(),
         };
-        let normalized = normalize::normalize(&input, &self.limits);
+        let mut normalized = normalize::normalize(&input, &self.limits);
         {
             let mut shared = self.shared.lock().expect("rebalance state");
             self.work
@@ -439,7 +446,8 @@ impl Loop<'_> {
                 .consumed(&mut shared.tracker, &tp, offset, kafka_ts);
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
-        self.work.on_events(&tp, offset, &normalized.events, now_ms);
+        self.work
+            .on_events(&tp, offset, &mut normalized.events, now_ms);
         self.last_position = Some((tp.clone(), offset));
         for rejection in &normalized.rejected {
             self.dlq

@@ -11,6 +11,7 @@ use super::offsets::TopicPartition;
 use super::route;
 use crate::alert::{AlertEngine, Emitted, RowVersions};
 use crate::config::Settings;
+use crate::correlate::actors::KnownBots;
 use crate::model::{Event, TokenUse};
 use crate::telemetry::metrics::Metrics;
 
@@ -19,6 +20,8 @@ pub struct Processor {
     pub batch: Batch,
     pub stage: CorrelationStage,
     pub alerts: AlertEngine,
+    /// Bot user ids seen in job webhooks, to re-classify audit events' authors.
+    pub bots: KnownBots,
     versions: RowVersions,
     /// Alert rows routed into the open batch, in order (for the paging outputs).
     pub outbox: Vec<Emitted>,
@@ -40,6 +43,7 @@ impl Processor {
             batch: Batch::default(),
             stage,
             alerts,
+            bots: KnownBots::default(),
             versions: RowVersions::default(),
             outbox: Vec::new(),
             metrics,
@@ -47,6 +51,12 @@ impl Processor {
             max_bytes: settings.batch.max_bytes,
             max_wait: Duration::from_millis(settings.batch.max_wait_ms),
         }
+    }
+
+    /// Starts from bot users restored from the store.
+    pub fn with_bots(mut self, bots: KnownBots) -> Self {
+        self.bots = bots;
+        self
     }
 
     /// The open batch reached `batch.max_rows` or `batch.max_bytes`.
@@ -59,9 +69,18 @@ impl Processor {
         !self.batch.is_empty() && (self.batch_full() || self.batch.age() >= self.max_wait)
     }
 
-    /// Routes one message's events (message `offset` of `tp`): event rows, the alert rules
-    /// over the events, then the correlation stage and the records it decided.
-    pub fn on_events(&mut self, tp: &TopicPartition, offset: i64, events: &[Event], now_ms: i64) {
+    /// Routes one message's events (message `offset` of `tp`): bot authors re-classified,
+    /// event rows, the alert rules over the events, then the correlation stage and the
+    /// records it decided.
+    pub fn on_events(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        events: &mut [Event],
+        now_ms: i64,
+    ) {
+        self.recognize_bots(events);
+        let events = &*events;
         for event in events {
             let source = match event {
                 Event::Audit(_) => "audit_stream",
@@ -74,6 +93,22 @@ impl Processor {
         self.push_alerts(tp, offset, alerts, now_ms);
         let records = self.stage.on_events(tp, offset, events);
         self.push_records(tp, offset, records, now_ms);
+    }
+
+    /// Learns bot users from job webhooks; marks audit events by known bots as such.
+    fn recognize_bots(&mut self, events: &mut [Event]) {
+        for event in events {
+            match event {
+                Event::Webhook(hook) => {
+                    for job in &hook.jobs {
+                        if let (Some(id), Some(username)) = (job.user_id, &job.username) {
+                            self.bots.learn(id, username);
+                        }
+                    }
+                }
+                Event::Audit(ev) => ev.actor_kind = self.bots.refine(ev.author_id, ev.actor_kind),
+            }
+        }
     }
 
     /// Token-use rows for `records`, filed under message `offset` of `tp`, and the alerts

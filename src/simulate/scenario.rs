@@ -71,6 +71,8 @@ pub struct Scenario {
     busy: HashMap<(i64, usize), Vec<(i64, i64)>>,
     content_keys: HashSet<u64>,
     anomalous_pairs: HashSet<(usize, usize)>,
+    /// Bots that have run a pipeline so far, most recent last.
+    bots_seen: Vec<usize>,
     ids: Ids,
     finished: bool,
 }
@@ -146,6 +148,7 @@ impl Scenario {
             busy: HashMap::new(),
             content_keys: HashSet::new(),
             anomalous_pairs: HashSet::new(),
+            bots_seen: Vec::new(),
             ids: Ids {
                 saved: 552_000,
                 pipeline: 445_000,

@@ -6,11 +6,12 @@
 //! window of event time, so truth items are grouped the same way before comparing):
 //! - `not_allowlisted`, `push`, `crown_jewel` → the rule of the same name;
 //! - `allowlist_disabled`, `group_admitted` → `allowlist_weakened` (told apart by `action`);
-//! - `bot_lifecycle` → `token_lifecycle`, where the normalizer can tell the author is a bot.
+//! - `bot_lifecycle` → `token_lifecycle`, where tokentrail can tell the author is a bot.
 //!   The simulated bot events carry only a display name ("CI bot") and `author_class: User`,
-//!   which the normalizer classifies as human, so the expectation for this rule is built from
-//!   the stored `token_lifecycle` rows whose actor kind is a bot (none today; the rule itself
-//!   is covered by unit tests). Reported as a simulator/normalizer gap.
+//!   as GitLab's do; tokentrail knows the author is a bot only once a job webhook showed the
+//!   user's `project_<id>_bot…` username (`correlate::actors`). So the expectation for this
+//!   rule is built from the stored `token_lifecycle` rows classified as bots, and the
+//!   anomaly run asserts there is at least one.
 //! - `new_edge` differs by design: the simulator labels edges outside its hidden dependency
 //!   graph, while the rule only knows history. On an empty store every edge's first use is
 //!   new, so the expected set is "first use of every cross-project pair in the truth's
@@ -326,6 +327,12 @@ async fn injected_anomalies_raise_exactly_the_expected_alerts() {
     ingest_all(&s, &client, truth.distinct_audit_events).await;
     expected_lifecycle(&client, &mut want).await;
     eprintln!("expected alerts by rule: {:?}", by_rule(&want));
+    // The simulated token-minting bot has run a pipeline before, so its job webhook told
+    // tokentrail it is a bot (the audit event alone does not).
+    assert!(
+        by_rule(&want).contains_key("token_lifecycle"),
+        "a bot's token creation is recognized and expected to alert"
+    );
 
     let stored = stored_alerts(&client).await;
     let got = actual(&stored);

@@ -504,8 +504,12 @@ impl Scenario {
         }
     }
 
-    /// A project access token created *by a bot* (a token minting another token).
+    /// A project access token created *by a bot* (a token minting another token). The bot is
+    /// the one that most recently ran a pipeline, if any: automation that mints tokens is an
+    /// account that also runs jobs, and a job webhook is where GitLab shows its username
+    /// (the audit event does not). Else the drawn bot `b`.
     pub(super) fn bot_token_event(&mut self, b: usize, at: i64) {
+        let b = self.bots_seen.last().copied().unwrap_or(b);
         let bot = self.bot(b);
         let project = self.world.bots[b].project;
         let ip =

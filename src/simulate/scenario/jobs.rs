@@ -63,7 +63,11 @@ impl Scenario {
         let project = self.world.pick_project(&mut self.rng);
         let (person, hook_source) = match self.world.projects[project].bot {
             // Scheduled pipelines owned by the project's access-token bot.
-            Some(b) if self.rng.random_bool(0.2) => (self.bot(b), "schedule"),
+            Some(b) if self.rng.random_bool(0.2) => {
+                self.bots_seen.retain(|&seen| seen != b);
+                self.bots_seen.push(b);
+                (self.bot(b), "schedule")
+            }
             _ => {
                 let u = self.world.pick_user(&mut self.rng);
                 (self.human(u), "push")
