@@ -1,4 +1,4 @@
-//! Job-webhook enrichment: a bounded `job_id -> JobInfo` cache.
+//! Job-webhook enrichment: a bounded `job_id -> CachedJob` cache.
 //!
 //! Job and pipeline webhooks are the only source of pipeline id, ref, runner and username for
 //! a job (reference §4). Records are enriched when they are emitted, i.e. after the join has
@@ -15,10 +15,24 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::model::JobInfo;
 
+/// What a record takes from a job: only these fields are kept. A webhook's other fields
+/// (name, sha, runner description, timestamps) are stored in the `jobs` table; keeping them
+/// here too cost about half of the cache's memory, which reaches 200k jobs on a backlog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CachedJob {
+    pub project_id: Option<i64>,
+    pub project_path: String,
+    pub pipeline_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub username: Option<Box<str>>,
+    pub git_ref: Option<Box<str>>,
+    pub runner_id: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct JobCache {
     cap: usize,
-    map: HashMap<i64, JobInfo>,
+    map: HashMap<i64, CachedJob>,
     order: VecDeque<i64>,
     evicted: u64,
 }
@@ -52,11 +66,13 @@ impl JobCache {
                 self.evicted += 1;
             }
         }
-        self.map.insert(job.job_id, job.clone());
+        let mut cached = CachedJob::default();
+        merge(&mut cached, job);
+        self.map.insert(job.job_id, cached);
         self.order.push_back(job.job_id);
     }
 
-    pub fn get(&self, job_id: i64) -> Option<&JobInfo> {
+    pub fn get(&self, job_id: i64) -> Option<&CachedJob> {
         self.map.get(&job_id)
     }
 
@@ -74,10 +90,10 @@ impl JobCache {
     }
 }
 
-fn merge(old: &mut JobInfo, new: &JobInfo) {
-    fn text(old: &mut String, new: &str) {
-        if !new.is_empty() {
-            new.clone_into(old);
+fn merge(old: &mut CachedJob, new: &JobInfo) {
+    fn text(old: &mut Option<Box<str>>, new: &Option<String>) {
+        if let Some(new) = new {
+            *old = Some(new.as_str().into());
         }
     }
     fn opt<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
@@ -85,20 +101,13 @@ fn merge(old: &mut JobInfo, new: &JobInfo) {
             old.clone_from(new);
         }
     }
-    text(&mut old.job_name, &new.job_name);
-    text(&mut old.project_path, &new.project_path);
-    text(&mut old.status, &new.status);
+    if !new.project_path.is_empty() {
+        new.project_path.clone_into(&mut old.project_path);
+    }
     opt(&mut old.project_id, &new.project_id);
     opt(&mut old.pipeline_id, &new.pipeline_id);
     opt(&mut old.user_id, &new.user_id);
-    opt(&mut old.username, &new.username);
-    opt(&mut old.git_ref, &new.git_ref);
-    opt(&mut old.sha, &new.sha);
+    text(&mut old.username, &new.username);
+    text(&mut old.git_ref, &new.git_ref);
     opt(&mut old.runner_id, &new.runner_id);
-    opt(&mut old.runner_description, &new.runner_description);
-    opt(&mut old.started_at_ms, &new.started_at_ms);
-    opt(&mut old.finished_at_ms, &new.finished_at_ms);
-    opt(&mut old.source_pipeline_id, &new.source_pipeline_id);
-    opt(&mut old.source_project_id, &new.source_project_id);
-    opt(&mut old.source_project_path, &new.source_project_path);
 }

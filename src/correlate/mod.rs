@@ -351,7 +351,7 @@ impl Correlator {
         // A webhook names the job's user; only trust its username for the same user.
         let username = job
             .filter(|j| j.user_id.is_none_or(|u| u == actor_id))
-            .and_then(|j| j.username.clone());
+            .and_then(|j| j.username.as_deref().map(str::to_string));
         // The username shows bot naming the audit event lacks (see `actors`).
         let actor_kind = match (&username, auth.actor_kind) {
             (Some(name), ActorKind::Human) => classify_actor(actor_id, "", Some(name), None),
@@ -370,7 +370,7 @@ impl Correlator {
             action: ACTION_AUTH.to_string(),
             job_id: auth.job_id,
             pipeline_id: job.and_then(|j| j.pipeline_id),
-            git_ref: job.and_then(|j| j.git_ref.clone()),
+            git_ref: job.and_then(|j| j.git_ref.as_deref().map(str::to_string)),
             runner_id: job.and_then(|j| j.runner_id),
             token_type: TOKEN_TYPE.to_string(),
             ip_address: ip,
