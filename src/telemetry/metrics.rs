@@ -75,7 +75,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 /// Fine around the 5 s alerting objective, so its p99 can be read off the histogram.
 const ALERT_LATENCY_BUCKETS: &[f64] = &[
-    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 300.0,
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.5, 10.0, 15.0, 30.0, 60.0,
+    300.0,
 ];
 const LAG_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
