@@ -9,6 +9,8 @@
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::schema::{Dialect, ServerVersion};
@@ -82,6 +84,10 @@ fn classify_code(code: Option<u32>, message: String) -> WriteError {
         Some(_) => WriteError::Fatal { code, message },
     }
 }
+
+/// Tables of one batch written at the same time. A batch has at most one INSERT per table
+/// (seven tables), and a small server gains little beyond a few concurrent INSERTs.
+pub const CONCURRENT_INSERTS: usize = 4;
 
 /// A row ClickHouse refused, to be dead-lettered.
 #[derive(Debug, Clone)]
@@ -173,33 +179,57 @@ impl ClickHouseSink {
     /// INSERT costs the server a new part and, later, a merge, and on a small server that
     /// per-INSERT cost, not the row count, is what limits throughput. Only if the server
     /// rejects the combined data are the table's blocks written one by one and bisected.
+    /// Up to [`CONCURRENT_INSERTS`] tables are written at once, so a batch takes about as
+    /// long as its largest table rather than the sum of all.
     pub async fn write(
         &self,
         blocks: &[Block],
         cancel: &CancellationToken,
     ) -> Result<Written, SinkError> {
+        let mut waiting = by_table(blocks).into_iter();
+        let mut running = FuturesUnordered::new();
         let mut rejected = Vec::new();
-        for group in by_table(blocks) {
-            if let [block] = group.as_slice() {
-                self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
-                    .await?;
-                continue;
-            }
-            match self.insert_with_retry(&group, None, cancel).await? {
-                Ok(()) => {}
-                Err(WriteError::Rejected { .. }) => {
-                    for block in group {
-                        self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
-                            .await?;
-                    }
+        loop {
+            while running.len() < CONCURRENT_INSERTS {
+                match waiting.next() {
+                    Some(group) => running.push(self.write_table(group, cancel)),
+                    None => break,
                 }
-                Err(other) => return Err(SinkError::Fatal(other)),
+            }
+            match running.next().await {
+                Some(result) => rejected.extend(result?),
+                None => break,
             }
         }
         Ok(Written {
             receipt: WriteReceipt::acknowledged(),
             rejected,
         })
+    }
+
+    /// Writes the blocks of one table; returns the rows the server refused.
+    async fn write_table(
+        &self,
+        group: Vec<&Block>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<RejectedRow>, SinkError> {
+        let mut rejected = Vec::new();
+        if let [block] = group.as_slice() {
+            self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
+                .await?;
+            return Ok(rejected);
+        }
+        match self.insert_with_retry(&group, None, cancel).await? {
+            Ok(()) => {}
+            Err(WriteError::Rejected { .. }) => {
+                for block in group {
+                    self.write_rows(block, 0..block.rows.len(), cancel, &mut rejected)
+                        .await?;
+                }
+            }
+            Err(other) => return Err(SinkError::Fatal(other)),
+        }
+        Ok(rejected)
     }
 
     /// Writes rows `range` of `block`, bisecting on rejection.
