@@ -7,20 +7,74 @@
 --   {to_ms:Int64}     window end, Unix milliseconds UTC (exclusive)
 --   {limit:UInt64}    maximum rows
 --
+-- Reads the daily rollup token_use_actors_daily for the UTC days that lie wholly inside the
+-- window and token_use (without FINAL, uniqExact(record_key)) for the rest of the window;
+-- see schemas/README.md, "Reading the rollups".
+--
 -- Example:
 --   tokentrail query actor-kinds --since 30d --format csv
 SELECT
     actor_kind,
     uniqExact(actor_id) AS actors,
-    count() AS uses
-FROM token_use_dedup
-WHERE event_time_ms >= {from_ms:Int64}
-  AND event_time_ms < {to_ms:Int64}
-  AND ({project:String} = ''
-       OR source_project_path = {project:String}
-       OR target_project_path = {project:String}
-       OR toString(ifNull(source_project_id, 0)) = {project:String}
-       OR toString(ifNull(target_project_id, 0)) = {project:String})
+    toUInt64(sum(n)) AS uses
+FROM
+(
+    -- Rollup rows of whole days: each row's own use count.
+    SELECT
+        toString(actor_kind) AS actor_kind,
+        actor_id,
+        toInt64(finalizeAggregation(uses)) AS n
+    FROM token_use_actors_daily
+    WHERE day_ms > 0
+      AND day_ms >= {from_ms:Int64}
+      AND day_ms + 86400000 <= {to_ms:Int64}
+      AND ({project:String} = ''
+           OR source_project_path = {project:String}
+           OR target_project_path = {project:String}
+           OR toString(source_id) = {project:String}
+           OR toString(target_id) = {project:String})
+    UNION ALL
+    -- A key with rows in several parts not merged yet: what a replayed use counted twice
+    -- above (the merged count minus the sum of the rows' counts; 0 without duplicates).
+    SELECT
+        toString(actor_kind) AS actor_kind,
+        actor_id,
+        toInt64(uniqExactMerge(uses)) - toInt64(sum(finalizeAggregation(uses))) AS n
+    FROM token_use_actors_daily
+    PREWHERE key_hash IN (SELECT key_hash FROM token_use_actors_daily
+                          WHERE day_ms > 0 AND day_ms >= {from_ms:Int64} AND day_ms + 86400000 <= {to_ms:Int64}
+                          GROUP BY key_hash HAVING count() > 1)
+    WHERE day_ms > 0
+      AND day_ms >= {from_ms:Int64}
+      AND day_ms + 86400000 <= {to_ms:Int64}
+      AND ({project:String} = ''
+           OR source_project_path = {project:String}
+           OR target_project_path = {project:String}
+           OR toString(source_id) = {project:String}
+           OR toString(target_id) = {project:String})
+    GROUP BY actor_kind, actor_id, day_ms, target_project_path, source_project_path, target_id, source_id
+    UNION ALL
+    -- The rest of the window (its first and last partial day) from token_use.
+    SELECT
+        toString(actor_kind) AS actor_kind,
+        actor_id,
+        toInt64(uniqExact(record_key)) AS n
+    FROM token_use
+    PREWHERE event_time_ms >= {from_ms:Int64}
+         AND event_time_ms < {to_ms:Int64}
+         AND NOT (intDiv(event_time_ms, 86400000) * 86400000 > 0
+                  AND intDiv(event_time_ms, 86400000) * 86400000 >= {from_ms:Int64}
+                  AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64})
+    WHERE (event_time < toDateTime(greatest(least(intDiv({from_ms:Int64}, 1000) + 86401, 4294967295), 0))
+           OR event_time >= toDateTime(greatest(least(intDiv({to_ms:Int64}, 1000) - 86401, 4294967295), 0))
+           OR event_time < toDateTime(86401))
+      AND ({project:String} = ''
+           OR source_project_path = {project:String}
+           OR target_project_path = {project:String}
+           OR toString(ifNull(source_project_id, 0)) = {project:String}
+           OR toString(ifNull(target_project_id, 0)) = {project:String})
+    GROUP BY actor_kind, actor_id
+)
 GROUP BY actor_kind
 ORDER BY actor_kind
 LIMIT {limit:UInt64}

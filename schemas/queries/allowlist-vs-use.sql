@@ -10,7 +10,12 @@
 --   'used, no allowlist history' a consumer of a project with no allowlist events (yet)
 --   'used, NOT allowlisted'      a consumer that was not on the allowlist at its last use
 -- "at its last use" is the correlator's allowlisted flag, computed from the allowlist history
--- at the time of the use.
+-- at the time of the use (ties at the same millisecond broken by record_key).
+--
+-- The uses are read from the daily rollup token_use_pairs_daily for the UTC days that lie
+-- wholly inside the window and from token_use (without FINAL, uniqExact(record_key)) for
+-- the rest of the window; see schemas/README.md, "Reading the rollups". A protected
+-- project's numeric id is the greatest id seen for its path.
 --
 -- Parameters:
 --   {project:String}  protected project path or numeric id; '' = all
@@ -49,19 +54,72 @@ FROM
     WHERE present = 1
     UNION ALL
     SELECT
-        target_project_path AS protected_project,
-        toString(ifNull(any(target_project_id), 0)) AS protected_id,
+        target AS protected_project,
+        toString(max(target_id)) AS protected_id,
         'Project' AS member_type,
-        source_project_path AS member_path,
+        source AS member_path,
         toUInt8(0) AS is_listed,
-        toUInt8(argMax(ifNull(allowlisted, 2), (event_time_ms, record_key))) AS is_covered,
-        count() AS n_uses,
-        max(event_time_ms) AS n_last_ms
-    FROM token_use_dedup
-    WHERE same_project = 0
-      AND event_time_ms >= {from_ms:Int64}
-      AND event_time_ms < {to_ms:Int64}
-    GROUP BY target_project_path, source_project_path
+        toUInt8(substring(max(last_allowlisted), length(max(last_allowlisted)), 1)) AS is_covered,
+        toUInt64(sum(n)) AS n_uses,
+        max(last_ms) AS n_last_ms
+    FROM
+    (
+        -- Rollup rows of whole days: each row's own use count.
+        SELECT
+            target_project_path AS target,
+            source_project_path AS source,
+            target_id,
+            toInt64(finalizeAggregation(uses)) AS n,
+            finalizeAggregation(last_ms) AS last_ms,
+            finalizeAggregation(last_allowlisted) AS last_allowlisted
+        FROM token_use_pairs_daily
+        WHERE same_project = 0
+          AND day_ms > 0
+          AND day_ms >= {from_ms:Int64}
+          AND day_ms + 86400000 <= {to_ms:Int64}
+        UNION ALL
+        -- A key with rows in several parts not merged yet: what a replayed use counted
+        -- twice above (the merged count minus the sum of the rows' counts).
+        SELECT
+            target_project_path AS target,
+            source_project_path AS source,
+            target_id,
+            toInt64(uniqExactMerge(uses)) - toInt64(sum(finalizeAggregation(uses))) AS n,
+            toInt64(0) AS last_ms,
+            '' AS last_allowlisted
+        FROM token_use_pairs_daily
+        PREWHERE key_hash IN (SELECT key_hash FROM token_use_pairs_daily
+                              WHERE same_project = 0 AND day_ms > 0 AND day_ms >= {from_ms:Int64}
+                                AND day_ms + 86400000 <= {to_ms:Int64}
+                              GROUP BY key_hash HAVING count() > 1)
+        WHERE same_project = 0
+          AND day_ms > 0
+          AND day_ms >= {from_ms:Int64}
+          AND day_ms + 86400000 <= {to_ms:Int64}
+        GROUP BY target_project_path, source_project_path, day_ms, action, target_id, source_id, same_project
+        UNION ALL
+        -- The rest of the window (its first and last partial day) from token_use.
+        SELECT
+            target_project_path AS target,
+            source_project_path AS source,
+            max(ifNull(target_project_id, 0)) AS target_id,
+            toInt64(uniqExact(record_key)) AS n,
+            max(event_time_ms) AS last_ms,
+            max(concat(hex(reverse(toFixedString(reinterpretAsString(bitXor(toUInt64(event_time_ms), toUInt64(9223372036854775808))), 8))),
+                       record_key, '\0', toString(ifNull(allowlisted, 2)))) AS last_allowlisted
+        FROM token_use
+        PREWHERE event_time_ms >= {from_ms:Int64}
+             AND event_time_ms < {to_ms:Int64}
+             AND NOT (intDiv(event_time_ms, 86400000) * 86400000 > 0
+                      AND intDiv(event_time_ms, 86400000) * 86400000 >= {from_ms:Int64}
+                      AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64})
+        WHERE same_project = 0
+          AND (event_time < toDateTime(greatest(least(intDiv({from_ms:Int64}, 1000) + 86401, 4294967295), 0))
+               OR event_time >= toDateTime(greatest(least(intDiv({to_ms:Int64}, 1000) - 86401, 4294967295), 0))
+               OR event_time < toDateTime(86401))
+        GROUP BY target_project_path, source_project_path
+    )
+    GROUP BY target, source
 ) AS members
 ANY LEFT JOIN
 (

@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "alerts",
         include_str!("../../schemas/clickhouse/0007_alerts.sql"),
     ),
+    (
+        8,
+        "token_use_rollup",
+        include_str!("../../schemas/clickhouse/0008_token_use_rollup.sql"),
+    ),
 ];
 
 /// The migrations bookkeeping table.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use tokentrail::model::{AuditMeaning, Event, SourceKind, TokenUse};
-use tokentrail::query::params::QueryParams;
+use tokentrail::query::params::{FAR_FUTURE_MS, QueryParams};
 use tokentrail::query::recommend::{self, RecommendOptions};
 use tokentrail::query::render::ResultSet;
 use tokentrail::query::{self, Binding, QUERIES, RECOMMENDED_ALLOWLIST};
@@ -132,6 +132,12 @@ async fn load_18_16(svc: &Services, data: &Dataset) -> clickhouse::Client {
 
 /// A chdb data directory with the modern DDL and the same RowBinary loaded.
 fn load_chdb(svc: &Services, data: &Dataset, dir: &Path) -> PathBuf {
+    load_chdb_batches(svc, &data.rows, dir)
+}
+
+/// A chdb data directory with the modern DDL, each batch loaded by its own INSERT (so a
+/// later batch lands in its own, unmerged part).
+fn load_chdb_batches(svc: &Services, batches: &[(Table, Vec<u8>)], dir: &Path) -> PathBuf {
     let db_path = dir.join("chdb");
     let opts = RenderOptions {
         database: "tt".into(),
@@ -147,8 +153,8 @@ fn load_chdb(svc: &Services, data: &Dataset, dir: &Path) -> PathBuf {
         }
     }
     args.extend(["-q".into(), sql]);
-    for (table, bytes) in &data.rows {
-        let file = dir.join(format!("{}.bin", table.name()));
+    for (i, (table, bytes)) in batches.iter().enumerate() {
+        let file = dir.join(format!("{}-{i}.bin", table.name()));
         std::fs::write(&file, bytes).unwrap();
         let structure = chdb(
             svc,
@@ -674,4 +680,199 @@ async fn filters_limits_and_consolidation_agree_with_the_ground_truth() {
         got.rows.iter().any(|r| r[1] == "Group"),
         "a group entry was recommended"
     );
+}
+
+/// The five queries that read the daily rollups (0008) for whole days and token_use for
+/// the rest of the window.
+const ROLLUP_QUERIES: [&str; 5] = [
+    "latest-use",
+    "actors",
+    "actor-kinds",
+    "actions-over-time",
+    "allowlist-vs-use",
+];
+
+/// The query as it was before the rollups: every use through token_use_dedup (FINAL).
+fn raw_file(name: &str) -> String {
+    format!("tests/integration/raw_queries/{name}.sql")
+}
+
+fn raw_sql(name: &str) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(repo.join(raw_file(name))).unwrap()
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The rollup path and the raw path give the same rows, on 18.16 and on chdb, for windows
+/// that start and end inside a day (whole days from the rollup, the edges from token_use),
+/// with replayed copies of records both in the same insert and in later inserts (separate
+/// unmerged parts, in token_use and in the rollups).
+#[tokio::test]
+async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplicates() {
+    let svc = services();
+    let data = dataset();
+    // The small simulation spans hours; four copies 30 h apart span five UTC days.
+    let template = &data.truth.token_uses;
+    let mut uses: Vec<(TokenUse, String)> = Vec::new();
+    for round in 0..4i64 {
+        for (i, u) in template.iter().enumerate() {
+            let mut u = u.clone();
+            u.event_time_ms += round * 30 * 3_600_000;
+            u.job_id = u.job_id.map(|j| j + round * 1_000_000);
+            u.pipeline_id = u.pipeline_id.map(|p| p + round * 1_000_000);
+            uses.push((u, format!("tu-{round}-{i:06}")));
+        }
+    }
+    let (mut first, mut replay_1, mut replay_2) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (u, key)) in uses.iter().enumerate() {
+        tables::encode_token_use(u, key, 1, &mut first);
+        if i % 7 == 0 {
+            tables::encode_token_use(u, key, 2, &mut first);
+        }
+        if i % 5 == 0 {
+            tables::encode_token_use(u, key, 3, &mut replay_1);
+        }
+        if i % 3 == 0 {
+            tables::encode_token_use(u, key, 4, &mut replay_2);
+        }
+    }
+    let mut batches: Vec<(Table, Vec<u8>)> = data
+        .rows
+        .iter()
+        .filter(|(t, _)| *t != Table::TokenUse)
+        .cloned()
+        .collect();
+    batches.push((Table::TokenUse, first));
+    batches.push((Table::TokenUse, replay_1));
+    batches.push((Table::TokenUse, replay_2));
+
+    let db = unique("it_rollup");
+    let client = clickhouse(&svc.clickhouse_url, &db);
+    migrate::migrate(&client, &db, 0, None).await.unwrap();
+    for (table, bytes) in &batches {
+        let mut insert = client.insert_formatted_with(table.insert_sql(&db));
+        insert.send(bytes.clone().into()).await.unwrap();
+        insert.end().await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = load_chdb_batches(&svc, &batches, dir.path());
+
+    let count = |sql: String| {
+        let client = client.clone();
+        async move { client.query(&sql).fetch_one::<u64>().await.unwrap() }
+    };
+    // The replays are visible as duplicates, and they left rollup keys with rows in
+    // several parts (the case the queries must merge).
+    assert!(
+        count("SELECT toUInt64(count() - uniqExact(record_key)) FROM token_use".into()).await > 0,
+        "duplicates in token_use"
+    );
+    for table in ["token_use_pairs_daily", "token_use_actors_daily"] {
+        let multi = count(format!(
+            "SELECT count() FROM (SELECT key_hash FROM {table} GROUP BY key_hash HAVING count() > 1)"
+        ))
+        .await;
+        assert!(multi > 0, "{table}: keys with rows in several parts");
+    }
+
+    let times: Vec<i64> = uses.iter().map(|(u, _)| u.event_time_ms).collect();
+    let (lo, hi) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+    let day0 = lo.div_euclid(DAY_MS) * DAY_MS;
+    let windows = [
+        // Partial first and last day, whole days between.
+        (lo + 1, hi),
+        // One whole day between two partial ones.
+        (
+            day0 + DAY_MS + 5 * 3_600_000,
+            day0 + 3 * DAY_MS + 2 * 3_600_000 + 7,
+        ),
+        // Whole days only, and everything.
+        (day0 + DAY_MS, day0 + 3 * DAY_MS),
+        (0, FAR_FUTURE_MS),
+    ];
+    for &(from, to) in &windows[..2] {
+        let whole = count(format!(
+            "SELECT count() FROM token_use_pairs_daily WHERE day_ms >= {from} AND day_ms + {DAY_MS} <= {to}"
+        ))
+        .await;
+        let edge = count(format!(
+            "SELECT count() FROM token_use WHERE event_time_ms >= {from} AND event_time_ms < {to} \
+             AND NOT (intDiv(event_time_ms, {DAY_MS}) * {DAY_MS} >= {from} \
+                      AND intDiv(event_time_ms, {DAY_MS}) * {DAY_MS} + {DAY_MS} <= {to})"
+        ))
+        .await;
+        assert!(
+            whole > 0 && edge > 0,
+            "window {from}..{to}: {whole} rollup rows, {edge} edge rows"
+        );
+    }
+
+    let busy = &uses
+        .iter()
+        .find(|(u, _)| !u.same_project && u.target_project_id.is_some())
+        .unwrap()
+        .0;
+    let projects = [
+        String::new(),
+        busy.target_project_path.clone(),
+        busy.target_project_id.unwrap().to_string(),
+    ];
+    let mut compared = 0;
+    for name in ROLLUP_QUERIES {
+        let rollup_sql = query::find(name).unwrap().files[0].1;
+        let buckets: &[i64] = if name == "actions-over-time" {
+            &[DAY_MS, 3_600_000, 2 * DAY_MS]
+        } else {
+            &[DAY_MS]
+        };
+        for &(from, to) in &windows {
+            for project in &projects {
+                for &bucket in buckets {
+                    let mut p = QueryParams::new(hi);
+                    p.project = project.clone();
+                    p.from_ms = from;
+                    p.to_ms = to;
+                    p.bucket_ms = bucket;
+                    p.limit = 1_000_000;
+                    let what = format!("{name} {from}..{to} project={project:?} bucket={bucket}");
+                    let values = p.values();
+                    let rollup =
+                        query::execute_sql(&client, Binding::ClientSide, rollup_sql, &values)
+                            .await
+                            .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let raw =
+                        query::execute_sql(&client, Binding::ClientSide, &raw_sql(name), &values)
+                            .await
+                            .unwrap_or_else(|e| panic!("{what} (raw): {e}"));
+                    assert_eq!(rollup.columns, raw.columns, "{what}");
+                    assert_eq!(
+                        rollup.text_rows(),
+                        raw.text_rows(),
+                        "{what}: rollup vs raw on 18.16"
+                    );
+                    if project.is_empty() {
+                        assert!(!rollup.rows.is_empty(), "{what}: no rows");
+                    }
+                    if project.is_empty() || bucket == DAY_MS && from == windows[0].0 {
+                        let file = query::find(name).unwrap().files[0].0;
+                        let modern = chdb_sql(&svc, &db_path, file, &p);
+                        let modern_raw = chdb_sql(&svc, &db_path, &raw_file(name), &p);
+                        assert_eq!(
+                            modern.text_rows(),
+                            modern_raw.text_rows(),
+                            "{what}: rollup vs raw on chdb"
+                        );
+                        assert_eq!(
+                            rollup.text_rows(),
+                            modern.text_rows(),
+                            "{what}: 18.16 vs chdb"
+                        );
+                    }
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 60, "{compared}");
 }
