@@ -257,6 +257,11 @@ impl Correlator {
         records
     }
 
+    /// Auth and resource events held, waiting for their window to close.
+    pub fn pending(&self) -> usize {
+        self.join.pending_auths() + self.join.pending_resources()
+    }
+
     pub fn stats(&self) -> CorrelatorStats {
         let j = self.join.counters();
         let c = self.counters;

@@ -55,6 +55,9 @@ pub struct CorrelationStage {
     unwritten: HashMap<TopicPartition, BTreeMap<i64, u32>>,
     last_event: Instant,
     flushed_everything: bool,
+    max_pending: usize,
+    /// Set while partitions ahead of the slowest are held back (see `partitions_ahead`).
+    aligning: bool,
 }
 
 impl CorrelationStage {
@@ -76,7 +79,48 @@ impl CorrelationStage {
             unwritten: HashMap::new(),
             last_event: Instant::now(),
             flushed_everything: false,
+            max_pending: settings.max_pending,
+            aligning: false,
         }
+    }
+
+    /// Audit partitions the consumer should pause so the slowest one catches up.
+    ///
+    /// The watermark follows the slowest active partition, so while catching up a backlog a
+    /// partition that librdkafka happens to serve faster piles its events up in the
+    /// correlator. Past `max_pending` they would be evicted and decided early, turning
+    /// matches into `auth_only` records. So once half of `max_pending` is held, every
+    /// partition whose newest event is more than `lateness_ms` ahead of the slowest active
+    /// one is paused, until the held events drop below a quarter of `max_pending`.
+    pub fn partitions_ahead(&mut self) -> Vec<TopicPartition> {
+        let held = self.correlator.pending();
+        if held > self.max_pending / 2 {
+            self.aligning = true;
+        } else if held < self.max_pending / 4 {
+            self.aligning = false;
+        }
+        if !self.aligning {
+            return Vec::new();
+        }
+        // The reference is the slowest partition still delivering; a paused one goes quiet
+        // but stays paused while it is ahead of that reference.
+        let Some(slowest) = self
+            .clocks
+            .values()
+            .filter(|c| c.last_seen.elapsed() < self.idle_flush)
+            .filter_map(|c| c.max_event_ms)
+            .min()
+        else {
+            return Vec::new();
+        };
+        self.clocks
+            .iter()
+            .filter(|(_, c)| {
+                c.max_event_ms
+                    .is_some_and(|t| t > slowest + self.lateness_ms)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     pub fn correlator_mut(&mut self) -> &mut Correlator {
@@ -390,5 +434,28 @@ mod tests {
         assert_ne!(keys[0], keys[1]);
         assert_eq!(keys[0], record_key(&records[0].clone()));
         assert_eq!(keys[0].len(), 32);
+    }
+
+    #[test]
+    fn partitions_ahead_of_the_slowest_are_held_back_while_events_pile_up() {
+        let mut stage = CorrelationStage::new(&CorrelateSettings {
+            max_pending: 16,
+            ..settings()
+        });
+        let p0: TopicPartition = (Arc::from("a"), 0);
+        let p1: TopicPartition = (Arc::from("a"), 1);
+        stage.on_events(&p1, 0, &[auth(100, 1)]);
+        assert!(stage.partitions_ahead().is_empty(), "little is held");
+        for (i, t) in (10_000..10_009).enumerate() {
+            stage.on_events(&p0, i as i64, &[auth(t, 10 + i as i64)]);
+        }
+        // 10 held > 16 / 2: p0 is 9.9 s ahead of p1, which holds the watermark back.
+        assert_eq!(stage.partitions_ahead(), vec![p0.clone()]);
+        // p1 catches up: the watermark passes p0's events, they are decided, and with
+        // fewer than 16 / 4 held the pause ends.
+        stage.on_events(&p1, 1, &[auth(20_000, 2)]);
+        stage.on_events(&p0, 9, &[auth(20_000, 3)]);
+        assert!(stage.correlator().pending() < 4);
+        assert!(stage.partitions_ahead().is_empty());
     }
 }

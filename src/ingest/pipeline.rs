@@ -31,6 +31,7 @@ use std::time::Duration;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Headers;
+use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +56,10 @@ use crate::store::schema::Dialect;
 use crate::store::sink::{self, ClickHouseSink, RejectedRow, SinkError, WriteError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
+
+/// How often (in messages) the loop re-checks partition alignment while messages keep
+/// arriving (the periodic tick does not fire then).
+const ALIGN_EVERY_MESSAGES: u64 = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -209,6 +214,7 @@ pub async fn run(
         last_position: None,
         in_flight: 0,
         paused: false,
+        held_back: Vec::new(),
         summary: RunSummary::default(),
         done_rx,
     };
@@ -280,6 +286,8 @@ struct Loop<'a> {
     last_position: Option<(TopicPartition, i64)>,
     in_flight: usize,
     paused: bool,
+    /// Audit partitions paused because they ran ahead of the slowest (watermark alignment).
+    held_back: Vec<TopicPartition>,
     summary: RunSummary,
     done_rx: mpsc::Receiver<Result<Done, IngestError>>,
 }
@@ -314,8 +322,12 @@ impl Loop<'_> {
                     let msg = msg?;
                     self.on_message(&msg).await?;
                     self.dispatch_alerts().await;
+                    if self.summary.messages % ALIGN_EVERY_MESSAGES == 0 {
+                        self.align_partitions()?;
+                    }
                 }
                 _ = tick.tick() => {
+                    self.align_partitions()?;
                     let records = self.work.stage.on_idle();
                     self.push_records_at_last_position(records);
                     self.dispatch_alerts().await;
@@ -361,10 +373,42 @@ impl Loop<'_> {
         if pause {
             self.consumer.pause(&assignment)?;
         } else {
-            self.consumer.resume(&assignment)?;
+            // Partitions held back for alignment stay paused.
+            let mut resume = TopicPartitionList::new();
+            for e in assignment.elements() {
+                let tp: TopicPartition = (Arc::from(e.topic()), e.partition());
+                if !self.held_back.contains(&tp) {
+                    resume.add_partition(e.topic(), e.partition());
+                }
+            }
+            self.consumer.resume(&resume)?;
         }
         self.paused = pause;
         self.metrics.paused.set(pause as i64);
+        Ok(())
+    }
+
+    /// Pauses the audit partitions that ran ahead of the slowest while the correlator's
+    /// held events pile up, and resumes them once it has caught up
+    /// (`CorrelationStage::partitions_ahead`). Without it, a large backlog consumed unevenly
+    /// overflows `correlate.max_pending` and matches are decided early as `auth_only`.
+    fn align_partitions(&mut self) -> Result<(), IngestError> {
+        let want = self.work.stage.partitions_ahead();
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for tp in want.iter().filter(|tp| !self.held_back.contains(tp)) {
+            pause.add_partition(&tp.0, tp.1);
+        }
+        for tp in self.held_back.iter().filter(|tp| !want.contains(tp)) {
+            resume.add_partition(&tp.0, tp.1);
+        }
+        if pause.count() > 0 {
+            tracing::info!(partitions = ?want, "pausing audit partitions ahead of the slowest");
+            self.consumer.pause(&pause)?;
+        }
+        if resume.count() > 0 && !self.paused {
+            self.consumer.resume(&resume)?;
+        }
+        self.held_back = want;
         Ok(())
     }
 
@@ -382,6 +426,7 @@ impl Loop<'_> {
                 self.work.stage.assign(tp);
             }
         }
+        self.held_back.retain(|tp| !revoked.contains(tp));
         for tp in &revoked {
             // Rows of a revoked partition are dropped with their offsets: the new owner
             // re-reads them from the last commit, so nothing is lost.
