@@ -322,7 +322,7 @@ impl Loop<'_> {
                     let msg = msg?;
                     self.on_message(&msg).await?;
                     self.dispatch_alerts().await;
-                    if self.summary.messages % ALIGN_EVERY_MESSAGES == 0 {
+                    if self.summary.messages.is_multiple_of(ALIGN_EVERY_MESSAGES) {
                         self.align_partitions()?;
                     }
                 }
