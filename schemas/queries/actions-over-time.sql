@@ -34,15 +34,15 @@ FROM
         toInt64(finalizeAggregation(uses)) AS n,
         toInt64(finalizeAggregation(jobs)) - toInt64(finalizeAggregation(has_null_job)) AS j
     FROM token_use_pairs_daily
+    PREWHERE {project:String} = ''
+         OR source_project_path = {project:String}
+         OR target_project_path = {project:String}
+         OR toString(source_id) = {project:String}
+         OR toString(target_id) = {project:String}
     WHERE {bucket_ms:Int64} % 86400000 = 0
       AND intDiv(day_ms, {bucket_ms:Int64}) * {bucket_ms:Int64} > 0
       AND intDiv(day_ms, {bucket_ms:Int64}) * {bucket_ms:Int64} >= {from_ms:Int64}
       AND intDiv(day_ms, {bucket_ms:Int64}) * {bucket_ms:Int64} + {bucket_ms:Int64} <= {to_ms:Int64}
-      AND ({project:String} = ''
-           OR source_project_path = {project:String}
-           OR target_project_path = {project:String}
-           OR toString(source_id) = {project:String}
-           OR toString(target_id) = {project:String})
     UNION ALL
     -- A (bucket, source, target, action) with several rollup rows (several days, project
     -- ids or unmerged parts): what a use or a job counted more than once above (the merged

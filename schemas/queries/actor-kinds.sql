@@ -25,24 +25,29 @@ FROM
         actor_id,
         toInt64(finalizeAggregation(uses)) AS n
     FROM token_use_actors_daily
+    PREWHERE {project:String} = ''
+         OR source_project_path = {project:String}
+         OR target_project_path = {project:String}
+         OR toString(source_id) = {project:String}
+         OR toString(target_id) = {project:String}
     WHERE day_ms > 0
       AND day_ms >= {from_ms:Int64}
       AND day_ms + 86400000 <= {to_ms:Int64}
-      AND ({project:String} = ''
-           OR source_project_path = {project:String}
-           OR target_project_path = {project:String}
-           OR toString(source_id) = {project:String}
-           OR toString(target_id) = {project:String})
     UNION ALL
     -- A key with rows in several parts not merged yet: what a replayed use counted twice
     -- above (the merged count minus the sum of the rows' counts; 0 without duplicates).
+    -- A part never holds a key twice, so only partitions with more than one active part
+    -- (system.parts) are searched for such keys: once merged, a month costs nothing here.
     SELECT
         toString(actor_kind) AS actor_kind,
         actor_id,
         toInt64(uniqExactMerge(uses)) - toInt64(sum(finalizeAggregation(uses))) AS n
     FROM token_use_actors_daily
     PREWHERE key_hash IN (SELECT key_hash FROM token_use_actors_daily
-                          WHERE day_ms > 0 AND day_ms >= {from_ms:Int64} AND day_ms + 86400000 <= {to_ms:Int64}
+                          WHERE _partition_id IN (SELECT partition_id FROM system.parts
+                                                  WHERE active AND database = currentDatabase() AND table = 'token_use_actors_daily'
+                                                  GROUP BY partition_id HAVING count() > 1)
+                            AND day_ms > 0 AND day_ms >= {from_ms:Int64} AND day_ms + 86400000 <= {to_ms:Int64}
                           GROUP BY key_hash HAVING count() > 1)
     WHERE day_ms > 0
       AND day_ms >= {from_ms:Int64}

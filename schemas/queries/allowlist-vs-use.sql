@@ -80,6 +80,8 @@ FROM
         UNION ALL
         -- A key with rows in several parts not merged yet: what a replayed use counted
         -- twice above (the merged count minus the sum of the rows' counts).
+        -- A part never holds a key twice, so only partitions with more than one active part
+        -- (system.parts) are searched for such keys: once merged, a month costs nothing here.
         SELECT
             target_project_path AS target,
             source_project_path AS source,
@@ -89,7 +91,10 @@ FROM
             '' AS last_allowlisted
         FROM token_use_pairs_daily
         PREWHERE key_hash IN (SELECT key_hash FROM token_use_pairs_daily
-                              WHERE same_project = 0 AND day_ms > 0 AND day_ms >= {from_ms:Int64}
+                              WHERE _partition_id IN (SELECT partition_id FROM system.parts
+                                                      WHERE active AND database = currentDatabase() AND table = 'token_use_pairs_daily'
+                                                      GROUP BY partition_id HAVING count() > 1)
+                                AND same_project = 0 AND day_ms > 0 AND day_ms >= {from_ms:Int64}
                                 AND day_ms + 86400000 <= {to_ms:Int64}
                               GROUP BY key_hash HAVING count() > 1)
         WHERE same_project = 0

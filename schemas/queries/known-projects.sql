@@ -3,17 +3,24 @@
 -- the known projects under it that were NOT observed as consumers: the unobserved projects a
 -- group entry would admit.
 --
--- Reads token_use without FINAL: replayed copies of a record carry the same paths.
+-- Reads the paths from the daily rollup token_use_pairs_daily, which has a row for every
+-- (target, source) pair of every day token_use holds (its view sees every insert, and its
+-- days expire no earlier than token_use's rows), so it names the same paths as token_use
+-- in a few hundred thousand rows instead of every use. Job paths come from jobs without
+-- FINAL: a replayed or updated job row carries a path that was seen either way.
 --
 -- Parameters: none.
+--
+-- Example:
+--   chdb-run -f schemas/queries/known-projects.sql
 SELECT DISTINCT path
 FROM
 (
-    SELECT DISTINCT source_project_path AS path FROM token_use
+    SELECT DISTINCT source_project_path AS path FROM token_use_pairs_daily
     UNION ALL
-    SELECT DISTINCT target_project_path AS path FROM token_use
+    SELECT DISTINCT target_project_path AS path FROM token_use_pairs_daily
     UNION ALL
-    SELECT project_path AS path FROM jobs_latest
+    SELECT DISTINCT project_path AS path FROM jobs
 )
 WHERE path != ''
 ORDER BY path

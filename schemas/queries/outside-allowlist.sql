@@ -3,9 +3,10 @@
 -- the allowlist history; same-project uses never count). Uses whose allowlist state was
 -- unknown (no allowlist history for the target yet) are not included.
 --
--- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
--- again under the same record_key with the same content, so counts are uniqExact(record_key)
--- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
+-- Reads token_use without FINAL: a replayed record is stored again under the same
+-- record_key with the same content, so counts are uniqExact(record_key) and
+-- min/max/uniqExact give the answer token_use_dedup would give. The two flag columns are
+-- the PREWHERE: uses outside the allowlist are rare, so only their rows are read further.
 --
 -- Parameters:
 --   {project:String}  project path or numeric id (matches source or target); '' = all
@@ -25,9 +26,9 @@ SELECT
     toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
     toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
 FROM token_use
-WHERE allowlisted = 0
-  AND same_project = 0
-  AND event_time_ms >= {from_ms:Int64}
+PREWHERE allowlisted = 0
+     AND same_project = 0
+WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
        OR source_project_path = {project:String}

@@ -3,9 +3,9 @@
 -- whose job tokens reached the protected project. tokentrail turns this into a minimal
 -- allowlist per project (see docs/auditor-guide.md, "Recommended minimal allowlist").
 --
--- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
--- again under the same record_key with the same content, so counts are uniqExact(record_key)
--- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
+-- Reads the daily rollup token_use_pairs_daily for the UTC days that lie wholly inside the
+-- window and token_use (without FINAL, uniqExact(record_key)) for the rest of the window;
+-- the two never cover the same use. See schemas/README.md, "Reading the rollups".
 --
 -- Parameters:
 --   {project:String}  protected project path or numeric id; '' = all
@@ -16,16 +16,69 @@
 --   chdb-run --param project= --param from_ms=0 --param to_ms=4102444800000 \
 --     -f schemas/queries/recommended-allowlist-consumers.sql
 SELECT
-    target_project_path AS project,
-    source_project_path AS consumer,
-    uniqExact(record_key) AS uses
-FROM token_use
-WHERE same_project = 0
-  AND event_time_ms >= {from_ms:Int64}
-  AND event_time_ms < {to_ms:Int64}
-  AND ({project:String} = ''
-       OR target_project_path = {project:String}
-       OR (toString(toInt64OrZero({project:String})) = {project:String}
-           AND ifNull(target_project_id, 0) = toInt64OrZero({project:String})))
-GROUP BY target_project_path, source_project_path
+    target AS project,
+    source AS consumer,
+    toUInt64(sum(n)) AS uses
+FROM
+(
+    -- Rollup rows of whole days: each row's own use count.
+    SELECT
+        target_project_path AS target,
+        source_project_path AS source,
+        toInt64(finalizeAggregation(uses)) AS n
+    FROM token_use_pairs_daily
+    PREWHERE {project:String} = ''
+         OR target_project_path = {project:String}
+         OR (toString(toInt64OrZero({project:String})) = {project:String}
+             AND target_id = toInt64OrZero({project:String}))
+    WHERE same_project = 0
+      AND day_ms > 0
+      AND day_ms >= {from_ms:Int64}
+      AND day_ms + 86400000 <= {to_ms:Int64}
+    UNION ALL
+    -- A key with rows in several parts not merged yet: what a replayed use counted twice
+    -- above (the merged count minus the sum of the rows' counts; 0 without duplicates).
+    -- A part never holds a key twice, so only partitions with more than one active part
+    -- (system.parts) are searched for such keys: once merged, a month costs nothing here.
+    SELECT
+        target_project_path AS target,
+        source_project_path AS source,
+        toInt64(uniqExactMerge(uses)) - toInt64(sum(finalizeAggregation(uses))) AS n
+    FROM token_use_pairs_daily
+    PREWHERE key_hash IN (SELECT key_hash FROM token_use_pairs_daily
+                          WHERE same_project = 0 AND day_ms > 0 AND day_ms >= {from_ms:Int64}
+                            AND day_ms + 86400000 <= {to_ms:Int64}
+                          GROUP BY key_hash HAVING count() > 1)
+    WHERE same_project = 0
+      AND day_ms > 0
+      AND day_ms >= {from_ms:Int64}
+      AND day_ms + 86400000 <= {to_ms:Int64}
+      AND ({project:String} = ''
+           OR target_project_path = {project:String}
+           OR (toString(toInt64OrZero({project:String})) = {project:String}
+               AND target_id = toInt64OrZero({project:String})))
+    GROUP BY target_project_path, source_project_path, day_ms, action, target_id, source_id, same_project
+    UNION ALL
+    -- The rest of the window (its first and last partial day) from token_use.
+    SELECT
+        target_project_path AS target,
+        source_project_path AS source,
+        toInt64(uniqExact(record_key)) AS n
+    FROM token_use
+    PREWHERE event_time_ms >= {from_ms:Int64}
+         AND event_time_ms < {to_ms:Int64}
+         AND NOT (intDiv(event_time_ms, 86400000) * 86400000 > 0
+                  AND intDiv(event_time_ms, 86400000) * 86400000 >= {from_ms:Int64}
+                  AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64})
+    WHERE same_project = 0
+      AND (event_time < toDateTime(greatest(least(intDiv({from_ms:Int64}, 1000) + 86401, 4294967295), 0))
+           OR event_time >= toDateTime(greatest(least(intDiv({to_ms:Int64}, 1000) - 86401, 4294967295), 0))
+           OR event_time < toDateTime(86401))
+      AND ({project:String} = ''
+           OR target_project_path = {project:String}
+           OR (toString(toInt64OrZero({project:String})) = {project:String}
+               AND ifNull(target_project_id, 0) = toInt64OrZero({project:String})))
+    GROUP BY target_project_path, source_project_path
+)
+GROUP BY target, source
 ORDER BY project, consumer

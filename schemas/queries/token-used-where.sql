@@ -1,9 +1,20 @@
 -- token-used-where: where a given job's, pipeline's or project's job token was used:
 -- every (source -> target, action) it reached, with counts and first/last use.
 --
--- Reads token_use without FINAL, which is what makes it fast: a replayed record is stored
--- again under the same record_key with the same content, so counts are uniqExact(record_key)
--- and max/min/argMax/uniqExact/any give the answer token_use_dedup would give.
+-- Give at least one of job_id, pipeline_id or project: `tokentrail query token-used-where`
+-- refuses to run without one (the whole history is what latest-use and actions-over-time
+-- answer, from the rollups). Without any, this SQL scans every use.
+--
+-- Reads token_use without FINAL: a replayed record is stored again under the same
+-- record_key with the same content, so counts are uniqExact(record_key) and
+-- min/max/uniqExact give the answer token_use_dedup would give. How it stays fast:
+--   * the job and pipeline filters are the PREWHERE, so only the rows of that job or
+--     pipeline are read beyond those two columns;
+--   * a project is found through the daily rollup token_use_pairs_daily: the
+--     (target, source) pairs it has ever been the source of, which is a prefix of
+--     token_use's sorting key, so only those pairs' granules are read. The rollup has a
+--     row for every pair of every day token_use holds (its view sees every insert, and its
+--     days expire no earlier than token_use's rows); with project '' the set is every pair.
 --
 -- Parameters:
 --   {job_id:Int64}       the job (CI_JOB_ID) whose token was used; 0 = any job
@@ -25,10 +36,17 @@ SELECT
     toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
     toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
 FROM token_use
-WHERE event_time_ms >= {from_ms:Int64}
+PREWHERE ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
+     AND ({pipeline_id:Int64} = 0 OR ifNull(pipeline_id, 0) = {pipeline_id:Int64})
+WHERE (target_project_path, source_project_path) IN
+      (SELECT DISTINCT target_project_path, source_project_path
+       FROM token_use_pairs_daily
+       WHERE {project:String} = ''
+          OR source_project_path = {project:String}
+          OR (toString(toInt64OrZero({project:String})) = {project:String}
+              AND source_id = toInt64OrZero({project:String})))
+  AND event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
-  AND ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
-  AND ({pipeline_id:Int64} = 0 OR ifNull(pipeline_id, 0) = {pipeline_id:Int64})
   AND ({project:String} = ''
        OR source_project_path = {project:String}
        OR (toString(toInt64OrZero({project:String})) = {project:String}

@@ -2,8 +2,11 @@
 -- in the last N days before {now_ms}. A project entry is used when that project's job token
 -- reached the protected project; a group entry when any project under the group did.
 --
--- Reads token_use without FINAL: only max(event_time_ms) per pair is used, which replayed
--- copies of a record (same record_key, same content) cannot change.
+-- Only the last use per (protected project, source) pair is needed, which replayed copies
+-- of a record cannot change. It is the greatest last_ms of the daily rollup
+-- token_use_pairs_daily over the days that ended before now, and of token_use for today up
+-- to now (the two cover every use before now exactly once). Only protected projects'
+-- pairs are read: they are a prefix of both tables' sorting keys.
 --
 -- Parameters:
 --   {project:String}     protected project path or numeric id; '' = all
@@ -43,12 +46,34 @@ FROM
     ALL LEFT JOIN
     (
         SELECT
-            target_project_path AS protected_project_path,
-            source_project_path AS used_from,
-            max(event_time_ms) AS used_last_ms
-        FROM token_use
-        WHERE event_time_ms < {now_ms:Int64}
-        GROUP BY target_project_path, source_project_path
+            target AS protected_project_path,
+            source AS used_from,
+            max(last_ms) AS used_last_ms
+        FROM
+        (
+            -- Days that ended before now, from the daily rollup.
+            SELECT
+                target_project_path AS target,
+                source_project_path AS source,
+                finalizeAggregation(last_ms) AS last_ms
+            FROM token_use_pairs_daily
+            WHERE day_ms + 86400000 <= {now_ms:Int64}
+              AND target_project_path IN (SELECT protected_project_path FROM allowlist_state WHERE present = 1)
+            UNION ALL
+            -- Today, up to now, from token_use.
+            SELECT
+                target_project_path AS target,
+                source_project_path AS source,
+                max(event_time_ms) AS last_ms
+            FROM token_use
+            PREWHERE event_time_ms >= intDiv({now_ms:Int64}, 86400000) * 86400000
+                 AND event_time_ms < {now_ms:Int64}
+            -- Implied by the PREWHERE; lets the partition index skip every other month.
+            WHERE event_time >= toDateTime(greatest(least(intDiv({now_ms:Int64}, 86400000) * 86400, 4294967295), 0))
+              AND target_project_path IN (SELECT protected_project_path FROM allowlist_state WHERE present = 1)
+            GROUP BY target_project_path, source_project_path
+        )
+        GROUP BY target, source
     ) AS uses USING protected_project_path
     GROUP BY protected_project_path, member_type, member_path, changed_at_ms, changed_by
 )
