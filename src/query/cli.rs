@@ -5,7 +5,7 @@ use anyhow::Context;
 use super::params::{self, QueryParams};
 use super::recommend::RecommendOptions;
 use super::render::Format;
-use super::{Binding, QUERIES};
+use super::{Binding, QUERIES, TOKEN_USED_WHERE};
 use crate::config::Settings;
 use crate::store::sink;
 
@@ -71,6 +71,15 @@ impl From<FormatArg> for Format {
 impl QueryArgs {
     /// The bound parameters, with `now_ms` as "now".
     pub fn to_params(&self, now_ms: i64) -> Result<QueryParams, params::ParamError> {
+        // The question is about a given job, pipeline or project; without one the SQL
+        // would scan every use, which the whole-history queries answer from the rollups.
+        if self.name == TOKEN_USED_WHERE
+            && self.job.is_none()
+            && self.pipeline.is_none()
+            && self.project.is_none()
+        {
+            return Err(params::ParamError::NoSubject);
+        }
         let (from_ms, to_ms) = params::window(
             self.since.as_deref(),
             self.from.as_deref(),
@@ -126,4 +135,48 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<String
     )
     .await?;
     Ok(result.render(args.format.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: QueryArgs,
+    }
+
+    fn params(argv: &[&str]) -> Result<QueryParams, params::ParamError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("query").chain(argv.iter().copied())).unwrap();
+        cli.args.to_params(1_700_000_000_000)
+    }
+
+    #[test]
+    fn token_used_where_needs_a_job_pipeline_or_project() {
+        assert!(matches!(
+            params(&["token-used-where"]),
+            Err(params::ParamError::NoSubject)
+        ));
+        assert_eq!(
+            params(&["token-used-where", "--job", "7"]).unwrap().job_id,
+            7
+        );
+        assert_eq!(
+            params(&["token-used-where", "--pipeline", "8"])
+                .unwrap()
+                .pipeline_id,
+            8
+        );
+        assert_eq!(
+            params(&["token-used-where", "--project", "g/p"])
+                .unwrap()
+                .project,
+            "g/p"
+        );
+        // The other queries run over everything without filters.
+        assert_eq!(params(&["latest-use"]).unwrap().project, "");
+    }
 }

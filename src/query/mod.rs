@@ -40,6 +40,7 @@ macro_rules! sql_file {
 }
 
 pub const RECOMMENDED_ALLOWLIST: &str = "recommended-allowlist";
+pub const TOKEN_USED_WHERE: &str = "token-used-where";
 
 pub const QUERIES: &[NamedQuery] = &[
     NamedQuery {
@@ -48,7 +49,7 @@ pub const QUERIES: &[NamedQuery] = &[
         files: &[sql_file!("latest-use")],
     },
     NamedQuery {
-        name: "token-used-where",
+        name: TOKEN_USED_WHERE,
         question: "Where a given job's, pipeline's or project's token was used (--job, --pipeline, --project)",
         files: &[sql_file!("token-used-where")],
     },

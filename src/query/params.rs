@@ -94,6 +94,11 @@ pub enum ParamError {
     SinceWithRange,
     #[error("the window is empty: --from must be before --to")]
     EmptyWindow,
+    #[error(
+        "token-used-where needs --job, --pipeline or --project (for every source and target, \
+         use latest-use or actions-over-time)"
+    )]
+    NoSubject,
     #[error("placeholder {0:?} has no value")]
     Unbound(String),
     #[error("the SQL contains a literal `?`, which client-side binding would misread")]
