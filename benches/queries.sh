@@ -46,7 +46,8 @@ printf 'loaded %s token_use rows into %s in %.1f s (merged in %.1f s)\n' "$rows"
 # A project with many uses, for the filtered variants.
 PROJECT=$(curl -sS "$URL/" --data-binary \
   "SELECT target_project_path FROM $DB.token_use WHERE target_project_path != '' GROUP BY target_project_path ORDER BY count() DESC LIMIT 1")
-JOB=$(curl -sS "$URL/" --data-binary "SELECT job_id FROM $DB.token_use WHERE same_project = 0 AND job_id IS NOT NULL LIMIT 1")
+read -r JOB PIPELINE SOURCE < <(curl -sS "$URL/" --data-binary \
+  "SELECT job_id, pipeline_id, source_project_path FROM $DB.token_use WHERE same_project = 0 AND job_id IS NOT NULL AND pipeline_id IS NOT NULL ORDER BY record_key LIMIT 1 FORMAT TSV")
 
 median_ms() { # command...
   local times=()
@@ -71,6 +72,8 @@ for q in latest-use actors actor-kinds actions-over-time changes allowlist-vs-us
   run "$q" "$q"
 done
 run "token-used-where --job $JOB" token-used-where --job "$JOB"
+run "token-used-where --pipeline $PIPELINE" token-used-where --pipeline "$PIPELINE"
+run "token-used-where --project $SOURCE" token-used-where --project "$SOURCE"
 run "latest-use --project $PROJECT" latest-use --project "$PROJECT"
 run "actions-over-time --project $PROJECT" actions-over-time --project "$PROJECT"
 run "outside-allowlist --since 7d" outside-allowlist --since 7d

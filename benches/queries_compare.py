@@ -21,11 +21,13 @@ def http(q, params):
     return urllib.request.urlopen(req).read().decode()
 now = int(time.time() * 1000)
 project = http(f"SELECT target_project_path FROM {db}.token_use WHERE target_project_path != '' GROUP BY target_project_path ORDER BY count() DESC LIMIT 1", {}).strip()
-job = http(f"SELECT job_id FROM {db}.token_use WHERE same_project = 0 AND job_id IS NOT NULL LIMIT 1", {}).strip()
+job, pipeline, source = http(f"SELECT job_id, pipeline_id, source_project_path FROM {db}.token_use WHERE same_project = 0 AND job_id IS NOT NULL AND pipeline_id IS NOT NULL ORDER BY record_key LIMIT 1 FORMAT TSV", {}).strip().split("\t")
 base = dict(project="", from_ms="0", to_ms="4102444800000", limit="100", bucket_ms="86400000", job_id="0", pipeline_id="0", now_ms=str(now), unused_days="90")
 cases = [(q, [q], {}) for q in ["latest-use", "actors", "actor-kinds", "actions-over-time", "changes", "allowlist-vs-use", "outside-allowlist", "unused-allowlist-entries"]]
 cases.insert(8, ("recommended-allowlist", ["recommended-allowlist-consumers", "known-projects"], {}))
 cases += [(f"token-used-where --job {job}", ["token-used-where"], dict(job_id=job)),
+          (f"token-used-where --pipeline {pipeline}", ["token-used-where"], dict(pipeline_id=pipeline)),
+          (f"token-used-where --project {source}", ["token-used-where"], dict(project=source)),
           (f"latest-use --project {project}", ["latest-use"], dict(project=project)),
           (f"actions-over-time --project {project}", ["actions-over-time"], dict(project=project)),
           ("outside-allowlist --since 7d", ["outside-allowlist"], dict(from_ms=str(now - 7*86400000), to_ms=str(now)))]
