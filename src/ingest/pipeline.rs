@@ -18,6 +18,12 @@
 //! what still arrives. The commit step is last, and only a `WriteReceipt` leads to it; the
 //! correlation stage may hold it back further for messages whose events it still holds.
 //!
+//! Watermark alignment: the correlator decides events once the slowest audit partition's
+//! watermark passes them, so a partition that runs far ahead would pile events up in it.
+//! While it holds more than half of `correlate.max_pending`, audit partitions ahead of the
+//! slowest by more than the lateness are paused until it holds a quarter
+//! ([`CorrelationStage::partitions_ahead`]).
+//!
 //! Alerting rides along: the rules see every token-use record and every audit event as it is
 //! routed; their alert rows join the same batch, and are handed at once to the alert
 //! dispatcher, which pages (Kafka topic, webhook) without waiting for the batch. The writer
