@@ -18,7 +18,8 @@
 --
 -- Parameters:
 --   {job_id:Int64}       the job (CI_JOB_ID) whose token was used; 0 = any job
---   {pipeline_id:Int64}  the pipeline whose jobs' tokens were used; 0 = any pipeline
+--   {pipeline_id:Int64}  the pipeline whose jobs' tokens were used (token_use.pipeline_id, or
+--                        the job's pipeline in the jobs table); 0 = any pipeline
 --   {project:String}     the SOURCE project (path or numeric id) whose jobs' tokens were used; '' = any
 --   {from_ms:Int64}      window start, Unix milliseconds UTC (inclusive)
 --   {to_ms:Int64}        window end, Unix milliseconds UTC (exclusive)
@@ -37,7 +38,13 @@ SELECT
     toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
 FROM token_use
 PREWHERE ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
-     AND ({pipeline_id:Int64} = 0 OR ifNull(pipeline_id, 0) = {pipeline_id:Int64})
+     AND ({pipeline_id:Int64} = 0
+          OR ifNull(pipeline_id, 0) = {pipeline_id:Int64}
+          -- A record whose job webhook came after it was written has no pipeline id; the
+          -- jobs table has it (a job never changes pipeline, so no FINAL is needed).
+          OR ifNull(job_id, 0) IN (SELECT job_id FROM jobs
+                                   WHERE {pipeline_id:Int64} != 0
+                                     AND ifNull(pipeline_id, 0) = {pipeline_id:Int64}))
 WHERE (target_project_path, source_project_path) IN
       (SELECT DISTINCT target_project_path, source_project_path
        FROM token_use_pairs_daily

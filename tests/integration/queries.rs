@@ -119,10 +119,15 @@ fn params(data: &Dataset) -> QueryParams {
 }
 
 async fn load_18_16(svc: &Services, data: &Dataset) -> clickhouse::Client {
+    load_18_16_batches(svc, &data.rows).await
+}
+
+/// A fresh database with the portable DDL, each batch loaded by its own INSERT.
+async fn load_18_16_batches(svc: &Services, batches: &[(Table, Vec<u8>)]) -> clickhouse::Client {
     let db = unique("it_queries");
     let client = clickhouse(&svc.clickhouse_url, &db);
     migrate::migrate(&client, &db, 0, None).await.unwrap();
-    for (table, bytes) in &data.rows {
+    for (table, bytes) in batches {
         let mut insert = client.insert_formatted_with(table.insert_sql(&db));
         insert.send(bytes.clone().into()).await.unwrap();
         insert.end().await.unwrap();
@@ -412,11 +417,19 @@ fn expected_outside_allowlist(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<S
 }
 
 fn expected_token_used_where(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>> {
+    expected_token_used_where_by(truth, p, |u| u.job_id == Some(p.job_id))
+}
+
+fn expected_token_used_where_by(
+    truth: &GroundTruth,
+    p: &QueryParams,
+    used_by: impl Fn(&TokenUse) -> bool,
+) -> Vec<Vec<String>> {
     let mut groups: BTreeMap<(&str, &str, &str), Vec<&TokenUse>> = BTreeMap::new();
     for u in truth
         .token_uses
         .iter()
-        .filter(|u| in_window(u, p) && u.job_id == Some(p.job_id))
+        .filter(|u| in_window(u, p) && used_by(u))
     {
         groups
             .entry((&u.source_project_path, &u.target_project_path, &u.action))
@@ -680,6 +693,72 @@ async fn filters_limits_and_consolidation_agree_with_the_ground_truth() {
         got.rows.iter().any(|r| r[1] == "Group"),
         "a group entry was recommended"
     );
+}
+
+/// A record written before its job's webhook arrived has no pipeline id in token_use;
+/// `token-used-where --pipeline` still finds it through the jobs table, on both engines.
+#[tokio::test]
+async fn token_used_where_finds_a_pipelines_records_that_lack_its_id_through_jobs() {
+    let svc = services();
+    let data = dataset();
+    let truth = &data.truth;
+    let pipeline = truth
+        .token_uses
+        .iter()
+        .filter(|u| !u.same_project)
+        .find_map(|u| u.pipeline_id)
+        .unwrap();
+    // Every other use of the pipeline loses its pipeline id, as if enriched too late.
+    let mut token_use = Vec::new();
+    let mut stripped = 0;
+    for (i, u) in truth.token_uses.iter().enumerate() {
+        let mut u = u.clone();
+        if u.pipeline_id == Some(pipeline) && i % 2 == 0 {
+            u.pipeline_id = None;
+            stripped += 1;
+        }
+        tables::encode_token_use(&u, &record_key(i), 1, &mut token_use);
+    }
+    assert!(stripped > 0);
+    let mut batches: Vec<(Table, Vec<u8>)> = data
+        .rows
+        .iter()
+        .filter(|(t, _)| *t != Table::TokenUse)
+        .cloned()
+        .collect();
+    batches.push((Table::TokenUse, token_use));
+    let client = load_18_16_batches(&svc, &batches).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = load_chdb_batches(&svc, &batches, dir.path());
+
+    let mut p = params(data);
+    p.pipeline_id = pipeline;
+    let expected = expected_token_used_where_by(truth, &p, |u| u.pipeline_id == Some(pipeline));
+    assert!(!expected.is_empty());
+    let opts = RecommendOptions::default();
+    let got = query::run(&client, Binding::ClientSide, "token-used-where", &p, opts)
+        .await
+        .unwrap();
+    assert_eq!(got.text_rows(), expected, "18.16");
+    assert_eq!(
+        chdb_query(&svc, &db_path, "token-used-where", &p, opts).text_rows(),
+        expected,
+        "chdb"
+    );
+    // token_use alone no longer names the pipeline for the stripped uses.
+    let direct: u64 = client
+        .query(&format!(
+            "SELECT count() FROM token_use WHERE pipeline_id = {pipeline}"
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    let all = truth
+        .token_uses
+        .iter()
+        .filter(|u| u.pipeline_id == Some(pipeline))
+        .count() as u64;
+    assert_eq!(direct, all - stripped);
 }
 
 /// The SQL files rewritten for speed (daily rollups of 0008, PREWHERE, key-prefix sets),

@@ -1,5 +1,6 @@
 -- Reference for tests/integration/queries.rs (rollup_and_raw_paths_agree...): the query as
--- it was before it read the daily rollups or PREWHERE, scanning token_use with WHERE only.
+-- it was before it read the daily rollups or PREWHERE, scanning token_use with WHERE only
+-- (with the same pipeline semantics: token_use.pipeline_id or the job's pipeline in jobs).
 -- token-used-where: where a given job's, pipeline's or project's job token was used:
 -- every (source -> target, action) it reached, with counts and first/last use.
 --
@@ -30,7 +31,11 @@ FROM token_use
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
-  AND ({pipeline_id:Int64} = 0 OR ifNull(pipeline_id, 0) = {pipeline_id:Int64})
+  AND ({pipeline_id:Int64} = 0
+       OR ifNull(pipeline_id, 0) = {pipeline_id:Int64}
+       OR ifNull(job_id, 0) IN (SELECT job_id FROM jobs_latest
+                                WHERE {pipeline_id:Int64} != 0
+                                  AND ifNull(pipeline_id, 0) = {pipeline_id:Int64}))
   AND ({project:String} = ''
        OR source_project_path = {project:String}
        OR (toString(toInt64OrZero({project:String})) = {project:String}
