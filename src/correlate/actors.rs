@@ -16,6 +16,12 @@ use crate::normalize::actor::classify_actor;
 /// More bot users than any GitLab instance has; the oldest learned is forgotten first.
 pub const MAX_KNOWN_BOTS: usize = 100_000;
 
+/// The kind GitLab's naming gives user `user_id` called `username`: a bot or service
+/// account by its `project_<id>_bot…`-style name, else a human.
+pub fn kind_from_username(user_id: i64, username: &str) -> ActorKind {
+    classify_actor(user_id, "", Some(username), None)
+}
+
 #[derive(Debug, Default)]
 pub struct KnownBots {
     kinds: HashMap<i64, ActorKind>,
@@ -29,7 +35,7 @@ impl KnownBots {
         if user_id <= 0 {
             return false;
         }
-        let kind = classify_actor(user_id, "", Some(username), None);
+        let kind = kind_from_username(user_id, username);
         if kind == ActorKind::Human || self.kinds.contains_key(&user_id) {
             return false;
         }

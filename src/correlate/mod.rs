@@ -31,7 +31,6 @@ pub mod join;
 use serde::Serialize;
 
 use crate::model::{ActorKind, AuditEvent, AuditMeaning, JobInfo, TokenUse};
-use crate::normalize::actor::classify_actor;
 use allowlist::{AllowlistState, same_project};
 use enrich::JobCache;
 use join::{AuthSide, Join, Outcome, ResourceSide, Side};
@@ -359,7 +358,7 @@ impl Correlator {
             .and_then(|j| j.username.as_deref().map(str::to_string));
         // The username shows bot naming the audit event lacks (see `actors`).
         let actor_kind = match (&username, auth.actor_kind) {
-            (Some(name), ActorKind::Human) => classify_actor(actor_id, "", Some(name), None),
+            (Some(name), ActorKind::Human) => actors::kind_from_username(actor_id, name),
             (_, kind) => kind,
         };
         let mut rec = TokenUse {

@@ -843,14 +843,7 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
     batches.push((Table::TokenUse, replay_1));
     batches.push((Table::TokenUse, replay_2));
 
-    let db = unique("it_rollup");
-    let client = clickhouse(&svc.clickhouse_url, &db);
-    migrate::migrate(&client, &db, 0, None).await.unwrap();
-    for (table, bytes) in &batches {
-        let mut insert = client.insert_formatted_with(table.insert_sql(&db));
-        insert.send(bytes.clone().into()).await.unwrap();
-        insert.end().await.unwrap();
-    }
+    let client = load_18_16_batches(&svc, &batches).await;
     let dir = tempfile::tempdir().unwrap();
     let db_path = load_chdb_batches(&svc, &batches, dir.path());
 
