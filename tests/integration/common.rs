@@ -1,7 +1,9 @@
-//! Shared helpers: where the services are, unique names, topic creation, producing.
+//! Shared helpers: where the services are, unique names, topic creation, producing, and a
+//! consumer group's progress.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,8 +11,10 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokentrail::config::Settings;
 
 /// Connection settings, from the variables `deploy/local/services env` prints.
@@ -66,6 +70,72 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
+}
+
+/// Committed offset per partition of `topic` for `group`, as a fresh client sees it.
+pub fn committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Offset> {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect()
+}
+
+/// The end of each partition of `topic`, in the form `committed` reports it (an empty
+/// partition has nothing to commit).
+pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Offset> {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (
+                p,
+                if high == 0 {
+                    Offset::Invalid
+                } else {
+                    Offset::Offset(high)
+                },
+            )
+        })
+        .collect()
+}
+
+/// Whether the pipeline's group has committed every message of `topics` ((name, partitions)):
+/// with commit-after-write, everything in them is processed and stored.
+pub async fn committed_to_the_end(s: &Settings, topics: &[(String, i32)]) -> bool {
+    let (brokers, group, topics) = (
+        s.kafka.brokers.clone(),
+        s.kafka.group_id.clone(),
+        topics.to_vec(),
+    );
+    // librdkafka's calls block; keep them off the runtime the pipeline runs on.
+    tokio::task::spawn_blocking(move || {
+        topics.iter().all(|(topic, parts)| {
+            committed(&brokers, &group, topic, *parts) == high_watermarks(&brokers, topic, *parts)
+        })
+    })
+    .await
+    .unwrap()
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {

@@ -1,14 +1,12 @@
 //! `tokentrail ingest` end to end on the real Kafka and ClickHouse: dedup of re-dispatches
 //! and webhook retries, batched bodies, the dead-letter topic, commit-after-write, restart.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use tokentrail::config::Settings;
 use tokentrail::ingest::pipeline;
@@ -147,47 +145,6 @@ fn start(
     (cancel, handle)
 }
 
-/// Committed offset per partition of `topic` for the group, as a fresh client sees it.
-fn committed(s: &Settings, topic: &str, partitions: i32) -> BTreeMap<i32, Offset> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &s.kafka.brokers)
-        .set("group.id", &s.kafka.group_id)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    c.committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|e| (e.partition(), e.offset()))
-        .collect()
-}
-
-fn high_watermarks(s: &Settings, topic: &str, partitions: i32) -> BTreeMap<i32, Offset> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &s.kafka.brokers)
-        .create()
-        .unwrap();
-    (0..partitions)
-        .map(|p| {
-            let (_, high) = c
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            (
-                p,
-                if high == 0 {
-                    Offset::Invalid
-                } else {
-                    Offset::Offset(high)
-                },
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_dedups_dead_letters_and_commits_after_write() {
     let name = unique("it_ingest");
@@ -281,8 +238,8 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
         (&s.kafka.webhook_topics[0], 2),
     ] {
         assert_eq!(
-            committed(&s, topic, parts),
-            high_watermarks(&s, topic, parts),
+            committed(&s.kafka.brokers, &s.kafka.group_id, topic, parts),
+            high_watermarks(&s.kafka.brokers, topic, parts),
             "{topic}"
         );
     }
