@@ -1,5 +1,6 @@
 //! The alert engine: pure and deterministic. It reads only its inputs (token-use records,
-//! normalized audit events, start-up state) and takes time from them, never from a clock.
+//! normalized audit events, the correlation clock, start-up state) and takes time from them,
+//! never from a wall clock.
 //!
 //! Per finding: rule enabled? → exception (by event time)? → suppression bucket → alert row.
 //! Suppression: one alert per (rule, source, target, bucket of `suppression_window_ms` event
@@ -32,7 +33,9 @@ pub struct AlertEngine {
     exceptions: HashMap<RuleId, Vec<(Exception, i64)>>,
     edges: EdgeMemory,
     open: HashMap<String, OpenAlert>,
-    newest_ms: i64,
+    /// Event time below which no more findings are expected (`advance_clock`): what the
+    /// periodic sweep measures closed buckets and stale edges against.
+    clock_ms: i64,
     since_prune: u32,
 }
 
@@ -64,7 +67,7 @@ impl AlertEngine {
             exceptions,
             edges: EdgeMemory::default(),
             open: HashMap::new(),
-            newest_ms: i64::MIN,
+            clock_ms: i64::MIN,
             since_prune: 0,
         }
     }
@@ -87,6 +90,18 @@ impl AlertEngine {
                 durable_through_ms: Some(durable),
             },
         );
+    }
+
+    /// Moves the engine's clock: event time below which no more findings are expected. The
+    /// pipeline passes the correlation watermark less the longest an event can be held.
+    ///
+    /// Why not the newest finding: records are released at the pace of the slowest audit
+    /// partition, while audit events raise findings as they are read, so during a backlog a
+    /// partition running ahead would move a newest-finding clock past buckets whose records
+    /// are still to come, and the sweep would drop their open alerts (a fresh row with count 1
+    /// would then replace the stored count).
+    pub fn advance_clock(&mut self, settled_before_ms: i64) {
+        self.clock_ms = self.clock_ms.max(settled_before_ms);
     }
 
     pub fn known_edges(&self) -> usize {
@@ -192,7 +207,6 @@ impl AlertEngine {
         {
             return None;
         }
-        self.newest_ms = self.newest_ms.max(f.event_time_ms);
         self.maybe_prune();
         let window = self.cfg.suppression_window_ms;
         let bucket = bucket_start(f.event_time_ms, window);
@@ -251,7 +265,7 @@ impl AlertEngine {
         Some(Emitted { alert, new: true })
     }
 
-    /// Forgets buckets a full window behind the newest finding (late findings for them
+    /// Forgets buckets that ended a full window before the clock (late findings for them
     /// would open a fresh row with the same id and count 1: rare, and never a new id).
     fn maybe_prune(&mut self) {
         self.since_prune += 1;
@@ -259,10 +273,15 @@ impl AlertEngine {
             return;
         }
         self.since_prune = 0;
-        let horizon = self.newest_ms - self.cfg.suppression_window_ms;
+        if self.clock_ms == i64::MIN {
+            return; // no clock yet: nothing is known to be closed
+        }
+        let horizon = self.clock_ms.saturating_sub(self.cfg.suppression_window_ms);
         self.open.retain(|_, o| o.bucket_end_ms >= horizon);
-        self.edges
-            .prune(self.newest_ms - self.cfg.rules.new_edge.lookback_ms);
+        self.edges.prune(
+            self.clock_ms
+                .saturating_sub(self.cfg.rules.new_edge.lookback_ms),
+        );
     }
 }
 

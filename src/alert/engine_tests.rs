@@ -363,3 +363,35 @@ fn disabled_master_switch_emits_nothing() {
             .is_empty()
     );
 }
+
+#[test]
+fn open_buckets_follow_the_clock_not_the_newest_finding() {
+    // During a backlog, audit events of a partition far ahead raise findings hours before
+    // the records of an older bucket are released (records wait for the slowest partition).
+    let mut s = only(RuleId::NotAllowlisted);
+    s.rules.token_lifecycle.enabled = true;
+    let mut engine = AlertEngine::new(&s);
+    let bucket = bucket_start(T0, s.suppression_window_ms);
+    let window = s.suppression_window_ms;
+    engine.advance_clock(bucket);
+    let first = engine.on_records(&[not_allowlisted_use(bucket + 10)]);
+    let ahead = |engine: &mut AlertEngine, from: i64| {
+        for i in 0..i64::from(PRUNE_EVERY) {
+            let t = from + i;
+            engine.on_events(&[lifecycle(ActorKind::ProjectBot, "created", t)]);
+        }
+    };
+    ahead(&mut engine, bucket + 50 * window); // enough findings for a sweep
+    let later = engine.on_records(&[not_allowlisted_use(bucket + 20)]);
+    assert!(!later[0].new, "the open alert survived the sweep");
+    assert_eq!(later[0].alert.alert_id, first[0].alert.alert_id);
+    assert_eq!(later[0].alert.count, 2);
+
+    // Once the clock passes the bucket by a window, the sweep forgets it (memory stays
+    // bounded): a finding as late as that opens a fresh row.
+    engine.advance_clock(bucket + 3 * window);
+    ahead(&mut engine, bucket + 60 * window);
+    let late = engine.on_records(&[not_allowlisted_use(bucket + 30)]);
+    assert!(late[0].new);
+    assert_eq!(late[0].alert.count, 1);
+}

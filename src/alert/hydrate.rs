@@ -63,10 +63,15 @@ pub async fn hydrate(
         );
     }
     // Two windows back: the current bucket and the previous one can still receive findings.
+    // Back from the older of the newest alert and the newest record: records are stored at
+    // the pace of the slowest audit partition, where the replay starts, while alerts on audit
+    // events of a partition that ran ahead can be much newer. (No records yet: max is 0, and
+    // every alert is loaded; there are few then.)
     let alerts: Vec<AlertRow> = client
         .query_raw(&format!(
             "SELECT {COLUMNS} FROM {db}.alerts_latest \
-             WHERE last_seen_ms >= (SELECT max(last_seen_ms) FROM {db}.alerts) - {}",
+             WHERE last_seen_ms >= least((SELECT max(last_seen_ms) FROM {db}.alerts), \
+                                         (SELECT max(event_time_ms) FROM {db}.token_use)) - {}",
             2 * suppression_window_ms
         ))
         .fetch_all()

@@ -256,6 +256,11 @@ impl Correlator {
         records
     }
 
+    /// The join's watermark: event time below which no more events are expected.
+    pub fn watermark(&self) -> Option<i64> {
+        self.join.watermark()
+    }
+
     /// Auth and resource events held, waiting for their window to close.
     pub fn pending(&self) -> usize {
         self.join.pending_auths() + self.join.pending_resources()

@@ -123,6 +123,14 @@ impl CorrelationStage {
             .collect()
     }
 
+    /// Event time below which no more records are expected: the watermark less the longest
+    /// an event can be held (window + max hold). `None` before the first watermark.
+    pub fn settled_before(&self) -> Option<i64> {
+        self.correlator
+            .watermark()
+            .map(|w| w.saturating_sub(self.horizon_ms))
+    }
+
     pub fn correlator_mut(&mut self) -> &mut Correlator {
         &mut self.correlator
     }

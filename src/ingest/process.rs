@@ -92,6 +92,9 @@ impl Processor {
         let alerts = self.alerts.on_events(events);
         self.push_alerts(tp, offset, alerts, now_ms);
         let records = self.stage.on_events(tp, offset, events);
+        if let Some(settled) = self.stage.settled_before() {
+            self.alerts.advance_clock(settled);
+        }
         self.push_records(tp, offset, records, now_ms);
     }
 

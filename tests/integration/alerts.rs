@@ -495,6 +495,82 @@ async fn crash_mid_run_neither_loses_nor_duplicates_alerts() {
     assert_eq!(stored.len(), want.len());
 }
 
+/// After a crash, the replay starts where the slowest audit partition was, and records are
+/// stored at its pace, while alerts on audit events of a partition that ran ahead can be many
+/// windows newer. Hydration must still load the open alerts of the slow partition's buckets,
+/// or a replayed finding would start their count again at 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hydration_reaches_back_to_the_records_not_to_the_newest_alert() {
+    use tokentrail::alert::id::{alert_id, project_key};
+    let svc = services();
+    let name = unique("it_alerts_hydrate");
+    let s = alert_settings(&svc, &name);
+    let db = &s.clickhouse.database;
+    let client = clickhouse(&svc.clickhouse_url, db);
+    tokentrail::store::migrate::migrate(&client, db, 0, None)
+        .await
+        .unwrap();
+    let t = bucket_start(1_748_944_800_000, WINDOW_MS) + 1_000;
+    let ahead = t + 10 * WINDOW_MS;
+    let (source, target) = (project_key(Some(1), "g/a"), project_key(Some(2), "g/b"));
+    let slow = alert_id(
+        "not_allowlisted",
+        &source,
+        &target,
+        bucket_start(t, WINDOW_MS),
+    );
+    let fast = alert_id(
+        "token_lifecycle",
+        "actor:9",
+        &target,
+        bucket_start(ahead, WINDOW_MS),
+    );
+    for sql in [
+        format!("INSERT INTO token_use (event_time_ms, record_key) VALUES ({t}, 'r1')"),
+        format!(
+            "INSERT INTO alerts (alert_id, rule, first_seen_ms, last_seen_ms, count, \
+             event_time_ms, details, updated_at_ms) VALUES \
+             ('{slow}', 'not_allowlisted', {t}, {t}, 3, {t}, '{{}}', 1), \
+             ('{fast}', 'token_lifecycle', {ahead}, {ahead}, 1, {ahead}, '{{}}', 1)"
+        ),
+    ] {
+        client.query(&sql).execute().await.unwrap();
+    }
+
+    let mut engine = tokentrail::alert::AlertEngine::new(&s.alerting);
+    let hydrated = tokentrail::alert::hydrate::hydrate(
+        &client,
+        db,
+        s.alerting.rules.new_edge.lookback_ms,
+        WINDOW_MS,
+        &mut engine,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        hydrated.open_alerts, 2,
+        "both buckets may still receive findings"
+    );
+
+    let replayed: tokentrail::model::TokenUse = serde_json::from_value(serde_json::json!({
+        "event_time_ms": t + 500, "actor_id": 7, "actor_name": "Ada", "actor_username": "ada",
+        "actor_kind": "human", "source_project_id": 1, "source_project_path": "g/a",
+        "target_project_id": 2, "target_project_path": "g/b", "action": "artifact.read",
+        "job_id": 5, "pipeline_id": 6, "git_ref": "main", "runner_id": 1,
+        "token_type": "ci_job_token", "ip_address": "10.0.0.1", "same_project": false,
+        "allowlisted": false, "correlation": "auth+resource", "gap_ms": 4
+    }))
+    .unwrap();
+    let emitted = engine.on_records(&[replayed]);
+    let row = emitted
+        .iter()
+        .find(|e| e.alert.rule == "not_allowlisted")
+        .expect("a not_allowlisted row");
+    assert_eq!(row.alert.alert_id, slow);
+    assert!(!row.new, "no second page for a stored alert");
+    assert_eq!(row.alert.count, 4, "counted on top of the stored 3");
+}
+
 /// A minimal webhook receiver: answers 500 to the first request, 200 afterwards, and keeps
 /// (alert id, body, signature, status answered) of every request.
 type Received = Arc<Mutex<Vec<(String, Vec<u8>, String, u16)>>>;
