@@ -581,7 +581,7 @@ async fn health_endpoints_and_readiness_follow_kafka() {
     let collector = start(&collect_settings(&svc.brokers, &t)).await;
     let healthz = request(collector.addr, "GET", "/healthz", &[], Vec::new()).await;
     assert_eq!(healthz.status, 200);
-    eventually(Duration::from_secs(20), "readyz 200", || async {
+    eventually(Duration::from_secs(60), "readyz 200", || async {
         let r = request(collector.addr, "GET", "/readyz", &[], Vec::new()).await;
         (r.status == 200).then_some(())
     })
@@ -656,7 +656,7 @@ async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_ac
         started.elapsed() < Duration::from_secs(6),
         "503 within the delivery timeout"
     );
-    eventually(Duration::from_secs(20), "not ready", || async {
+    eventually(Duration::from_secs(30), "not ready", || async {
         (!collector.health.is_ready()).then_some(())
     })
     .await;

@@ -162,7 +162,7 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
         || async { (count(&client, audit_sql).await >= t.distinct_audit).then_some(()) },
     )
     .await;
-    eventually(Duration::from_secs(30), "webhooks stored", || async {
+    eventually(Duration::from_secs(60), "webhooks stored", || async {
         (count(&client, "SELECT count() FROM webhook_events_dedup").await >= t.distinct_webhooks)
             .then_some(())
     })
@@ -201,9 +201,9 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
     dlq.subscribe(&[&s.kafka.dead_letter_topic]).unwrap();
     let mut kinds = Vec::new();
     for _ in 0..t.dead_letters {
-        let m = tokio::time::timeout(Duration::from_secs(20), dlq.recv())
+        let m = tokio::time::timeout(Duration::from_secs(60), dlq.recv())
             .await
-            .expect("dead letter within 20 s")
+            .expect("dead letter within 60 s")
             .unwrap();
         let headers = m.headers().expect("dead letters carry headers");
         let get = |name: &str| {

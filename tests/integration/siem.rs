@@ -160,7 +160,7 @@ async fn rsyslog_receives_framed_rfc5424_messages_over_tcp() {
     };
     let expected: Vec<String> = batch.iter().map(|m| format_message(&header, m)).collect();
     let want = expected.len();
-    let received = eventually(Duration::from_secs(20), "rsyslog output", || {
+    let received = eventually(Duration::from_secs(60), "rsyslog output", || {
         let lines = read_lines(&rsyslog.output);
         async move { (lines.len() >= want).then_some(lines) }
     })
@@ -498,14 +498,14 @@ async fn follow_exports_new_rows_and_resumes_after_a_restart() {
     };
 
     let (cancel, handle) = run(settings.clone());
-    eventually(Duration::from_secs(20), "f1, f2 exported", || {
+    eventually(Duration::from_secs(60), "f1, f2 exported", || {
         let n = server.events().len();
         async move { (n >= 2).then_some(()) }
     })
     .await;
     // A row that becomes visible late (older insert time, inside the look-back) still goes.
     insert_token_use(&client, &db, "f0-late", now, now - 1_000).await;
-    eventually(Duration::from_secs(20), "late row exported", || {
+    eventually(Duration::from_secs(60), "late row exported", || {
         let n = server.events().len();
         async move { (n >= 3).then_some(()) }
     })
@@ -523,7 +523,7 @@ async fn follow_exports_new_rows_and_resumes_after_a_restart() {
     )
     .await;
     let (cancel, handle) = run(settings.clone());
-    eventually(Duration::from_secs(20), "f3 exported after restart", || {
+    eventually(Duration::from_secs(60), "f3 exported after restart", || {
         let n = server.events().len();
         async move { (n >= 4).then_some(()) }
     })
