@@ -38,11 +38,32 @@ fn kafka_libs() -> String {
 }
 
 impl ScratchBroker {
-    /// Formats a fresh data dir, starts the broker and waits until it answers metadata.
+    /// Formats a fresh data dir, starts the broker and waits until it answers metadata. A
+    /// broker that exits during start-up (say, a port taken by another test between
+    /// `free_port` and Kafka's bind) is tried again with new ports, up to three times.
     pub async fn start() -> ScratchBroker {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start().await {
+                Ok(broker) => return broker,
+                Err(why) => {
+                    eprintln!("scratch broker failed to start, trying again: {why}");
+                    failures.push(why);
+                }
+            }
+        }
+        panic!("scratch broker did not start: {failures:#?}");
+    }
+
+    async fn try_start() -> Result<ScratchBroker, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let controller_port = free_port();
+        let controller_port = loop {
+            let p = free_port();
+            if p != port {
+                break p;
+            }
+        };
         let data = dir.path().join("data");
         let props = format!(
             "node.id=7\n\
@@ -98,8 +119,8 @@ impl ScratchBroker {
             "formatting the scratch broker failed: {}",
             String::from_utf8_lossy(&format.stderr)
         );
-        broker.launch().await;
-        broker
+        broker.launch().await?;
+        Ok(broker)
     }
 
     fn props(&self) -> PathBuf {
@@ -128,7 +149,7 @@ impl ScratchBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    async fn launch(&mut self) {
+    async fn launch(&mut self) -> Result<(), String> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -144,10 +165,10 @@ impl ScratchBroker {
             .spawn()
             .expect("start the scratch Kafka broker");
         self.child = Some(child);
-        self.wait_ready().await;
+        self.wait_ready().await
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let brokers = self.brokers();
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
@@ -156,10 +177,11 @@ impl ScratchBroker {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
-                    "scratch broker exited during startup ({status}): {}",
+                self.child = None;
+                return Err(format!(
+                    "exited during startup ({status}): {}",
                     self.log_tail()
-                );
+                ));
             }
             let b = brokers.clone();
             let up = tokio::task::spawn_blocking(move || {
@@ -176,7 +198,7 @@ impl ScratchBroker {
             .await
             .unwrap_or(false);
             if up {
-                return;
+                return Ok(());
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -195,10 +217,19 @@ impl ScratchBroker {
         }
     }
 
-    /// Starts the broker again on the same data dir and ports.
+    /// Starts the broker again on the same data dir and ports (three tries, a second apart:
+    /// clients reconnect to the same address, so the ports cannot change).
     pub async fn restart(&mut self) {
         self.kill();
-        self.launch().await;
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(why) => failures.push(why),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        panic!("scratch broker did not restart: {failures:#?}");
     }
 
     fn log_tail(&self) -> String {
