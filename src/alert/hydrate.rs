@@ -37,6 +37,12 @@ pub async fn hydrate(
     engine: &mut AlertEngine,
 ) -> Result<Hydrated, WriteError> {
     let db = quote_ident(database);
+    // Read once, for both horizons (a scan of the column; 0 when there are no records).
+    let newest_record_ms: i64 = client
+        .query_raw(&format!("SELECT max(event_time_ms) FROM {db}.token_use"))
+        .fetch_one()
+        .await
+        .map_err(|e| classify(&e))?;
     let edges: Vec<EdgeRow> = client
         .query_raw(&format!(
             "SELECT source_project_id, source_project_path, target_project_id, \
@@ -44,7 +50,7 @@ pub async fn hydrate(
              FROM {db}.token_use_dedup \
              WHERE same_project = 0 AND source_project_path != '' \
                AND target_project_path != '' \
-               AND event_time_ms >= (SELECT max(event_time_ms) FROM {db}.token_use) - {lookback_ms} \
+               AND event_time_ms >= {newest_record_ms} - {lookback_ms} \
              GROUP BY source_project_id, source_project_path, target_project_id, \
                target_project_path"
         ))
@@ -71,7 +77,7 @@ pub async fn hydrate(
         .query_raw(&format!(
             "SELECT {COLUMNS} FROM {db}.alerts_latest \
              WHERE last_seen_ms >= least((SELECT max(last_seen_ms) FROM {db}.alerts), \
-                                         (SELECT max(event_time_ms) FROM {db}.token_use)) - {}",
+                                         {newest_record_ms}) - {}",
             2 * suppression_window_ms
         ))
         .fetch_all()

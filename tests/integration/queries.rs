@@ -136,6 +136,16 @@ async fn load_18_16_batches(svc: &Services, batches: &[(Table, Vec<u8>)]) -> cli
 }
 
 /// A chdb data directory with the modern DDL and the same RowBinary loaded.
+/// The dataset's rows with its `token_use` rows replaced by `token_use` (one INSERT each).
+fn with_token_use(data: &Dataset, token_use: Vec<Vec<u8>>) -> Vec<(Table, Vec<u8>)> {
+    data.rows
+        .iter()
+        .filter(|(t, _)| *t != Table::TokenUse)
+        .cloned()
+        .chain(token_use.into_iter().map(|rows| (Table::TokenUse, rows)))
+        .collect()
+}
+
 fn load_chdb(svc: &Services, data: &Dataset, dir: &Path) -> PathBuf {
     load_chdb_batches(svc, &data.rows, dir)
 }
@@ -720,13 +730,7 @@ async fn token_used_where_finds_a_pipelines_records_that_lack_its_id_through_job
         tables::encode_token_use(&u, &record_key(i), 1, &mut token_use);
     }
     assert!(stripped > 0);
-    let mut batches: Vec<(Table, Vec<u8>)> = data
-        .rows
-        .iter()
-        .filter(|(t, _)| *t != Table::TokenUse)
-        .cloned()
-        .collect();
-    batches.push((Table::TokenUse, token_use));
+    let batches = with_token_use(data, vec![token_use]);
     let client = load_18_16_batches(&svc, &batches).await;
     let dir = tempfile::tempdir().unwrap();
     let db_path = load_chdb_batches(&svc, &batches, dir.path());
@@ -833,15 +837,7 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
             tables::encode_token_use(u, key, 4, &mut replay_2);
         }
     }
-    let mut batches: Vec<(Table, Vec<u8>)> = data
-        .rows
-        .iter()
-        .filter(|(t, _)| *t != Table::TokenUse)
-        .cloned()
-        .collect();
-    batches.push((Table::TokenUse, first));
-    batches.push((Table::TokenUse, replay_1));
-    batches.push((Table::TokenUse, replay_2));
+    let batches = with_token_use(data, vec![first, replay_1, replay_2]);
 
     let client = load_18_16_batches(&svc, &batches).await;
     let dir = tempfile::tempdir().unwrap();
