@@ -55,11 +55,24 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
+    create_topic_with(brokers, name, partitions, &[]).await;
+}
+
+/// Creates a topic with topic-level settings (e.g. `max.message.bytes`).
+pub async fn create_topic_with(
+    brokers: &str,
+    name: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        topic = topic.set(k, v);
+    }
     let results = admin
         .create_topics(
             [&topic],
@@ -270,4 +283,33 @@ pub fn chdb(svc: &Services, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a panicking test
+/// never leaks it: a leaked child would keep running and hold the test runner's output pipe.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn new(child: std::process::Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("child").id()
+    }
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("child")
+    }
+    /// Hands the child over (to wait for its exit), disarming the guard.
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("child")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! `TOKENTRAIL_E2E_OUTAGE_SECS` (30). Figures are printed, never asserted as timings.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -91,7 +91,8 @@ impl Run {
         (sent, sim.into_truth())
     }
 
-    fn spawn(&self) -> Child {
+    /// The real binary as a child process, killed if the test panics before stopping it.
+    fn spawn(&self) -> KillOnDrop {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokentrail"));
         // The config file says everything; inherited TOKENTRAIL__* variables would override it.
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("TOKENTRAIL__")) {
@@ -103,6 +104,7 @@ impl Run {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
+            .map(KillOnDrop::new)
             .expect("spawn tokentrail ingest")
     }
 
@@ -115,7 +117,7 @@ impl Run {
     }
 
     /// Waits until everything expected is stored; fails early if `consumer` died.
-    async fn wait_complete(&self, truth: &GroundTruth, consumer: &Child, timeout: Duration) {
+    async fn wait_complete(&self, truth: &GroundTruth, consumer: &KillOnDrop, timeout: Duration) {
         for (sql, expected) in [
             (
                 "SELECT count() FROM audit_events_dedup",
@@ -233,17 +235,18 @@ fn expected_dead_letters(truth: &GroundTruth) -> BTreeMap<String, usize> {
 }
 
 /// SIGTERM, then wait for a clean exit within the shutdown deadline.
-fn stop_gracefully(mut child: Child) {
+fn stop_gracefully(mut child: KillOnDrop) {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
-    let status = child.wait().unwrap();
+    let status = child.child().wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
-fn sigkill(mut child: Child) {
+fn sigkill(child: KillOnDrop) {
+    let mut child = child.into_inner();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
@@ -281,23 +284,44 @@ async fn volume_with_duplicates_and_poison_stores_exactly_the_distinct_events() 
     assert_eq!(run.dead_letters().await, expected_dead_letters(&truth));
 }
 
+/// The ground truth of `cfg`'s traffic without publishing it (the simulator is
+/// deterministic), so a test knows up front when everything is stored.
+fn truth_of(cfg: &SimConfig) -> GroundTruth {
+    let mut sim = Simulator::new(cfg);
+    sim.by_ref().for_each(drop);
+    sim.into_truth()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_restarts_lose_nothing_and_show_no_duplicates() {
     let kills = env_usize("TOKENTRAIL_E2E_KILLS", 3);
-    let run = prepare("it_sigkill", 3, None).await;
-    let (sent, truth) = run.publish(&traffic_config(messages_wanted(), 12)).await;
+    let mut run = prepare("it_sigkill", 3, None).await;
+    // Static membership: a restarted process takes its partitions back at once, instead of
+    // waiting for the killed one's session to time out (what this test's recovery measures).
+    run.settings.kafka.group_instance_id = format!("{}_instance", run.settings.kafka.group_id);
+    std::fs::write(run.config_file.path(), run.settings.to_redacted_toml()).unwrap();
+    let cfg = traffic_config(messages_wanted(), 12);
+    let truth = truth_of(&cfg);
+    // Traffic keeps arriving while processes are killed, so each restart has input left.
+    let publisher = publish_in_background(&run.settings, &cfg, 15);
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     let mut recoveries = Vec::new();
     for i in 0..kills {
         let before = run.audit_rows().await;
         let spawned = Instant::now();
         let child = run.spawn();
-        // Recovery: time until the restarted process stores new rows.
-        if i > 0 {
+        // Recovery: time until the restarted process stores new rows, measured only while
+        // rows remain to be stored (on a fast machine everything may already be in).
+        if i > 0 && before < truth.distinct_audit_events {
             let waited = eventually(
-                Duration::from_secs(60),
+                Duration::from_secs(120),
                 "progress after restart",
-                || async { (run.audit_rows().await > before).then_some(spawned.elapsed()) },
+                || async {
+                    assert!(alive(&child), "tokentrail ingest exited early");
+                    let now = run.audit_rows().await;
+                    (now > before || now >= truth.distinct_audit_events)
+                        .then_some(spawned.elapsed())
+                },
             )
             .await;
             recoveries.push(waited);
@@ -305,16 +329,22 @@ async fn sigkill_restarts_lose_nothing_and_show_no_duplicates() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..3_000))).await;
         sigkill(child);
         eprintln!(
-            "kill {}: {} audit rows stored so far",
+            "kill {}: {} of {} audit rows stored so far",
             i + 1,
-            run.audit_rows().await
+            run.audit_rows().await,
+            truth.distinct_audit_events
         );
     }
+    let published = publisher.await.unwrap();
+    assert_eq!(published.distinct_audit_events, truth.distinct_audit_events);
     let child = run.spawn();
     run.wait_complete(&truth, &child, Duration::from_secs(600))
         .await;
     stop_gracefully(child);
-    eprintln!("sigkill: {sent} messages, {kills} kills, recovery times {recoveries:?}");
+    eprintln!(
+        "sigkill: {} messages, {kills} kills, recovery times {recoveries:?}",
+        truth.audit_messages + truth.webhook_messages
+    );
     run.assert_exact(&truth).await;
     assert_eq!(run.dead_letters().await, expected_dead_letters(&truth));
 }
@@ -356,7 +386,7 @@ async fn clickhouse_outage_loses_nothing_and_resumes_without_restart() {
 }
 
 /// Whether a child process is still running (not exited, not a zombie).
-fn alive(child: &Child) -> bool {
+fn alive(child: &KillOnDrop) -> bool {
     std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
         .ok()
         .and_then(|stat| {
