@@ -91,6 +91,11 @@ pub struct KafkaSettings {
     pub dead_letter_topic: String,
     /// librdkafka prefetch cap per partition (`queued.max.messages.kbytes`): bounds memory.
     pub max_prefetch_kbytes: u32,
+    /// Static group membership (`group.instance.id`): a process restarted with the same id
+    /// (after a crash or `kill -9`) gets its partitions back at once instead of after the
+    /// session timeout. Must be unique per running process (e.g. the pod or host name);
+    /// empty (the default) means dynamic membership.
+    pub group_instance_id: String,
     /// Passed through to librdkafka verbatim (e.g. `security.protocol`, `sasl.password`).
     /// Values of keys that look secret are redacted when printed.
     pub options: LibrdkafkaOptions,
@@ -135,6 +140,11 @@ pub struct DeadLetterSettings {
     /// Size of the sliding window (messages) the ratio is computed over; the guard only fires
     /// once the window is full, so a handful of bad messages at start-up cannot trip it.
     pub window_messages: usize,
+    /// Dead-letter copies keep at most this many payload bytes; a longer payload is cut, and
+    /// its original length and SHA-256 travel in headers. Keeps every copy below the
+    /// dead-letter topic's `max.message.bytes` (Kafka's default is 1 MiB), so a poison message
+    /// as large as `normalize.max_message_bytes` is dead-lettered, not lost.
+    pub max_payload_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -189,6 +199,7 @@ impl Default for KafkaSettings {
             webhook_topics: vec!["gitlab.webhooks".into()],
             dead_letter_topic: "tokentrail.dlq".into(),
             max_prefetch_kbytes: 16 * 1024,
+            group_instance_id: String::new(),
             options: LibrdkafkaOptions::default(),
         }
     }
@@ -232,6 +243,7 @@ impl Default for DeadLetterSettings {
         DeadLetterSettings {
             max_ratio: 0.5,
             window_messages: 10_000,
+            max_payload_bytes: 512 * 1024,
         }
     }
 }
@@ -555,6 +567,7 @@ impl Settings {
         }
         for reserved in [
             "group.id",
+            "group.instance.id",
             "bootstrap.servers",
             "enable.auto.commit",
             "enable.auto.offset.store",
@@ -620,6 +633,15 @@ impl Settings {
         }
         if d.window_messages == 0 {
             return Err(invalid("dead_letter.window_messages", "must be > 0"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&d.max_payload_bytes) {
+            return Err(invalid(
+                "dead_letter.max_payload_bytes",
+                format!(
+                    "must be between 1024 and 67108864, got {}",
+                    d.max_payload_bytes
+                ),
+            ));
         }
         if self.normalize.max_message_bytes == 0 {
             return Err(invalid("normalize.max_message_bytes", "must be > 0"));

@@ -14,6 +14,7 @@ pub mod model;
 pub mod normalize;
 pub mod publish;
 pub mod query;
+pub mod retry;
 pub mod siem;
 pub mod simulate;
 pub mod store;

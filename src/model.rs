@@ -6,6 +6,22 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Headers that carry a shared secret (lowercase): GitLab's streaming verification token
+/// (`X-Gitlab-Event-Streaming-Token`), a webhook's secret token (`X-Gitlab-Token`), and
+/// `Authorization`, should a proxy add one. The collector never forwards them to Kafka, and
+/// ingest never copies them to the dead-letter topic (another producer may have put them on
+/// the input topic).
+pub const SECRET_HEADERS: &[&str] = &[
+    "x-gitlab-event-streaming-token",
+    "x-gitlab-token",
+    "authorization",
+];
+
+/// Whether a header name (any case) is one of [`SECRET_HEADERS`].
+pub fn is_secret_header(name: &str) -> bool {
+    SECRET_HEADERS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
 /// Which kind of GitLab delivery a Kafka topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

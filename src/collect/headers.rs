@@ -16,16 +16,13 @@ pub const RECEIVED_AT: &str = "tokentrail-received-at";
 /// Added to each message split from a batched array: `index/count` (0-based index).
 pub const BATCH_ELEMENT: &str = "tokentrail-batch-element";
 
-/// Secret-carrying headers, never forwarded (also `Authorization`, should a proxy add one).
-const NEVER_FORWARDED: &[&str] = &[STREAMING_TOKEN, WEBHOOK_TOKEN, "authorization"];
-
 /// Header value as text, when it is valid visible ASCII.
 pub fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn is_forwarded(lower_name: &str) -> bool {
-    if NEVER_FORWARDED.contains(&lower_name) {
+    if crate::model::is_secret_header(lower_name) {
         return false;
     }
     lower_name.starts_with("x-gitlab-")

@@ -121,12 +121,8 @@ pub fn router(
 
 async fn ready(
     axum::extract::State(health): axum::extract::State<Health>,
-) -> (axum::http::StatusCode, &'static str) {
-    if health.is_ready() {
-        (axum::http::StatusCode::OK, "ready\n")
-    } else {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+) -> (axum::http::StatusCode, String) {
+    health.readyz()
 }
 
 /// A collector bound to its port, not yet serving.
@@ -162,6 +158,7 @@ impl Collector {
         let publisher = Publisher::new(
             producer,
             settings.kafka.dead_letter_topic.clone(),
+            settings.dead_letter.max_payload_bytes,
             metrics.clone(),
         );
         let listener = TcpListener::bind(&c.listen)

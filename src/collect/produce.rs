@@ -101,9 +101,19 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
 }
 
 impl Publisher {
-    pub fn new(producer: FutureProducer, dead_letter_topic: String, metrics: Metrics) -> Self {
+    pub fn new(
+        producer: FutureProducer,
+        dead_letter_topic: String,
+        max_payload_bytes: usize,
+        metrics: Metrics,
+    ) -> Self {
         Publisher {
-            dead_letter: DeadLetterProducer::new(producer.clone(), dead_letter_topic),
+            dead_letter: DeadLetterProducer::new(
+                producer.clone(),
+                dead_letter_topic,
+                max_payload_bytes,
+                metrics.clone(),
+            ),
             producer,
             metrics,
         }
@@ -178,7 +188,7 @@ impl Publisher {
         request_headers: &[(String, Vec<u8>)],
     ) -> Result<(), PublishError> {
         self.dead_letter
-            .send(&DeadLetterItem {
+            .send_once(&DeadLetterItem {
                 topic: intended_topic,
                 partition: -1,
                 offset: -1,

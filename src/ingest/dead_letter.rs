@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::source;
+use crate::model::is_secret_header;
+use crate::retry::Backoff;
+use crate::telemetry::metrics::Metrics;
 
 /// Header names on dead-lettered messages.
 pub mod headers {
@@ -19,7 +26,18 @@ pub mod headers {
     pub const ELEMENT_INDEX: &str = "tokentrail-element-index";
     pub const FIRST_SEEN: &str = "tokentrail-first-seen";
     pub const TABLE: &str = "tokentrail-table";
+    /// Set to `true` when the payload was cut to `dead_letter.max_payload_bytes`.
+    pub const TRUNCATED: &str = "tokentrail-truncated";
+    /// The original payload's length in bytes (always set).
+    pub const ORIGINAL_LENGTH: &str = "tokentrail-original-length";
+    /// The original payload's SHA-256, lowercase hex (always set).
+    pub const ORIGINAL_SHA256: &str = "tokentrail-original-sha256";
 }
+
+/// Longest error message kept in a header: a parser's message can quote the input.
+const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+/// Original headers kept on a copy, in bytes all together; later ones are dropped.
+const MAX_ORIGINAL_HEADER_BYTES: usize = 64 * 1024;
 
 /// One item to dead-letter.
 #[derive(Debug)]
@@ -33,42 +51,164 @@ pub struct DeadLetterItem<'a> {
     pub table: Option<&'a str>,
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
-    /// The original message's headers, kept so the item can be replayed as it came.
+    /// The original message's headers, kept so the item can be replayed as it came (less
+    /// the secret-carrying ones, [`crate::model::SECRET_HEADERS`]).
     pub original_headers: &'a [(String, Vec<u8>)],
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write to the dead-letter topic {topic}: {source}")]
-pub struct DeadLetterError {
-    topic: String,
-    #[source]
-    source: rdkafka::error::KafkaError,
+pub enum DeadLetterError {
+    /// Kafka refused the copy for good (permissions, size): the item's offset must not be
+    /// committed, and ingest stops.
+    #[error("cannot write to the dead-letter topic {topic}: {source}")]
+    Refused {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// Shutdown came while Kafka was unavailable: the item was not written, its offset is not
+    /// committed, and it is read again after a restart.
+    #[error("shutdown while the dead-letter topic {topic} was unavailable; not committed")]
+    Interrupted { topic: String },
 }
 
 #[derive(Clone)]
 pub struct DeadLetterProducer {
     producer: FutureProducer,
     topic: String,
+    max_payload_bytes: usize,
+    metrics: Metrics,
 }
 
 impl DeadLetterProducer {
-    pub fn new(producer: FutureProducer, topic: String) -> Self {
-        DeadLetterProducer { producer, topic }
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        max_payload_bytes: usize,
+        metrics: Metrics,
+    ) -> Self {
+        DeadLetterProducer {
+            producer,
+            topic,
+            max_payload_bytes,
+            metrics,
+        }
     }
 
-    /// Sends and waits for Kafka's acknowledgement.
-    pub async fn send(&self, item: &DeadLetterItem<'_>) -> Result<(), DeadLetterError> {
-        let partition = item.partition.to_string();
-        let offset = item.offset.to_string();
-        let index = item.element_index.map(|i| i.to_string());
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut hdrs = OwnedHeaders::new_with_capacity(item.original_headers.len() + 8);
+    /// Sends once and waits for Kafka's acknowledgement (the collector: its client retries).
+    pub async fn send_once(&self, item: &DeadLetterItem<'_>) -> Result<(), DeadLetterError> {
+        let copy = self.copy(item);
+        self.attempt(&copy, item.key)
+            .await
+            .map_err(|source| DeadLetterError::Refused {
+                topic: self.topic.clone(),
+                source,
+            })
+    }
+
+    /// Sends and waits for Kafka's acknowledgement (ingest). Transient failures (brokers
+    /// down, delivery timeouts) are retried with capped backoff until Kafka takes the copy or
+    /// `cancel` fires; a refusal that retrying cannot fix is returned at once.
+    pub async fn send(
+        &self,
+        item: &DeadLetterItem<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<(), DeadLetterError> {
+        let copy = self.copy(item);
+        let interrupted = || DeadLetterError::Interrupted {
+            topic: self.topic.clone(),
+        };
+        let mut backoff = Backoff::kafka();
+        loop {
+            let source = tokio::select! {
+                sent = self.attempt(&copy, item.key) => match sent {
+                    Ok(()) => return Ok(()),
+                    Err(source) => source,
+                },
+                _ = cancel.cancelled() => return Err(interrupted()),
+            };
+            if source::is_fatal(&source) {
+                return Err(DeadLetterError::Refused {
+                    topic: self.topic.clone(),
+                    source,
+                });
+            }
+            self.metrics
+                .kafka_errors
+                .with_label_values(&[&source::error_kind(&source)])
+                .inc();
+            let wait = backoff.next_delay();
+            tracing::warn!(
+                topic = %self.topic,
+                "dead-letter write failed, retrying in {wait:?}: {source}"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Err(interrupted()),
+            }
+        }
+    }
+
+    fn copy<'a>(&self, item: &DeadLetterItem<'a>) -> Copy<'a> {
+        let copy = Copy::of(item, self.max_payload_bytes);
+        if copy.truncated {
+            self.metrics.dead_letter_truncated.inc();
+        }
+        copy
+    }
+
+    async fn attempt(
+        &self,
+        copy: &Copy<'_>,
+        key: Option<&[u8]>,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .payload(copy.payload)
+            .headers(copy.headers.clone());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(60))
+            .await
+            .map(|_| ())
+            .map_err(|(source, _)| source)
+    }
+}
+
+/// What goes to the dead-letter topic for one item: a bounded payload and its headers.
+struct Copy<'a> {
+    payload: &'a [u8],
+    headers: OwnedHeaders,
+    truncated: bool,
+}
+
+impl<'a> Copy<'a> {
+    fn of(item: &DeadLetterItem<'a>, max_payload_bytes: usize) -> Copy<'a> {
+        let truncated = item.payload.len() > max_payload_bytes;
+        let payload = &item.payload[..item.payload.len().min(max_payload_bytes)];
+        let mut hdrs = OwnedHeaders::new_with_capacity(item.original_headers.len() + 11);
+        let mut kept = 0usize;
         for (k, v) in item.original_headers {
+            if is_secret_header(k) {
+                continue;
+            }
+            kept += k.len() + v.len();
+            if kept > MAX_ORIGINAL_HEADER_BYTES {
+                break;
+            }
             hdrs = hdrs.insert(Header {
                 key: k,
                 value: Some(v),
             });
         }
+        let partition = item.partition.to_string();
+        let offset = item.offset.to_string();
+        let index = item.element_index.map(|i| i.to_string());
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let length = item.payload.len().to_string();
+        let sha256 = hex::encode(Sha256::digest(item.payload));
+        let message = cut_at_char_boundary(item.message, MAX_ERROR_MESSAGE_BYTES);
         let mut add = |k: &str, v: &str| {
             let h = std::mem::replace(&mut hdrs, OwnedHeaders::new());
             hdrs = h.insert(Header {
@@ -80,29 +220,36 @@ impl DeadLetterProducer {
         add(headers::ORIGINAL_PARTITION, &partition);
         add(headers::ORIGINAL_OFFSET, &offset);
         add(headers::ERROR_KIND, item.kind);
-        add(headers::ERROR_MESSAGE, item.message);
+        add(headers::ERROR_MESSAGE, message);
         add(headers::FIRST_SEEN, &now);
+        add(headers::ORIGINAL_LENGTH, &length);
+        add(headers::ORIGINAL_SHA256, &sha256);
+        if truncated {
+            add(headers::TRUNCATED, "true");
+        }
         if let Some(i) = &index {
             add(headers::ELEMENT_INDEX, i);
         }
         if let Some(t) = item.table {
             add(headers::TABLE, t);
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .payload(item.payload)
-            .headers(hdrs);
-        if let Some(key) = item.key {
-            record = record.key(key);
+        Copy {
+            payload,
+            headers: hdrs,
+            truncated,
         }
-        self.producer
-            .send(record, Duration::from_secs(60))
-            .await
-            .map(|_| ())
-            .map_err(|(source, _)| DeadLetterError {
-                topic: self.topic.clone(),
-                source,
-            })
     }
+}
+
+fn cut_at_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Sliding-window share of dead-lettered messages.
@@ -158,6 +305,73 @@ impl RatioGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::message::Headers;
+
+    fn item<'a>(payload: &'a [u8], headers: &'a [(String, Vec<u8>)]) -> DeadLetterItem<'a> {
+        DeadLetterItem {
+            topic: "in",
+            partition: 0,
+            offset: 7,
+            kind: "invalid_json",
+            message: "expected value",
+            element_index: None,
+            table: None,
+            key: None,
+            payload,
+            original_headers: headers,
+        }
+    }
+
+    fn header(c: &Copy<'_>, name: &str) -> Option<String> {
+        c.headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    #[test]
+    fn a_payload_over_the_cap_is_cut_with_its_length_and_digest() {
+        let payload = vec![b'x'; 3000];
+        let copy = Copy::of(&item(&payload, &[]), 1024);
+        assert_eq!(copy.payload.len(), 1024);
+        assert!(copy.truncated);
+        assert_eq!(header(&copy, headers::TRUNCATED).as_deref(), Some("true"));
+        assert_eq!(
+            header(&copy, headers::ORIGINAL_LENGTH).as_deref(),
+            Some("3000")
+        );
+        assert_eq!(
+            header(&copy, headers::ORIGINAL_SHA256).unwrap(),
+            hex::encode(Sha256::digest(&payload))
+        );
+        let small = Copy::of(&item(b"{}", &[]), 1024);
+        assert!(!small.truncated);
+        assert_eq!(small.payload, b"{}");
+        assert_eq!(header(&small, headers::TRUNCATED), None);
+    }
+
+    #[test]
+    fn secret_headers_are_never_copied() {
+        let original = vec![
+            (
+                "X-Gitlab-Event-Streaming-Token".to_string(),
+                b"s3cret".to_vec(),
+            ),
+            ("x-gitlab-token".to_string(), b"s3cret".to_vec()),
+            ("Authorization".to_string(), b"Bearer s3cret".to_vec()),
+            ("X-Gitlab-Event".to_string(), b"Job Hook".to_vec()),
+        ];
+        let copy = Copy::of(&item(b"{}", &original), 1024);
+        let names: Vec<&str> = copy.headers.iter().map(|h| h.key).collect();
+        assert!(names.contains(&"X-Gitlab-Event"));
+        assert!(
+            copy.headers
+                .iter()
+                .all(|h| !String::from_utf8_lossy(h.value.unwrap_or_default()).contains("s3cret")),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn guard_waits_for_a_full_window_then_trips() {

@@ -179,6 +179,8 @@ pub async fn run(
     let dlq = DeadLetterProducer::new(
         source::producer(&settings.kafka)?,
         settings.kafka.dead_letter_topic.clone(),
+        settings.dead_letter.max_payload_bytes,
+        metrics.clone(),
     );
     health.set_ready(true);
 
@@ -202,6 +204,8 @@ pub async fn run(
     let mut ingest = Loop {
         settings,
         metrics: metrics.clone(),
+        health: health.clone(),
+        kafka_fault: None,
         consumer: consumer.clone(),
         shared,
         dlq,
@@ -224,23 +228,39 @@ pub async fn run(
         summary: RunSummary::default(),
         done_rx,
     };
-    let result = ingest.run(&sealed_tx, &cancel).await;
+    let result = match ingest.run(&sealed_tx, &cancel).await {
+        // Shutdown while a dead-letter copy waited for Kafka: that message was not consumed
+        // (its copy comes first), so everything before it may be drained as usual.
+        Err(IngestError::DeadLetter(DeadLetterError::Interrupted { .. })) => Ok(()),
+        other => other,
+    };
 
-    // Shutdown: seal what is open, let the writer finish within the deadline, commit.
-    let deadline = Duration::from_secs(settings.shutdown.deadline_secs);
-    let drained = tokio::time::timeout(deadline, ingest.drain(&sealed_tx)).await;
-    drop(sealed_tx);
-    if drained.is_err() {
-        tracing::warn!(
-            "shutdown deadline reached with batches in flight; they were not committed and \
-             will be replayed on restart"
-        );
+    if let Err(e) = &result {
+        // A fatal error stops without committing anything more: the open batch may hold the
+        // message that failed (or, for the ratio guard, the window it judged), and batches in
+        // flight are replayed and deduplicated after the restart.
+        tracing::error!("ingest stopped without committing what it had not yet committed: {e}");
+        health.set_unready(format!("stopped: {e}"));
         writer_cancel.cancel();
+    } else {
+        // Shutdown: seal what is open, let the writer finish within the deadline, commit.
+        let deadline = Duration::from_secs(settings.shutdown.deadline_secs);
+        let drained = tokio::time::timeout(deadline, ingest.drain(&sealed_tx)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "shutdown deadline reached with batches in flight; they were not committed \
+                 and will be replayed on restart"
+            );
+            writer_cancel.cancel();
+        }
     }
+    drop(sealed_tx);
     let _ = writer.await;
     drop(ingest.dispatch);
     let _ = dispatcher.await;
-    health.set_ready(false);
+    if result.is_ok() {
+        health.set_unready("stopped");
+    }
     let summary = ingest.summary.clone();
     tracing::info!(?summary, "ingest stopped");
     result.map(|()| summary)
@@ -275,6 +295,10 @@ async fn wait_for_clickhouse(
 struct Loop<'a> {
     settings: &'a Settings,
     metrics: Metrics,
+    health: Health,
+    /// Since when Kafka has been failing (the consumer reported a transient error), and the
+    /// backoff between retries; `None` while Kafka works.
+    kafka_fault: Option<(std::time::Instant, crate::retry::Backoff)>,
     consumer: Arc<IngestConsumer>,
     shared: Arc<Mutex<RebalanceShared>>,
     dlq: DeadLetterProducer,
@@ -325,14 +349,25 @@ impl Loop<'_> {
                     None => return Ok(()),
                 },
                 msg = consumer.recv() => {
-                    let msg = msg?;
-                    self.on_message(&msg).await?;
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        Err(e) if source::is_fatal(&e) => return Err(e.into()),
+                        Err(e) => {
+                            self.ride_out_kafka_error(&e, cancel).await;
+                            continue;
+                        }
+                    };
+                    self.kafka_recovered();
+                    self.on_message(&msg, cancel).await?;
                     self.dispatch_alerts().await;
                     if self.summary.messages.is_multiple_of(ALIGN_EVERY_MESSAGES) {
                         self.align_partitions()?;
                     }
                 }
                 _ = tick.tick() => {
+                    if self.kafka_fault.is_some() && self.brokers_back() {
+                        self.kafka_recovered();
+                    }
                     self.align_partitions()?;
                     let records = self.work.stage.on_idle();
                     self.push_records_at_last_position(records);
@@ -368,6 +403,54 @@ impl Loop<'_> {
                 }
                 None => return,
             }
+        }
+    }
+
+    /// A transient Kafka error (brokers down, a name that does not resolve, a timeout):
+    /// librdkafka reconnects by itself, so the loop counts it, reports not-ready with the
+    /// reason, and backs off before polling again. Nothing is committed meanwhile that was
+    /// not already durable.
+    async fn ride_out_kafka_error(
+        &mut self,
+        e: &rdkafka::error::KafkaError,
+        cancel: &CancellationToken,
+    ) {
+        self.metrics
+            .kafka_errors
+            .with_label_values(&[&source::error_kind(e)])
+            .inc();
+        let (last_error_at, backoff) = self
+            .kafka_fault
+            .get_or_insert_with(|| (std::time::Instant::now(), crate::retry::Backoff::kafka()));
+        *last_error_at = std::time::Instant::now();
+        let wait = backoff.next_delay();
+        tracing::warn!(brokers = %self.settings.kafka.brokers, "Kafka error, retrying in {wait:?}: {e}");
+        self.health.set_unready(format!(
+            "Kafka unreachable at {}: {e}",
+            self.settings.kafka.brokers
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+
+    /// Whether librdkafka's statistics, taken well after the last error, show a broker up
+    /// again (a quiet topic brings no message to prove it).
+    fn brokers_back(&self) -> bool {
+        let Some((last_error_at, _)) = &self.kafka_fault else {
+            return true;
+        };
+        let shared = self.shared.lock().expect("rebalance state");
+        shared
+            .brokers_up_at
+            .is_some_and(|at| at > *last_error_at + source::STATS_INTERVAL)
+    }
+
+    fn kafka_recovered(&mut self) {
+        if self.kafka_fault.take().is_some() {
+            tracing::info!("Kafka reachable again");
+            self.health.set_ready(true);
         }
     }
 
@@ -463,9 +546,13 @@ impl Loop<'_> {
         }
     }
 
+    /// Dead-letters what the message cannot give, then routes what it can. The dead-letter
+    /// copies come first: a message counts as consumed (and can ever be committed) only once
+    /// every copy of it is acknowledged.
     async fn on_message(
         &mut self,
         msg: &rdkafka::message::BorrowedMessage<'_>,
+        cancel: &CancellationToken,
     ) -> Result<(), IngestError> {
         self.apply_revocations();
         let topic = msg.topic();
@@ -490,6 +577,30 @@ impl Loop<'_> {
             payload: msg.payload(),
         };
         let mut normalized = normalize::normalize(&input, &self.limits);
+        for rejection in &normalized.rejected {
+            self.dlq
+                .send(
+                    &DeadLetterItem {
+                        topic,
+                        partition: tp.1,
+                        offset,
+                        kind: rejection.kind.as_str(),
+                        message: &rejection.message,
+                        element_index: rejection.index,
+                        table: None,
+                        key: msg.key(),
+                        payload: msg.payload().unwrap_or_default(),
+                        original_headers: &headers,
+                    },
+                    cancel,
+                )
+                .await?;
+            self.metrics
+                .dead_lettered
+                .with_label_values(&[rejection.kind.as_str()])
+                .inc();
+            self.summary.dead_lettered += 1;
+        }
         {
             let mut shared = self.shared.lock().expect("rebalance state");
             self.work
@@ -500,27 +611,6 @@ impl Loop<'_> {
         self.work
             .on_events(&tp, offset, &mut normalized.events, now_ms);
         self.last_position = Some((tp.clone(), offset));
-        for rejection in &normalized.rejected {
-            self.dlq
-                .send(&DeadLetterItem {
-                    topic,
-                    partition: tp.1,
-                    offset,
-                    kind: rejection.kind.as_str(),
-                    message: &rejection.message,
-                    element_index: rejection.index,
-                    table: None,
-                    key: msg.key(),
-                    payload: msg.payload().unwrap_or_default(),
-                    original_headers: &headers,
-                })
-                .await?;
-            self.metrics
-                .dead_lettered
-                .with_label_values(&[rejection.kind.as_str()])
-                .inc();
-            self.summary.dead_lettered += 1;
-        }
         self.guard.observe(!normalized.rejected.is_empty())?;
         Ok(())
     }
@@ -660,24 +750,26 @@ async fn writer_task(
             }
         }
         let result = match store.write(&sealed.blocks, &cancel).await {
-            Ok(written) => match dead_letter_rejected(&dlq, &written.rejected, &metrics).await {
-                Ok(()) => {
-                    observe_alerts(&metrics, &sealed.alerts, pages);
-                    let mut rows_by_table: Vec<(&'static str, usize)> = Vec::new();
-                    for b in &sealed.blocks {
-                        rows_by_table.push((b.table.name(), b.rows.len()));
+            Ok(written) => {
+                match dead_letter_rejected(&dlq, &written.rejected, &metrics, &cancel).await {
+                    Ok(()) => {
+                        observe_alerts(&metrics, &sealed.alerts, pages);
+                        let mut rows_by_table: Vec<(&'static str, usize)> = Vec::new();
+                        for b in &sealed.blocks {
+                            rows_by_table.push((b.table.name(), b.rows.len()));
+                        }
+                        Ok(Done {
+                            durable: sealed.pending.into_durable(written.receipt),
+                            released: sealed.released,
+                            oldest_kafka_ts_ms: sealed.oldest_kafka_ts_ms,
+                            rows: sealed.rows - written.rejected.len(),
+                            bytes: sealed.bytes,
+                            rows_by_table,
+                        })
                     }
-                    Ok(Done {
-                        durable: sealed.pending.into_durable(written.receipt),
-                        released: sealed.released,
-                        oldest_kafka_ts_ms: sealed.oldest_kafka_ts_ms,
-                        rows: sealed.rows - written.rejected.len(),
-                        bytes: sealed.bytes,
-                        rows_by_table,
-                    })
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => Err(e.into()),
-            },
+            }
             Err(SinkError::Interrupted) => return,
             Err(SinkError::Fatal(e)) => Err(IngestError::Store(e)),
         };
@@ -707,6 +799,7 @@ async fn dead_letter_rejected(
     dlq: &DeadLetterProducer,
     rejected: &[RejectedRow],
     metrics: &Metrics,
+    cancel: &CancellationToken,
 ) -> Result<(), DeadLetterError> {
     for row in rejected {
         tracing::warn!(
@@ -717,18 +810,21 @@ async fn dead_letter_rejected(
             "ClickHouse rejected a row; dead-lettering it: {}",
             row.message
         );
-        dlq.send(&DeadLetterItem {
-            topic: &row.tp.0,
-            partition: row.tp.1,
-            offset: row.offset,
-            kind: "rejected_by_store",
-            message: &row.message,
-            element_index: None,
-            table: Some(row.table.name()),
-            key: None,
-            payload: &row.row,
-            original_headers: &[],
-        })
+        dlq.send(
+            &DeadLetterItem {
+                topic: &row.tp.0,
+                partition: row.tp.1,
+                offset: row.offset,
+                kind: "rejected_by_store",
+                message: &row.message,
+                element_index: None,
+                table: Some(row.table.name()),
+                key: None,
+                payload: &row.row,
+                original_headers: &[],
+            },
+            cancel,
+        )
         .await?;
         metrics
             .dead_lettered

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
@@ -32,7 +33,12 @@ pub struct RebalanceShared {
     /// Commit caps from the correlation stage as of the last commit, so a commit made inside
     /// the revoke callback respects them too.
     pub caps: HashMap<TopicPartition, Option<i64>>,
+    /// When librdkafka's statistics last showed a broker connection up.
+    pub brokers_up_at: Option<Instant>,
 }
+
+/// How often librdkafka reports statistics (`statistics.interval.ms`).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct IngestContext {
     pub shared: Arc<Mutex<RebalanceShared>>,
@@ -41,6 +47,9 @@ pub struct IngestContext {
 
 impl ClientContext for IngestContext {
     fn stats(&self, stats: Statistics) {
+        if stats.brokers.values().any(|b| b.state == "UP") {
+            self.shared.lock().expect("rebalance state").brokers_up_at = Some(Instant::now());
+        }
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
@@ -145,7 +154,12 @@ pub fn consumer(
         settings,
         &[
             ("auto.offset.reset", "earliest"),
-            ("statistics.interval.ms", "5000"),
+            ("statistics.interval.ms", "5000"), // STATS_INTERVAL
+            // A crashed member holds its partitions until the session times out; librdkafka's
+            // 45 s default makes a `kill -9` restart wait that long. 10 s is well above the
+            // 3 s heartbeat and the broker's 6 s minimum.
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "3000"),
             ("fetch.max.bytes", "8388608"),
         ],
         &[
@@ -159,6 +173,10 @@ pub fn consumer(
             ),
         ],
     );
+    let mut cfg = cfg;
+    if !settings.group_instance_id.is_empty() {
+        cfg.set("group.instance.id", &settings.group_instance_id);
+    }
     let consumer: IngestConsumer = cfg.create_with_context(context)?;
     let topics: Vec<&str> = settings
         .audit_topics
@@ -193,4 +211,89 @@ pub fn topic_kinds(settings: &KafkaSettings) -> HashMap<String, SourceKind> {
         map.insert(t.clone(), SourceKind::Webhook);
     }
     map
+}
+
+/// Whether a Kafka error means retrying cannot help: credentials, permissions, or a message
+/// the broker will never take. Everything else (brokers down, a name that does not resolve
+/// yet, timeouts, leader elections, a topic still being created) is an outage that the
+/// consumer and producers ride out: librdkafka reconnects on its own, and the loop backs off.
+pub fn is_fatal(err: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::KafkaError as K;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    if matches!(
+        err,
+        K::ClientCreation(_)
+            | K::ClientConfig(..)
+            | K::Subscription(_)
+            | K::MessageConsumptionFatal(_)
+    ) {
+        return true;
+    }
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::UnsupportedSASLMechanism
+                | C::IllegalSASLState
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TransactionalIdAuthorizationFailed
+                | C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::MessageBatchTooLarge
+                | C::InvalidRecord
+                | C::InvalidTopic
+                | C::InvalidGroupId
+                | C::InvalidSessionTimeout
+                | C::FencedInstanceId
+                | C::InvalidArgument
+        )
+    )
+}
+
+/// A short, stable label for a Kafka error code, for the `kafka_errors_total` metric.
+pub fn error_kind(err: &rdkafka::error::KafkaError) -> String {
+    match err.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "other".into(),
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use rdkafka::error::KafkaError as K;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn outages_are_transient_and_permissions_are_fatal() {
+        for transient in [
+            C::AllBrokersDown,
+            C::BrokerTransportFailure,
+            C::Resolve,
+            C::MessageTimedOut,
+            C::UnknownTopicOrPartition,
+            C::NotCoordinator,
+        ] {
+            assert!(
+                !is_fatal(&K::MessageConsumption(transient)),
+                "{transient:?}"
+            );
+        }
+        for fatal in [
+            C::TopicAuthorizationFailed,
+            C::GroupAuthorizationFailed,
+            C::SaslAuthenticationFailed,
+            C::MessageSizeTooLarge,
+        ] {
+            assert!(is_fatal(&K::MessageProduction(fatal)), "{fatal:?}");
+        }
+        assert_eq!(
+            error_kind(&K::MessageConsumption(C::AllBrokersDown)),
+            "AllBrokersDown"
+        );
+    }
 }

@@ -41,8 +41,31 @@ fn code_suffix(code: Option<u32>) -> String {
 
 /// Codes after which the same insert can succeed later.
 const RETRYABLE_CODES: &[u32] = &[
-    3, 159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 999,
+    3, 159, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 999,
 ];
+/// Codes that say the user may not do this: fatal, since waiting cannot grant a privilege.
+/// 164 READONLY, 192 UNKNOWN_USER, 193 WRONG_PASSWORD, 195 IP_ADDRESS_NOT_ALLOWED,
+/// 291 DATABASE_ACCESS_DENIED, 497 ACCESS_DENIED, 516 AUTHENTICATION_FAILED.
+const PERMISSION_CODES: &[u32] = &[164, 192, 193, 195, 291, 497, 516];
+
+/// What to tell the operator for a permission error.
+fn permission_hint(code: u32) -> &'static str {
+    match code {
+        164 => {
+            "the ClickHouse user is read-only (readonly=1 in its profile): ingest needs \
+             INSERT and SELECT on the tokentrail database"
+        }
+        192 | 193 | 516 => {
+            "ClickHouse did not accept the user or password: check clickhouse.user and \
+             clickhouse.password"
+        }
+        195 => "ClickHouse does not accept this user from this address (its <networks>)",
+        _ => {
+            "the ClickHouse user lacks a privilege: ingest needs INSERT and SELECT on the \
+             tokentrail database's tables"
+        }
+    }
+}
 /// Codes that blame the inserted data.
 const REJECTED_CODES: &[u32] = &[6, 26, 27, 32, 33, 38, 53, 69, 70, 72, 117, 131, 321];
 
@@ -72,6 +95,10 @@ pub fn classify(err: &clickhouse::error::Error) -> WriteError {
 fn classify_code(code: Option<u32>, message: String) -> WriteError {
     match code {
         Some(c) if REJECTED_CODES.contains(&c) => WriteError::Rejected { code: c, message },
+        Some(c) if PERMISSION_CODES.contains(&c) => WriteError::Fatal {
+            code,
+            message: format!("{}: {message}", permission_hint(c)),
+        },
         Some(c) if RETRYABLE_CODES.contains(&c) => WriteError::Retryable {
             code: Some(c),
             message,
@@ -393,6 +420,13 @@ mod tests {
             matches!(c(60), WriteError::Fatal { .. }),
             "unknown table is fatal"
         );
+        for code in [164, 192, 193, 195, 291, 497, 516] {
+            assert!(
+                matches!(&c(code), WriteError::Fatal { message, .. } if message.contains("ClickHouse")),
+                "permission error {code} is fatal and says what is missing"
+            );
+        }
+        assert!(c(164).to_string().contains("read-only"));
         assert!(matches!(
             classify_code(None, String::new()),
             WriteError::Retryable { .. }

@@ -37,6 +37,12 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// 1 while consumption is paused for back-pressure.
     pub paused: IntGauge,
+    /// Transient Kafka errors the consumer or the dead-letter producer rode out (retried with
+    /// backoff), by librdkafka error code (`AllBrokersDown`, `MessageTimedOut`, ...).
+    pub kafka_errors: IntCounterVec,
+    /// Dead-letter copies whose payload was cut to `dead_letter.max_payload_bytes` (the
+    /// original length and SHA-256 travel in headers).
+    pub dead_letter_truncated: IntCounter,
     /// Correlator counters, by kind (`matched`, `auth_only`, `evicted`, ...).
     pub correlator: IntCounterVec,
     /// Token-use records emitted, by correlation method.
@@ -220,6 +226,17 @@ impl Metrics {
                 "Offset commits refused by Kafka",
             ),
             paused,
+            kafka_errors: counter_vec(
+                &r,
+                "kafka_errors_total",
+                "Transient Kafka errors retried with backoff",
+                &["kind"],
+            ),
+            dead_letter_truncated: counter(
+                &r,
+                "dead_letter_truncated_total",
+                "Dead-letter copies whose payload was truncated to fit the topic",
+            ),
             correlator: counter_vec(
                 &r,
                 "correlator_events_total",

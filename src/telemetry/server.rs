@@ -1,24 +1,51 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 
 use super::metrics::Metrics;
 
-/// Readiness, set by the pipeline: ready once it has a ClickHouse connection and a consumer.
+/// Readiness, set by the pipeline: ready once it has a ClickHouse connection and a consumer,
+/// and not while Kafka is unreachable. When not ready, `/readyz` says why (the last reason
+/// given), so an operator sees "Kafka unreachable: …" or "stopped: dead-letter ratio guard …"
+/// without reading logs. Reasons never carry secrets: they are built from error texts that
+/// name endpoints, not credentials.
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    reason: Arc<Mutex<String>>,
 }
 
 impl Health {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+        if ready {
+            self.reason.lock().expect("health reason").clear();
+        }
+    }
+    /// Not ready, because of `reason` (shown by `/readyz`).
+    pub fn set_unready(&self, reason: impl Into<String>) {
+        self.ready.store(false, Ordering::Relaxed);
+        *self.reason.lock().expect("health reason") = reason.into();
     }
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+    /// Why it is not ready, if a reason was given.
+    pub fn reason(&self) -> String {
+        self.reason.lock().expect("health reason").clone()
+    }
+    /// The `/readyz` answer: 200 `ready`, or 503 `not ready` with the reason.
+    pub fn readyz(&self) -> (StatusCode, String) {
+        if self.is_ready() {
+            return (StatusCode::OK, "ready\n".into());
+        }
+        match self.reason() {
+            r if r.is_empty() => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
+            r => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {r}\n")),
+        }
     }
 }
 
@@ -40,12 +67,8 @@ async fn render_metrics(State(state): State<AppState>) -> String {
     state.metrics.render()
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    state.health.readyz()
 }
 
 /// Serves the router on `listen` until the process exits.

@@ -8,6 +8,7 @@ mod alerts;
 mod chdb;
 mod clickhouse_roundtrip;
 mod collect;
+mod delivery;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;

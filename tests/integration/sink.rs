@@ -126,3 +126,34 @@ async fn a_rejected_combined_insert_is_bisected_to_the_bad_row() {
     assert!(inserts(&metrics) > 2, "the combined INSERT, then per block");
     assert_eq!(stored_ids(&client).await, vec![0, 1, 2, 100, 102]);
 }
+
+/// A read-only ClickHouse user cannot be waited out: the write stops at once, naming the
+/// privilege, instead of backing off forever while `/readyz` says ready.
+#[tokio::test]
+async fn a_read_only_user_is_fatal_and_names_the_privilege() {
+    let name = unique("it_sink_ro");
+    let (_, client, metrics) = store(&name).await;
+    let version = sink::server_version(&client).await.unwrap();
+    let read_only = ClickHouseSink::new(
+        client.with_setting("readonly", "1"),
+        name.clone(),
+        tokentrail::store::schema::Dialect::for_version(version),
+        RetrySettings {
+            initial_backoff_ms: 10,
+            max_backoff_ms: 100,
+        },
+        metrics,
+    );
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_only.write(&blocks(None), &CancellationToken::new()),
+    )
+    .await
+    .expect("a permission error is not retried");
+    match outcome {
+        Err(sink::SinkError::Fatal(e)) => {
+            assert!(e.to_string().contains("read-only"), "{e}");
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+}
