@@ -468,6 +468,37 @@ fn allowlist_changes_close_to_uses_are_generated() {
         })
     });
     assert!(close, "a removal seconds after an admitted use");
+    // GitLab updates policies of existing entries only.
+    let mut changes: Vec<&Value> = events
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| {
+            v["event_type"]
+                .as_str()
+                .unwrap()
+                .starts_with("secure_ci_job_token_")
+        })
+        .collect();
+    changes.sort_by_key(|v| time_ms(v));
+    let mut present: HashSet<(i64, String, i64)> = HashSet::new();
+    for v in changes {
+        let event_type = v["event_type"].as_str().unwrap();
+        let member = (
+            v["entity_id"].as_i64().unwrap(),
+            v["target_type"].as_str().unwrap().to_string(),
+            v["target_id"].as_i64().unwrap(),
+        );
+        if event_type.ends_with("_added") {
+            present.insert(member);
+        } else if event_type.ends_with("_removed") {
+            present.remove(&member);
+        } else if event_type.ends_with("policies_updated") {
+            assert!(
+                present.contains(&member),
+                "policies of an absent entry: {v}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub struct Runner {
     pub ip: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Member {
     Project(usize),
     Group(usize),
@@ -363,6 +363,21 @@ impl World {
         }
         self.plan_transfers(cfg, &mut changes, &later, rng);
         changes.sort_by_key(|c| c.at);
+        // GitLab updates the policies of existing entries only: drop an update planned for a
+        // member that a transfer or a consolidation removed first.
+        let mut present: HashSet<(usize, Member)> = HashSet::new();
+        changes.retain(|c| match c.op {
+            AclOp::Added(m) => {
+                present.insert((c.target, m));
+                true
+            }
+            AclOp::Removed(m) => {
+                present.remove(&(c.target, m));
+                true
+            }
+            AclOp::PoliciesUpdated(m) => present.contains(&(c.target, m)),
+            AclOp::InboundEnabled | AclOp::InboundDisabled => true,
+        });
         self.acl_by_target = vec![Vec::new(); self.projects.len()];
         for (i, c) in changes.iter().enumerate() {
             self.acl_by_target[c.target].push(i);

@@ -280,9 +280,17 @@ impl Scenario {
         }
         let removed_at = event_time + self.rng.random_range(300..4_000);
         let back_at = removed_at + self.rng.random_range(120_000..1_200_000);
+        // A policies update needs the entry: none may fall while it is away.
+        let member = Member::Project(source);
+        if self
+            .world
+            .policies_update_between(target, member, removed_at, back_at)
+        {
+            return;
+        }
         for (at, op) in [
-            (removed_at, AclOp::Removed(Member::Project(source))),
-            (back_at, AclOp::Added(Member::Project(source))),
+            (removed_at, AclOp::Removed(member)),
+            (back_at, AclOp::Added(member)),
         ] {
             self.schedule_acl(AclChange {
                 at,

@@ -151,6 +151,20 @@ impl World {
         i
     }
 
+    /// Whether a policies update of `member` on `target` is planned within `[from, to]`.
+    pub fn policies_update_between(
+        &self,
+        target: usize,
+        member: Member,
+        from: i64,
+        to: i64,
+    ) -> bool {
+        self.acl_by_target[target].iter().any(|&i| {
+            let c = &self.acl[i];
+            c.op == AclOp::PoliciesUpdated(member) && (from..=to).contains(&c.at)
+        })
+    }
+
     /// Whether `source` is an explicit project entry of `target` at `at`.
     pub fn project_entry_at(&self, source: usize, target: usize, at: i64) -> bool {
         let mut present = false;
