@@ -78,6 +78,8 @@ audit_snap! {
     allowlist_inbound_disabled => "secure_ci_job_token_inbound_disabled.json";
     allowlist_policies_updated_current_format => "secure_ci_job_token_policies_updated.json";
     allowlist_policies_updated_legacy_format => "secure_ci_job_token_policies_updated_legacy.json";
+    // A group entry: GitLab falls back to the group's display name (no target details).
+    allowlist_policies_updated_group_display_name => "secure_ci_job_token_policies_updated_group.json";
 }
 
 // Token lifecycle families (reference §2.3).

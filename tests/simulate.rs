@@ -423,6 +423,84 @@ fn every_anomaly_kind_appears_when_enabled() {
     }
 }
 
+/// The cases whose `allowlisted` depends on when it is judged (issue 22) are in the stream.
+#[test]
+fn allowlist_changes_close_to_uses_are_generated() {
+    let cfg = SimConfig {
+        jobs: 6_000,
+        ..SimConfig::default()
+    };
+    let (msgs, truth) = generate(&cfg);
+    let events = audit_events(&msgs, &truth);
+    let of_type = |t: &'static str| {
+        events
+            .iter()
+            .filter(move |(_, v)| v["event_type"] == t)
+            .map(|(_, v)| v)
+    };
+    // A group entry's policies update names the group by its display name.
+    assert!(
+        of_type("secure_ci_job_token_policies_updated")
+            .any(|v| v["target_type"] == "Group"
+                && v["target_details"].as_str().unwrap().contains(' ')),
+        "a policies update on a group entry"
+    );
+    // A project transferred to another group: one id, two paths.
+    let mut paths: HashMap<i64, HashSet<&str>> = HashMap::new();
+    for u in &truth.token_uses {
+        let id = u.source_project_id.unwrap();
+        paths.entry(id).or_default().insert(&u.source_project_path);
+    }
+    assert!(paths.values().any(|p| p.len() > 1), "a transferred project");
+    // A project entry removed seconds after a use of the same (source, target).
+    let removals: Vec<(i64, i64, i64)> = of_type("secure_ci_job_token_project_removed")
+        .map(|v| {
+            let (t, s) = (v["entity_id"].as_i64(), v["target_id"].as_i64());
+            (t.unwrap(), s.unwrap(), time_ms(v).unwrap())
+        })
+        .collect();
+    let close = truth.token_uses.iter().any(|u| {
+        removals.iter().any(|&(t, s, at)| {
+            u.target_project_id == Some(t)
+                && u.source_project_id == Some(s)
+                && (1..5_000).contains(&(at - u.event_time_ms))
+                && u.allowlisted == Some(true)
+        })
+    });
+    assert!(close, "a removal seconds after an admitted use");
+    // GitLab updates policies of existing entries only.
+    let mut changes: Vec<&Value> = events
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| {
+            v["event_type"]
+                .as_str()
+                .unwrap()
+                .starts_with("secure_ci_job_token_")
+        })
+        .collect();
+    changes.sort_by_key(|v| time_ms(v));
+    let mut present: HashSet<(i64, String, i64)> = HashSet::new();
+    for v in changes {
+        let event_type = v["event_type"].as_str().unwrap();
+        let member = (
+            v["entity_id"].as_i64().unwrap(),
+            v["target_type"].as_str().unwrap().to_string(),
+            v["target_id"].as_i64().unwrap(),
+        );
+        if event_type.ends_with("_added") {
+            present.insert(member);
+        } else if event_type.ends_with("_removed") {
+            present.remove(&member);
+        } else if event_type.ends_with("policies_updated") {
+            assert!(
+                present.contains(&member),
+                "policies of an absent entry: {v}"
+            );
+        }
+    }
+}
+
 #[test]
 fn ndjson_round_trips_byte_exact() {
     let (msgs, truth) = generate(&SimConfig::small());

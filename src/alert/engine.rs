@@ -26,6 +26,9 @@ struct OpenAlert {
     /// For alerts loaded from the store: findings at or before this event time are already
     /// counted in the stored row (they are being replayed).
     durable_through_ms: Option<i64>,
+    /// Dedup keys of the audit events counted: GitLab re-dispatches a saved event with the
+    /// same id, and a copy is the same change, not a second finding.
+    events: Vec<String>,
 }
 
 pub struct AlertEngine {
@@ -88,6 +91,7 @@ impl AlertEngine {
                 alert,
                 bucket_end_ms,
                 durable_through_ms: Some(durable),
+                events: Vec::new(),
             },
         );
     }
@@ -134,7 +138,7 @@ impl AlertEngine {
                 findings.extend(rules::unexpected_actor(r, &r_cfg.unexpected_actor));
             }
             for f in findings {
-                out.extend(self.raise(f));
+                out.extend(self.raise(f, None));
             }
         }
         out
@@ -159,7 +163,7 @@ impl AlertEngine {
                 _ => None,
             };
             if let Some(f) = finding {
-                out.extend(self.raise(f));
+                out.extend(self.raise(f, Some(&ev.dedup_key)));
             }
         }
         out
@@ -199,8 +203,9 @@ impl AlertEngine {
         }
     }
 
-    /// Exceptions, then suppression; `None` when nothing is to be written.
-    fn raise(&mut self, f: Finding) -> Option<Emitted> {
+    /// Exceptions, then suppression; `None` when nothing is to be written. `event_key`: the
+    /// dedup key of the audit event behind the finding (records are deduplicated upstream).
+    fn raise(&mut self, f: Finding, event_key: Option<&str>) -> Option<Emitted> {
         if self.exceptions[&f.rule]
             .iter()
             .any(|(e, expires)| rules::exception_applies(e, *expires, &f))
@@ -217,6 +222,12 @@ impl AlertEngine {
                 .is_some_and(|d| f.event_time_ms <= d)
             {
                 return None;
+            }
+            if let Some(k) = event_key {
+                if open.events.iter().any(|e| e == k) {
+                    return None;
+                }
+                open.events.push(k.to_string());
             }
             let a = &mut open.alert;
             a.count += 1;
@@ -260,6 +271,7 @@ impl AlertEngine {
                 alert: alert.clone(),
                 bucket_end_ms: bucket + window,
                 durable_through_ms: None,
+                events: event_key.into_iter().map(str::to_string).collect(),
             },
         );
         Some(Emitted { alert, new: true })

@@ -255,6 +255,19 @@ fn top_level_group_admission_fires_but_subgroup_does_not() {
 }
 
 #[test]
+fn a_redispatched_allowlist_event_is_counted_once() {
+    let mut engine = AlertEngine::new(&only(RuleId::AllowlistWeakened));
+    let added = allowlist(AllowlistChangeKind::GroupAdded, Some("top"), T0);
+    assert_eq!(engine.on_events(std::slice::from_ref(&added)).len(), 1);
+    assert!(
+        engine.on_events(&[added]).is_empty(),
+        "same saved id: same change"
+    );
+    let other = allowlist(AllowlistChangeKind::GroupAdded, Some("top"), T0 + 1);
+    assert_eq!(engine.on_events(&[other])[0].alert.count, 2);
+}
+
+#[test]
 fn admin_actions_are_crown_jewel_findings_even_on_ordinary_targets() {
     let mut engine = AlertEngine::new(&only(RuleId::CrownJewel));
     let out = engine.on_records(&[use_("g/a", "g/a", "admin_settings.write", T0)]);

@@ -5,7 +5,7 @@
 //! `max event time seen - lateness` ([`CorrelatorConfig::auto_lateness_ms`]).
 //!
 //! - [`join`]: auth ↔ resource join (1:1, nearest first, decided once the window closed).
-//! - [`allowlist`]: inbound allowlist state, applied as allowlist events arrive.
+//! - [`allowlist`]: inbound allowlists over time, with each member's recent history.
 //! - [`enrich`]: `job_id -> JobInfo` cache from job webhooks, applied when a record is emitted.
 //!
 //! Records and their correlation methods:
@@ -19,9 +19,11 @@
 //! Other resource events with no auth are ordinary user access, not token use: they are
 //! dropped here (counted as `unmatched_resources`) and kept in the store as audit rows.
 //!
-//! `allowlisted` is evaluated when the record is emitted, against allowlist changes applied
-//! on arrival. Records are emitted `window + lateness` after their events, so a change made in
-//! that span can race with the use. Allowlist changes are rare and saved, so this is accepted.
+//! `allowlisted` is the allowlist's answer *at the record's event time*, not at its release:
+//! changes are kept for [`CorrelatorConfig::horizon_ms`] behind the watermark, so a change
+//! read before the record is released counts exactly when it was made, whichever was read
+//! first. A change read after the record was released (later than `lateness` plus the hold)
+//! does not revise it, like any late event.
 
 pub mod actors;
 pub mod allowlist;
@@ -57,6 +59,16 @@ pub struct CorrelatorConfig {
     pub auto_lateness_ms: Option<i64>,
 }
 
+impl CorrelatorConfig {
+    /// Longest a record's event time can trail the watermark when it is released: its window,
+    /// plus the longest hold (raised as in [`Join::new`]). Allowlist history is kept this far
+    /// back, and a window more for events the watermark passes between two advances.
+    pub fn horizon_ms(&self) -> i64 {
+        let hold = self.max_hold_ms.max(2 * self.window_ms + 1);
+        2 * self.window_ms + hold
+    }
+}
+
 impl Default for CorrelatorConfig {
     fn default() -> Self {
         Self {
@@ -89,6 +101,8 @@ pub struct CorrelatorStats {
     pub pending_keys: usize,
     pub cached_jobs: usize,
     pub allowlist_projects: usize,
+    /// Allowlist member versions held (one settled per member, plus the horizon's changes).
+    pub allowlist_versions: usize,
     pub emitted: u64,
     pub matched: u64,
     pub auth_only: u64,
@@ -154,6 +168,7 @@ pub struct Correlator {
     join: Join,
     jobs: JobCache,
     allowlist: AllowlistState,
+    horizon_ms: i64,
     tracker: Option<WatermarkTracker>,
     counters: Counters,
 }
@@ -164,6 +179,7 @@ impl Correlator {
             join: Join::new(cfg.window_ms, cfg.max_pending, cfg.max_hold_ms),
             jobs: JobCache::new(cfg.max_jobs),
             allowlist: AllowlistState::new(),
+            horizon_ms: cfg.horizon_ms(),
             tracker: cfg.auto_lateness_ms.map(WatermarkTracker::new),
             counters: Counters::default(),
         }
@@ -275,6 +291,7 @@ impl Correlator {
             pending_keys: self.join.pending_keys(),
             cached_jobs: self.jobs.len(),
             allowlist_projects: self.allowlist.len(),
+            allowlist_versions: self.allowlist.versions(),
             emitted: c.emitted,
             matched: c.matched,
             auth_only: c.auth_only,
@@ -319,6 +336,11 @@ impl Correlator {
         }
         self.counters.emitted += records.len() as u64;
         records.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        // Records still held are at most a horizon behind the watermark: older changes can
+        // only matter as the state they leave.
+        if let Some(wm) = self.join.watermark() {
+            self.allowlist.settle(wm.saturating_sub(self.horizon_ms));
+        }
     }
 
     fn record(&mut self, o: Outcome) -> Option<TokenUse> {
@@ -406,6 +428,7 @@ impl Correlator {
                 &rec.source_project_path,
                 rec.target_project_id,
                 &rec.target_project_path,
+                rec.event_time_ms,
             );
         }
         rec

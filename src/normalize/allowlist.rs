@@ -28,14 +28,11 @@ pub fn change(kind: AllowlistChangeKind, ev: &AuditEvent, message: &str) -> Allo
     let member_type = has_member
         .then(|| member_type(kind, &ev.target_type))
         .flatten();
-    let member_path = has_member
-        .then(|| {
-            parse_member_path(message).or_else(|| {
-                let d = ev.target_details.trim();
-                (!d.is_empty() && d != "unknown").then(|| d.to_owned())
-            })
-        })
-        .flatten();
+    // Only the `Project <path> was …` / `Group <path> was …` messages carry a full path.
+    // `target_details` is a name: GitLab's policies-update service passes none for a group,
+    // so the event falls back to the group's display name ("Platform Engineering"), and a
+    // project's is its short name. Members are identified by `member_id`.
+    let member_path = has_member.then(|| parse_member_path(message)).flatten();
     AllowlistChange {
         change: kind,
         // reference §2.1: entity is the protected project (allowlist owner).

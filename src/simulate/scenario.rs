@@ -71,6 +71,8 @@ pub struct Scenario {
     busy: HashMap<(i64, usize), Vec<(i64, i64)>>,
     content_keys: HashSet<u64>,
     anomalous_pairs: HashSet<(usize, usize)>,
+    /// Event time of the latest use generated so far, per (source, target).
+    last_use: HashMap<(usize, usize), i64>,
     /// Bots that have run a pipeline so far, most recent last.
     bots_seen: Vec<usize>,
     ids: Ids,
@@ -148,6 +150,7 @@ impl Scenario {
             busy: HashMap::new(),
             content_keys: HashSet::new(),
             anomalous_pairs: HashSet::new(),
+            last_use: HashMap::new(),
             bots_seen: Vec::new(),
             ids: Ids {
                 saved: 552_000,
@@ -197,6 +200,7 @@ impl Scenario {
         let next_ds = self.downstream.peek().map(|r| r.0);
         match next_ds {
             Some((start, seq)) if start <= self.next_regular_at => {
+                self.world.apply_transfers(start);
                 self.downstream.pop();
                 let ds = self
                     .downstream_by_seq
@@ -206,6 +210,7 @@ impl Scenario {
             }
             _ => {
                 let start = self.next_regular_at;
+                self.world.apply_transfers(start);
                 self.next_regular_at += self.rng.random_range(0..2 * self.interarrival_mean);
                 self.regular_pipeline(start);
             }
@@ -217,6 +222,14 @@ impl Scenario {
         self.inject_timed_before(bound);
         self.out.drain_before(bound, &mut self.rng);
         true
+    }
+
+    /// Queues an allowlist change added while jobs run (`World::insert_change`).
+    fn schedule_acl(&mut self, c: super::world::AclChange) {
+        let at = c.at;
+        let i = self.world.insert_change(c);
+        let pos = self.timed.partition_point(|t| t.0 <= at);
+        self.timed.insert(pos, (at, Timed::Acl(i)));
     }
 
     fn inject_timed_before(&mut self, bound: i64) {

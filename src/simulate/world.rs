@@ -2,7 +2,9 @@
 //! dependency graph between projects, and every inbound-allowlist change over time.
 //!
 //! Allowlist history is fixed up front (not as jobs run) so that the ground-truth
-//! `allowlisted` flag of a use can be computed from the complete timeline at its time.
+//! `allowlisted` flag of a use can be computed from the complete timeline at its time. The
+//! one exception, a project removed seconds after one of its uses ([`World::insert_change`]),
+//! is added only where no use already generated could be affected.
 
 use std::collections::HashSet;
 
@@ -12,15 +14,22 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SimConfig;
 
+mod changes;
+
+pub use changes::Transfer;
+
 pub struct Group {
     pub id: i64,
     pub path: String,
+    /// Display name ("Platform Team"): what GitLab's policies-update event names a group by.
+    pub name: String,
     pub parent: Option<usize>,
 }
 
 pub struct Project {
     pub id: i64,
     pub name: String,
+    /// Current path: changes when the project is transferred ([`World::transfers`]).
     pub path: String,
     pub group: usize,
     /// Path contains `secrets` or `prod`: any job-token use against it is an anomaly.
@@ -60,7 +69,7 @@ pub struct Runner {
     pub ip: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Member {
     Project(usize),
     Group(usize),
@@ -97,6 +106,8 @@ pub struct World {
     /// All allowlist changes, sorted by time; also indexed per target in `acl_by_target`.
     pub acl: Vec<AclChange>,
     pub acl_by_target: Vec<Vec<usize>>,
+    /// Projects moved to another group, by time (applied as the simulation clock passes).
+    pub transfers: Vec<Transfer>,
     /// Cumulative weights for weighted project and user picks.
     project_cdf: Vec<u64>,
     user_cdf: Vec<u64>,
@@ -220,6 +231,7 @@ impl World {
             runner_ips,
             acl: Vec::new(),
             acl_by_target: Vec::new(),
+            transfers: Vec::new(),
             project_cdf,
             user_cdf,
         }
@@ -346,9 +358,26 @@ impl World {
                     policies,
                     anomaly: Some("group_admitted"),
                 });
+                self.consolidate(&mut changes, ti, g, at, rng);
             }
         }
+        self.plan_transfers(cfg, &mut changes, &later, rng);
         changes.sort_by_key(|c| c.at);
+        // GitLab updates the policies of existing entries only: drop an update planned for a
+        // member that a transfer or a consolidation removed first.
+        let mut present: HashSet<(usize, Member)> = HashSet::new();
+        changes.retain(|c| match c.op {
+            AclOp::Added(m) => {
+                present.insert((c.target, m));
+                true
+            }
+            AclOp::Removed(m) => {
+                present.remove(&(c.target, m));
+                true
+            }
+            AclOp::PoliciesUpdated(m) => present.contains(&(c.target, m)),
+            AclOp::InboundEnabled | AclOp::InboundDisabled => true,
+        });
         self.acl_by_target = vec![Vec::new(); self.projects.len()];
         for (i, c) in changes.iter().enumerate() {
             self.acl_by_target[c.target].push(i);
@@ -389,13 +418,8 @@ impl World {
         if !known {
             return None;
         }
-        let path = &self.projects[source].path;
-        let in_group = groups.iter().any(|&g| {
-            let gp = &self.groups[g].path;
-            path.len() > gp.len()
-                && path.starts_with(gp.as_str())
-                && path.as_bytes()[gp.len()] == b'/'
-        });
+        // The source's path now: the scenario applies transfers as its clock passes them.
+        let in_group = groups.iter().any(|&g| self.in_group(source, g));
         Some(projects.contains(&source) || in_group)
     }
 
@@ -505,8 +529,10 @@ fn make_groups(n: usize, rng: &mut ChaCha8Rng) -> Vec<Group> {
             path = format!("{base}{k}");
             k += 1;
         }
+        let last = path.rsplit('/').next().unwrap_or(&path);
         groups.push(Group {
             id: 10 + i as i64 * 3,
+            name: format!("{} Team", title(last)),
             path,
             parent,
         });

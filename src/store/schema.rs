@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "token_use_rollup",
         include_str!("../../schemas/clickhouse/0008_token_use_rollup.sql"),
     ),
+    (
+        9,
+        "allowlist_state_by_member_id",
+        include_str!("../../schemas/clickhouse/0009_allowlist_state_by_member_id.sql"),
+    ),
 ];
 
 /// The migrations bookkeeping table.

@@ -5,6 +5,7 @@
 mod common;
 
 mod alerts;
+mod allowlist;
 mod chdb;
 mod clickhouse_roundtrip;
 mod collect;

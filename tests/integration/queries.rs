@@ -3,7 +3,7 @@
 //! `--param`), asserting (a) both engines give identical rows and (b) the rows match what is
 //! computed independently here from the simulator's ground truth.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -49,6 +49,9 @@ fn dataset() -> &'static Dataset {
         let (mut allowlist_rows, mut lifecycle_rows, mut job_rows) =
             (Vec::new(), Vec::new(), Vec::new());
         let mut allowlist = Vec::new();
+        // A member's full path by (protected project, type, id), for the changes that carry
+        // none (policies updates): allowlist_state groups by id (migration 0009).
+        let mut member_paths: HashMap<(String, String, Option<i64>), String> = HashMap::new();
         let mut job_projects = BTreeSet::new();
         let mut seen = HashSet::new();
         for m in &messages {
@@ -62,11 +65,23 @@ fn dataset() -> &'static Dataset {
                             AuditMeaning::Allowlist(c) => {
                                 tables::encode_allowlist_change(&ev, c, &mut allowlist_rows);
                                 let change = serde_json::to_value(c.change).unwrap();
+                                let member = (
+                                    c.protected_project_path.clone(),
+                                    c.member_type.clone().unwrap_or_default(),
+                                    c.member_id,
+                                );
+                                let path = match &c.member_path {
+                                    Some(p) => {
+                                        member_paths.insert(member, p.clone());
+                                        p.clone()
+                                    }
+                                    None => member_paths.get(&member).cloned().unwrap_or_default(),
+                                };
                                 allowlist.push((
                                     ev.created_at_ms,
                                     c.protected_project_path.clone(),
                                     c.member_type.clone().unwrap_or_default(),
-                                    c.member_path.clone().unwrap_or_default(),
+                                    path,
                                     change.as_str().unwrap().to_string(),
                                 ));
                             }

@@ -463,7 +463,12 @@ impl Scenario {
                 }
             }
             AclOp::PoliciesUpdated(mb) => {
-                let (_, _, obj) = member(mb);
+                let (_, _, mut obj) = member(mb);
+                // GitLab's policies-update service passes no target details for a group: the
+                // event falls back to the group's display name.
+                if let Member::Group(g) = mb {
+                    obj.text.clone_from(&self.world.groups[g].name);
+                }
                 (
                     "secure_ci_job_token_policies_updated",
                     obj,

@@ -8,6 +8,7 @@ use rand::seq::IndexedRandom;
 use super::{Downstream, Person, Scenario};
 use crate::model::{ActorKind, TokenUse};
 use crate::simulate::gitlab;
+use crate::simulate::world::{AclChange, AclOp, Member, POLICY_SETS};
 
 pub(super) struct SourceInfo {
     pub project: usize,
@@ -48,6 +49,15 @@ struct UsePlan {
     /// Anomaly kinds of this use besides `new_edge` (which is derived from the pair).
     kinds: Vec<&'static str>,
 }
+
+/// Share of ordinary cross-project uses after which the target's maintainer removes the
+/// source's project entry seconds later (and adds it back minutes after): the use must still
+/// count as allowlisted, though the removal is read while the use is held.
+const REMOVAL_AFTER_USE_SHARE: f64 = 0.003;
+/// A use's event time can trail its planned time by this much (its gap to the auth event and
+/// the shifts that keep one author's uses apart), so ordinary traffic only reaches a target
+/// that admits it over this whole span.
+const PLAN_SLACK_MS: i64 = 5_000;
 
 const JOBS: &[(&str, &str)] = &[
     ("build", "build"),
@@ -249,7 +259,47 @@ impl Scenario {
             self.downstream_by_seq.insert(self.ids.seq, d);
         }
         self.record_use(p, job, &plan, auth_at, event_time);
+        if let Some(t) = plan.target
+            && plan.kinds.is_empty()
+        {
+            self.maybe_remove_after_use(s, t, event_time);
+        }
         end
+    }
+
+    /// Sometimes removes `source`'s project entry from `target` a few seconds after this use,
+    /// and adds it back minutes later: only when no use generated so far is later than this
+    /// one, so no ground truth already written changes.
+    fn maybe_remove_after_use(&mut self, source: usize, target: usize, event_time: i64) {
+        if source == target
+            || self.last_use.get(&(source, target)) != Some(&event_time)
+            || !self.world.project_entry_at(source, target, event_time)
+            || !self.rng.random_bool(REMOVAL_AFTER_USE_SHARE)
+        {
+            return;
+        }
+        let removed_at = event_time + self.rng.random_range(300..4_000);
+        let back_at = removed_at + self.rng.random_range(120_000..1_200_000);
+        // A policies update needs the entry: none may fall while it is away.
+        let member = Member::Project(source);
+        if self
+            .world
+            .policies_update_between(target, member, removed_at, back_at)
+        {
+            return;
+        }
+        for (at, op) in [
+            (removed_at, AclOp::Removed(member)),
+            (back_at, AclOp::Added(member)),
+        ] {
+            self.schedule_acl(AclChange {
+                at,
+                target,
+                op,
+                policies: POLICY_SETS[0],
+                anomaly: None,
+            });
+        }
     }
 
     fn record_use(&mut self, p: &Pipe, job: &Job, plan: &UsePlan, auth_at: i64, event_time: i64) {
@@ -296,6 +346,10 @@ impl Scenario {
             gap_ms: event_time - auth_at,
         };
         self.push_use(u);
+        if let Some(t) = plan.target {
+            let last = self.last_use.entry((s, t)).or_insert(event_time);
+            *last = (*last).max(event_time);
+        }
         let actor = Some(p.person.id);
         for kind in &plan.kinds {
             let detail = format!("{} via {}", plan.action, job.id);
@@ -361,6 +415,19 @@ impl Scenario {
             };
         }
         let t = *deps.choose(&mut self.rng).expect("non-empty");
+        // Ordinary traffic reaches only targets that admit it at the time (a project entry
+        // removed for a while, a project moved out of an admitted group): a use the allowlist
+        // refuses is a labelled anomaly (`plan_anomaly`). Meanwhile the job reads its own.
+        let w = &self.world;
+        if w.allowlisted(s, t, at) == Some(false)
+            || w.allowlisted(s, t, at + PLAN_SLACK_MS) == Some(false)
+        {
+            return UsePlan {
+                target: Some(s),
+                action: "artifact.read",
+                kinds: vec![],
+            };
+        }
         // Git streaming audit events exist for human authors only (reference §2.2).
         let action = match self.rng.random_range(0..100) {
             0..=44 if human => "repository.read",
