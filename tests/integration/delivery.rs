@@ -351,13 +351,13 @@ async fn a_kafka_outage_is_waited_out_without_a_restart() {
         || async { (!run.health.is_ready()).then_some(()) },
     )
     .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!run.handle.is_finished(), "ingest rides out the outage");
     assert!(
         run.health.reason().contains("Kafka unreachable"),
         "{}",
         run.health.reason()
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!run.handle.is_finished(), "ingest rides out the outage");
 
     broker.restart().await;
     let second: Vec<Outgoing> = (10..20).map(good).collect();
