@@ -313,3 +313,52 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// One message of a dead-letter topic: its headers (names to text) and payload length.
+pub struct DeadLetterCopy {
+    pub headers: BTreeMap<String, String>,
+    pub payload_len: usize,
+}
+
+impl DeadLetterCopy {
+    /// A header's value, or "" when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+}
+
+/// Every message of a (single-partition) dead-letter topic, read to its end.
+pub async fn read_dead_letters(brokers: &str, topic: &str) -> Vec<DeadLetterCopy> {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("dlq_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut copies = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
+            Ok(Ok(m)) => copies.push(DeadLetterCopy {
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_string(), v.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                payload_len: m.payload().map_or(0, <[u8]>::len),
+            }),
+            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return copies,
+            Ok(Err(e)) => panic!("reading dead letters: {e}"),
+            Err(_) => panic!("dead-letter topic read timed out"),
+        }
+    }
+}

@@ -2,13 +2,9 @@
 //! offset is stored or dead-lettered before it is committed, a failed dead-letter write or a
 //! tripped ratio guard commits nothing past it, and a Kafka outage is waited out.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::Offset;
 use serde_json::{Value, json};
@@ -146,41 +142,6 @@ async fn stored_offsets(client: &clickhouse::Client) -> Vec<i64> {
         .unwrap()
 }
 
-/// Every dead-letter copy: (original offset, headers).
-async fn dead_letters(s: &Settings) -> Vec<(i64, BTreeMap<String, String>, usize)> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &s.kafka.brokers)
-        .set("group.id", unique("dlq_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    c.subscribe(&[&s.kafka.dead_letter_topic]).unwrap();
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
-            Ok(Ok(m)) => {
-                let headers: BTreeMap<String, String> = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
-                                (h.key.to_string(), v.into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let offset = headers["tokentrail-original-offset"].parse().unwrap();
-                out.push((offset, headers, m.payload().map_or(0, <[u8]>::len)));
-            }
-            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
-            Ok(Err(e)) => panic!("reading dead letters: {e}"),
-            Err(_) => panic!("dead-letter topic read timed out"),
-        }
-    }
-}
-
 /// Item 1 of the delivery holes: a poison message larger than the dead-letter topic takes
 /// (Kafka's 1 MiB default) used to stop ingest with its offset committed, so it was in
 /// neither ClickHouse nor the dead-letter topic. Its copy is now cut to
@@ -217,20 +178,20 @@ async fn a_poison_message_larger_than_the_dead_letter_topic_is_dead_lettered_not
     run.stop().await;
 
     assert_eq!(stored_offsets(&client).await, vec![0, 2, 3, 4]);
-    let letters = dead_letters(&s).await;
+    let letters = read_dead_letters(&s.kafka.brokers, &s.kafka.dead_letter_topic).await;
     assert_eq!(letters.len(), 1, "one copy of offset 1");
-    let (offset, headers, payload_len) = &letters[0];
-    assert_eq!(*offset, 1);
-    assert_eq!(headers["tokentrail-truncated"], "true");
+    let copy = &letters[0];
+    assert_eq!(copy.header("tokentrail-original-offset"), "1");
+    assert_eq!(copy.header("tokentrail-truncated"), "true");
     assert_eq!(
-        headers["tokentrail-original-length"],
+        copy.header("tokentrail-original-length"),
         poison.len().to_string()
     );
     assert_eq!(
-        headers["tokentrail-original-sha256"],
+        copy.header("tokentrail-original-sha256"),
         hex::encode(Sha256::digest(&poison))
     );
-    assert_eq!(*payload_len, s.dead_letter.max_payload_bytes);
+    assert_eq!(copy.payload_len, s.dead_letter.max_payload_bytes);
 }
 
 /// When Kafka refuses the dead-letter copy for good, ingest stops, and the message's offset
@@ -264,7 +225,11 @@ async fn a_refused_dead_letter_write_commits_nothing_past_the_message() {
         stored_offsets(&client).await.iter().all(|o| *o < 1),
         "nothing after the failed message"
     );
-    assert!(dead_letters(&s).await.is_empty());
+    assert!(
+        read_dead_letters(&s.kafka.brokers, &s.kafka.dead_letter_topic)
+            .await
+            .is_empty()
+    );
     assert!(error.to_string().contains("dead-letter"), "{error}");
     assert!(!health.is_ready());
     assert!(

@@ -11,10 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use tokentrail::config::Settings;
 use tokentrail::publish::{self, Topics};
 use tokentrail::simulate::{GroundTruth, SimConfig, Simulator};
@@ -162,48 +158,25 @@ impl Run {
     /// Dead-lettered items by reason kind, each original item (topic, partition, offset,
     /// element) counted once: after a crash the same poison may be dead-lettered again.
     async fn dead_letters(&self) -> BTreeMap<String, usize> {
-        let c: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.svc.brokers)
-            .set("group.id", unique("dlq_reader"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap();
-        c.subscribe(&[&self.settings.kafka.dead_letter_topic])
-            .unwrap();
-        let mut items = std::collections::BTreeSet::new();
-        loop {
-            match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
-                Ok(Ok(m)) => {
-                    let header = |name: &str| {
-                        m.headers()
-                            .and_then(|h| {
-                                h.iter()
-                                    .find(|h| h.key == name)
-                                    .and_then(|h| h.value)
-                                    .map(|v| String::from_utf8_lossy(v).to_string())
-                            })
-                            .unwrap_or_default()
-                    };
-                    items.insert((
-                        header("tokentrail-original-topic"),
-                        header("tokentrail-original-partition"),
-                        header("tokentrail-original-offset"),
-                        header("tokentrail-element-index"),
-                        header("tokentrail-error-kind"),
-                    ));
-                }
-                Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                    let mut kinds = BTreeMap::new();
-                    for item in items {
-                        *kinds.entry(item.4).or_insert(0) += 1;
-                    }
-                    return kinds;
-                }
-                Ok(Err(e)) => panic!("reading dead letters: {e}"),
-                Err(_) => panic!("dead-letter topic read timed out"),
-            }
+        let copies =
+            read_dead_letters(&self.svc.brokers, &self.settings.kafka.dead_letter_topic).await;
+        let items: std::collections::BTreeSet<_> = copies
+            .iter()
+            .map(|c| {
+                (
+                    c.header("tokentrail-original-topic"),
+                    c.header("tokentrail-original-partition"),
+                    c.header("tokentrail-original-offset"),
+                    c.header("tokentrail-element-index"),
+                    c.header("tokentrail-error-kind"),
+                )
+            })
+            .collect();
+        let mut kinds = BTreeMap::new();
+        for item in items {
+            *kinds.entry(item.4.to_string()).or_insert(0) += 1;
         }
+        kinds
     }
 }
 
