@@ -298,3 +298,64 @@ pub struct TokenUse {
     /// Milliseconds between the authentication and the resource event.
     pub gap_ms: i64,
 }
+
+/// How serious an alert is (the `[alerting.rules.*] severity` setting, and each alert row's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Open,
+    Acked,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Open => "open",
+            AlertStatus::Acked => "acked",
+        }
+    }
+}
+
+/// One alert as stored (a row of `alerts`) and as sent (Kafka value, webhook body).
+/// `event_time_ms` and the actor/job fields describe the latest triggering event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub count: u64,
+    pub source_project_path: String,
+    pub target_project_path: String,
+    pub actor_id: i64,
+    pub actor_kind: String,
+    pub action: String,
+    pub job_id: Option<i64>,
+    pub event_time_ms: i64,
+    /// Rule-specific context (ids, record key, reason) as a JSON object.
+    pub details: serde_json::Value,
+    pub status: AlertStatus,
+    pub acked_by: String,
+}

@@ -19,25 +19,7 @@ pub struct AlertingSettings {
     pub outputs: OutputSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+pub use crate::model::Severity;
 
 /// Silences a rule for matching alerts until `expires`. Every filter given must match; at
 /// least one is required. `project`/`group` match the alert's target (the accessed project,

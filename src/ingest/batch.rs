@@ -8,25 +8,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use std::time::Instant;
 
-use super::offsets::{OffsetTracker, PendingOffsets, TopicPartition};
+use super::offsets::{OffsetTracker, PendingOffsets};
+pub use crate::store::block::{Block, RowMark, TopicPartition};
 use crate::store::tables::Table;
-
-/// Row boundary and source offset of one encoded row, for bisecting a rejected block.
-#[derive(Debug, Clone, Copy)]
-pub struct RowMark {
-    pub end: usize,
-    pub offset: i64,
-}
-
-/// Encoded rows bound for one table from one partition, sealed: the bytes are shared, so
-/// the writer sends them (or a bisected part) without copying.
-#[derive(Debug)]
-pub struct Block {
-    pub table: Table,
-    pub tp: TopicPartition,
-    pub bytes: Bytes,
-    pub rows: Vec<RowMark>,
-}
 
 /// A block still being filled.
 #[derive(Debug)]

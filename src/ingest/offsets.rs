@@ -10,22 +10,8 @@
 //! in flight when its partition was revoked can never commit for the new owner.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
-pub type TopicPartition = (Arc<str>, i32);
-
-/// Proof that ClickHouse acknowledged a batch. Constructed only by `store::sink`.
-#[derive(Debug)]
-pub struct WriteReceipt {
-    _private: (),
-}
-
-impl WriteReceipt {
-    /// Only the sink calls this, after a successful insert of every block of a batch.
-    pub(crate) fn acknowledged() -> Self {
-        WriteReceipt { _private: () }
-    }
-}
+pub use crate::store::block::{TopicPartition, WriteReceipt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -207,6 +193,7 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn tp(p: i32) -> TopicPartition {
         (Arc::from("t"), p)

@@ -1,5 +1,6 @@
 //! Everything that touches ClickHouse: row encoding, the schema, and the batch writer.
 
+pub mod block;
 pub mod migrate;
 pub mod rowbinary;
 pub mod schema;

@@ -13,11 +13,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
+use super::block::{Block, TopicPartition, WriteReceipt};
 use super::schema::{Dialect, ServerVersion};
 use super::tables::Table;
 use crate::config::{ClickHouseSettings, RetrySettings};
-use crate::ingest::batch::Block;
-use crate::ingest::offsets::{TopicPartition, WriteReceipt};
 use crate::telemetry::metrics::Metrics;
 
 /// How a failed insert should be handled.
@@ -434,7 +433,7 @@ mod tests {
     }
 
     fn block(table: Table, partition: i32, offsets: &[i64]) -> Block {
-        use crate::ingest::batch::RowMark;
+        use crate::store::block::RowMark;
         Block {
             table,
             tp: (std::sync::Arc::from("t"), partition),

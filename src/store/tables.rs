@@ -5,7 +5,7 @@
 //! the encoding. The `schema_matches_encoders` integration test checks both agree.
 
 use super::rowbinary::RowWriter;
-use crate::alert::Alert;
+use crate::model::Alert;
 use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, TokenUse, WebhookEvent};
 
 /// Where a row came from in Kafka; stored so every row can be traced to its message.
