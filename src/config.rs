@@ -101,9 +101,11 @@ pub struct KafkaSettings {
     pub options: LibrdkafkaOptions,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseSettings {
+    /// Printed with any user-info redacted.
+    #[serde(serialize_with = "redact_url_userinfo")]
     pub url: String,
     pub database: String,
     pub user: String,
@@ -202,6 +204,19 @@ impl Default for KafkaSettings {
             group_instance_id: String::new(),
             options: LibrdkafkaOptions::default(),
         }
+    }
+}
+
+impl fmt::Debug for ClickHouseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseSettings")
+            .field("url", &url_without_userinfo(&self.url))
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("insert_timeout_secs", &self.insert_timeout_secs)
+            .field("retention_days", &self.retention_days)
+            .finish()
     }
 }
 
@@ -471,9 +486,38 @@ fn check_destination(
 
 fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "key"]
+    // Every SASL option (usernames and OAUTHBEARER configs carry credentials too), every
+    // option naming a key, password, secret, token or credential (`ssl.key.password`,
+    // `ssl.keystore.password`, `sasl.oauthbearer.client.secret`, …).
+    k.starts_with("sasl.")
+        || [
+            "password",
+            "secret",
+            "token",
+            "key",
+            "oauthbearer",
+            "credential",
+        ]
         .iter()
         .any(|w| k.contains(w))
+}
+
+/// `http://user:pass@host/` → `http://***@host/`: URL user-info is a credential.
+pub fn url_without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+fn redact_url_userinfo<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&url_without_userinfo(url))
 }
 
 /// librdkafka options passed through verbatim. Debug and Serialize redact secret-looking keys.
@@ -750,6 +794,33 @@ fn toml_key(k: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn printed_settings_carry_no_credential() {
+        let mut s = Settings::default();
+        s.clickhouse.url = "https://admin:Passw0rd@ch.example:8443/".into();
+        s.clickhouse.password = Secret::new("Passw0rd");
+        for (k, v) in [
+            ("sasl.oauthbearer.config", "clientSecret=Passw0rd"),
+            ("sasl.username", "Passw0rd-user"),
+            ("sasl.password", "Passw0rd"),
+            ("ssl.key.password", "Passw0rd"),
+            ("ssl.keystore.password", "Passw0rd"),
+        ] {
+            s.kafka.options.0.insert(k.into(), v.into());
+        }
+        let printed = format!("{}\n{s:?}", s.to_redacted_toml());
+        assert!(!printed.contains("Passw0rd"), "{printed}");
+        assert!(
+            printed.contains("https://***@ch.example:8443/"),
+            "{printed}"
+        );
+        let plain = Settings::default().to_redacted_toml();
+        assert!(
+            plain.contains("url = \"http://127.0.0.1:18123\""),
+            "{plain}"
+        );
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
         Some(
