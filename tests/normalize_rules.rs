@@ -563,3 +563,57 @@ fn webhook_times_outside_the_storable_range_read_as_absent() {
     let out = tokentrail::normalize::normalize(&msg, &Limits::default());
     assert_eq!(only_webhook(&out).event_time_ms, 0);
 }
+
+#[test]
+fn duplicate_keys_are_rejected_not_last_value_wins() {
+    let body = br#"{"id": 1, "author_id": 4821, "created_at": "2025-06-03T10:15:42Z",
+        "event_type": "user_authenticated_using_job_token", "author_id": 666}"#;
+    assert_eq!(
+        single_rejection(&audit(body)),
+        (
+            None,
+            RejectKind::DuplicateKey,
+            "duplicate key \"author_id\""
+        )
+    );
+    // At any depth, with the path in the reason.
+    let mut text = String::from_utf8(fixture(
+        "audit-stream/user_authenticated_using_job_token.json",
+    ))
+    .unwrap();
+    text = text.replacen(
+        "\"details\": {",
+        "\"details\": {\"entity_path\": \"forged\",",
+        1,
+    );
+    assert_eq!(
+        single_rejection(&audit(text.as_bytes())),
+        (
+            None,
+            RejectKind::DuplicateKey,
+            "duplicate key \"entity_path\" in details"
+        )
+    );
+    // In a batch only that element is rejected, with its index.
+    let ok = String::from_utf8(fixture(
+        "audit-stream/user_authenticated_using_job_token.json",
+    ))
+    .unwrap();
+    let batch = format!("[{ok}, {text}]");
+    let out = audit(batch.as_bytes());
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(
+        (out.rejected[0].index, out.rejected[0].kind),
+        (Some(1), RejectKind::DuplicateKey)
+    );
+    // Webhooks too.
+    let out = webhook(
+        br#"{"object_kind": "build", "build_id": 1, "build_id": 2}"#,
+        &[],
+    );
+    assert_eq!(
+        single_rejection(&out),
+        (None, RejectKind::DuplicateKey, "duplicate key \"build_id\"")
+    );
+    assert_eq!(RejectKind::DuplicateKey.as_str(), "duplicate_key");
+}

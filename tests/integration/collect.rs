@@ -457,6 +457,34 @@ async fn invalid_json_is_400_with_a_reason_and_a_dead_letter_copy() {
     collector.stop().await;
 }
 
+/// One duplicate-key rule: an object body with a repeated key is refused with the
+/// normalizer's reason and dead-lettered, never forwarded for last-value-wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_key_is_400_with_the_normalizers_reason_and_a_dead_letter_copy() {
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let collector = start(&collect_settings(&svc.brokers, &t)).await;
+    let body =
+        br#"{"author_id": 4821, "details": {"entity_path": "a/b", "entity_path": "=HYPERLINK(\"x\")"}}"#
+            .to_vec();
+    let reply = post(
+        collector.addr,
+        AUDIT_PATH,
+        &[("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let answer: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(answer["error"], "duplicate_key");
+    assert_eq!(answer["reason"], "duplicate key \"entity_path\" in details");
+    let dead = read(&svc.brokers, &t.dlq, 1).await;
+    assert_eq!(dead[0].payload(), Some(&body[..]));
+    assert_eq!(header(&dead[0], dlq::ERROR_KIND), Some("duplicate_key"));
+    assert_eq!(stored(&svc.brokers, &t.audit), 0);
+    collector.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_need_the_token_and_a_valid_recent_signature() {
     let svc = services();
