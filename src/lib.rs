@@ -12,6 +12,7 @@ pub mod correlate;
 pub mod ingest;
 pub mod model;
 pub mod normalize;
+pub mod output_escape;
 pub mod publish;
 pub mod query;
 pub mod retry;

@@ -104,6 +104,11 @@ pub enum RejectKind {
     NotAnObject,
     MissingField,
     WrongType,
+    /// An event time outside `normalize::time::STORABLE_FROM_MS..STORABLE_UNTIL_MS`, which
+    /// ClickHouse 18.16's `DateTime` (UInt32 seconds) would store wrapped.
+    TimestampOutOfRange,
+    /// A key repeated in one JSON object: which value GitLab meant is unknowable.
+    DuplicateKey,
     /// Rejected by ClickHouse when the batch it was in was bisected.
     RejectedByStore,
 }
@@ -117,6 +122,8 @@ impl RejectKind {
             RejectKind::NotAnObject => "not_an_object",
             RejectKind::MissingField => "missing_field",
             RejectKind::WrongType => "wrong_type",
+            RejectKind::TimestampOutOfRange => "timestamp_out_of_range",
+            RejectKind::DuplicateKey => "duplicate_key",
             RejectKind::RejectedByStore => "rejected_by_store",
         }
     }

@@ -489,3 +489,131 @@ fn webhook_event_time_falls_back_to_kafka_then_zero() {
     let out = tokentrail::normalize::normalize(&msg, &Limits::default());
     assert_eq!(only_webhook(&out).event_time_ms, 0);
 }
+
+#[test]
+fn created_at_outside_the_storable_range_is_rejected_not_wrapped() {
+    for text in [
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2106-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        let out = audit_with("created_at", json!(text));
+        let want = format!(
+            "created_at: \"{text}\" is outside the accepted range \
+             1970-01-01T00:00:00Z ≤ t < 2106-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            single_rejection(&out),
+            (None, RejectKind::TimestampOutOfRange, want.as_str())
+        );
+    }
+    assert_eq!(
+        RejectKind::TimestampOutOfRange.as_str(),
+        "timestamp_out_of_range"
+    );
+    // The edges of the range are stored as given.
+    let first = audit_with("created_at", json!("1970-01-01T00:00:00Z"));
+    assert_eq!(only_audit(&first).created_at_ms, 0);
+    let last = audit_with("created_at", json!("2105-12-31T23:59:59.999Z"));
+    assert_eq!(only_audit(&last).created_at_ms, 4_291_747_199_999);
+    // In a batch only the bad element is rejected, with its index.
+    let ok = sample("audit-stream/user_authenticated_using_job_token.json");
+    let mut bad = ok.clone();
+    bad["created_at"] = json!("0001-01-01T00:00:00Z");
+    let out = audit(&bytes(&json!([ok, bad])));
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(
+        (out.rejected[0].index, out.rejected[0].kind),
+        (Some(1), RejectKind::TimestampOutOfRange)
+    );
+}
+
+#[test]
+fn webhook_times_outside_the_storable_range_read_as_absent() {
+    let mut hook = sample("webhooks/job_hook.json");
+    hook["build_created_at"] = json!("0001-01-01T00:00:00Z");
+    hook["build_started_at"] = json!("1969-12-31 23:59:59 UTC");
+    hook["build_finished_at"] = json!("9999-12-31T23:59:59Z");
+    for key in [
+        "build_created_at_iso",
+        "build_started_at_iso",
+        "build_finished_at_iso",
+    ] {
+        hook[key] = Value::Null;
+    }
+    let out = webhook(&bytes(&hook), &[]);
+    let w = only_webhook(&out);
+    assert_eq!(
+        (w.jobs[0].started_at_ms, w.jobs[0].finished_at_ms),
+        (None, None)
+    );
+    assert_eq!(w.event_time_ms, common::KAFKA_TS);
+    // A Kafka timestamp outside the range is not used either.
+    let body = bytes(&json!({"object_kind": "note"}));
+    let msg = tokentrail::model::InputMessage {
+        source: SourceKind::Webhook,
+        topic: "t",
+        partition: 0,
+        offset: 0,
+        timestamp_ms: Some(-1),
+        headers: &[],
+        payload: Some(&body),
+    };
+    let out = tokentrail::normalize::normalize(&msg, &Limits::default());
+    assert_eq!(only_webhook(&out).event_time_ms, 0);
+}
+
+#[test]
+fn duplicate_keys_are_rejected_not_last_value_wins() {
+    let body = br#"{"id": 1, "author_id": 4821, "created_at": "2025-06-03T10:15:42Z",
+        "event_type": "user_authenticated_using_job_token", "author_id": 666}"#;
+    assert_eq!(
+        single_rejection(&audit(body)),
+        (
+            None,
+            RejectKind::DuplicateKey,
+            "duplicate key \"author_id\""
+        )
+    );
+    // At any depth, with the path in the reason.
+    let mut text = String::from_utf8(fixture(
+        "audit-stream/user_authenticated_using_job_token.json",
+    ))
+    .unwrap();
+    text = text.replacen(
+        "\"details\": {",
+        "\"details\": {\"entity_path\": \"forged\",",
+        1,
+    );
+    assert_eq!(
+        single_rejection(&audit(text.as_bytes())),
+        (
+            None,
+            RejectKind::DuplicateKey,
+            "duplicate key \"entity_path\" in details"
+        )
+    );
+    // In a batch only that element is rejected, with its index.
+    let ok = String::from_utf8(fixture(
+        "audit-stream/user_authenticated_using_job_token.json",
+    ))
+    .unwrap();
+    let batch = format!("[{ok}, {text}]");
+    let out = audit(batch.as_bytes());
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(
+        (out.rejected[0].index, out.rejected[0].kind),
+        (Some(1), RejectKind::DuplicateKey)
+    );
+    // Webhooks too.
+    let out = webhook(
+        br#"{"object_kind": "build", "build_id": 1, "build_id": 2}"#,
+        &[],
+    );
+    assert_eq!(
+        single_rejection(&out),
+        (None, RejectKind::DuplicateKey, "duplicate key \"build_id\"")
+    );
+    assert_eq!(RejectKind::DuplicateKey.as_str(), "duplicate_key");
+}

@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use super::query::{self, AlertRow};
 use crate::config::Settings;
+use crate::output_escape::escape_controls;
 use crate::store::sink;
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +65,12 @@ pub async fn run(settings: &Settings, cmd: AlertsCommand) -> anyhow::Result<()> 
                 .unwrap_or_else(|| "unknown".into());
             let now_ms = chrono::Utc::now().timestamp_millis();
             let alert = query::ack(&client, db, &id, &by, now_ms).await?;
-            println!("acknowledged {} ({}) as {by}", alert.alert_id, alert.rule);
+            println!(
+                "acknowledged {} ({}) as {}",
+                escape_controls(&alert.alert_id),
+                escape_controls(&alert.rule),
+                escape_controls(&by)
+            );
         }
     }
     Ok(())
@@ -79,11 +85,63 @@ fn print_row(row: AlertRow, json: bool) {
         );
         return;
     }
+    println!("{}", list_line(&row));
+}
+
+/// One `alerts list` table line. Every text column is escaped: summaries quote project paths
+/// and names from GitLab payloads, and a raw `\r\n` there would forge a line.
+fn list_line(row: &AlertRow) -> String {
     let last_seen = chrono::DateTime::from_timestamp_millis(row.last_seen_ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default();
-    println!(
+    format!(
         "{:<32}  {:<18}  {:<8}  {:<6}  {:>6}  {:<24}  {}",
-        row.alert_id, row.rule, row.severity, row.status, row.count, last_seen, row.summary
-    );
+        escape_controls(&row.alert_id),
+        escape_controls(&row.rule),
+        escape_controls(&row.severity),
+        escape_controls(&row.status),
+        row.count,
+        last_seen,
+        escape_controls(&row.summary)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(summary: &str) -> AlertRow {
+        AlertRow {
+            alert_id: "a1".into(),
+            rule: "not_allowlisted".into(),
+            severity: "high".into(),
+            summary: summary.into(),
+            first_seen_ms: 0,
+            last_seen_ms: 1_748_945_742_123,
+            count: 1,
+            source_project_path: String::new(),
+            target_project_path: String::new(),
+            actor_id: 0,
+            actor_kind: String::new(),
+            action: String::new(),
+            job_id: None,
+            event_time_ms: 0,
+            details: String::new(),
+            status: "open".into(),
+            acked_by: String::new(),
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn list_line_cannot_be_forged_or_recolour_the_terminal() {
+        let forged = "g/a used g/b\r\nfake-id  not_allowlisted  high  open  1  \u{1b}[8m";
+        let line = list_line(&row(forged));
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+        assert!(!line.contains(['\r', '\u{1b}']), "{line:?}");
+        assert!(
+            line.ends_with("g/a used g/b\\r\\nfake-id  not_allowlisted  high  open  1  \\x1b[8m"),
+            "{line}"
+        );
+    }
 }

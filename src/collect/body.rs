@@ -19,6 +19,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::model::RejectKind;
+use crate::normalize::json;
 
 /// One Kafka message to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,17 @@ fn invalid_json(e: serde_json::Error) -> BodyError {
     body_error(RejectKind::InvalidJson, format!("invalid JSON: {e}"))
 }
 
+/// Refuses a body with a key repeated inside one object, at any depth: the normalizer's rule
+/// and detection ([`json::Value::first_duplicate_key`]), so a body the collector accepts is
+/// never dead-lettered for it later. Invalid JSON passes here and is refused by the caller's
+/// own parse, with serde_json's message.
+fn refuse_duplicate_keys(text: &[u8]) -> Result<(), BodyError> {
+    match json::from_slice(text).map(|v| v.first_duplicate_key()) {
+        Ok(Some(dup)) => Err(body_error(RejectKind::DuplicateKey, dup.to_string())),
+        _ => Ok(()),
+    }
+}
+
 /// The fields that decide a key; everything else in the object is skipped by serde.
 #[derive(Deserialize)]
 struct AuditKeyFields {
@@ -102,6 +114,7 @@ pub fn audit_records(body: &Bytes) -> Result<Vec<Record>, BodyError> {
     let text = trimmed(body)?;
     match text.first() {
         Some(b'{') => {
+            refuse_duplicate_keys(text)?;
             let fields: AuditKeyFields = serde_json::from_slice(text).map_err(invalid_json)?;
             Ok(vec![Record {
                 key: id_key(fields.author_id.as_ref()),
@@ -123,7 +136,8 @@ pub fn audit_records(body: &Bytes) -> Result<Vec<Record>, BodyError> {
                 .enumerate()
                 .map(|(index, raw)| Record {
                     // A non-object element is forwarded unkeyed: the consumer dead-letters that
-                    // one element (with its index) and keeps the others of the batch.
+                    // one element (with its index) and keeps the others of the batch. So is an
+                    // element with a duplicate key (the consumer's `duplicate_key`).
                     key: serde_json::from_str::<AuditKeyFields>(raw.get())
                         .ok()
                         .and_then(|f| id_key(f.author_id.as_ref())),
@@ -146,6 +160,7 @@ pub fn webhook_record(body: &Bytes) -> Result<Record, BodyError> {
             Err(e) => invalid_json(e),
         });
     }
+    refuse_duplicate_keys(text)?;
     let fields: WebhookKeyFields = serde_json::from_slice(text).map_err(invalid_json)?;
     let key = id_key(fields.user.as_ref().and_then(|u| u.id.as_ref()))
         .or_else(|| id_key(fields.user_id.as_ref()))
@@ -216,6 +231,26 @@ mod tests {
         assert_eq!(kind("42"), RejectKind::NotAnObject);
         let err = audit("{\"a\": tru}").unwrap_err();
         assert!(err.message.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_the_normalizers_rule() {
+        let err = audit(r#"{"author_id": 1, "event_type": "x", "author_id": 666}"#).unwrap_err();
+        assert_eq!(err.kind, RejectKind::DuplicateKey);
+        assert_eq!(err.message, r#"duplicate key "author_id""#);
+        // Keys the collector does not read count too: the normalizer reads them.
+        let err = audit(r#"{"details": {"entity_path": "a", "entity_path": "b"}}"#).unwrap_err();
+        assert_eq!(err.message, r#"duplicate key "entity_path" in details"#);
+        let hook = br#"{"object_kind": "build", "user": {"id": 1, "id": 2}}"#;
+        let err = webhook_record(&Bytes::from_static(hook)).unwrap_err();
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (RejectKind::DuplicateKey, r#"duplicate key "id" in user"#)
+        );
+        // In a batch only that element is bad: it travels alone and the consumer
+        // dead-letters it, as it does a non-object element.
+        let records = audit(r#"[{"author_id": 1}, {"id": "a", "id": "b"}]"#).unwrap();
+        assert_eq!(records.len(), 2);
     }
 
     #[test]

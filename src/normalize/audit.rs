@@ -96,9 +96,11 @@ fn created_at(obj: &Map<'_>) -> Result<i64, FieldError> {
             "created_at",
             "required field is missing or null",
         )),
-        Some(v @ Value::String(s)) => {
-            time::parse_ms(s).ok_or_else(|| FieldError::wrong_type("created_at", EXPECTED, v))
-        }
+        Some(v @ Value::String(s)) => match time::parse_ms(s) {
+            Some(ms) if time::is_storable(ms) => Ok(ms),
+            Some(_) => Err(FieldError::out_of_range("created_at", s)),
+            None => Err(FieldError::wrong_type("created_at", EXPECTED, v)),
+        },
         Some(other) => Err(FieldError::wrong_type("created_at", EXPECTED, other)),
     }
 }

@@ -28,6 +28,18 @@ impl FieldError {
         }
     }
 
+    /// A time that parsed but lies outside the storable range (`time::is_storable`).
+    pub fn out_of_range(field: &str, got: &str) -> Self {
+        FieldError {
+            kind: RejectKind::TimestampOutOfRange,
+            field: field.to_owned(),
+            why: format!(
+                "{got:?} is outside the accepted range 1970-01-01T00:00:00Z ≤ t < \
+                 2106-01-01T00:00:00Z"
+            ),
+        }
+    }
+
     pub fn wrong_type(field: &str, expected: &str, got: &Value<'_>) -> Self {
         FieldError {
             kind: RejectKind::WrongType,

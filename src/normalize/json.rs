@@ -10,8 +10,9 @@
 //! syntax errors, nesting limit, number types (`serde_json::Number` from the same visitor
 //! calls) and string unescaping. A key repeated in one object resolves to its last value, as
 //! in serde_json's map, both in [`Map::get`] and in [`Map::sorted`], which gives the member
-//! order of serde_json's (default, sorted) map. One difference, on purpose: with the
-//! `raw_value` feature this crate enables, `serde_json::Value` treats an object whose first
+//! order of serde_json's (default, sorted) map; the normalizer and the collector never rely
+//! on that, they refuse such a document ([`Value::first_duplicate_key`]). One difference, on
+//! purpose: with the `raw_value` feature this crate enables, `serde_json::Value` treats an object whose first
 //! key is serde_json's private token `$serde_json::private::RawValue` as an embedded document;
 //! here it is an ordinary key, as the sender wrote it.
 
@@ -75,9 +76,97 @@ impl<'a> Value<'a> {
     }
 }
 
+/// A key that appears twice in one object, and where: `path` is the dotted path of the object
+/// holding it (`details`, `[2].details`; empty for the top level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    pub path: String,
+    pub key: String,
+}
+
+/// Longest reason text: it travels as a Kafka header and an HTTP answer, and keys and paths
+/// are the sender's text.
+const MAX_REASON_CHARS: usize = 200;
+
+impl fmt::Display for DuplicateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `{:?}` shows control characters in the key escaped.
+        let text = if self.path.is_empty() {
+            format!("duplicate key {:?}", self.key)
+        } else {
+            format!("duplicate key {:?} in {}", self.key, self.path)
+        };
+        match text.char_indices().nth(MAX_REASON_CHARS) {
+            Some((end, _)) => write!(f, "{}…", &text[..end]),
+            None => f.write_str(&text),
+        }
+    }
+}
+
+impl Value<'_> {
+    /// The first key repeated inside one object, at any depth, in document order. Two
+    /// values for one field make an audit record ambiguous (which `author_id` acted?), and
+    /// parsers disagree on which one wins, so both the collector and the normalizer refuse
+    /// the document instead of picking one.
+    pub fn first_duplicate_key(&self) -> Option<DuplicateKey> {
+        match self {
+            Value::Object(map) => map.first_duplicate_key(),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                item.first_duplicate_key()
+                    .map(|d| d.nested(&format!("[{i}]")))
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl DuplicateKey {
+    /// This duplicate seen from one level up, `step` being how that level reaches it.
+    fn nested(self, step: &str) -> DuplicateKey {
+        let path = if self.path.is_empty() || self.path.starts_with('[') {
+            format!("{step}{}", self.path)
+        } else {
+            format!("{step}.{}", self.path)
+        };
+        DuplicateKey {
+            path,
+            key: self.key,
+        }
+    }
+}
+
 impl<'a> Map<'a> {
     pub fn new() -> Self {
         Map::default()
+    }
+
+    /// See [`Value::first_duplicate_key`].
+    pub fn first_duplicate_key(&self) -> Option<DuplicateKey> {
+        if let Some(key) = self.first_repeated_key() {
+            return Some(DuplicateKey {
+                path: String::new(),
+                key: key.to_owned(),
+            });
+        }
+        self.members
+            .iter()
+            .find_map(|(key, value)| value.first_duplicate_key().map(|d| d.nested(key)))
+    }
+
+    /// The first key (in document order) that an earlier member already has. GitLab objects
+    /// have tens of members, where a scan without allocation is cheapest; a hostile object
+    /// with a million members must not make it quadratic, so larger ones use a set.
+    fn first_repeated_key(&self) -> Option<&str> {
+        const SCAN_UP_TO: usize = 32;
+        let mut keys = self.members.iter().map(|(k, _)| k.as_ref());
+        if self.members.len() <= SCAN_UP_TO {
+            return keys
+                .enumerate()
+                .find(|&(i, key)| self.members[..i].iter().any(|(k, _)| k == key))
+                .map(|(_, key)| key);
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.members.len());
+        keys.find(|key| !seen.insert(*key))
     }
 
     /// The value of `key`; for a repeated key, the last one (serde_json keeps the last too).
@@ -312,6 +401,38 @@ mod tests {
         let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(v.to_string(), r#"{"a":3,"b":2}"#);
+    }
+
+    #[test]
+    fn finds_the_first_duplicate_key_at_any_depth() {
+        let dup = |text: &str| from_str(text).unwrap().first_duplicate_key();
+        assert_eq!(dup(r#"{"a":1,"b":{"a":2},"c":[{"a":3}]}"#), None);
+        let top = dup(r#"{"author_id":1,"x":2,"author_id":666}"#).unwrap();
+        assert_eq!(top.to_string(), r#"duplicate key "author_id""#);
+        let nested = dup(r#"{"details":{"author_name":"a","author_name":"b"}}"#).unwrap();
+        assert_eq!(
+            nested.to_string(),
+            r#"duplicate key "author_name" in details"#
+        );
+        let deep = dup(r#"[{"ok":1},{"d":{"l":[0,{"k":1,"k":2}]}}]"#).unwrap();
+        assert_eq!(deep.to_string(), r#"duplicate key "k" in [1].d.l[1]"#);
+        // The same key spelled with an escape is the same key once unescaped.
+        assert_eq!(dup(r#"{"a":1,"\u0061":2}"#).unwrap().key, "a");
+        // Large objects take the set path; hostile keys stay short and escaped in the reason.
+        let mut big: Vec<String> = (0..5000).map(|i| format!("\"k{i}\":{i}")).collect();
+        big.push(format!("\"\\u001b[31m{}\":0", "x".repeat(1000)));
+        big.push(format!("\"\\u001b[31m{}\":1", "x".repeat(1000)));
+        let found = dup(&format!("{{{}}}", big.join(","))).unwrap();
+        let reason = found.to_string();
+        assert!(
+            reason.starts_with("duplicate key \"\\u{1b}[31mxxx"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with('…') && reason.chars().count() == 201,
+            "{reason}"
+        );
+        assert_eq!(dup(&format!("{{{}}}", big[..5001].join(","))), None);
     }
 
     #[test]

@@ -59,6 +59,12 @@ fn reject(index: Option<usize>, kind: RejectKind, message: String) -> Rejection 
     }
 }
 
+/// A document (or batched element) with a key repeated in one object: refused rather than
+/// resolved by last-value-wins, the same rule as the collector's (`collect::body`).
+fn duplicate_key(index: Option<usize>, dup: &json::DuplicateKey) -> Rejection {
+    reject(index, RejectKind::DuplicateKey, dup.to_string())
+}
+
 /// Whole-message checks: presence, size, JSON syntax. Returns the value and the body text.
 fn parse<'a>(
     payload: Option<&'a [u8]>,
@@ -93,6 +99,13 @@ fn parse<'a>(
 /// reference §1.1: one object per request, or a JSON array in batched mode.
 fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
     let mut out = Normalized::default();
+    // An array's elements are checked one by one below, so one bad element keeps the rest.
+    if value.as_object().is_some()
+        && let Some(dup) = value.first_duplicate_key()
+    {
+        out.rejected.push(duplicate_key(None, &dup));
+        return out;
+    }
     match value {
         Value::Object(obj) => {
             let header = msg.header("X-Gitlab-Audit-Event-Type");
@@ -119,6 +132,10 @@ fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
                     ));
                     continue;
                 };
+                if let Some(dup) = item.first_duplicate_key() {
+                    out.rejected.push(duplicate_key(Some(i), &dup));
+                    continue;
+                }
                 // No header in batched mode (reference §1.1), and it could not describe
                 // every element anyway.
                 match audit::audit_event(obj, None) {
@@ -141,6 +158,12 @@ fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
 
 fn webhook(msg: &InputMessage<'_>, value: &Value<'_>, text: &[u8]) -> Normalized {
     let mut out = Normalized::default();
+    if value.as_object().is_some()
+        && let Some(dup) = value.first_duplicate_key()
+    {
+        out.rejected.push(duplicate_key(None, &dup));
+        return out;
+    }
     match value {
         Value::Object(obj) => {
             let headers = webhook::WebhookHeaders {

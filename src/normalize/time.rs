@@ -7,6 +7,20 @@
 
 use chrono::{DateTime, NaiveDateTime};
 
+/// First storable event time: 1970-01-01T00:00:00Z. ClickHouse 18.16 stores `DateTime` as
+/// UInt32 seconds since the epoch, so an earlier time (GitLab's `0001-01-01` placeholder,
+/// `1969-12-31T23:59:59Z`) would be stored wrapped into the future.
+pub const STORABLE_FROM_MS: i64 = 0;
+/// First time past the storable range: 2106-01-01T00:00:00Z. UInt32 seconds end at
+/// 2106-02-07T06:28:15Z; the bound is the start of that year, so it is easy to state and no
+/// time near the wrap point is accepted (`9999-12-31` would be stored as 2106-01-29).
+pub const STORABLE_UNTIL_MS: i64 = 4_291_747_200_000;
+
+/// Whether an event time can be stored without wrapping (see [`STORABLE_FROM_MS`]).
+pub fn is_storable(ms: i64) -> bool {
+    (STORABLE_FROM_MS..STORABLE_UNTIL_MS).contains(&ms)
+}
+
 /// Parses a GitLab timestamp to Unix milliseconds (UTC).
 pub fn parse_ms(text: &str) -> Option<i64> {
     let s = text.trim();
@@ -169,6 +183,28 @@ mod tests {
         assert_eq!(parse_ms("2025-06-03 10:15:42 UTC"), Some(T - 123));
         assert_eq!(parse_ms("2025-06-03 10:15:42.123 UTC"), Some(T));
         assert_eq!(parse_ms("2025-06-03 12:15:42 +0200"), Some(T - 123));
+    }
+
+    #[test]
+    fn storable_range_is_1970_to_2106() {
+        use super::is_storable;
+        let ok = [
+            "1970-01-01T00:00:00Z",
+            "2105-12-31T23:59:59.999Z",
+            "2025-06-03T10:15:42Z",
+        ];
+        for text in ok {
+            assert!(is_storable(parse_ms(text).unwrap()), "{text}");
+        }
+        let wrapped = [
+            "0001-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2106-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ];
+        for text in wrapped {
+            assert!(!is_storable(parse_ms(text).unwrap()), "{text}");
+        }
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub fn webhook_event(
             .or_else(|| loose_id(get_path(obj, &["project", "id"]))),
         project_path: project_path(obj).unwrap_or_default(),
         object_kind,
-        event_time_ms: hook_time.or(h.kafka_timestamp_ms).unwrap_or(0),
+        event_time_ms: hook_time
+            .or(h.kafka_timestamp_ms.filter(|&ms| time::is_storable(ms)))
+            .unwrap_or(0),
         payload_json: raw,
         jobs,
     }
@@ -55,8 +57,14 @@ fn project_path(obj: &Map<'_>) -> Option<String> {
     loose_text(get_path(obj, &["project", "path_with_namespace"])).filter(|p| !p.is_empty())
 }
 
+/// A webhook time, read loosely like every webhook field: unparseable text and a time
+/// outside the storable range (`time::is_storable`) both read as absent, so a job's
+/// `started_at`/`finished_at` and the event time are never stored wrapped, and the job
+/// information in the hook is still kept.
 fn time_of(obj: &Map<'_>, key: &str) -> Option<i64> {
-    loose_str(get(obj, key)).and_then(time::parse_ms)
+    loose_str(get(obj, key))
+        .and_then(time::parse_ms)
+        .filter(|&ms| time::is_storable(ms))
 }
 
 /// `source_pipeline {project {id, path_with_namespace}, pipeline_id, job_id}` (§4.2, §4.3).

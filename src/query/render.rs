@@ -1,7 +1,11 @@
 //! Query results: parsed from ClickHouse's `JSONCompact` output (same shape on 18.16 and
-//! 26.x) and rendered as an aligned table, CSV (RFC 4180) or JSON.
+//! 26.x) and rendered as an aligned table, CSV (RFC 4180) or JSON. Table and CSV cells go
+//! through [`crate::output_escape`] first (stored values come from GitLab payloads); JSON
+//! output does not need to.
 
 use serde_json::Value;
+
+use crate::output_escape::{csv_text_cell, escape_controls};
 
 /// Column names and rows of one answer. Values keep their JSON type (numbers stay numbers).
 #[derive(Debug, Clone, PartialEq)]
@@ -101,8 +105,15 @@ impl ResultSet {
     }
 
     fn to_table(&self) -> String {
-        let rows = self.text_rows();
-        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
+        let shown = |cells: &[String]| -> Vec<String> {
+            cells
+                .iter()
+                .map(|c| escape_controls(c).into_owned())
+                .collect()
+        };
+        let columns = shown(&self.columns);
+        let rows: Vec<Vec<String>> = self.text_rows().iter().map(|r| shown(r)).collect();
+        let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
@@ -127,7 +138,7 @@ impl ResultSet {
                 .collect();
             padded.join("  ").trim_end().to_string() + "\n"
         };
-        let mut out = line(&self.columns);
+        let mut out = line(&columns);
         let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
         out.push_str(&line(&rule));
         for row in &rows {
@@ -138,9 +149,11 @@ impl ResultSet {
     }
 
     fn to_csv(&self) -> String {
-        let mut out = csv_line(&self.columns);
-        for row in self.text_rows() {
-            out.push_str(&csv_line(&row));
+        let header: Vec<String> = self.columns.iter().map(|c| csv_text_cell(c)).collect();
+        let mut out = csv_line(&header);
+        for row in &self.rows {
+            let cells: Vec<String> = row.iter().map(csv_cell).collect();
+            out.push_str(&csv_line(&cells));
         }
         out
     }
@@ -174,6 +187,15 @@ pub fn cell_text(v: &Value) -> String {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// One CSV cell before quoting: numbers as they are (they cannot hold a formula, and `-5`
+/// must stay a number), everything else neutralised by [`csv_text_cell`].
+fn csv_cell(v: &Value) -> String {
+    match v {
+        Value::Number(n) => n.to_string(),
+        other => csv_text_cell(&cell_text(other)),
     }
 }
 
@@ -227,6 +249,65 @@ mod tests {
         assert_eq!(lines[2], "a/b              12  [\"read_jobs\"]");
         assert_eq!(lines[3], "say \"hi\", bye     3");
         assert_eq!(lines[4], "(2 rows)");
+    }
+
+    fn hostile() -> ResultSet {
+        ResultSet {
+            columns: vec!["author_name".into(), "entity_path".into(), "uses".into()],
+            rows: vec![
+                vec![
+                    json!("\u{1b}[31mroot\u{1b}[0m\u{7}"),
+                    json!("g/a"),
+                    json!(-1),
+                ],
+                vec![
+                    json!("=HYPERLINK(\"http://evil\",\"x\")"),
+                    json!("g/b\r\nforged  row"),
+                    json!(2),
+                ],
+            ],
+        }
+    }
+
+    #[test]
+    fn table_escapes_control_characters() {
+        let t = hostile().render(Format::Table);
+        assert!(!t.contains(['\u{1b}', '\u{7}', '\r']), "{t:?}");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 5, "{t}");
+        assert_eq!(
+            lines[2],
+            "\\x1b[31mroot\\x1b[0m\\x07        g/a                   -1"
+        );
+        assert_eq!(
+            lines[3],
+            "=HYPERLINK(\"http://evil\",\"x\")  g/b\\r\\nforged  row     2"
+        );
+    }
+
+    #[test]
+    fn csv_neutralises_formulas_and_escapes_control_characters() {
+        let csv = hostile().render(Format::Csv);
+        assert_eq!(
+            csv,
+            "author_name,entity_path,uses\r\n\
+             \\x1b[31mroot\\x1b[0m\\x07,g/a,-1\r\n\
+             \"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",g/b\\r\\nforged  row,2\r\n"
+        );
+    }
+
+    #[test]
+    fn json_output_is_not_escaped_twice() {
+        let j = hostile().render(Format::Json);
+        let parsed: Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(
+            parsed[0]["author_name"],
+            json!("\u{1b}[31mroot\u{1b}[0m\u{7}")
+        );
+        assert_eq!(
+            parsed[1]["author_name"],
+            json!("=HYPERLINK(\"http://evil\",\"x\")")
+        );
     }
 
     #[test]

@@ -457,6 +457,69 @@ async fn invalid_json_is_400_with_a_reason_and_a_dead_letter_copy() {
     collector.stop().await;
 }
 
+/// A poison body larger than Kafka takes (1 MiB default `max.message.bytes`) but within
+/// `max_body_bytes`: its dead-letter copy is cut to `dead_letter.max_payload_bytes`, so the
+/// answer is 400, not a 503 that would make GitLab resend it forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_body_too_large_for_its_dead_letter_copy_is_400_not_503() {
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let settings = collect_settings(&svc.brokers, &t);
+    let collector = start(&settings).await;
+    let mut body = format!("{{\"author_id\": 4821, \"pad\": \"{}", "x".repeat(2 << 20));
+    body.push_str("\", oops}");
+    let body = body.into_bytes();
+    assert!(body.len() < settings.collect.max_body_bytes);
+    let reply = post(
+        collector.addr,
+        AUDIT_PATH,
+        &[("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.headers.get("retry-after").is_none());
+
+    let dead = read(&svc.brokers, &t.dlq, 1).await;
+    let msg = &dead[0];
+    let max = settings.dead_letter.max_payload_bytes;
+    assert_eq!(msg.payload(), Some(&body[..max]));
+    assert_eq!(header(msg, dlq::TRUNCATED), Some("true"));
+    assert_eq!(header(msg, dlq::ERROR_KIND), Some("invalid_json"));
+    let length = body.len().to_string();
+    assert_eq!(header(msg, dlq::ORIGINAL_LENGTH), Some(length.as_str()));
+    assert_eq!(stored(&svc.brokers, &t.audit), 0);
+    collector.stop().await;
+}
+
+/// One duplicate-key rule: an object body with a repeated key is refused with the
+/// normalizer's reason and dead-lettered, never forwarded for last-value-wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_key_is_400_with_the_normalizers_reason_and_a_dead_letter_copy() {
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let collector = start(&collect_settings(&svc.brokers, &t)).await;
+    let body =
+        br#"{"author_id": 4821, "details": {"entity_path": "a/b", "entity_path": "=HYPERLINK(\"x\")"}}"#
+            .to_vec();
+    let reply = post(
+        collector.addr,
+        AUDIT_PATH,
+        &[("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let answer: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(answer["error"], "duplicate_key");
+    assert_eq!(answer["reason"], "duplicate key \"entity_path\" in details");
+    let dead = read(&svc.brokers, &t.dlq, 1).await;
+    assert_eq!(dead[0].payload(), Some(&body[..]));
+    assert_eq!(header(&dead[0], dlq::ERROR_KIND), Some("duplicate_key"));
+    assert_eq!(stored(&svc.brokers, &t.audit), 0);
+    collector.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_need_the_token_and_a_valid_recent_signature() {
     let svc = services();
