@@ -146,10 +146,6 @@ impl WatermarkTracker {
     pub fn watermark(&self) -> Option<i64> {
         self.max_seen_ms.map(|m| m.saturating_sub(self.lateness_ms))
     }
-
-    pub fn max_seen(&self) -> Option<i64> {
-        self.max_seen_ms
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
