@@ -1,4 +1,5 @@
-//! Correlator throughput on synthetic streams: auth + resource pairs, slightly out of order.
+//! Correlator throughput on synthetic streams: auth + resource pairs, slightly out of order,
+//! with the correlator configured and its watermark driven as ingest does.
 //! `cargo bench --bench correlate`
 
 use std::hint::black_box;
@@ -7,6 +8,7 @@ use clock::BenchClock;
 use criterion::{Throughput, criterion_group, criterion_main};
 
 type Criterion = criterion::Criterion<BenchClock>;
+use tokentrail::config::CorrelateSettings;
 use tokentrail::correlate::{Correlator, CorrelatorConfig};
 use tokentrail::model::AuditEvent;
 
@@ -46,14 +48,24 @@ fn stream(pairs: i64, users: i64, ips: i64, spacing_ms: i64) -> Vec<AuditEvent> 
     keyed.into_iter().map(|(_, e)| e).collect()
 }
 
+/// As `ingest::correlation::CorrelationStage` runs it on one partition: default
+/// `CorrelateSettings`, no auto lateness, and after each event the watermark advanced to the
+/// newest event time seen minus `lateness_ms`.
 fn run(events: &[AuditEvent]) -> usize {
+    let settings = CorrelateSettings::default();
     let mut c = Correlator::new(CorrelatorConfig {
-        auto_lateness_ms: Some(2_000),
-        ..CorrelatorConfig::default()
+        window_ms: settings.window_ms,
+        max_pending: settings.max_pending,
+        max_jobs: settings.max_jobs,
+        max_hold_ms: settings.max_hold_ms,
+        auto_lateness_ms: None,
     });
+    let mut newest = i64::MIN;
     let mut n = 0;
     for e in events {
         n += c.on_audit(e).len();
+        newest = newest.max(e.created_at_ms);
+        n += c.advance(newest - settings.lateness_ms).len();
     }
     n + c.flush_all().len()
 }

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::correlate::{CorrelatorConfig, DEFAULT_LATENESS_MS};
+
 /// The environment prefix; `TOKENTRAIL__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "TOKENTRAIL";
 
@@ -273,16 +275,15 @@ impl Default for NormalizeSettings {
 
 impl Default for CorrelateSettings {
     fn default() -> Self {
+        // The correlator declares its own defaults; production drives the watermark itself
+        // (`ingest::correlation`), so only the lateness is taken, not the auto mode.
+        let core = CorrelatorConfig::default();
         CorrelateSettings {
-            window_ms: 5_000,
-            max_pending: 100_000,
-            max_jobs: 200_000,
-            // Covers GitLab's usual delivery spread (tenths of a second, seconds in the tail):
-            // measured with examples/correlation_latency.rs, 3 s keeps precision and recall at
-            // 0.9999 on simulated traffic and puts matched records about 3-4 s behind their
-            // events; 10 s gains nothing measurable and triples alert latency.
-            lateness_ms: 3_000,
-            max_hold_ms: 15_000,
+            window_ms: core.window_ms,
+            max_pending: core.max_pending,
+            max_jobs: core.max_jobs,
+            lateness_ms: DEFAULT_LATENESS_MS,
+            max_hold_ms: core.max_hold_ms,
             idle_flush_ms: 10_000,
         }
     }

@@ -32,6 +32,11 @@ impl Backoff {
         delay
     }
 
+    /// The cap: no delay is longer.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
     /// After a success: the next failure starts from `initial` again.
     pub fn reset(&mut self) {
         self.next = self.initial;
@@ -49,5 +54,13 @@ mod tests {
         assert_eq!(delays, vec![100, 200, 350, 350]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn max_is_the_cap_and_never_below_initial() {
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        assert_eq!(b.max(), Duration::from_millis(350));
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_millis(50));
+        assert_eq!(b.max(), Duration::from_millis(100));
     }
 }

@@ -131,7 +131,10 @@ fn history_is_folded_behind_the_horizon() {
     }
     // Changes older than the horizon behind the watermark leave one settled version.
     let s = c.stats();
-    let horizon = CorrelatorConfig::default().horizon_ms();
-    let kept = 1 + (30_000 + horizon) / 60_000 + 1;
+    let config = CorrelatorConfig::default();
+    let lateness = config
+        .auto_lateness_ms
+        .expect("the default advances on its own");
+    let kept = 1 + (lateness + config.horizon_ms()) / 60_000 + 1;
     assert!(s.allowlist_versions as i64 <= kept, "{s:?}");
 }

@@ -108,10 +108,6 @@ impl AlertEngine {
         self.clock_ms = self.clock_ms.max(settled_before_ms);
     }
 
-    pub fn known_edges(&self) -> usize {
-        self.edges.len()
-    }
-
     /// Rules 1, 3, 4, 5, 6 over token-use records.
     pub fn on_records(&mut self, records: &[TokenUse]) -> Vec<Emitted> {
         if !self.cfg.enabled {

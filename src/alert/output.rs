@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::settings::{OutputSettings, WebhookSettings};
 use super::{Alert, Emitted};
+use crate::retry::Backoff;
 
 /// Header carrying `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Tokentrail-Signature";
@@ -126,7 +127,7 @@ async fn produce_acked(
     cancel: &CancellationToken,
 ) -> Result<(), OutputError> {
     let payload = serde_json::to_vec(alert).expect("alert serializes");
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let record = FutureRecord::<str, [u8]>::to(topic)
             .key(&alert.alert_id)
@@ -138,10 +139,9 @@ async fn produce_acked(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = cancel.cancelled() => return Err(OutputError::Interrupted),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -207,7 +207,7 @@ impl Webhook {
 
     async fn post(&self, alert: &Alert, cancel: &CancellationToken) -> Result<(), OutputError> {
         let body = webhook_body(alert);
-        let mut backoff = self.initial_backoff;
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -226,10 +226,9 @@ impl Webhook {
             }
             tracing::warn!(alert_id = %alert.alert_id, attempts, "alert webhook failed, retrying: {last}");
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = cancel.cancelled() => return Err(OutputError::Interrupted),
             }
-            backoff = (backoff * 2).min(self.max_backoff);
         }
     }
 }

@@ -69,6 +69,16 @@ impl CorrelatorConfig {
     }
 }
 
+/// How far the watermark trails the newest event time by default; `config::CorrelateSettings`
+/// takes its `lateness_ms` default from here.
+///
+/// Covers GitLab's usual delivery spread (tenths of a second, seconds in the tail): measured
+/// with examples/correlation_latency.rs, 3 s keeps precision and recall at 0.9999 on simulated
+/// traffic and puts matched records about 3-4 s behind their events; 10 s gains nothing
+/// measurable and triples alert latency.
+pub const DEFAULT_LATENESS_MS: i64 = 3_000;
+
+/// The defaults `config::CorrelateSettings` starts from as well.
 impl Default for CorrelatorConfig {
     fn default() -> Self {
         Self {
@@ -76,7 +86,7 @@ impl Default for CorrelatorConfig {
             max_pending: 100_000,
             max_jobs: 200_000,
             max_hold_ms: 15_000,
-            auto_lateness_ms: Some(30_000),
+            auto_lateness_ms: Some(DEFAULT_LATENESS_MS),
         }
     }
 }
@@ -145,10 +155,6 @@ impl WatermarkTracker {
 
     pub fn watermark(&self) -> Option<i64> {
         self.max_seen_ms.map(|m| m.saturating_sub(self.lateness_ms))
-    }
-
-    pub fn max_seen(&self) -> Option<i64> {
-        self.max_seen_ms
     }
 }
 

@@ -100,10 +100,6 @@ impl OffsetTracker {
         self.partitions.keys()
     }
 
-    pub fn is_assigned(&self, tp: &TopicPartition) -> bool {
-        self.partitions.contains_key(tp)
-    }
-
     /// Records that `offset` of `tp` was consumed into the batch owning `pending`.
     pub fn record(&mut self, pending: &mut PendingOffsets, tp: &TopicPartition, offset: i64) {
         let state = match self.partitions.get_mut(tp) {

@@ -271,7 +271,8 @@ async fn wait_for_clickhouse(
     client: &clickhouse::Client,
     cancel: &CancellationToken,
 ) -> Result<Dialect, IngestError> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff =
+        crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match sink::server_version(client).await {
             Ok(v) => {
@@ -284,11 +285,10 @@ async fn wait_for_clickhouse(
             Err(other) => return Err(IngestError::Store(other)),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = cancel.cancelled() => return Err(IngestError::Store(WriteError::Retryable {
                 code: None, message: "shutdown before ClickHouse became reachable".into() })),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -11,6 +11,7 @@ use super::offsets::TopicPartition;
 use super::route;
 use crate::alert::{AlertEngine, Emitted, RowVersions};
 use crate::config::Settings;
+use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
 use crate::model::{Event, TokenUse};
 use crate::telemetry::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct Processor {
     /// Alert rows routed into the open batch, in order (for the paging outputs).
     pub outbox: Vec<Emitted>,
     metrics: Metrics,
+    /// The correlator's cumulative counters as last added to `correlator_events_total`.
+    exported: CorrelatorStats,
     max_rows: usize,
     max_bytes: usize,
     max_wait: Duration,
@@ -47,6 +50,7 @@ impl Processor {
             versions: RowVersions::default(),
             outbox: Vec::new(),
             metrics,
+            exported: CorrelatorStats::default(),
             max_rows: settings.batch.max_rows,
             max_bytes: settings.batch.max_bytes,
             max_wait: Duration::from_millis(settings.batch.max_wait_ms),
@@ -139,6 +143,32 @@ impl Processor {
         }
         let alerts = self.alerts.on_records(&records);
         self.push_alerts(tp, offset, alerts, now_ms);
+        self.export_correlator_stats();
+    }
+
+    /// Adds what the correlator counted since the last call to `correlator_events_total` and
+    /// sets `correlator_state_size`. Runs after every message and every set of released
+    /// records; what an idle tick changes without releasing records shows with the next one.
+    fn export_correlator_stats(&mut self) {
+        let now = self.stage.correlator().stats();
+        for ((kind, total), (_, before)) in correlator_counters(&now)
+            .into_iter()
+            .zip(correlator_counters(&self.exported))
+        {
+            if total > before {
+                self.metrics
+                    .correlator
+                    .with_label_values(&[kind])
+                    .inc_by(total - before);
+            }
+        }
+        for (kind, size) in correlator_sizes(&now) {
+            self.metrics
+                .correlator_state
+                .with_label_values(&[kind])
+                .set(size as i64);
+        }
+        self.exported = now;
     }
 
     fn push_alerts(&mut self, tp: &TopicPartition, offset: i64, alerts: Vec<Emitted>, now_ms: i64) {
@@ -151,5 +181,98 @@ impl Processor {
             route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
         }
         self.outbox.extend(alerts);
+    }
+}
+
+/// `correlator_events_total`'s kinds: the correlator's cumulative counters. Records emitted
+/// are counted by `token_use_records_total{correlation}`.
+fn correlator_counters(s: &CorrelatorStats) -> [(&'static str, u64); 10] {
+    [
+        ("unmatched_resources", s.unmatched_resources),
+        ("late_events", s.late_events),
+        ("duplicates", s.duplicates),
+        ("allowlist_changes", s.allowlist_changes),
+        ("allowlist_ignored", s.allowlist_ignored),
+        ("evicted_pending_auths", s.evicted.pending_auths),
+        ("evicted_pending_resources", s.evicted.pending_resources),
+        ("held_too_long_auths", s.evicted.held_too_long_auths),
+        ("held_too_long_resources", s.evicted.held_too_long_resources),
+        ("evicted_jobs", s.evicted.jobs),
+    ]
+}
+
+/// `correlator_state_size`'s kinds: what the correlator holds at one point in time.
+fn correlator_sizes(s: &CorrelatorStats) -> [(&'static str, usize); 6] {
+    [
+        ("pending_auths", s.pending_auths),
+        ("pending_resources", s.pending_resources),
+        ("pending_keys", s.pending_keys),
+        ("cached_jobs", s.cached_jobs),
+        ("allowlist_projects", s.allowlist_projects),
+        ("allowlist_versions", s.allowlist_versions),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{ActorKind, AuditEvent, AuditMeaning};
+
+    fn auth(t: i64) -> Event {
+        Event::Audit(AuditEvent {
+            id: format!("id-{t}"),
+            dedup_key: format!("content:{t}"),
+            stream_only: true,
+            event_type: "user_authenticated_using_job_token".into(),
+            author_id: 7,
+            author_name: "A".into(),
+            author_class: None,
+            actor_kind: ActorKind::Human,
+            entity_id: Some(1),
+            entity_type: "Project".into(),
+            entity_path: "g/src".into(),
+            target_id: Some(t),
+            target_type: "Ci::Build".into(),
+            target_details: t.to_string(),
+            ip_address: "10.0.0.1".into(),
+            created_at_ms: t,
+            details_json: "{}".into(),
+            meaning: AuditMeaning::JobTokenAuth { job_id: Some(t) },
+        })
+    }
+
+    #[test]
+    fn correlator_stats_are_exported_once_each() {
+        let mut settings = Settings::default();
+        settings.correlate.window_ms = 1_000;
+        settings.correlate.lateness_ms = 0;
+        let metrics = Metrics::new();
+        let stage = CorrelationStage::new(&settings.correlate);
+        let alerts = AlertEngine::new(&settings.alerting);
+        let mut work = Processor::new(&settings, stage, alerts, metrics.clone());
+        let tp: TopicPartition = (Arc::from("audit"), 0);
+        // The same event twice (a duplicate), a later one that moves the watermark, then one
+        // whose window closed long ago (late), then one more so the totals are exported again.
+        for (offset, t) in [
+            (0, 10_000),
+            (1, 10_000),
+            (2, 20_000),
+            (3, 1_000),
+            (4, 20_001),
+        ] {
+            work.on_events(&tp, offset, &mut [auth(t)], 0);
+        }
+
+        let counter = |kind: &str| metrics.correlator.with_label_values(&[kind]).get();
+        let size = |kind: &str| metrics.correlator_state.with_label_values(&[kind]).get();
+        assert_eq!(counter("duplicates"), 1);
+        assert_eq!(counter("late_events"), 1);
+        assert_eq!(counter("evicted_pending_auths"), 0);
+        let stats = work.stage.correlator().stats();
+        assert!(stats.pending_auths > 0, "{stats:?}");
+        assert_eq!(size("pending_auths"), stats.pending_auths as i64);
+        assert_eq!(size("allowlist_versions"), stats.allowlist_versions as i64);
     }
 }

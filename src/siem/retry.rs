@@ -1,4 +1,5 @@
-//! Capped exponential backoff shared by the sinks.
+//! The sinks' retry policy: [`crate::retry::Backoff`]'s delays, plus an attempt limit and a
+//! server's Retry-After hint.
 
 use std::time::Duration;
 
@@ -6,17 +7,20 @@ use super::config::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    next: Duration,
-    max: Duration,
+    delays: crate::retry::Backoff,
     attempts: u32,
     max_attempts: u32,
 }
 
 impl Backoff {
+    /// `SiemSettings::validate` requires `max_backoff_ms >= initial_backoff_ms`, the bound
+    /// `crate::retry::Backoff::new` assumes.
     pub fn new(policy: &RetryPolicy) -> Self {
         Backoff {
-            next: Duration::from_millis(policy.initial_backoff_ms),
-            max: Duration::from_millis(policy.max_backoff_ms),
+            delays: crate::retry::Backoff::new(
+                Duration::from_millis(policy.initial_backoff_ms),
+                Duration::from_millis(policy.max_backoff_ms),
+            ),
             attempts: 0,
             max_attempts: policy.max_attempts,
         }
@@ -30,9 +34,8 @@ impl Backoff {
         if self.max_attempts != 0 && self.attempts >= self.max_attempts {
             return None;
         }
-        let delay = hint.map_or(self.next, |h| h.min(self.max));
-        self.next = (self.next * 2).min(self.max);
-        Some(delay)
+        let delay = self.delays.next_delay();
+        Some(hint.map_or(delay, |h| h.min(self.delays.max())))
     }
 
     pub fn attempts(&self) -> u32 {

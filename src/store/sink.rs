@@ -17,6 +17,7 @@ use super::block::{Block, TopicPartition, WriteReceipt};
 use super::schema::{Dialect, ServerVersion};
 use super::tables::Table;
 use crate::config::{ClickHouseSettings, RetrySettings};
+use crate::retry::Backoff;
 use crate::telemetry::metrics::Metrics;
 
 /// How a failed insert should be handled.
@@ -309,8 +310,12 @@ impl ClickHouseSink {
         cancel: &CancellationToken,
     ) -> Result<Result<(), WriteError>, SinkError> {
         let table = blocks[0].table;
-        let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms);
-        let max_backoff = Duration::from_millis(self.retry.max_backoff_ms);
+        // `Settings::validate` requires max_backoff_ms >= initial_backoff_ms, the bound
+        // `Backoff::new` assumes.
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.retry.initial_backoff_ms),
+            Duration::from_millis(self.retry.max_backoff_ms),
+        );
         loop {
             let started = Instant::now();
             let result = self.insert_once(blocks, range.clone()).await;
@@ -321,17 +326,17 @@ impl ClickHouseSink {
             match result {
                 Err(WriteError::Retryable { code, message }) => {
                     self.metrics.insert_retries.inc();
+                    let delay = backoff.next_delay();
                     tracing::warn!(
                         table = table.name(),
                         code,
-                        backoff_ms = backoff.as_millis() as u64,
+                        backoff_ms = delay.as_millis() as u64,
                         "ClickHouse insert failed, retrying: {message}"
                     );
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                         _ = cancel.cancelled() => return Err(SinkError::Interrupted),
                     }
-                    backoff = (backoff * 2).min(max_backoff);
                 }
                 other => return Ok(other),
             }

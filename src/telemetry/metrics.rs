@@ -43,8 +43,12 @@ pub struct Metrics {
     /// Dead-letter copies whose payload was cut to `dead_letter.max_payload_bytes` (the
     /// original length and SHA-256 travel in headers).
     pub dead_letter_truncated: IntCounter,
-    /// Correlator counters, by kind (`matched`, `auth_only`, `evicted`, ...).
+    /// Correlator counters, by kind (`late_events`, `duplicates`, `evicted_pending_auths`,
+    /// ...; the names are listed in `ingest::process::correlator_counters`).
     pub correlator: IntCounterVec,
+    /// What the correlator holds right now, by kind (`pending_auths`, `allowlist_versions`,
+    /// ...; listed in `ingest::process::correlator_sizes`).
+    pub correlator_state: IntGaugeVec,
     /// Token-use records emitted, by correlation method.
     pub token_uses: IntCounterVec,
     /// SIEM records acknowledged by the sink, by sink (`kafka`, `syslog`, `hec`).
@@ -156,6 +160,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(collect_latency.clone()))
             .expect("unique metric");
+        let correlator_state = IntGaugeVec::new(
+            Opts::new("correlator_state_size", "Items the correlator holds"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(correlator_state.clone()))
+            .expect("unique metric");
         let collect_in_flight = IntGauge::new(
             "collect_in_flight_requests",
             "Collector requests being handled",
@@ -240,9 +251,10 @@ impl Metrics {
             correlator: counter_vec(
                 &r,
                 "correlator_events_total",
-                "Correlator state changes",
+                "Correlator events, by kind",
                 &["kind"],
             ),
+            correlator_state,
             token_uses: counter_vec(
                 &r,
                 "token_use_records_total",
