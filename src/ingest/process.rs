@@ -14,7 +14,11 @@ use crate::config::Settings;
 use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
 use crate::model::{Event, TokenUse};
+
 use crate::telemetry::metrics::Metrics;
+
+/// How often (in event-loop milliseconds) the correlator's stats reach the metrics.
+const STATS_EXPORT_INTERVAL_MS: i64 = 1_000;
 
 pub struct Processor {
     /// Rows not yet sealed.
@@ -29,6 +33,8 @@ pub struct Processor {
     metrics: Metrics,
     /// The correlator's cumulative counters as last added to `correlator_events_total`.
     exported: CorrelatorStats,
+    /// `now_ms` from which the next push exports the correlator's stats.
+    next_stats_export_ms: i64,
     max_rows: usize,
     max_bytes: usize,
     max_wait: Duration,
@@ -51,6 +57,7 @@ impl Processor {
             outbox: Vec::new(),
             metrics,
             exported: CorrelatorStats::default(),
+            next_stats_export_ms: i64::MIN,
             max_rows: settings.batch.max_rows,
             max_bytes: settings.batch.max_bytes,
             max_wait: Duration::from_millis(settings.batch.max_wait_ms),
@@ -143,12 +150,16 @@ impl Processor {
         }
         let alerts = self.alerts.on_records(&records);
         self.push_alerts(tp, offset, alerts, now_ms);
-        self.export_correlator_stats();
+        if now_ms >= self.next_stats_export_ms {
+            self.next_stats_export_ms = now_ms + STATS_EXPORT_INTERVAL_MS;
+            self.export_correlator_stats();
+        }
     }
 
     /// Adds what the correlator counted since the last call to `correlator_events_total` and
-    /// sets `correlator_state_size`. Runs after every message and every set of released
-    /// records; what an idle tick changes without releasing records shows with the next one.
+    /// sets `correlator_state_size`. Runs at most once per `STATS_EXPORT_INTERVAL_MS`, after a
+    /// message or a set of released records: `stats()` walks the allowlist history, too much
+    /// for every message. What an idle tick changes shows with the next export.
     fn export_correlator_stats(&mut self) {
         let now = self.stage.correlator().stats();
         for ((kind, total), (_, before)) in correlator_counters(&now)
@@ -262,7 +273,13 @@ mod tests {
             (3, 1_000),
             (4, 20_001),
         ] {
-            work.on_events(&tp, offset, &mut [auth(t)], 0);
+            // A second apart: the stats are exported at most once per interval.
+            work.on_events(
+                &tp,
+                offset,
+                &mut [auth(t)],
+                offset * STATS_EXPORT_INTERVAL_MS,
+            );
         }
 
         let counter = |kind: &str| metrics.correlator.with_label_values(&[kind]).get();
