@@ -14,7 +14,6 @@ use crate::config::Settings;
 use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
 use crate::model::{Event, TokenUse};
-
 use crate::telemetry::metrics::Metrics;
 
 /// How often (in event-loop milliseconds) the correlator's stats reach the metrics.
