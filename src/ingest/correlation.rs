@@ -330,7 +330,7 @@ pub fn record_key(r: &TokenUse) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{ActorKind, AuditEvent};
     use std::sync::Arc;
@@ -346,7 +346,8 @@ mod tests {
         }
     }
 
-    fn auth(t: i64, job: i64) -> Event {
+    /// A job-token authentication at `t` for `job` (also used by `process`'s tests).
+    pub(crate) fn auth(t: i64, job: i64) -> Event {
         Event::Audit(AuditEvent {
             id: format!("id-{t}"),
             dedup_key: format!("content:{t}"),

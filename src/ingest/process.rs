@@ -228,30 +228,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{ActorKind, AuditEvent, AuditMeaning};
-
-    fn auth(t: i64) -> Event {
-        Event::Audit(AuditEvent {
-            id: format!("id-{t}"),
-            dedup_key: format!("content:{t}"),
-            stream_only: true,
-            event_type: "user_authenticated_using_job_token".into(),
-            author_id: 7,
-            author_name: "A".into(),
-            author_class: None,
-            actor_kind: ActorKind::Human,
-            entity_id: Some(1),
-            entity_type: "Project".into(),
-            entity_path: "g/src".into(),
-            target_id: Some(t),
-            target_type: "Ci::Build".into(),
-            target_details: t.to_string(),
-            ip_address: "10.0.0.1".into(),
-            created_at_ms: t,
-            details_json: "{}".into(),
-            meaning: AuditMeaning::JobTokenAuth { job_id: Some(t) },
-        })
-    }
+    use crate::ingest::correlation::tests::auth;
 
     #[test]
     fn correlator_stats_are_exported_once_each() {
@@ -276,7 +253,7 @@ mod tests {
             work.on_events(
                 &tp,
                 offset,
-                &mut [auth(t)],
+                &mut [auth(t, t)],
                 offset * STATS_EXPORT_INTERVAL_MS,
             );
         }
