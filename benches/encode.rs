@@ -15,10 +15,11 @@ type Criterion = criterion::Criterion<BenchClock>;
 use tokentrail::config::CorrelateSettings;
 use tokentrail::ingest::batch::Batch;
 use tokentrail::ingest::correlation::{CorrelationStage, record_key};
-use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
 use tokentrail::ingest::route;
+use tokentrail::kafka::offsets::OffsetTracker;
 use tokentrail::model::{Event, TokenUse};
 use tokentrail::normalize::{Limits, normalize};
+use tokentrail::store::block::TopicPartition;
 
 const NOW_MS: i64 = 1_750_000_000_000;
 

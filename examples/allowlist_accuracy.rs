@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use tokentrail::config::CorrelateSettings;
 use tokentrail::ingest::correlation::CorrelationStage;
-use tokentrail::ingest::offsets::TopicPartition;
 use tokentrail::model::{SourceKind, TokenUse};
 use tokentrail::simulate::{SimConfig, Simulator};
+use tokentrail::store::block::TopicPartition;
 
 const PARTITIONS: u64 = 3;
 

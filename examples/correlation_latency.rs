@@ -22,9 +22,9 @@ use std::sync::Arc;
 use tokentrail::config::CorrelateSettings;
 use tokentrail::correlate::CORRELATION_MATCHED;
 use tokentrail::ingest::correlation::CorrelationStage;
-use tokentrail::ingest::offsets::TopicPartition;
 use tokentrail::model::{SourceKind, TokenUse};
 use tokentrail::simulate::{self, SimConfig};
+use tokentrail::store::block::TopicPartition;
 
 const PARTITIONS: u64 = 3;
 

@@ -10,6 +10,7 @@ pub mod collect;
 pub mod config;
 pub mod correlate;
 pub mod ingest;
+pub mod kafka;
 pub mod model;
 pub mod normalize;
 pub mod output_escape;

@@ -310,7 +310,7 @@ async fn simulate_cmd(settings: &Settings, args: SimulateArgs) -> anyhow::Result
         SimOutput::Kafka => {
             let topics = tokentrail::publish::Topics::from_settings(&settings.kafka)
                 .context("kafka.audit_topics and kafka.webhook_topics must name a topic each")?;
-            let producer = tokentrail::ingest::source::producer(&settings.kafka)?;
+            let producer = tokentrail::kafka::client::producer(&settings.kafka)?;
             let bar = indicatif::ProgressBar::new_spinner().with_message("messages sent");
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})")

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use tokentrail::alert::{AlertEngine, AlertingSettings};
 use tokentrail::config::Settings;
 use tokentrail::ingest::correlation::CorrelationStage;
-use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
 use tokentrail::ingest::process::Processor;
+use tokentrail::kafka::offsets::OffsetTracker;
 use tokentrail::model::{Event, InputMessage, SourceKind};
 use tokentrail::normalize::{Limits, normalize};
 use tokentrail::simulate::{SimConfig, SimMessage, generate};
+use tokentrail::store::block::TopicPartition;
 use tokentrail::telemetry::metrics::Metrics;
 
 /// One simulated Kafka record as the consumer sees it: topic, offset, raw bytes.

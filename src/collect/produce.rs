@@ -16,8 +16,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::body::Record;
 use super::headers::BATCH_ELEMENT;
 use crate::config::Settings;
-use crate::ingest::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer};
-use crate::ingest::source::client_config;
+use crate::kafka::client::client_config;
+use crate::kafka::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer};
 use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ pub struct Publisher {
     metrics: Metrics,
 }
 
-/// Builds the collector's producer: `source::client_config` with the settings that make
+/// Builds the collector's producer: `kafka::client::client_config` with the settings that make
 /// "acknowledged" mean "on every in-sync replica, once" and bound how long and how much it
 /// may hold while Kafka is away.
 pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {

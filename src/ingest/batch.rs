@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use std::time::Instant;
 
-use super::offsets::{OffsetTracker, PendingOffsets};
+use crate::kafka::offsets::{OffsetTracker, PendingOffsets};
 pub use crate::store::block::{Block, RowMark, TopicPartition};
 use crate::store::tables::Table;
 

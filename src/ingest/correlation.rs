@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::offsets::TopicPartition;
 use crate::config::CorrelateSettings;
 use crate::correlate::{Correlator, CorrelatorConfig};
 use crate::model::{AuditMeaning, Event, TokenUse};
+use crate::store::block::TopicPartition;
 
 /// A message whose events may still be held by the correlator.
 #[derive(Debug, Clone, Copy)]

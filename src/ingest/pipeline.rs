@@ -46,18 +46,20 @@ use super::allowlist_history;
 use super::batch::Block;
 use super::bot_history;
 use super::correlation::{CorrelationStage, Released};
-use super::dead_letter::{
-    DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard,
-};
-use super::offsets::{DurableOffsets, PendingOffsets, TopicPartition};
 use super::process::Processor;
-use super::source::{self, IngestConsumer, RebalanceShared};
 use crate::alert::output::{AlertOutputs, OutputError};
 use crate::alert::{self, AlertEngine, Emitted};
 use crate::config::Settings;
 use crate::correlate::actors::KnownBots;
+use crate::kafka::client;
+use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
+use crate::kafka::dead_letter::{
+    DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard,
+};
+use crate::kafka::offsets::{DurableOffsets, PendingOffsets};
 use crate::model::{InputMessage, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
+use crate::store::block::TopicPartition;
 use crate::store::schema::Dialect;
 use crate::store::sink::{self, ClickHouseSink, RejectedRow, SinkError, WriteError};
 use crate::telemetry::metrics::Metrics;
@@ -171,13 +173,13 @@ pub async fn run(
     }
     let alert_outputs = AlertOutputs::new(
         &settings.alerting.outputs,
-        source::producer(&settings.kafka)?,
+        client::producer(&settings.kafka)?,
     )?;
     let pages = alert_outputs.pages();
-    let (consumer, shared) = source::consumer(&settings.kafka, metrics.clone())?;
+    let (consumer, shared) = consumer::consumer(&settings.kafka, metrics.clone())?;
     let consumer = Arc::new(consumer);
     let dlq = DeadLetterProducer::new(
-        source::producer(&settings.kafka)?,
+        client::producer(&settings.kafka)?,
         settings.kafka.dead_letter_topic.clone(),
         settings.dead_letter.max_payload_bytes,
         metrics.clone(),
@@ -213,7 +215,7 @@ pub async fn run(
             settings.dead_letter.window_messages,
             settings.dead_letter.max_ratio,
         ),
-        kinds: source::topic_kinds(&settings.kafka),
+        kinds: consumer::topic_kinds(&settings.kafka),
         limits: Limits {
             max_message_bytes: settings.normalize.max_message_bytes,
         },
@@ -351,7 +353,7 @@ impl Loop<'_> {
                 msg = consumer.recv() => {
                     let msg = match msg {
                         Ok(msg) => msg,
-                        Err(e) if source::is_fatal(&e) => return Err(e.into()),
+                        Err(e) if client::is_fatal(&e) => return Err(e.into()),
                         Err(e) => {
                             self.ride_out_kafka_error(&e, cancel).await;
                             continue;
@@ -417,7 +419,7 @@ impl Loop<'_> {
     ) {
         self.metrics
             .kafka_errors
-            .with_label_values(&[&source::error_kind(e)])
+            .with_label_values(&[&client::error_kind(e)])
             .inc();
         let (last_error_at, backoff) = self
             .kafka_fault
@@ -444,7 +446,7 @@ impl Loop<'_> {
         let shared = self.shared.lock().expect("rebalance state");
         shared
             .brokers_up_at
-            .is_some_and(|at| at > *last_error_at + source::STATS_INTERVAL)
+            .is_some_and(|at| at > *last_error_at + consumer::STATS_INTERVAL)
     }
 
     fn kafka_recovered(&mut self) {
@@ -629,7 +631,7 @@ impl Loop<'_> {
         if commits.is_empty() {
             return;
         }
-        let list = source::commit_list(&commits);
+        let list = consumer::commit_list(&commits);
         let consumer = self.consumer.clone();
         // A synchronous commit reports failure, unlike an async one; run it off the async
         // worker so it does not stall other tasks.

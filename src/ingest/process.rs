@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use super::batch::Batch;
 use super::correlation::{CorrelationStage, record_key};
-use super::offsets::TopicPartition;
 use super::route;
 use crate::alert::{AlertEngine, Emitted, RowVersions};
 use crate::config::Settings;
 use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
 use crate::model::{Event, TokenUse};
+use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
 /// How often (in event-loop milliseconds) the correlator's stats reach the metrics.

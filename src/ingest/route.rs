@@ -2,9 +2,9 @@
 //! which tables an event fills is decided here and nowhere else.
 
 use super::batch::Batch;
-use super::offsets::TopicPartition;
 use crate::alert::Alert;
 use crate::model::{AuditMeaning, Event, TokenUse};
+use crate::store::block::TopicPartition;
 use crate::store::tables::{self, KafkaOrigin, Table};
 
 /// Appends the rows of one event; returns how many rows it produced.

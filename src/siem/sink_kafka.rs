@@ -1,12 +1,12 @@
 //! Kafka sink: one message per record on `siem.kafka.topic`, keyed by the record id (so a
 //! record and its re-deliveries land in one partition, in order), with the record kind and
-//! format in headers. The producer is idempotent with `acks=all` (`ingest::source::producer`);
+//! format in headers. The producer is idempotent with `acks=all` (`kafka::client::producer`);
 //! a batch counts as delivered when every message is acknowledged, and only the messages
 //! that failed are retried.
 
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use super::encode::Encoded;
 use super::retry::Backoff;
 use super::sink::{AttemptError, SinkError, after_failure};
 use crate::config::Settings;
+use crate::kafka::client;
 use crate::telemetry::metrics::Metrics;
 
 const SINK: &str = "kafka";
@@ -28,30 +29,16 @@ pub struct KafkaSink {
     cancel: CancellationToken,
 }
 
-/// Errors no retry can fix: the message or the permissions are wrong.
-fn is_fatal(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed
-                | RDKafkaErrorCode::InvalidMessage
-        )
-    )
-}
-
 impl KafkaSink {
     pub fn new(
         settings: &Settings,
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> Result<Self, SinkError> {
-        let producer =
-            crate::ingest::source::producer(&settings.kafka).map_err(|e| SinkError::Setup {
-                sink: SINK,
-                message: e.to_string(),
-            })?;
+        let producer = client::producer(&settings.kafka).map_err(|e| SinkError::Setup {
+            sink: SINK,
+            message: e.to_string(),
+        })?;
         Ok(KafkaSink {
             producer,
             topic: settings.siem.kafka.topic.clone(),
@@ -105,7 +92,7 @@ impl KafkaSink {
         *pending = failed;
         match last {
             None => Ok(()),
-            Some(e) if is_fatal(&e) => Err(AttemptError::Fatal(e.to_string())),
+            Some(e) if client::is_fatal(&e) => Err(AttemptError::Fatal(e.to_string())),
             Some(e) => Err(AttemptError::Retry {
                 message: format!("{} of the batch not acknowledged: {e}", pending.len()),
                 retry_after: None,

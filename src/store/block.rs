@@ -29,7 +29,7 @@ pub struct Block {
 }
 
 /// Proof that ClickHouse acknowledged a batch. Constructed only by `store::sink`; the commit
-/// barrier (`ingest::offsets`) turns pending offsets durable only in exchange for one.
+/// barrier (`kafka::offsets`) turns pending offsets durable only in exchange for one.
 #[derive(Debug)]
 pub struct WriteReceipt {
     _private: (),

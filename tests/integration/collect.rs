@@ -15,7 +15,7 @@ use rdkafka::{ClientConfig, Message};
 use tokentrail::collect::Collector;
 use tokentrail::collect::auth::{SigningKey, sign};
 use tokentrail::config::{AuditStreamDestination, Secret, Settings, WebhookDestination};
-use tokentrail::ingest::dead_letter::headers as dlq;
+use tokentrail::kafka::dead_letter::headers as dlq;
 use tokentrail::telemetry::metrics::Metrics;
 use tokentrail::telemetry::server::Health;
 use tokio_util::sync::CancellationToken;

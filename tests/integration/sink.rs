@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tokentrail::config::RetrySettings;
 use tokentrail::ingest::batch::{Batch, Block};
-use tokentrail::ingest::offsets::{OffsetTracker, TopicPartition};
+use tokentrail::kafka::offsets::OffsetTracker;
 use tokentrail::model::JobInfo;
+use tokentrail::store::block::TopicPartition;
 use tokentrail::store::sink::{self, ClickHouseSink};
 use tokentrail::store::tables::{Table, encode_job};
 use tokentrail::telemetry::metrics::Metrics;

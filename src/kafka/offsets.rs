@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use crate::store::block::{TopicPartition, WriteReceipt};
+use crate::store::block::{TopicPartition, WriteReceipt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {

@@ -1,22 +1,22 @@
-//! The Kafka side: consumer and producer construction, and the consumer context that keeps
-//! the offset tracker in step with rebalances.
+//! The ingest consumer: its construction, and the consumer context that keeps the offset
+//! tracker in step with rebalances.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::offsets::{OffsetTracker, TopicPartition};
+use super::client::client_config;
+use super::offsets::OffsetTracker;
 use crate::config::KafkaSettings;
 use crate::model::SourceKind;
+use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
 pub type IngestConsumer = StreamConsumer<IngestContext>;
@@ -118,27 +118,6 @@ pub fn commit_list(commits: &[(TopicPartition, i64)]) -> TopicPartitionList {
     tpl
 }
 
-/// `defaults` may be overridden by `kafka.options`; `forced` may not (validation rejects
-/// options that try).
-pub(crate) fn client_config(
-    settings: &KafkaSettings,
-    defaults: &[(&str, &str)],
-    forced: &[(&str, String)],
-) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &settings.brokers);
-    for (k, v) in defaults {
-        cfg.set(*k, *v);
-    }
-    for (k, v) in &settings.options.0 {
-        cfg.set(k, v);
-    }
-    for (k, v) in forced {
-        cfg.set(*k, v);
-    }
-    cfg
-}
-
 /// A consumer that never commits on its own: offsets are committed only after ClickHouse
 /// acknowledged the rows, by the pipeline.
 pub fn consumer(
@@ -188,19 +167,6 @@ pub fn consumer(
     Ok((consumer, shared))
 }
 
-/// An idempotent producer (`acks=all`), used for the dead-letter topic.
-pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    client_config(
-        settings,
-        &[("linger.ms", "5")],
-        &[
-            ("enable.idempotence", "true".into()),
-            ("acks", "all".into()),
-        ],
-    )
-    .create()
-}
-
 /// Maps each configured topic to the kind of GitLab delivery it carries.
 pub fn topic_kinds(settings: &KafkaSettings) -> HashMap<String, SourceKind> {
     let mut map = HashMap::new();
@@ -211,89 +177,4 @@ pub fn topic_kinds(settings: &KafkaSettings) -> HashMap<String, SourceKind> {
         map.insert(t.clone(), SourceKind::Webhook);
     }
     map
-}
-
-/// Whether a Kafka error means retrying cannot help: credentials, permissions, or a message
-/// the broker will never take. Everything else (brokers down, a name that does not resolve
-/// yet, timeouts, leader elections, a topic still being created) is an outage that the
-/// consumer and producers ride out: librdkafka reconnects on its own, and the loop backs off.
-pub fn is_fatal(err: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::error::KafkaError as K;
-    use rdkafka::types::RDKafkaErrorCode as C;
-    if matches!(
-        err,
-        K::ClientCreation(_)
-            | K::ClientConfig(..)
-            | K::Subscription(_)
-            | K::MessageConsumptionFatal(_)
-    ) {
-        return true;
-    }
-    matches!(
-        err.rdkafka_error_code(),
-        Some(
-            C::Fatal
-                | C::Authentication
-                | C::SaslAuthenticationFailed
-                | C::UnsupportedSASLMechanism
-                | C::IllegalSASLState
-                | C::TopicAuthorizationFailed
-                | C::GroupAuthorizationFailed
-                | C::ClusterAuthorizationFailed
-                | C::TransactionalIdAuthorizationFailed
-                | C::MessageSizeTooLarge
-                | C::InvalidMessageSize
-                | C::MessageBatchTooLarge
-                | C::InvalidRecord
-                | C::InvalidTopic
-                | C::InvalidGroupId
-                | C::InvalidSessionTimeout
-                | C::FencedInstanceId
-                | C::InvalidArgument
-        )
-    )
-}
-
-/// A short, stable label for a Kafka error code, for the `kafka_errors_total` metric.
-pub fn error_kind(err: &rdkafka::error::KafkaError) -> String {
-    match err.rdkafka_error_code() {
-        Some(code) => format!("{code:?}"),
-        None => "other".into(),
-    }
-}
-
-#[cfg(test)]
-mod fault_tests {
-    use super::*;
-    use rdkafka::error::KafkaError as K;
-    use rdkafka::types::RDKafkaErrorCode as C;
-
-    #[test]
-    fn outages_are_transient_and_permissions_are_fatal() {
-        for transient in [
-            C::AllBrokersDown,
-            C::BrokerTransportFailure,
-            C::Resolve,
-            C::MessageTimedOut,
-            C::UnknownTopicOrPartition,
-            C::NotCoordinator,
-        ] {
-            assert!(
-                !is_fatal(&K::MessageConsumption(transient)),
-                "{transient:?}"
-            );
-        }
-        for fatal in [
-            C::TopicAuthorizationFailed,
-            C::GroupAuthorizationFailed,
-            C::SaslAuthenticationFailed,
-            C::MessageSizeTooLarge,
-        ] {
-            assert!(is_fatal(&K::MessageProduction(fatal)), "{fatal:?}");
-        }
-        assert_eq!(
-            error_kind(&K::MessageConsumption(C::AllBrokersDown)),
-            "AllBrokersDown"
-        );
-    }
 }

@@ -11,7 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::source;
+use super::client;
 use crate::model::is_secret_header;
 use crate::retry::Backoff;
 use crate::telemetry::metrics::Metrics;
@@ -127,7 +127,7 @@ impl DeadLetterProducer {
                 },
                 _ = cancel.cancelled() => return Err(interrupted()),
             };
-            if source::is_fatal(&source) {
+            if client::is_fatal(&source) {
                 return Err(DeadLetterError::Refused {
                     topic: self.topic.clone(),
                     source,
@@ -135,7 +135,7 @@ impl DeadLetterProducer {
             }
             self.metrics
                 .kafka_errors
-                .with_label_values(&[&source::error_kind(&source)])
+                .with_label_values(&[&client::error_kind(&source)])
                 .inc();
             let wait = backoff.next_delay();
             tracing::warn!(
