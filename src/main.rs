@@ -179,7 +179,7 @@ async fn ingest(settings: &Settings) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
-    tokentrail::ingest::pipeline::run(settings, metrics, health, cancel).await?;
+    tokentrail::ingest::app::run(settings, metrics, health, cancel).await?;
     Ok(())
 }
 

@@ -1,26 +1,23 @@
 //! Shared by the in-process benches: simulated GitLab traffic and the pipeline's per-message
 //! work without Kafka and ClickHouse.
 //!
-//! `InProcess::on_message` does what `ingest::pipeline::Loop::on_message` does between Kafka
-//! and the writer: header copy → normalize → offsets → `ingest::process::Processor` (event
-//! rows → alerts → correlation → token-use rows, the loop's own code), and batches are sealed
-//! and treated as written at once. Not included: the dead-letter producer and the commit.
+//! `InProcess::on_message` makes the calls `ingest::pipeline::Loop::on_message` makes between
+//! Kafka and the writer: header copy → `Processor::normalize` → `Processor::on_message`
+//! (offsets, event rows, alerts, correlation, token-use rows), and batches are sealed and
+//! treated as written at once. Not included: the dead-letter producer and the commit.
 
 #![allow(dead_code)]
 
 pub mod clock;
 
-use std::sync::Arc;
-
 use tokentrail::alert::{AlertEngine, AlertingSettings};
 use tokentrail::config::Settings;
+use tokentrail::correlate::actors::KnownBots;
 use tokentrail::ingest::correlation::CorrelationStage;
 use tokentrail::ingest::process::Processor;
 use tokentrail::kafka::offsets::OffsetTracker;
 use tokentrail::model::{Event, InputMessage, SourceKind};
-use tokentrail::normalize::{Limits, normalize};
 use tokentrail::simulate::{SimConfig, SimMessage, generate};
-use tokentrail::store::block::TopicPartition;
 use tokentrail::telemetry::metrics::Metrics;
 
 /// One simulated Kafka record as the consumer sees it: topic, offset, raw bytes.
@@ -117,7 +114,6 @@ pub fn simulated_traffic(jobs: usize) -> (Vec<KafkaRecord>, TrafficStats) {
 
 /// The consumer loop's in-memory state, with default settings (alerting on).
 pub struct InProcess {
-    limits: Limits,
     tracker: OffsetTracker,
     work: Processor,
     /// Rows handed to the (absent) writer, so the work cannot be optimized away.
@@ -146,9 +142,14 @@ impl Default for InProcess {
         let stage = CorrelationStage::new(&settings.correlate);
         let alerts = AlertEngine::new(&settings.alerting);
         InProcess {
-            limits: Limits::default(),
             tracker: OffsetTracker::new(),
-            work: Processor::new(&settings, stage, alerts, Metrics::new()),
+            work: Processor::new(
+                &settings,
+                stage,
+                alerts,
+                KnownBots::default(),
+                Metrics::new(),
+            ),
             sealed_rows: 0,
             sealed_bytes: 0,
         }
@@ -156,45 +157,38 @@ impl Default for InProcess {
 }
 
 impl InProcess {
-    /// One Kafka record, as `Loop::on_message` handles it; returns the events it carried.
+    /// One Kafka record through the loop's own calls (`Processor::normalize`, then
+    /// `Processor::on_message`); returns the events it carried.
     pub fn on_message(&mut self, rec: &KafkaRecord, now_ms: i64) -> usize {
-        let tp: TopicPartition = (Arc::from(rec.topic), 0);
         // The loop copies librdkafka's borrowed headers into owned ones per message.
         let headers: Vec<(String, Vec<u8>)> = rec
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut normalized = normalize(&rec.input(&headers), &self.limits);
+        let input = rec.input(&headers);
+        let normalized = self.work.normalize(&input);
+        let events = normalized.events.len();
         self.work
-            .batch
-            .consumed(&mut self.tracker, &tp, rec.offset, Some(rec.timestamp_ms));
-        self.work
-            .on_events(&tp, rec.offset, &mut normalized.events, now_ms);
+            .on_message(&input, normalized.events, &mut self.tracker, now_ms);
         if self.work.batch_full() {
             self.seal();
         }
-        normalized.events.len()
+        events
     }
 
     /// Seals the batch and treats it as written at once (the writer and ClickHouse are not
     /// part of this measurement).
     pub fn seal(&mut self) {
-        let batch = std::mem::take(&mut self.work.batch);
-        self.sealed_rows += batch.rows();
-        self.sealed_bytes += batch.bytes();
-        let (blocks, _pending, _oldest) = batch.into_parts();
-        drop(blocks);
-        self.work.outbox.clear();
-        let released = self.work.stage.take_decided();
-        self.work.stage.written(&released);
+        let sealed = self.work.seal();
+        self.sealed_rows += sealed.batch.rows;
+        self.sealed_bytes += sealed.batch.bytes;
+        self.work.written(&sealed.released);
     }
 
     /// End of stream: decide everything held and seal.
     pub fn finish(&mut self, now_ms: i64) {
-        let records = self.work.stage.flush_all();
-        let tp: TopicPartition = (Arc::from(AUDIT_TOPIC), 0);
-        self.work.push_records(&tp, 0, records, now_ms);
+        self.work.flush_all(now_ms);
         self.seal();
     }
 }

@@ -1,10 +1,19 @@
-//! `tokentrail ingest`: Kafka → normalize → batch → ClickHouse → commit.
+//! `tokentrail ingest`: Kafka → normalize → correlate → alert → batch → ClickHouse → commit.
+//!
+//! `app` builds and runs it; `pipeline` is the loop that reads as the whole flow; `process`
+//! is the pure per-message work, `batcher` the flush policy, `writer` the store step and
+//! `commit` the last step.
 
 pub mod alert_dispatch;
 pub mod allowlist_history;
+pub mod app;
 pub mod batch;
+pub mod batcher;
 pub mod bot_history;
+pub mod commit;
 pub mod correlation;
+pub mod error;
 pub mod pipeline;
 pub mod process;
 pub mod route;
+pub mod writer;

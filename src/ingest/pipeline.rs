@@ -1,4 +1,4 @@
-//! `tokentrail ingest`: the whole flow in one place.
+//! The ingest loop: the whole flow in one place. `app.rs` builds it and runs it until stopped.
 //!
 //! ```text
 //! Kafka ──recv──▶ normalize (pure) ──▶ correlate (pure) ──▶ route: encode rows into the
@@ -32,36 +32,26 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::alert_dispatch::{self, AlertDispatch, Ticket};
-use super::allowlist_history;
-use super::batch::Block;
-use super::bot_history;
-use super::correlation::{CorrelationStage, Released};
+use super::alert_dispatch::{AlertDispatch, Ticket};
+use super::app::RunSummary;
+use super::commit::Committer;
+use super::error::IngestError;
 use super::process::Processor;
-use crate::alert::output::{AlertOutputs, OutputError};
-use crate::alert::{self, AlertEngine, Emitted};
+use super::writer::{Done, Sealed};
 use crate::config::Settings;
-use crate::correlate::actors::KnownBots;
 use crate::kafka::client;
 use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
-use crate::kafka::dead_letter::{
-    DeadLetterError, DeadLetterItem, DeadLetterProducer, GuardTripped, RatioGuard,
-};
-use crate::kafka::offsets::{DurableOffsets, PendingOffsets};
-use crate::model::{InputMessage, SourceKind, TokenUse};
-use crate::normalize::{self, Limits};
+use crate::kafka::dead_letter::{DeadLetterItem, DeadLetterProducer, RatioGuard};
+use crate::model::{InputMessage, SourceKind};
 use crate::store::block::TopicPartition;
-use crate::store::schema::Dialect;
-use crate::store::sink::{self, ClickHouseSink, RejectedRow, SinkError, WriteError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 
@@ -69,232 +59,17 @@ use crate::telemetry::server::Health;
 /// arriving (the periodic tick does not fire then).
 const ALIGN_EVERY_MESSAGES: u64 = 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("Kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error(transparent)]
-    DeadLetter(#[from] DeadLetterError),
-    #[error(transparent)]
-    Guard(#[from] GuardTripped),
-    #[error("ClickHouse: {0}")]
-    Store(WriteError),
-    #[error(transparent)]
-    AlertOutput(Arc<OutputError>),
-    #[error("message from unconfigured topic {0:?}")]
-    UnknownTopic(String),
+/// The loop's ends: Kafka in, the dead-letter topic, the alert dispatcher, and what the
+/// writer hands back.
+pub struct LoopIo {
+    pub consumer: Arc<IngestConsumer>,
+    pub shared: Arc<Mutex<RebalanceShared>>,
+    pub dlq: DeadLetterProducer,
+    pub dispatch: AlertDispatch,
+    pub done_rx: mpsc::Receiver<Result<Done, IngestError>>,
 }
 
-impl From<OutputError> for IngestError {
-    fn from(e: OutputError) -> Self {
-        IngestError::AlertOutput(Arc::new(e))
-    }
-}
-
-/// What a run did, for logs and tests.
-#[derive(Debug, Default, Clone)]
-pub struct RunSummary {
-    pub messages: u64,
-    pub rows_written: u64,
-    pub dead_lettered: u64,
-    pub batches: u64,
-}
-
-/// A sealed batch on its way to the writer.
-struct Sealed {
-    blocks: Vec<Block>,
-    pending: PendingOffsets,
-    /// Messages the correlator had decided by the time the batch was sealed.
-    released: Released,
-    oldest_kafka_ts_ms: Option<i64>,
-    rows: usize,
-    bytes: usize,
-    /// Alert rows in `blocks`, counted once they are durable.
-    alerts: Vec<Emitted>,
-    /// Acknowledgements of the paging outputs for those rows.
-    tickets: Vec<Ticket>,
-}
-
-/// What the writer hands back to the loop.
-struct Done {
-    durable: DurableOffsets,
-    released: Released,
-    oldest_kafka_ts_ms: Option<i64>,
-    rows: usize,
-    bytes: usize,
-    rows_by_table: Vec<(&'static str, usize)>,
-}
-
-/// Runs until `cancel` fires (graceful shutdown) or a fatal error.
-pub async fn run(
-    settings: &Settings,
-    metrics: Metrics,
-    health: Health,
-    cancel: CancellationToken,
-) -> Result<RunSummary, IngestError> {
-    let client = sink::client(&settings.clickhouse);
-    let dialect = wait_for_clickhouse(&client, &cancel).await?;
-    let store = ClickHouseSink::new(
-        client,
-        settings.clickhouse.database.clone(),
-        dialect,
-        settings.retry.clone(),
-        metrics.clone(),
-    );
-    let mut stage = CorrelationStage::new(&settings.correlate);
-    let restored = allowlist_history::restore(
-        store.client(),
-        &settings.clickhouse.database,
-        stage.correlator_mut().allowlist_mut(),
-    )
-    .await
-    .map_err(IngestError::Store)?;
-    tracing::info!(
-        changes = restored,
-        "allowlist state restored from ClickHouse"
-    );
-    let mut bots = KnownBots::default();
-    let learned = bot_history::restore(store.client(), &settings.clickhouse.database, &mut bots)
-        .await
-        .map_err(IngestError::Store)?;
-    tracing::info!(bots = learned, "known bot users restored from ClickHouse");
-    let mut alerts = AlertEngine::new(&settings.alerting);
-    if settings.alerting.enabled {
-        let hydrated = alert::hydrate::hydrate(
-            store.client(),
-            &settings.clickhouse.database,
-            settings.alerting.rules.new_edge.lookback_ms,
-            settings.alerting.suppression_window_ms,
-            &mut alerts,
-        )
-        .await
-        .map_err(IngestError::Store)?;
-        tracing::info!(?hydrated, "alerting state restored from ClickHouse");
-    }
-    let alert_outputs = AlertOutputs::new(
-        &settings.alerting.outputs,
-        client::producer(&settings.kafka)?,
-    )?;
-    let pages = alert_outputs.pages();
-    let (consumer, shared) = consumer::consumer(&settings.kafka, metrics.clone())?;
-    let consumer = Arc::new(consumer);
-    let dlq = DeadLetterProducer::new(
-        client::producer(&settings.kafka)?,
-        settings.kafka.dead_letter_topic.clone(),
-        settings.dead_letter.max_payload_bytes,
-        metrics.clone(),
-    );
-    health.set_ready(true);
-
-    // The writer may be interrupted only at the shutdown deadline, not at the signal itself:
-    // on a signal we still flush and commit what we have.
-    let writer_cancel = CancellationToken::new();
-    let (dispatch, dispatcher) =
-        AlertDispatch::spawn(alert_outputs, writer_cancel.clone(), metrics.clone());
-    let (sealed_tx, sealed_rx) = mpsc::channel::<Sealed>(1);
-    let (done_tx, done_rx) = mpsc::channel::<Result<Done, IngestError>>(2);
-    let writer = tokio::spawn(writer_task(
-        store,
-        dlq.clone(),
-        pages,
-        sealed_rx,
-        done_tx,
-        writer_cancel.clone(),
-        metrics.clone(),
-    ));
-
-    let mut ingest = Loop {
-        settings,
-        metrics: metrics.clone(),
-        health: health.clone(),
-        kafka_fault: None,
-        consumer: consumer.clone(),
-        shared,
-        dlq,
-        guard: RatioGuard::new(
-            settings.dead_letter.window_messages,
-            settings.dead_letter.max_ratio,
-        ),
-        kinds: consumer::topic_kinds(&settings.kafka),
-        limits: Limits {
-            max_message_bytes: settings.normalize.max_message_bytes,
-        },
-        work: Processor::new(settings, stage, alerts, metrics.clone()).with_bots(bots),
-        dispatch,
-        undispatched: 0,
-        tickets: Vec::new(),
-        last_position: None,
-        in_flight: 0,
-        paused: false,
-        held_back: Vec::new(),
-        summary: RunSummary::default(),
-        done_rx,
-    };
-    let result = match ingest.run(&sealed_tx, &cancel).await {
-        // Shutdown while a dead-letter copy waited for Kafka: that message was not consumed
-        // (its copy comes first), so everything before it may be drained as usual.
-        Err(IngestError::DeadLetter(DeadLetterError::Interrupted { .. })) => Ok(()),
-        other => other,
-    };
-
-    if let Err(e) = &result {
-        // A fatal error stops without committing anything more: the open batch may hold the
-        // message that failed (or, for the ratio guard, the window it judged), and batches in
-        // flight are replayed and deduplicated after the restart.
-        tracing::error!("ingest stopped without committing what it had not yet committed: {e}");
-        health.set_unready(format!("stopped: {e}"));
-        writer_cancel.cancel();
-    } else {
-        // Shutdown: seal what is open, let the writer finish within the deadline, commit.
-        let deadline = Duration::from_secs(settings.shutdown.deadline_secs);
-        let drained = tokio::time::timeout(deadline, ingest.drain(&sealed_tx)).await;
-        if drained.is_err() {
-            tracing::warn!(
-                "shutdown deadline reached with batches in flight; they were not committed \
-                 and will be replayed on restart"
-            );
-            writer_cancel.cancel();
-        }
-    }
-    drop(sealed_tx);
-    let _ = writer.await;
-    drop(ingest.dispatch);
-    let _ = dispatcher.await;
-    if result.is_ok() {
-        health.set_unready("stopped");
-    }
-    let summary = ingest.summary.clone();
-    tracing::info!(?summary, "ingest stopped");
-    result.map(|()| summary)
-}
-
-/// Waits until ClickHouse answers, and picks the DDL dialect from its version.
-async fn wait_for_clickhouse(
-    client: &clickhouse::Client,
-    cancel: &CancellationToken,
-) -> Result<Dialect, IngestError> {
-    let mut backoff =
-        crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        match sink::server_version(client).await {
-            Ok(v) => {
-                tracing::info!(version = %v, "connected to ClickHouse");
-                return Ok(Dialect::for_version(v));
-            }
-            Err(WriteError::Retryable { message, .. }) => {
-                tracing::warn!("ClickHouse not reachable yet: {message}");
-            }
-            Err(other) => return Err(IngestError::Store(other)),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = cancel.cancelled() => return Err(IngestError::Store(WriteError::Retryable {
-                code: None, message: "shutdown before ClickHouse became reachable".into() })),
-        }
-    }
-}
-
-struct Loop<'a> {
+pub struct Loop<'a> {
     settings: &'a Settings,
     metrics: Metrics,
     health: Health,
@@ -303,19 +78,15 @@ struct Loop<'a> {
     kafka_fault: Option<(std::time::Instant, crate::retry::Backoff)>,
     consumer: Arc<IngestConsumer>,
     shared: Arc<Mutex<RebalanceShared>>,
+    committer: Committer,
     dlq: DeadLetterProducer,
     guard: RatioGuard,
     kinds: HashMap<String, SourceKind>,
-    limits: Limits,
     /// Batch, correlation stage and alert rules: the per-message work.
     work: Processor,
     dispatch: AlertDispatch,
-    /// `work.outbox[undispatched..]`: alerts not yet handed to the dispatcher, whose tickets
-    /// for the rest are in `tickets`.
-    undispatched: usize,
+    /// Paging acknowledgements for the alerts of the open batch.
     tickets: Vec<Ticket>,
-    /// Where correlation records that no single message triggered (idle flush) are filed.
-    last_position: Option<(TopicPartition, i64)>,
     in_flight: usize,
     paused: bool,
     /// Audit partitions paused because they ran ahead of the slowest (watermark alignment).
@@ -324,15 +95,50 @@ struct Loop<'a> {
     done_rx: mpsc::Receiver<Result<Done, IngestError>>,
 }
 
-impl Loop<'_> {
-    async fn run(
+impl<'a> Loop<'a> {
+    pub fn new(
+        settings: &'a Settings,
+        io: LoopIo,
+        work: Processor,
+        metrics: Metrics,
+        health: Health,
+    ) -> Self {
+        Loop {
+            settings,
+            committer: Committer::new(io.consumer.clone(), io.shared.clone(), metrics.clone()),
+            metrics,
+            health,
+            kafka_fault: None,
+            consumer: io.consumer,
+            shared: io.shared,
+            dlq: io.dlq,
+            guard: RatioGuard::new(
+                settings.dead_letter.window_messages,
+                settings.dead_letter.max_ratio,
+            ),
+            kinds: consumer::topic_kinds(&settings.kafka),
+            work,
+            dispatch: io.dispatch,
+            tickets: Vec::new(),
+            in_flight: 0,
+            paused: false,
+            held_back: Vec::new(),
+            summary: RunSummary::default(),
+            done_rx: io.done_rx,
+        }
+    }
+
+    /// Stops the alert dispatcher (once the writer is done) and says what the run did.
+    pub fn finish(self) -> RunSummary {
+        self.summary
+    }
+
+    pub async fn run(
         &mut self,
         sealed_tx: &mpsc::Sender<Sealed>,
         cancel: &CancellationToken,
     ) -> Result<(), IngestError> {
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            (self.settings.batch.max_wait_ms / 4).max(10),
-        ));
+        let mut tick = tokio::time::interval(self.work.flush_policy().tick());
         let consumer = self.consumer.clone();
         loop {
             self.apply_revocations();
@@ -371,8 +177,7 @@ impl Loop<'_> {
                         self.kafka_recovered();
                     }
                     self.align_partitions()?;
-                    let records = self.work.stage.on_idle();
-                    self.push_records_at_last_position(records);
+                    self.work.on_idle(now_ms());
                     self.dispatch_alerts().await;
                     self.unpin_settled();
                 }
@@ -381,13 +186,12 @@ impl Loop<'_> {
     }
 
     /// Seals the open batch and waits for every batch in flight to be written and committed.
-    async fn drain(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
+    pub async fn drain(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
         self.apply_revocations();
-        let records = self.work.stage.flush_all();
-        self.push_records_at_last_position(records);
+        self.work.flush_all(now_ms());
         loop {
             if self.in_flight == 0 {
-                if self.work.batch.is_empty() {
+                if self.work.batch_is_empty() {
                     self.unpin_settled();
                     return;
                 }
@@ -484,7 +288,7 @@ impl Loop<'_> {
     /// (`CorrelationStage::partitions_ahead`). Without it, a large backlog consumed unevenly
     /// overflows `correlate.max_pending` and matches are decided early as `auth_only`.
     fn align_partitions(&mut self) -> Result<(), IngestError> {
-        let want = self.work.stage.partitions_ahead();
+        let want = self.work.partitions_ahead();
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         for tp in want.iter().filter(|tp| !self.held_back.contains(tp)) {
             pause.add_partition(&tp.0, tp.1);
@@ -514,35 +318,22 @@ impl Loop<'_> {
         };
         for tp in &assigned {
             if self.kinds.get(&*tp.0) == Some(&SourceKind::AuditStream) {
-                self.work.stage.assign(tp);
+                self.work.assign_audit_partition(tp);
             }
         }
         self.held_back.retain(|tp| !revoked.contains(tp));
         for tp in &revoked {
-            // Rows of a revoked partition are dropped with their offsets: the new owner
-            // re-reads them from the last commit, so nothing is lost.
-            self.work.batch.drop_partition(tp);
-            self.work.stage.revoke(tp);
+            self.work.revoke(tp);
         }
     }
 
     async fn seal(&mut self, sealed_tx: &mpsc::Sender<Sealed>) {
         self.dispatch_alerts().await;
-        let batch = std::mem::take(&mut self.work.batch);
-        let (rows, bytes) = (batch.rows(), batch.bytes());
-        let (blocks, pending, oldest_kafka_ts_ms) = batch.into_parts();
         self.in_flight += 1;
         let sealed = Sealed {
-            blocks,
-            pending,
-            released: self.work.stage.take_decided(),
-            oldest_kafka_ts_ms,
-            rows,
-            bytes,
-            alerts: std::mem::take(&mut self.work.outbox),
+            work: self.work.seal(),
             tickets: std::mem::take(&mut self.tickets),
         };
-        self.undispatched = 0;
         if sealed_tx.send(sealed).await.is_err() {
             tracing::warn!("writer stopped; batch not written (will be replayed)");
         }
@@ -578,7 +369,7 @@ impl Loop<'_> {
             headers: &headers,
             payload: msg.payload(),
         };
-        let mut normalized = normalize::normalize(&input, &self.limits);
+        let normalized = self.work.normalize(&input);
         for rejection in &normalized.rejected {
             self.dlq
                 .send(
@@ -603,95 +394,40 @@ impl Loop<'_> {
                 .inc();
             self.summary.dead_lettered += 1;
         }
-        {
-            let mut shared = self.shared.lock().expect("rebalance state");
-            self.work
-                .batch
-                .consumed(&mut shared.tracker, &tp, offset, kafka_ts);
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut shared = self.shared.lock().expect("rebalance state");
         self.work
-            .on_events(&tp, offset, &mut normalized.events, now_ms);
-        self.last_position = Some((tp.clone(), offset));
+            .on_message(&input, normalized.events, &mut shared.tracker, now_ms());
+        drop(shared);
         self.guard.observe(!normalized.rejected.is_empty())?;
         Ok(())
     }
 
-    /// Commits the durable prefix of every partition, capped by the correlation pins.
     fn commit(&mut self) {
-        let commits = {
-            let mut shared = self.shared.lock().expect("rebalance state");
-            let RebalanceShared { tracker, caps, .. } = &mut *shared;
-            caps.clear();
-            for tp in tracker.partitions() {
-                caps.insert(tp.clone(), self.work.stage.commit_cap(tp));
-            }
-            tracker.take_commits(|tp| caps.get(tp).copied().flatten())
-        };
-        if commits.is_empty() {
-            return;
-        }
-        let list = consumer::commit_list(&commits);
-        let consumer = self.consumer.clone();
-        // A synchronous commit reports failure, unlike an async one; run it off the async
-        // worker so it does not stall other tasks.
-        let result = tokio::task::block_in_place(move || consumer.commit(&list, CommitMode::Sync));
-        if let Err(e) = result {
-            self.metrics.commit_failures.inc();
-            tracing::warn!("offset commit failed, will retry with the next batch: {e}");
-            self.shared
-                .lock()
-                .expect("rebalance state")
-                .tracker
-                .restore_commits(&commits);
-        }
+        let work = &self.work;
+        self.committer.commit(|tp| work.commit_cap(tp));
     }
 
     /// With nothing open and nothing in flight, every record emitted so far is durable, so
     /// messages the correlator has decided can be unpinned right away (a quiet stream would
     /// otherwise keep its last offsets uncommitted until new traffic arrives).
     fn unpin_settled(&mut self) {
-        if self.in_flight > 0 || !self.work.batch.is_empty() {
-            return;
-        }
-        let released = self.work.stage.take_decided();
-        if !released.is_empty() {
-            self.work.stage.written(&released);
+        if self.in_flight == 0 && self.work.unpin_decided() {
             self.commit();
         }
     }
 
     /// Hands the alerts raised since the last call to the dispatcher, which pages at once.
     async fn dispatch_alerts(&mut self) {
-        if self.undispatched == self.work.outbox.len() {
-            return;
-        }
-        let fresh = self.work.outbox[self.undispatched..].to_vec();
-        self.undispatched = self.work.outbox.len();
-        self.tickets.push(self.dispatch.send(fresh).await);
-    }
-
-    fn push_records_at_last_position(&mut self, records: Vec<TokenUse>) {
-        if records.is_empty() {
-            return;
-        }
-        match self.last_position.clone() {
-            Some((tp, offset)) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                self.work.push_records(&tp, offset, records, now_ms);
-            }
-            None => tracing::warn!("correlation records without any consumed message"),
+        let fresh = self.work.fresh_alerts();
+        if !fresh.is_empty() {
+            self.tickets.push(self.dispatch.send(fresh).await);
         }
     }
 
     fn on_done(&mut self, done: Done) -> Result<(), IngestError> {
         self.in_flight -= 1;
-        self.work.stage.written(&done.released);
-        self.shared
-            .lock()
-            .expect("rebalance state")
-            .tracker
-            .complete(done.durable);
+        self.work.written(&done.released);
+        self.committer.complete(done.durable);
         self.commit();
         for (table, rows) in &done.rows_by_table {
             self.metrics
@@ -724,114 +460,6 @@ fn owned_headers(msg: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Ve
     }
 }
 
-/// Writes sealed batches in order; only a successful write (and the acknowledged
-/// dead-lettering of rows the store refused) turns their offsets durable.
-async fn writer_task(
-    store: ClickHouseSink,
-    dlq: DeadLetterProducer,
-    pages: bool,
-    mut sealed_rx: mpsc::Receiver<Sealed>,
-    done_tx: mpsc::Sender<Result<Done, IngestError>>,
-    cancel: CancellationToken,
-    metrics: Metrics,
-) {
-    while let Some(sealed) = sealed_rx.recv().await {
-        // Outputs first: once the alert rows are in ClickHouse, a restart resumes from them
-        // and would not re-deliver, so delivery must already have happened.
-        for ticket in sealed.tickets {
-            match ticket.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if matches!(*e, OutputError::Interrupted) => return,
-                Ok(Err(e)) => {
-                    let _ = done_tx.send(Err(IngestError::AlertOutput(e))).await;
-                    return;
-                }
-                // The dispatcher stopped (shutdown deadline, or its own failure reported
-                // on an earlier ticket): the batch stays unwritten and is replayed.
-                Err(_) => return,
-            }
-        }
-        let result = match store.write(&sealed.blocks, &cancel).await {
-            Ok(written) => {
-                match dead_letter_rejected(&dlq, &written.rejected, &metrics, &cancel).await {
-                    Ok(()) => {
-                        observe_alerts(&metrics, &sealed.alerts, pages);
-                        let mut rows_by_table: Vec<(&'static str, usize)> = Vec::new();
-                        for b in &sealed.blocks {
-                            rows_by_table.push((b.table.name(), b.rows.len()));
-                        }
-                        Ok(Done {
-                            durable: sealed.pending.into_durable(written.receipt),
-                            released: sealed.released,
-                            oldest_kafka_ts_ms: sealed.oldest_kafka_ts_ms,
-                            rows: sealed.rows - written.rejected.len(),
-                            bytes: sealed.bytes,
-                            rows_by_table,
-                        })
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Err(SinkError::Interrupted) => return,
-            Err(SinkError::Fatal(e)) => Err(IngestError::Store(e)),
-        };
-        let fatal = result.is_err();
-        if done_tx.send(result).await.is_err() || fatal {
-            return;
-        }
-    }
-}
-
-/// Every output has acknowledged these alert rows: count them. Their latency is recorded
-/// when the paging outputs acknowledged them, or here when ClickHouse is the only output.
-fn observe_alerts(metrics: &Metrics, alerts: &[Emitted], pages: bool) {
-    for e in alerts {
-        let rule = e.alert.rule.as_str();
-        metrics.alert_rows.with_label_values(&[rule]).inc();
-        if e.new {
-            metrics.alerts.with_label_values(&[rule]).inc();
-        }
-    }
-    if !pages {
-        alert_dispatch::observe_latency(metrics, alerts);
-    }
-}
-
-async fn dead_letter_rejected(
-    dlq: &DeadLetterProducer,
-    rejected: &[RejectedRow],
-    metrics: &Metrics,
-    cancel: &CancellationToken,
-) -> Result<(), DeadLetterError> {
-    for row in rejected {
-        tracing::warn!(
-            table = row.table.name(),
-            topic = %row.tp.0,
-            partition = row.tp.1,
-            offset = row.offset,
-            "ClickHouse rejected a row; dead-lettering it: {}",
-            row.message
-        );
-        dlq.send(
-            &DeadLetterItem {
-                topic: &row.tp.0,
-                partition: row.tp.1,
-                offset: row.offset,
-                kind: "rejected_by_store",
-                message: &row.message,
-                element_index: None,
-                table: Some(row.table.name()),
-                key: None,
-                payload: &row.row,
-                original_headers: &[],
-            },
-            cancel,
-        )
-        .await?;
-        metrics
-            .dead_lettered
-            .with_label_values(&["rejected_by_store"])
-            .inc();
-    }
-    Ok(())
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

@@ -1,18 +1,18 @@
-//! The ingest loop's per-message work, without I/O: a message's normalized events become
+//! The ingest loop's per-message work, without I/O: a message is normalized, its events become
 //! rows of the open batch, alert rows, and (through the correlation stage) token-use records
 //! and their rows. `pipeline::Loop` drives it between Kafka and the writer; the in-process
-//! benchmark drives the very same code without them.
+//! benchmark drives the very same calls without them.
 
-use std::time::Duration;
-
-use super::batch::Batch;
-use super::correlation::{CorrelationStage, record_key};
+use super::batcher::{Batcher, FlushPolicy, SealedBatch};
+use super::correlation::{CorrelationStage, Released, record_key};
 use super::route;
 use crate::alert::{AlertEngine, Emitted, RowVersions};
 use crate::config::Settings;
 use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
-use crate::model::{Event, TokenUse};
+use crate::kafka::offsets::OffsetTracker;
+use crate::model::{Event, InputMessage, Normalized, TokenUse};
+use crate::normalize::{self, Limits};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
@@ -20,75 +20,191 @@ use crate::telemetry::metrics::Metrics;
 const STATS_EXPORT_INTERVAL_MS: i64 = 1_000;
 
 pub struct Processor {
-    /// Rows not yet sealed.
-    pub batch: Batch,
-    pub stage: CorrelationStage,
-    pub alerts: AlertEngine,
+    limits: Limits,
+    batcher: Batcher,
+    stage: CorrelationStage,
+    alerts: AlertEngine,
     /// Bot user ids seen in job webhooks, to re-classify audit events' authors.
-    pub bots: KnownBots,
+    bots: KnownBots,
     versions: RowVersions,
     /// Alert rows routed into the open batch, in order (for the paging outputs).
-    pub outbox: Vec<Emitted>,
+    outbox: Vec<Emitted>,
+    /// `outbox[undispatched..]`: alerts not yet handed out by [`Processor::fresh_alerts`].
+    undispatched: usize,
+    /// Where correlation records that no single message triggered (idle flush) are filed.
+    last_position: Option<(TopicPartition, i64)>,
     metrics: Metrics,
     /// The correlator's cumulative counters as last added to `correlator_events_total`.
     exported: CorrelatorStats,
     /// `now_ms` from which the next push exports the correlator's stats.
     next_stats_export_ms: i64,
-    max_rows: usize,
-    max_bytes: usize,
-    max_wait: Duration,
+}
+
+/// What a sealed batch carries to the writer besides its rows.
+pub struct SealedWork {
+    pub batch: SealedBatch,
+    /// Messages the correlator had decided by the time the batch was sealed.
+    pub released: Released,
+    /// Alert rows in the batch, counted once they are durable.
+    pub alerts: Vec<Emitted>,
 }
 
 impl Processor {
-    /// `stage` and `alerts` come in restored from the store (allowlists, alert memory).
+    /// `stage`, `alerts` and `bots` come in restored from the store (allowlists, alert memory,
+    /// bot users).
     pub fn new(
         settings: &Settings,
         stage: CorrelationStage,
         alerts: AlertEngine,
+        bots: KnownBots,
         metrics: Metrics,
     ) -> Self {
         Processor {
-            batch: Batch::default(),
+            limits: Limits {
+                max_message_bytes: settings.normalize.max_message_bytes,
+            },
+            batcher: Batcher::new(FlushPolicy::from_settings(&settings.batch)),
             stage,
             alerts,
-            bots: KnownBots::default(),
+            bots,
             versions: RowVersions::default(),
             outbox: Vec::new(),
+            undispatched: 0,
+            last_position: None,
             metrics,
             exported: CorrelatorStats::default(),
             next_stats_export_ms: i64::MIN,
-            max_rows: settings.batch.max_rows,
-            max_bytes: settings.batch.max_bytes,
-            max_wait: Duration::from_millis(settings.batch.max_wait_ms),
         }
     }
 
-    /// Starts from bot users restored from the store.
-    pub fn with_bots(mut self, bots: KnownBots) -> Self {
-        self.bots = bots;
-        self
+    /// First half of a message: its events and what must be dead-lettered. The caller
+    /// dead-letters the rejections before it hands the events to [`Processor::on_message`]:
+    /// a message counts as consumed only once every copy of it is acknowledged.
+    pub fn normalize(&self, input: &InputMessage<'_>) -> Normalized {
+        normalize::normalize(input, &self.limits)
     }
 
-    /// The open batch reached `batch.max_rows` or `batch.max_bytes`.
+    /// Second half: counts the message towards the open batch's offsets (in `tracker`) and
+    /// routes its events.
+    pub fn on_message(
+        &mut self,
+        input: &InputMessage<'_>,
+        mut events: Vec<Event>,
+        tracker: &mut OffsetTracker,
+        now_ms: i64,
+    ) {
+        let tp: TopicPartition = (std::sync::Arc::from(input.topic), input.partition);
+        self.batcher
+            .open()
+            .consumed(tracker, &tp, input.offset, input.timestamp_ms);
+        self.on_events(&tp, input.offset, &mut events, now_ms);
+        self.last_position = Some((tp, input.offset));
+    }
+
+    /// No message for a while: records the correlator can decide by the clock alone.
+    pub fn on_idle(&mut self, now_ms: i64) {
+        let records = self.stage.on_idle();
+        self.push_records_at_last_position(records, now_ms);
+    }
+
+    /// Shutdown: decide everything the correlator holds.
+    pub fn flush_all(&mut self, now_ms: i64) {
+        let records = self.stage.flush_all();
+        self.push_records_at_last_position(records, now_ms);
+    }
+
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.batcher.policy()
+    }
+
     pub fn batch_full(&self) -> bool {
-        self.batch.rows() >= self.max_rows || self.batch.bytes() >= self.max_bytes
+        self.batcher.is_full()
     }
 
-    /// The open batch should be sealed: full, or older than `batch.max_wait_ms`.
     pub fn batch_due(&self) -> bool {
-        !self.batch.is_empty() && (self.batch_full() || self.batch.age() >= self.max_wait)
+        self.batcher.is_due()
+    }
+
+    pub fn batch_is_empty(&self) -> bool {
+        self.batcher.is_empty()
+    }
+
+    /// Seals the open batch with the alerts routed into it and the messages the correlator
+    /// has decided so far.
+    pub fn seal(&mut self) -> SealedWork {
+        self.undispatched = 0;
+        SealedWork {
+            batch: self.batcher.seal(),
+            released: self.stage.take_decided(),
+            alerts: std::mem::take(&mut self.outbox),
+        }
+    }
+
+    /// Alerts raised since the last call, for the paging outputs (which do not wait for the
+    /// batch).
+    pub fn fresh_alerts(&mut self) -> Vec<Emitted> {
+        let fresh = self.outbox[self.undispatched..].to_vec();
+        self.undispatched = self.outbox.len();
+        fresh
+    }
+
+    /// An audit partition was assigned: the correlator's watermark waits for it.
+    pub fn assign_audit_partition(&mut self, tp: &TopicPartition) {
+        self.stage.assign(tp);
+    }
+
+    /// A partition was revoked: its open rows and held events go (the new owner re-reads
+    /// them from the last commit).
+    pub fn revoke(&mut self, tp: &TopicPartition) {
+        self.batcher.drop_partition(tp);
+        self.stage.revoke(tp);
+    }
+
+    /// The highest offset of `tp` that may be committed as far as correlation is concerned.
+    pub fn commit_cap(&self, tp: &TopicPartition) -> Option<i64> {
+        self.stage.commit_cap(tp)
+    }
+
+    /// Audit partitions to pause for watermark alignment
+    /// (`CorrelationStage::partitions_ahead`).
+    pub fn partitions_ahead(&mut self) -> Vec<TopicPartition> {
+        self.stage.partitions_ahead()
+    }
+
+    /// A batch was written: its records no longer pin their messages.
+    pub fn written(&mut self, released: &Released) {
+        self.stage.written(released);
+    }
+
+    /// With the batch empty and nothing in flight (the caller's part), every record emitted
+    /// so far is durable, so the messages the correlator decided can be unpinned at once;
+    /// returns whether any were.
+    pub fn unpin_decided(&mut self) -> bool {
+        if !self.batcher.is_empty() {
+            return false;
+        }
+        let released = self.stage.take_decided();
+        if released.is_empty() {
+            return false;
+        }
+        self.stage.written(&released);
+        true
+    }
+
+    fn push_records_at_last_position(&mut self, records: Vec<TokenUse>, now_ms: i64) {
+        if records.is_empty() {
+            return;
+        }
+        match self.last_position.clone() {
+            Some((tp, offset)) => self.push_records(&tp, offset, records, now_ms),
+            None => tracing::warn!("correlation records without any consumed message"),
+        }
     }
 
     /// Routes one message's events (message `offset` of `tp`): bot authors re-classified,
     /// event rows, the alert rules over the events, then the correlation stage and the
     /// records it decided.
-    pub fn on_events(
-        &mut self,
-        tp: &TopicPartition,
-        offset: i64,
-        events: &mut [Event],
-        now_ms: i64,
-    ) {
+    fn on_events(&mut self, tp: &TopicPartition, offset: i64, events: &mut [Event], now_ms: i64) {
         self.recognize_bots(events);
         let events = &*events;
         for event in events {
@@ -97,7 +213,7 @@ impl Processor {
                 Event::Webhook(_) => "webhook",
             };
             self.metrics.events.with_label_values(&[source]).inc();
-            route::push_event_rows(&mut self.batch, tp, offset, event, now_ms);
+            route::push_event_rows(self.batcher.open(), tp, offset, event, now_ms);
         }
         let alerts = self.alerts.on_events(events);
         self.push_alerts(tp, offset, alerts, now_ms);
@@ -126,7 +242,7 @@ impl Processor {
 
     /// Token-use rows for `records`, filed under message `offset` of `tp`, and the alerts
     /// the rules raise on them.
-    pub fn push_records(
+    fn push_records(
         &mut self,
         tp: &TopicPartition,
         offset: i64,
@@ -139,7 +255,7 @@ impl Processor {
                 .with_label_values(&[&record.correlation])
                 .inc();
             route::push_token_use(
-                &mut self.batch,
+                self.batcher.open(),
                 tp,
                 offset,
                 record,
@@ -188,7 +304,7 @@ impl Processor {
                 .with_label_values(&[emitted.alert.rule.as_str()])
                 .observe((now_ms - emitted.alert.event_time_ms).max(0) as f64 / 1000.0);
             let version = self.versions.next(now_ms);
-            route::push_alert(&mut self.batch, tp, offset, &emitted.alert, version);
+            route::push_alert(self.batcher.open(), tp, offset, &emitted.alert, version);
         }
         self.outbox.extend(alerts);
     }
@@ -238,7 +354,13 @@ mod tests {
         let metrics = Metrics::new();
         let stage = CorrelationStage::new(&settings.correlate);
         let alerts = AlertEngine::new(&settings.alerting);
-        let mut work = Processor::new(&settings, stage, alerts, metrics.clone());
+        let mut work = Processor::new(
+            &settings,
+            stage,
+            alerts,
+            KnownBots::default(),
+            metrics.clone(),
+        );
         let tp: TopicPartition = (Arc::from("audit"), 0);
         // The same event twice (a duplicate), a later one that moves the watermark, then one
         // whose window closed long ago (late), then one more so the totals are exported again.

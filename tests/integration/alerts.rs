@@ -28,7 +28,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde::Deserialize;
 use tokentrail::alert::id::bucket_start;
 use tokentrail::config::{Secret, Settings};
-use tokentrail::ingest::pipeline;
+use tokentrail::ingest::app;
 use tokentrail::publish::{self, Topics};
 use tokentrail::simulate::{GroundTruth, SimConfig, Simulator};
 use tokentrail::telemetry::{metrics::Metrics, server::Health};
@@ -84,16 +84,11 @@ async fn publish_sim(s: &Settings, cfg: &SimConfig) -> (u64, GroundTruth) {
     (sent, sim.into_truth())
 }
 
-fn start(
-    s: &Settings,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<pipeline::RunSummary>,
-) {
+fn start(s: &Settings) -> (CancellationToken, tokio::task::JoinHandle<app::RunSummary>) {
     let cancel = CancellationToken::new();
     let (s, c) = (s.clone(), cancel.clone());
     let handle = tokio::spawn(async move {
-        pipeline::run(&s, Metrics::new(), Health::default(), c)
+        app::run(&s, Metrics::new(), Health::default(), c)
             .await
             .expect("ingest run")
     });
@@ -797,7 +792,7 @@ async fn alert_latency_at_5k_events_per_second() {
     let cancel = CancellationToken::new();
     let run = {
         let (s, c, m) = (s.clone(), cancel.clone(), metrics.clone());
-        tokio::spawn(async move { pipeline::run(&s, m, Health::default(), c).await })
+        tokio::spawn(async move { app::run(&s, m, Health::default(), c).await })
     };
     let snap_all = |m: &Metrics| {
         let raised: Vec<_> = tokentrail::alert::rules::RuleId::ALL

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokentrail::ingest::pipeline;
+use tokentrail::ingest::app;
 use tokentrail::telemetry::{metrics::Metrics, server::Health};
 use tokio_util::sync::CancellationToken;
 
@@ -269,7 +269,7 @@ async fn allowlisted_is_decided_at_each_uses_event_time() {
     let run = {
         let (s, c) = (s.clone(), cancel.clone());
         tokio::spawn(async move {
-            pipeline::run(&s, Metrics::new(), Health::default(), c)
+            app::run(&s, Metrics::new(), Health::default(), c)
                 .await
                 .expect("ingest run")
         })

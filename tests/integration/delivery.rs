@@ -10,7 +10,8 @@ use rdkafka::topic_partition_list::Offset;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokentrail::config::Settings;
-use tokentrail::ingest::pipeline::{self, IngestError, RunSummary};
+use tokentrail::ingest::app::{self, RunSummary};
+use tokentrail::ingest::error::IngestError;
 use tokentrail::telemetry::{metrics::Metrics, server::Health};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ struct Running {
 fn start(s: &Settings) -> Running {
     let (cancel, health) = (CancellationToken::new(), Health::default());
     let (settings, c, h) = (s.clone(), cancel.clone(), health.clone());
-    let handle = tokio::spawn(async move { pipeline::run(&settings, Metrics::new(), h, c).await });
+    let handle = tokio::spawn(async move { app::run(&settings, Metrics::new(), h, c).await });
     Running {
         cancel,
         health,

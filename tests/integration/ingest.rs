@@ -9,7 +9,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use serde_json::{Value, json};
 use tokentrail::config::Settings;
-use tokentrail::ingest::pipeline;
+use tokentrail::ingest::app;
 use tokentrail::telemetry::{metrics::Metrics, server::Health};
 use tokio_util::sync::CancellationToken;
 
@@ -128,17 +128,12 @@ async fn setup(name: &str) -> (Services, Settings, clickhouse::Client) {
     (svc, s, client)
 }
 
-fn start(
-    s: &Settings,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<pipeline::RunSummary>,
-) {
+fn start(s: &Settings) -> (CancellationToken, tokio::task::JoinHandle<app::RunSummary>) {
     let cancel = CancellationToken::new();
     let settings = s.clone();
     let c = cancel.clone();
     let handle = tokio::spawn(async move {
-        pipeline::run(&settings, Metrics::new(), Health::default(), c)
+        app::run(&settings, Metrics::new(), Health::default(), c)
             .await
             .expect("ingest run")
     });

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokentrail::ingest::pipeline;
+use tokentrail::ingest::app;
 use tokentrail::publish::{self, Topics};
 use tokentrail::simulate::{SimConfig, Simulator};
 use tokentrail::telemetry::{metrics::Metrics, server::Health};
@@ -57,7 +57,7 @@ async fn simulated_traffic_yields_the_ground_truth_token_uses() {
     let run = {
         let (s, c) = (s.clone(), cancel.clone());
         tokio::spawn(async move {
-            pipeline::run(&s, Metrics::new(), Health::default(), c)
+            app::run(&s, Metrics::new(), Health::default(), c)
                 .await
                 .expect("ingest run")
         })
