@@ -17,3 +17,6 @@ pub mod pipeline;
 pub mod process;
 pub mod route;
 pub mod writer;
+
+#[cfg(test)]
+mod pipeline_tests;

@@ -5,4 +5,6 @@ pub mod migrate;
 pub mod rowbinary;
 pub mod schema;
 pub mod sink;
+#[cfg(test)]
+mod sink_tests;
 pub mod tables;
