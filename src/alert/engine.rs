@@ -12,10 +12,11 @@ use std::collections::HashMap;
 
 use super::edges::EdgeMemory;
 use super::id::{alert_id, bucket_start, project_key};
-use super::rules::{self, Finding, RuleId};
+use super::rule_id::RuleId;
+use super::rules::{self, Check, Finding, REGISTRY};
 use super::settings::{AlertingSettings, Exception, Severity};
 use super::{Alert, AlertStatus, Emitted};
-use crate::model::{AuditMeaning, Event, TokenUse};
+use crate::model::{Event, TokenUse};
 
 /// How many findings between sweeps of closed buckets and stale edges.
 const PRUNE_EVERY: u32 = 4096;
@@ -45,20 +46,13 @@ pub struct AlertEngine {
 impl AlertEngine {
     /// `cfg` must have passed [`AlertingSettings::validate`] (expiries parse).
     pub fn new(cfg: &AlertingSettings) -> Self {
-        let r = &cfg.rules;
-        let lists = [
-            (RuleId::NotAllowlisted, &r.not_allowlisted.exceptions),
-            (RuleId::AllowlistWeakened, &r.allowlist_weakened.exceptions),
-            (RuleId::NewEdge, &r.new_edge.exceptions),
-            (RuleId::Push, &r.push.exceptions),
-            (RuleId::CrownJewel, &r.crown_jewel.exceptions),
-            (RuleId::UnexpectedActor, &r.unexpected_actor.exceptions),
-            (RuleId::TokenLifecycle, &r.token_lifecycle.exceptions),
-        ];
-        let exceptions = lists
+        let exceptions = RuleId::ALL
             .into_iter()
-            .map(|(rule, list)| {
-                let compiled = list
+            .map(|rule| {
+                let compiled = cfg
+                    .rules
+                    .common(rule)
+                    .exceptions
                     .iter()
                     .map(|e| (e.clone(), e.expires.to_ms().unwrap_or(i64::MIN)))
                     .collect();
@@ -108,30 +102,22 @@ impl AlertEngine {
         self.clock_ms = self.clock_ms.max(settled_before_ms);
     }
 
-    /// Rules 1, 3, 4, 5, 6 over token-use records.
+    /// The record rules (and new-edge) over token-use records.
     pub fn on_records(&mut self, records: &[TokenUse]) -> Vec<Emitted> {
         if !self.cfg.enabled {
             return Vec::new();
         }
         let mut out = Vec::new();
         for r in records {
-            let r_cfg = &self.cfg.rules;
             let mut findings: Vec<Finding> = Vec::new();
-            if r_cfg.not_allowlisted.enabled {
-                findings.extend(rules::not_allowlisted(r));
-            }
-            if let Some(f) = self.new_edge(r) {
-                findings.push(f);
-            }
-            let r_cfg = &self.cfg.rules;
-            if r_cfg.push.enabled {
-                findings.extend(rules::push(r));
-            }
-            if r_cfg.crown_jewel.enabled {
-                findings.extend(rules::crown_jewel(r, &r_cfg.crown_jewel));
-            }
-            if r_cfg.unexpected_actor.enabled {
-                findings.extend(rules::unexpected_actor(r, &r_cfg.unexpected_actor));
+            for def in REGISTRY {
+                match def.check {
+                    Check::Record(check) if self.cfg.rules.common(def.id).enabled => {
+                        findings.extend(check(r, &self.cfg.rules));
+                    }
+                    Check::NewEdge => findings.extend(self.new_edge(r)),
+                    _ => {}
+                }
             }
             for f in findings {
                 out.extend(self.raise(f, None));
@@ -140,7 +126,8 @@ impl AlertEngine {
         out
     }
 
-    /// Rules 2 and 7 over normalized audit events (allowlist and token-lifecycle changes).
+    /// The audit-event rules over normalized audit events (allowlist and token-lifecycle
+    /// changes).
     pub fn on_events(&mut self, events: &[Event]) -> Vec<Emitted> {
         if !self.cfg.enabled {
             return Vec::new();
@@ -148,18 +135,13 @@ impl AlertEngine {
         let mut out = Vec::new();
         for event in events {
             let Event::Audit(ev) = event else { continue };
-            let r_cfg = &self.cfg.rules;
-            let finding = match &ev.meaning {
-                AuditMeaning::Allowlist(c) if r_cfg.allowlist_weakened.enabled => {
-                    rules::allowlist_weakened(ev, c)
+            for def in REGISTRY {
+                if let Check::Audit(check) = def.check
+                    && self.cfg.rules.common(def.id).enabled
+                    && let Some(f) = check(ev, &self.cfg.rules)
+                {
+                    out.extend(self.raise(f, Some(&ev.dedup_key)));
                 }
-                AuditMeaning::TokenLifecycle(tl) if r_cfg.token_lifecycle.enabled => {
-                    rules::token_lifecycle(ev, tl, &r_cfg.token_lifecycle)
-                }
-                _ => None,
-            };
-            if let Some(f) = finding {
-                out.extend(self.raise(f, Some(&ev.dedup_key)));
             }
         }
         out
@@ -187,16 +169,7 @@ impl AlertEngine {
     }
 
     fn severity(&self, rule: RuleId) -> Severity {
-        let r = &self.cfg.rules;
-        match rule {
-            RuleId::NotAllowlisted => r.not_allowlisted.severity,
-            RuleId::AllowlistWeakened => r.allowlist_weakened.severity,
-            RuleId::NewEdge => r.new_edge.severity,
-            RuleId::Push => r.push.severity,
-            RuleId::CrownJewel => r.crown_jewel.severity,
-            RuleId::UnexpectedActor => r.unexpected_actor.severity,
-            RuleId::TokenLifecycle => r.token_lifecycle.severity,
-        }
+        self.cfg.rules.common(rule).severity
     }
 
     /// Exceptions, then suppression; `None` when nothing is to be written. `event_key`: the

@@ -4,7 +4,8 @@
 use super::*;
 use crate::alert::settings::{ActorScope, Expiry};
 use crate::model::{
-    ActorKind, AllowlistChange, AllowlistChangeKind, AuditEvent, TokenLifecycle, TokenUse,
+    ActorKind, AllowlistChange, AllowlistChangeKind, AuditEvent, AuditMeaning, TokenLifecycle,
+    TokenUse,
 };
 
 const T0: i64 = 1_748_944_800_000;

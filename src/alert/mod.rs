@@ -2,7 +2,8 @@
 //! events, with suppression and at-least-once outputs.
 //!
 //! - [`settings`]: the `[alerting]` configuration.
-//! - [`rules`]: pure, stateless checks (one function per built-in rule) → [`rules::Finding`].
+//! - [`rule_id`]: the rules' names.
+//! - [`rules`]: the registry, one module per built-in rule (a pure check) → [`rules::Finding`].
 //! - [`edges`]: the memory of source → target edges behind the new-edge rule.
 //! - [`engine`]: pure: findings → exceptions → suppression → [`Alert`] rows. No I/O, no clock.
 //! - [`id`]: the stable alert id.
@@ -17,6 +18,7 @@ pub mod hydrate;
 pub mod id;
 pub mod output;
 pub mod query;
+pub mod rule_id;
 pub mod rules;
 pub mod settings;
 

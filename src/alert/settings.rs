@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rule_id::RuleId;
 use crate::config::{ConfigError, Secret};
 use crate::model::ActorKind;
 
@@ -73,6 +74,63 @@ pub struct RuleSettings {
     pub crown_jewel: CrownJewelRule,
     pub unexpected_actor: UnexpectedActorRule,
     pub token_lifecycle: TokenLifecycleRule,
+}
+
+/// What every rule's settings have.
+#[derive(Debug, Clone, Copy)]
+pub struct CommonRule<'a> {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub exceptions: &'a [Exception],
+}
+
+impl RuleSettings {
+    /// A rule's `enabled`, `severity` and `exceptions`: the one place a rule id meets its
+    /// `[alerting.rules.<rule>]` table, read by the engine and by validation, so a new rule
+    /// cannot compile without its exceptions being honoured.
+    pub fn common(&self, rule: RuleId) -> CommonRule<'_> {
+        fn of<'a>(
+            enabled: bool,
+            severity: Severity,
+            exceptions: &'a [Exception],
+        ) -> CommonRule<'a> {
+            CommonRule {
+                enabled,
+                severity,
+                exceptions,
+            }
+        }
+        match rule {
+            RuleId::NotAllowlisted => {
+                let r = &self.not_allowlisted;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::AllowlistWeakened => {
+                let r = &self.allowlist_weakened;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::NewEdge => {
+                let r = &self.new_edge;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::Push => {
+                let r = &self.push;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::CrownJewel => {
+                let r = &self.crown_jewel;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::UnexpectedActor => {
+                let r = &self.unexpected_actor;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::TokenLifecycle => {
+                let r = &self.token_lifecycle;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -267,31 +325,9 @@ impl AlertingSettings {
         if self.suppression_window_ms <= 0 {
             return Err(invalid("alerting.suppression_window_ms", "must be > 0"));
         }
+        let lists =
+            RuleId::ALL.map(|rule| (rule.exceptions_key(), self.rules.common(rule).exceptions));
         let r = &self.rules;
-        let lists: [(&'static str, &[Exception]); 7] = [
-            (
-                "alerting.rules.not_allowlisted.exceptions",
-                &r.not_allowlisted.exceptions,
-            ),
-            (
-                "alerting.rules.allowlist_weakened.exceptions",
-                &r.allowlist_weakened.exceptions,
-            ),
-            ("alerting.rules.new_edge.exceptions", &r.new_edge.exceptions),
-            ("alerting.rules.push.exceptions", &r.push.exceptions),
-            (
-                "alerting.rules.crown_jewel.exceptions",
-                &r.crown_jewel.exceptions,
-            ),
-            (
-                "alerting.rules.unexpected_actor.exceptions",
-                &r.unexpected_actor.exceptions,
-            ),
-            (
-                "alerting.rules.token_lifecycle.exceptions",
-                &r.token_lifecycle.exceptions,
-            ),
-        ];
         for (key, exceptions) in lists {
             for (i, e) in exceptions.iter().enumerate() {
                 let filters = [&e.project, &e.group, &e.source_project, &e.source_group];

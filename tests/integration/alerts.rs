@@ -795,7 +795,7 @@ async fn alert_latency_at_5k_events_per_second() {
         tokio::spawn(async move { app::run(&s, m, Health::default(), c).await })
     };
     let snap_all = |m: &Metrics| {
-        let raised: Vec<_> = tokentrail::alert::rules::RuleId::ALL
+        let raised: Vec<_> = tokentrail::alert::rule_id::RuleId::ALL
             .iter()
             .map(|r| snapshot(&m.alert_raise_latency.with_label_values(&[r.as_str()])))
             .collect();
@@ -850,7 +850,7 @@ async fn alert_latency_at_5k_events_per_second() {
         steady_sent as f64 / seconds as f64,
         interpolated(&start.0, &end.0, 0.99),
     );
-    for (rule, (before, after)) in tokentrail::alert::rules::RuleId::ALL
+    for (rule, (before, after)) in tokentrail::alert::rule_id::RuleId::ALL
         .iter()
         .zip(start.1.iter().zip(&end.1))
     {
