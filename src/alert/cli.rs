@@ -2,10 +2,11 @@
 
 use clap::Subcommand;
 
-use super::query::{self, AlertRow};
+use super::query;
 use crate::config::Settings;
 use crate::output_escape::escape_controls;
 use crate::store::sink;
+use crate::store::tables::alerts::StoredAlert;
 
 #[derive(Debug, Subcommand)]
 pub enum AlertsCommand {
@@ -76,7 +77,7 @@ pub async fn run(settings: &Settings, cmd: AlertsCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn print_row(row: AlertRow, json: bool) {
+fn print_row(row: StoredAlert, json: bool) {
     if json {
         let alert = row.into_alert();
         println!(
@@ -90,7 +91,7 @@ fn print_row(row: AlertRow, json: bool) {
 
 /// One `alerts list` table line. Every text column is escaped: summaries quote project paths
 /// and names from GitLab payloads, and a raw `\r\n` there would forge a line.
-fn list_line(row: &AlertRow) -> String {
+fn list_line(row: &StoredAlert) -> String {
     let last_seen = chrono::DateTime::from_timestamp_millis(row.last_seen_ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default();
@@ -110,8 +111,8 @@ fn list_line(row: &AlertRow) -> String {
 mod tests {
     use super::*;
 
-    fn row(summary: &str) -> AlertRow {
-        AlertRow {
+    fn row(summary: &str) -> StoredAlert {
+        StoredAlert {
             alert_id: "a1".into(),
             rule: "not_allowlisted".into(),
             severity: "high".into(),

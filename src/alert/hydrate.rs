@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use super::engine::AlertEngine;
 use super::id::project_key;
-use super::query::{AlertRow, COLUMNS};
 use crate::store::sink::{WriteError, classify};
+use crate::store::tables::alerts::{SELECT, StoredAlert};
 use crate::store::tables::quote_ident;
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -73,9 +73,9 @@ pub async fn hydrate(
     // the pace of the slowest audit partition, where the replay starts, while alerts on audit
     // events of a partition that ran ahead can be much newer. (No records yet: max is 0, and
     // every alert is loaded; there are few then.)
-    let alerts: Vec<AlertRow> = client
+    let alerts: Vec<StoredAlert> = client
         .query_raw(&format!(
-            "SELECT {COLUMNS} FROM {db}.alerts_latest \
+            "SELECT {SELECT} FROM {db}.alerts_latest \
              WHERE last_seen_ms >= least((SELECT max(last_seen_ms) FROM {db}.alerts), \
                                          {newest_record_ms}) - {}",
             2 * suppression_window_ms

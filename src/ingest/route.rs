@@ -81,6 +81,6 @@ pub fn push_alert(
     version: i64,
 ) {
     batch.push_row(Table::Alerts, tp, offset, |b| {
-        tables::encode_alert(alert, version, b)
+        tables::alerts::encode(alert, version, b)
     });
 }

@@ -36,9 +36,9 @@ pub struct LifecycleRecord {
     pub target_details: String,
 }
 
-/// An alert, mirroring the `alerts` table and the JSON on `tokentrail.alerts` (written by the
-/// alerting stage). Defined here rather than imported so the feed does not depend on the
-/// alerting code; unknown fields are ignored so that stage can grow.
+/// An alert as the feed exports it: read from the `alerts` table (through
+/// `store::tables::alerts::StoredAlert`, the table's one read row) or parsed from the JSON on
+/// `tokentrail.alerts`, whose unknown fields are ignored so the alerting stage can grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
     pub alert_id: String,

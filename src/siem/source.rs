@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::record::{AlertRecord, LifecycleRecord, RecordKind, SiemRecord, TokenUseRecord};
 use crate::model::{ActorKind, TokenUse};
+use crate::store::tables::alerts::{self, StoredAlert};
 use crate::store::tables::quote_ident;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +58,6 @@ const LIFECYCLE_COLUMNS: &str = "dedup_key, event_time_ms, toString(event_type),
     toString(token_kind), toString(operation), token_id, toString(scope_type), scope_id, \
     scope_path, author_id, author_name, toString(actor_kind), target_details";
 
-// The alerts table belongs to the alerting stage; casting every column pins the types we
-// read regardless of how that DDL spells them (LowCardinality, Enum, Nullable, UInt32...).
-const ALERT_COLUMNS: &str = "toString(alert_id), toString(rule), toString(severity), \
-    toString(summary), toInt64(first_seen_ms), toInt64(last_seen_ms), toUInt64(count), \
-    toString(source_project_path), toString(target_project_path), \
-    CAST(actor_id AS Nullable(Int64)), toString(actor_kind), toString(action), \
-    CAST(job_id AS Nullable(Int64)), toInt64(event_time_ms), toString(details), \
-    toString(status), CAST(acked_by AS Nullable(String)), toInt64(updated_at_ms)";
-
 pub const TOKEN_USE: TableSpec = TableSpec {
     kind: RecordKind::TokenUse,
     table: "token_use",
@@ -96,7 +88,7 @@ pub const ALERTS: TableSpec = TableSpec {
     key_column: "alert_id",
     // Each alert update is its own SIEM event (Update / Close), so every version is read.
     replacing: false,
-    select: ALERT_COLUMNS,
+    select: alerts::SELECT,
 };
 
 pub fn spec(kind: RecordKind) -> &'static TableSpec {
@@ -148,28 +140,6 @@ struct LifecycleRow {
     author_name: String,
     actor_kind: String,
     target_details: String,
-}
-
-#[derive(clickhouse::Row, Deserialize)]
-struct AlertRow {
-    alert_id: String,
-    rule: String,
-    severity: String,
-    summary: String,
-    first_seen_ms: i64,
-    last_seen_ms: i64,
-    count: u64,
-    source_project_path: String,
-    target_project_path: String,
-    actor_id: Option<i64>,
-    actor_kind: String,
-    action: String,
-    job_id: Option<i64>,
-    event_time_ms: i64,
-    details: String,
-    status: String,
-    acked_by: Option<String>,
-    updated_at_ms: i64,
 }
 
 /// The stored text of an actor kind back to the enum; unknown text is `Unknown`.
@@ -240,8 +210,8 @@ impl From<LifecycleRow> for SourceRow {
     }
 }
 
-impl From<AlertRow> for SourceRow {
-    fn from(r: AlertRow) -> Self {
+impl From<StoredAlert> for SourceRow {
+    fn from(r: StoredAlert) -> Self {
         SourceRow {
             cursor: Cursor {
                 order_ms: r.updated_at_ms,
@@ -257,14 +227,14 @@ impl From<AlertRow> for SourceRow {
                 count: r.count,
                 source_project_path: r.source_project_path,
                 target_project_path: r.target_project_path,
-                actor_id: r.actor_id,
+                actor_id: Some(r.actor_id),
                 actor_kind: r.actor_kind,
                 action: r.action,
                 job_id: r.job_id,
                 event_time_ms: r.event_time_ms,
                 details: r.details,
                 status: r.status,
-                acked_by: r.acked_by,
+                acked_by: Some(r.acked_by),
                 updated_at_ms: r.updated_at_ms,
             }),
         }
@@ -386,7 +356,7 @@ impl TableReader {
                 .map(Into::into)
                 .collect(),
             RecordKind::Alert => q
-                .fetch_all::<AlertRow>()
+                .fetch_all::<StoredAlert>()
                 .await
                 .map_err(err)?
                 .into_iter()

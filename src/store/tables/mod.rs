@@ -4,8 +4,9 @@
 //! columns explicitly, so MATERIALIZED/ALIAS columns added by newer migrations never change
 //! the encoding. The `schema_matches_encoders` integration test checks both agree.
 
+pub mod alerts;
+
 use super::rowbinary::RowWriter;
-use crate::model::Alert;
 use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, TokenUse, WebhookEvent};
 
 /// Where a row came from in Kafka; stored so every row can be traced to its message.
@@ -166,26 +167,7 @@ impl Table {
                 "actor_kind",
                 "target_details",
             ],
-            Table::Alerts => &[
-                "alert_id",
-                "rule",
-                "severity",
-                "summary",
-                "first_seen_ms",
-                "last_seen_ms",
-                "count",
-                "source_project_path",
-                "target_project_path",
-                "actor_id",
-                "actor_kind",
-                "action",
-                "job_id",
-                "event_time_ms",
-                "details",
-                "status",
-                "acked_by",
-                "updated_at_ms",
-            ],
+            Table::Alerts => alerts::COLUMNS,
         }
     }
 
@@ -342,27 +324,4 @@ pub fn encode_token_lifecycle(ev: &AuditEvent, tl: &TokenLifecycle, buf: &mut Ve
         .string(&ev.author_name)
         .string(ev.actor_kind.as_str())
         .string(&ev.target_details);
-}
-
-/// `updated_at_ms` is the version column: the newest row of an alert id wins.
-pub fn encode_alert(alert: &Alert, updated_at_ms: i64, buf: &mut Vec<u8>) {
-    RowWriter::new(buf)
-        .string(&alert.alert_id)
-        .string(&alert.rule)
-        .string(alert.severity.as_str())
-        .string(&alert.summary)
-        .i64(alert.first_seen_ms)
-        .i64(alert.last_seen_ms)
-        .u64(alert.count)
-        .string(&alert.source_project_path)
-        .string(&alert.target_project_path)
-        .i64(alert.actor_id)
-        .string(&alert.actor_kind)
-        .string(&alert.action)
-        .opt_i64(alert.job_id)
-        .i64(alert.event_time_ms)
-        .string(&alert.details.to_string())
-        .string(alert.status.as_str())
-        .string(&alert.acked_by)
-        .i64(updated_at_ms);
 }
