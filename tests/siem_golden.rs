@@ -1,38 +1,24 @@
-//! Golden files of every SIEM format for every record kind (tests/golden/siem/).
-//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --test siem_golden`
-//! and review the diff.
+//! Golden files of every SIEM format for every record kind (tests/golden/siem/*.snap, insta
+//! snapshots). Regenerate after an intended change with
+//! `INSTA_UPDATE=always cargo test --test siem_golden` and review the diff.
 
 mod siem_fixtures;
-
-use std::path::PathBuf;
 
 use tokentrail::siem::encode::{Format, encode};
 use tokentrail::siem::syslog::{SyslogHeader, format_message, frame};
 
-fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/siem")
-        .join(name)
-}
-
+/// Compares `actual` with `tests/golden/siem/<name>.snap` through insta, the project's one
+/// snapshot system (`INSTA_UPDATE=always cargo test --test siem_golden` rewrites them after
+/// an intended change; review the diff).
 fn check(name: &str, actual: &[u8]) {
-    let path = golden_path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
+    let text = String::from_utf8(actual.to_vec()).expect("SIEM output is UTF-8");
+    insta::with_settings!({
+        snapshot_path => "golden/siem",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(name, text);
     });
-    assert!(
-        expected == actual,
-        "{name} differs from its golden file\n--- expected\n{}\n--- actual\n{}",
-        String::from_utf8_lossy(&expected),
-        String::from_utf8_lossy(actual)
-    );
 }
 
 #[test]
