@@ -55,6 +55,8 @@ const USERS: &str = r#"<?xml version="1.0"?>
 
 impl PrivateClickHouse {
     pub async fn start() -> Self {
+        // Skips (or fails on CI) before anything is spawned when the services are absent.
+        let _ = crate::common::services();
         let dir = tempfile::tempdir().unwrap();
         let (http_port, tcp_port) = (free_port(), free_port());
         std::fs::write(
