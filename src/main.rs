@@ -34,6 +34,10 @@ enum Command {
         /// Print the effective configuration (secrets redacted) and exit.
         #[arg(long)]
         print_config: bool,
+        /// Stop (draining and committing as on SIGTERM) once every assigned partition is
+        /// committed to its high watermark: for backfills, demos and scripted runs.
+        #[arg(long)]
+        exit_when_caught_up: bool,
     },
     /// Receive GitLab audit-event streaming and webhooks over HTTP and produce them to Kafka.
     Collect,
@@ -148,12 +152,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_logging(&settings.telemetry.log_format);
     match cli.command {
-        Command::Ingest { print_config } => {
+        Command::Ingest {
+            print_config,
+            exit_when_caught_up,
+        } => {
             if print_config {
                 print!("{}", settings.to_redacted_toml());
                 return Ok(());
             }
-            ingest(&settings).await
+            ingest(&settings, exit_when_caught_up).await
         }
         Command::Collect => collect(&settings).await,
         Command::Migrate { dry_run, dialect } => {
@@ -169,7 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn ingest(settings: &Settings) -> anyhow::Result<()> {
+async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let health = Health::default();
     if !settings.telemetry.listen.is_empty() {
@@ -179,7 +186,11 @@ async fn ingest(settings: &Settings) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
-    tokentrail::ingest::app::run(settings, metrics, health, cancel).await?;
+    tokentrail::ingest::app::IngestApp::build(settings, metrics, health, &cancel)
+        .await?
+        .exit_when_caught_up(exit_when_caught_up)
+        .run_until_stopped(cancel)
+        .await?;
     Ok(())
 }
 

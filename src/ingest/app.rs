@@ -60,6 +60,7 @@ pub struct IngestApp {
     consumer: Arc<IngestConsumer>,
     shared: Arc<Mutex<RebalanceShared>>,
     dlq: DeadLetterProducer,
+    exit_when_caught_up: bool,
 }
 
 impl IngestApp {
@@ -132,7 +133,15 @@ impl IngestApp {
             consumer: Arc::new(consumer),
             shared,
             dlq,
+            exit_when_caught_up: false,
         })
+    }
+
+    /// Stop like on a signal (drain, commit, exit) once every assigned partition is committed
+    /// to its end: for batch runs, demos and tests (`ingest --exit-when-caught-up`).
+    pub fn exit_when_caught_up(mut self, exit: bool) -> Self {
+        self.exit_when_caught_up = exit;
+        self
     }
 
     /// Consumes until `cancel` fires or a fatal error. On shutdown, seals what is open and
@@ -152,6 +161,7 @@ impl IngestApp {
             consumer,
             shared,
             dlq,
+            exit_when_caught_up,
         } = self;
         health.set_ready(true);
         // The writer may be interrupted only at the shutdown deadline, not at the signal
@@ -177,7 +187,8 @@ impl IngestApp {
             dispatch,
             done_rx,
         };
-        let mut ingest = Loop::new(&settings, io, processor, metrics, health.clone());
+        let mut ingest = Loop::new(&settings, io, processor, metrics, health.clone())
+            .exit_when_caught_up(exit_when_caught_up);
         let result = match ingest.run(&sealed_tx, &cancel).await {
             // Shutdown while a dead-letter copy waited for Kafka: that message was not
             // consumed (its copy comes first), so everything before it may be drained.

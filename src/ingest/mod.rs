@@ -10,6 +10,7 @@ pub mod app;
 pub mod batch;
 pub mod batcher;
 pub mod bot_history;
+pub mod caught_up;
 pub mod commit;
 pub mod correlation;
 pub mod error;

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::alert_dispatch::{AlertDispatch, Ticket};
 use super::app::RunSummary;
+use super::caught_up::{self, CheckClock, PartitionEnds};
 use super::commit::Committer;
 use super::error::IngestError;
 use super::process::Processor;
@@ -93,6 +94,9 @@ pub struct Loop<'a> {
     held_back: Vec<TopicPartition>,
     summary: RunSummary,
     done_rx: mpsc::Receiver<Result<Done, IngestError>>,
+    /// Stop (as on a signal) once every assigned partition is committed to its end.
+    exit_when_caught_up: bool,
+    caught_up_clock: CheckClock,
 }
 
 impl<'a> Loop<'a> {
@@ -125,7 +129,16 @@ impl<'a> Loop<'a> {
             held_back: Vec::new(),
             summary: RunSummary::default(),
             done_rx: io.done_rx,
+            exit_when_caught_up: false,
+            caught_up_clock: CheckClock::default(),
         }
+    }
+
+    /// `ingest --exit-when-caught-up`: [`Loop::run`] returns once everything assigned is
+    /// committed to its end (`caught_up`).
+    pub fn exit_when_caught_up(mut self, exit: bool) -> Self {
+        self.exit_when_caught_up = exit;
+        self
     }
 
     /// Stops the alert dispatcher (once the writer is done) and says what the run did.
@@ -166,6 +179,7 @@ impl<'a> Loop<'a> {
                         }
                     };
                     self.kafka_recovered();
+                    self.metrics.caught_up.set(0);
                     self.on_message(&msg, cancel).await?;
                     self.dispatch_alerts().await;
                     if self.summary.messages.is_multiple_of(ALIGN_EVERY_MESSAGES) {
@@ -180,6 +194,10 @@ impl<'a> Loop<'a> {
                     self.work.on_idle(now_ms());
                     self.dispatch_alerts().await;
                     self.unpin_settled();
+                    if self.check_caught_up() && self.exit_when_caught_up {
+                        tracing::info!("caught up: every assigned partition is committed to its end");
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -414,6 +432,47 @@ impl<'a> Loop<'a> {
         if self.in_flight == 0 && self.work.unpin_decided() {
             self.commit();
         }
+    }
+
+    /// Whether everything assigned is committed to its end ([`caught_up`]); sets the
+    /// `ingest_caught_up` gauge. Asks the brokers at most once per `caught_up::CHECK_INTERVAL`,
+    /// and only while nothing is open or in flight (otherwise it cannot be true).
+    fn check_caught_up(&mut self) -> bool {
+        if self.in_flight > 0 || !self.work.batch_is_empty() {
+            self.metrics.caught_up.set(0);
+            return false;
+        }
+        if !self.caught_up_clock.due(std::time::Instant::now()) {
+            return self.metrics.caught_up.get() == 1;
+        }
+        let consumer = self.consumer.clone();
+        let timeout = std::time::Duration::from_secs(5);
+        // Broker round trips: off the async worker, like the commit.
+        let ends = tokio::task::block_in_place(move || {
+            let committed = consumer.committed(timeout)?;
+            committed
+                .elements()
+                .iter()
+                .map(|e| {
+                    let (low, high) =
+                        consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+                    Ok(PartitionEnds {
+                        low,
+                        high,
+                        committed: e.offset().to_raw().filter(|o| *o >= 0),
+                    })
+                })
+                .collect::<Result<Vec<_>, rdkafka::error::KafkaError>>()
+        });
+        let up = match ends {
+            Ok(ends) => caught_up::all_caught_up(&ends),
+            Err(e) => {
+                tracing::debug!("caught-up check failed: {e}");
+                false
+            }
+        };
+        self.metrics.caught_up.set(i64::from(up));
+        up
     }
 
     /// Hands the alerts raised since the last call to the dispatcher, which pages at once.

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// 1 while consumption is paused for back-pressure.
     pub paused: IntGauge,
+    /// 1 while every assigned partition is committed to its high watermark
+    /// (`ingest::caught_up`); checked about once a second while ingest is idle.
+    pub caught_up: IntGauge,
     /// Transient Kafka errors the consumer or the dead-letter producer rode out (retried with
     /// backoff), by librdkafka error code (`AllBrokersDown`, `MessageTimedOut`, ...).
     pub kafka_errors: IntCounterVec,
@@ -141,6 +144,13 @@ impl Metrics {
         let paused = IntGauge::new("consumer_paused", "1 while consumption is paused")
             .expect("valid metric");
         r.register(Box::new(paused.clone())).expect("unique metric");
+        let caught_up = IntGauge::new(
+            "ingest_caught_up",
+            "1 while every assigned partition is committed to its high watermark",
+        )
+        .expect("valid metric");
+        r.register(Box::new(caught_up.clone()))
+            .expect("unique metric");
         let alert_raise_latency = HistogramVec::new(
             HistogramOpts::new(
                 "alert_raise_latency_seconds",
@@ -237,6 +247,7 @@ impl Metrics {
                 "Offset commits refused by Kafka",
             ),
             paused,
+            caught_up,
             kafka_errors: counter_vec(
                 &r,
                 "kafka_errors_total",

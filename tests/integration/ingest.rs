@@ -250,3 +250,53 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
     );
     assert_eq!(count(&client, audit_sql).await, t.distinct_audit);
 }
+
+/// Runs ingest with `--exit-when-caught-up` and no signal: it must stop by itself.
+async fn run_until_caught_up(s: &Settings) -> app::RunSummary {
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    let run = async {
+        app::IngestApp::build(s, metrics.clone(), Health::default(), &cancel)
+            .await
+            .expect("build")
+            .exit_when_caught_up(true)
+            .run_until_stopped(cancel.clone())
+            .await
+            .expect("ingest run")
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("ingest --exit-when-caught-up stops by itself");
+    assert_eq!(metrics.caught_up.get(), 1, "the gauge shows it");
+    summary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_when_caught_up_stops_once_everything_is_stored_and_committed() {
+    let name = unique("it_caught_up");
+    let (svc, s, client) = setup(&name).await;
+    let t = traffic();
+    let p = producer(&svc.brokers);
+    produce_all(&p, &s.kafka.audit_topics[0], &t.audit).await;
+    produce_all(&p, &s.kafka.webhook_topics[0], &t.webhooks).await;
+
+    let summary = run_until_caught_up(&s).await;
+
+    assert_eq!(summary.messages as usize, t.audit.len() + t.webhooks.len());
+    assert_eq!(
+        count(&client, "SELECT count() FROM audit_events_dedup").await,
+        t.distinct_audit
+    );
+    assert_eq!(
+        count(&client, "SELECT count() FROM webhook_events_dedup").await,
+        t.distinct_webhooks
+    );
+    let topics = [
+        (s.kafka.audit_topics[0].clone(), 3),
+        (s.kafka.webhook_topics[0].clone(), 2),
+    ];
+    assert!(committed_to_the_end(&s, &topics).await);
+
+    // Nothing new: a second run is caught up at once and reads nothing.
+    assert_eq!(run_until_caught_up(&s).await.messages, 0);
+}
