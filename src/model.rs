@@ -288,7 +288,7 @@ pub struct TokenUse {
     pub source_project_path: String,
     pub target_project_id: Option<i64>,
     pub target_project_path: String,
-    /// Vocabulary from the reference §5.3, e.g. `repository.read`; `auth` when no resource
+    /// Vocabulary from docs/gitlab-events.md §5.3, e.g. `repository.read`; `auth` when no resource
     /// event was found for the authentication.
     pub action: String,
     pub job_id: Option<i64>,

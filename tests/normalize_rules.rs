@@ -451,7 +451,7 @@ fn wrong_types() {
 
 #[test]
 fn loose_details_never_reject() {
-    // details are free-form (reference §1.2): odd values there only lose that meaning.
+    // details are free-form (docs/gitlab-events.md §1.2): odd values there only lose that meaning.
     let mut v = sample("audit-stream/repository_git_operation.json");
     v["details"]["custom_message"] = json!([1, 2]);
     v["details"]["author_class"] = json!({"weird": true});

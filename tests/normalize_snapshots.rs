@@ -60,7 +60,7 @@ macro_rules! webhook_snap {
     )*};
 }
 
-// The shared samples (reference §1.3, §2.4, §2.5).
+// The shared samples (docs/gitlab-events.md §1.3, §2.4, §2.5).
 audit_snap! {
     sample_user_authenticated_using_job_token => "user_authenticated_using_job_token.json",
         ("X-Gitlab-Audit-Event-Type", "user_authenticated_using_job_token");
@@ -68,7 +68,7 @@ audit_snap! {
     sample_secure_ci_job_token_project_added => "secure_ci_job_token_project_added.json";
 }
 
-// Allowlist changes (reference §2.1), every kind and every custom_message format.
+// Allowlist changes (docs/gitlab-events.md §2.1), every kind and every custom_message format.
 audit_snap! {
     allowlist_project_removed_with_policies => "secure_ci_job_token_project_removed.json";
     allowlist_project_added_permissions_flag_format => "secure_ci_job_token_project_added_permissions_flag.json";
@@ -82,7 +82,7 @@ audit_snap! {
     allowlist_policies_updated_group_display_name => "secure_ci_job_token_policies_updated_group.json";
 }
 
-// Token lifecycle families (reference §2.3).
+// Token lifecycle families (docs/gitlab-events.md §2.3).
 audit_snap! {
     lifecycle_personal_access_token_created => "personal_access_token_created.json";
     lifecycle_project_access_token_created => "project_access_token_created.json";
@@ -94,7 +94,7 @@ audit_snap! {
     lifecycle_ci_runner_token_reset => "ci_runner_token_reset.json";
 }
 
-// Resource actions (reference §2.2, §5.3).
+// Resource actions (docs/gitlab-events.md §2.2, §5.3).
 audit_snap! {
     resource_job_artifact_downloaded => "job_artifact_downloaded.json";
     resource_git_push_by_deploy_token_message_as_json_string => "repository_git_operation_push_message_as_json_string.json";
@@ -136,7 +136,7 @@ const PIPELINE_HOOK: &[(&str, &str)] = &[
     ("Idempotency-Key", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
 ];
 
-// Webhooks (reference §4).
+// Webhooks (docs/gitlab-events.md §4).
 webhook_snap! {
     sample_job_hook => "job_hook.json", JOB_HOOK;
     sample_pipeline_hook => "pipeline_hook.json", PIPELINE_HOOK;

@@ -1,5 +1,5 @@
 //! Request authentication: GitLab's static shared tokens, compared in constant time, and the
-//! Standard-Webhooks HMAC-SHA256 signature of signed webhooks (reference §1.1, §4.1).
+//! Standard-Webhooks HMAC-SHA256 signature of signed webhooks (docs/gitlab-events.md §1.1, §4.1).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;

@@ -1,12 +1,12 @@
 //! From a request body to the Kafka records it becomes, and their keys.
 //!
-//! Audit streaming bodies are one JSON object, or (batched mode, reference §1.1) a JSON array
-//! of objects. An array is split into **one message per element**, each keyed by its own
+//! Audit streaming bodies are one JSON object, or (batched mode, docs/gitlab-events.md §1.1) a JSON
+//! array of objects. An array is split into **one message per element**, each keyed by its own
 //! `author_id`: Kafka then keeps every author's events on one partition, in order, which the
-//! correlator needs (a job-token authentication and the resource event it led to share the
-//! author). One array message would put the whole batch on the partition of one key and mix
-//! authors. A single object is forwarded byte for byte; elements are forwarded as the exact
-//! bytes GitLab sent for them (`RawValue`), so content-hash dedup keys see the same text.
+//! correlator needs (a job-token authentication and the resource event it led to share the author).
+//! One array message would put the whole batch on the partition of one key and mix authors. A
+//! single object is forwarded byte for byte; elements are forwarded as the exact bytes GitLab sent
+//! for them (`RawValue`), so content-hash dedup keys see the same text.
 //!
 //! Webhook bodies are one JSON object, forwarded unchanged, keyed by the triggering user's id
 //! (`user.id`, else `user_id`), else the project id: with the same partition count as the audit

@@ -7,9 +7,10 @@
 
 use axum::http::HeaderMap;
 
-/// Header GitLab sends the streaming destination's verification token in (reference §1.1).
+/// Header GitLab sends the streaming destination's verification token in
+/// (docs/gitlab-events.md §1.1).
 pub const STREAMING_TOKEN: &str = "x-gitlab-event-streaming-token";
-/// Header GitLab sends a webhook's secret token in (reference §4.1).
+/// Header GitLab sends a webhook's secret token in (docs/gitlab-events.md §4.1).
 pub const WEBHOOK_TOKEN: &str = "x-gitlab-token";
 /// Added to every produced message: when the collector received the request (RFC 3339, ms).
 pub const RECEIVED_AT: &str = "tokentrail-received-at";

@@ -2,11 +2,11 @@
 //!
 //! An audit event names its author by id and display name only, and a project or group
 //! access token's bot is a `User` whose display name is whatever the token was called, so
-//! the normalizer classifies it as a human (reference §7: "bot-ness not in payload"). Job
-//! webhooks do carry the user's `username`, where GitLab's bot naming (`project_<id>_bot…`,
-//! `group_<id>_bot…`, `service_account_…`) shows. Once a webhook has shown that user id N is
-//! a bot, audit events authored by N are re-classified, so the token-lifecycle and
-//! unexpected-actor rules see a bot.
+//! the normalizer classifies it as a human (docs/gitlab-events.md §7: "bot-ness not in payload").
+//! Job webhooks do carry the user's `username`, where GitLab's bot naming (`project_<id>_bot…`,
+//! `group_<id>_bot…`, `service_account_…`) shows. Once a webhook has shown that user id N is a bot,
+//! audit events authored by N are re-classified, so the token-lifecycle and unexpected-actor rules
+//! see a bot.
 
 use std::collections::{HashMap, VecDeque};
 

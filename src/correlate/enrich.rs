@@ -1,9 +1,9 @@
 //! Job-webhook enrichment: a bounded `job_id -> CachedJob` cache.
 //!
 //! Job and pipeline webhooks are the only source of pipeline id, ref, runner and username for
-//! a job (reference §4). Records are enriched when they are emitted, i.e. after the join has
-//! held the authentication for `window + lateness`; a webhook that arrives later than that does
-//! not update records already emitted. That is deliberate: the `jobs` table in the store has
+//! a job (docs/gitlab-events.md §4). Records are enriched when they are emitted, i.e. after the
+//! join has held the authentication for `window + lateness`; a webhook that arrives later than that
+//! does not update records already emitted. That is deliberate: the `jobs` table in the store has
 //! the same data and can be joined on `job_id` in SQL, so holding records longer would only add
 //! memory and latency.
 //!

@@ -8,9 +8,9 @@ use crate::model::ActorKind;
 /// 1. `author_class` names a deploy credential or an unauthenticated author. GitLab sets the
 ///    class from the author object itself (`build_service.rb`: `author_class:
 ///    @author.class.name`), so it is more specific than the id.
-/// 2. The reserved author ids (reference §1.2): −1 unauthenticated, −2 deploy token,
+/// 2. The reserved author ids (docs/gitlab-events.md §1.2): −1 unauthenticated, −2 deploy token,
 ///    −3 deploy key.
-/// 3. Composite identity "SA on behalf of @human" (reference §1.2): the acting principal is
+/// 3. Composite identity "SA on behalf of @human" (§1.2): the acting principal is
 ///    the service account.
 /// 4. GitLab's bot user naming, on the username first, then the display name:
 ///    `project_<id>_bot…`, `group_<id>_bot…`, `service_account_…`.

@@ -1,4 +1,4 @@
-//! `secure_ci_job_token_*` events: inbound allowlist changes (reference §2.1).
+//! `secure_ci_job_token_*` events: inbound allowlist changes (docs/gitlab-events.md §2.1).
 //!
 //! Orientation is reversed relative to a token use: the event's **entity is the protected
 //! project** (the allowlist owner, the future *target* of token uses) and its **target is the
@@ -23,7 +23,8 @@ pub fn change_kind(event_type: &str) -> Option<AllowlistChangeKind> {
 
 pub fn change(kind: AllowlistChangeKind, ev: &AuditEvent, message: &str) -> AllowlistChange {
     use AllowlistChangeKind::*;
-    // reference §2.1: inbound enable/disable targets `ProjectCiCdSetting`, not a member.
+    // docs/gitlab-events.md §2.1: inbound enable/disable targets `ProjectCiCdSetting`,
+    // not a member.
     let has_member = !matches!(kind, InboundEnabled | InboundDisabled);
     let member_type = has_member
         .then(|| member_type(kind, &ev.target_type))
@@ -35,7 +36,7 @@ pub fn change(kind: AllowlistChangeKind, ev: &AuditEvent, message: &str) -> Allo
     let member_path = has_member.then(|| parse_member_path(message)).flatten();
     AllowlistChange {
         change: kind,
-        // reference §2.1: entity is the protected project (allowlist owner).
+        // docs/gitlab-events.md §2.1: entity is the protected project (allowlist owner).
         protected_project_id: ev.entity_id,
         protected_project_path: ev.entity_path.clone(),
         member_type,
@@ -88,7 +89,7 @@ pub fn parse_default_permissions(message: &str) -> Option<bool> {
 /// - "CI job token updated to default permissions: true, policies: a, b" (update, current),
 /// - "CI job token policies updated to: a, b" (update, earlier),
 /// - "…, with job token permissions: a, b" (add, behind the earlier
-///   `add_policies_to_ci_job_token` flag; found in GitLab history, not in the reference).
+///   `add_policies_to_ci_job_token` flag; found in GitLab history, not in docs/gitlab-events.md).
 pub fn parse_policies(message: &str) -> Vec<String> {
     const MARKERS: [&str; 3] = [
         "policies updated to:",

@@ -1,4 +1,4 @@
-//! One audit-stream element (reference §1.2) → `AuditEvent`.
+//! One audit-stream element (docs/gitlab-events.md §1.2) → `AuditEvent`.
 //!
 //! Generic top-level fields are type-checked: a wrong JSON type there means the body is not
 //! what we think it is, so the element is rejected with the field named. Values read from
@@ -14,8 +14,8 @@ use super::{meaning::meaning, time};
 use crate::model::{AuditEvent, AuditMeaning};
 
 /// Normalizes one element. `header_event_type` is `X-Gitlab-Audit-Event-Type`, passed only
-/// for single-object bodies (reference §1.1: the header is omitted in batched mode, and one
-/// header cannot describe several elements).
+/// for single-object bodies (docs/gitlab-events.md §1.1: the header is omitted in batched mode, and
+/// one header cannot describe several elements).
 pub fn audit_event(
     obj: &Map<'_>,
     header_event_type: Option<&str>,
@@ -34,7 +34,7 @@ pub fn audit_event(
     };
     let from_details = |key: &str| details.and_then(|d| get(d, key));
     // Top-level value when present (strictly typed), else the `details` copy GitLab's
-    // framework also writes (reference §1.2), read loosely.
+    // framework also writes (docs/gitlab-events.md §1.2), read loosely.
     let text = |key: &str| -> Result<String, FieldError> {
         Ok(match strict_text(key, get(obj, key))? {
             Some(s) => s,
@@ -105,7 +105,7 @@ fn created_at(obj: &Map<'_>) -> Result<i64, FieldError> {
     }
 }
 
-/// Body `event_type`, else the header, else `details.event_name` (reference §1.2).
+/// Body `event_type`, else the header, else `details.event_name` (docs/gitlab-events.md §1.2).
 fn event_type(
     obj: &Map<'_>,
     header: Option<&str>,
@@ -126,7 +126,7 @@ fn event_type(
         })
 }
 
-/// `id` as text plus how it identifies the event (reference §1.1 "`id` caveat").
+/// `id` as text plus how it identifies the event (docs/gitlab-events.md §1.1 "`id` caveat").
 fn audit_id(obj: &Map<'_>) -> Result<(String, AuditId), FieldError> {
     let v = get(obj, "id");
     let text = match v {
@@ -145,7 +145,7 @@ fn audit_id(obj: &Map<'_>) -> Result<(String, AuditId), FieldError> {
 }
 
 /// `entity_id`/`entity_type`, or the per-scope columns `project_id`/`group_id`/`user_id`
-/// of the new audit tables (reference §1.2, "Shape variation to tolerate").
+/// of the new audit tables (docs/gitlab-events.md §1.2, "Shape variation to tolerate").
 fn entity(obj: &Map<'_>) -> Result<(Option<i64>, String), FieldError> {
     let mut id = strict_id("entity_id", get(obj, "entity_id"))?;
     let mut ty = strict_text("entity_type", get(obj, "entity_type"))?.unwrap_or_default();

@@ -1,8 +1,8 @@
 //! Dedup keys. The store deduplicates on these exact strings, so their format is fixed.
 //!
-//! Reference §1.1 ("`id` caveat"): stream-only audit events get a fresh random UUID per
+//! docs/gitlab-events.md §1.1 ("`id` caveat"): stream-only audit events get a fresh random UUID per
 //! dispatch, so their `id` cannot identify them; we hash their content instead. Saved
-//! events carry their database id. Reference §4.1: webhooks retry with the same
+//! events carry their database id. §4.1: webhooks retry with the same
 //! `Idempotency-Key` but a new `X-Gitlab-Webhook-UUID`, so only the former is used.
 
 use std::ops::Range;

@@ -1,10 +1,11 @@
 //! Tolerant readers for GitLab JSON fields.
 //!
-//! GitLab renders ids as integers in older payloads and as strings in newer ones (reference
-//! §1.2, "store `id` as string"), and any optional field may be `null` or absent. The strict
-//! readers accept all of those and fail only when the JSON type cannot mean the field at all
-//! (an object where an id belongs); the loose readers never fail and are used for free-form
-//! `details` keys, where rejecting a whole event over one odd value would lose data.
+//! GitLab renders ids as integers in older payloads and as strings in newer ones
+//! (docs/gitlab-events.md §1.2, "store `id` as string"), and any optional field may be `null`
+//! or absent. The strict readers accept all of those and fail only when the JSON type cannot
+//! mean the field at all (an object where an id belongs); the loose readers never fail and are
+//! used for free-form `details` keys, where rejecting a whole event over one odd value would
+//! lose data.
 
 use super::json::{Map, Value};
 

@@ -1,5 +1,5 @@
-//! Token lifecycle events (reference §2.3): access tokens, deploy tokens and keys, cluster
-//! agent tokens and runner tokens being created, revoked or removed.
+//! Token lifecycle events (docs/gitlab-events.md §2.3): access tokens, deploy tokens and keys,
+//! cluster agent tokens and runner tokens being created, revoked or removed.
 
 use crate::model::{AuditEvent, TokenLifecycle};
 
@@ -100,8 +100,8 @@ const TYPES: &[(&str, &str, &str)] = &[
 ];
 
 /// Target types that are the credential itself, so `target_id` is the token id. Personal
-/// access token events target the token *owner* (`User`, reference §2.3), so their id comes
-/// from the message instead.
+/// access token events target the token *owner* (`User`, docs/gitlab-events.md §2.3), so their id
+/// comes from the message instead.
 const TOKEN_TARGETS: &[&str] = &[
     "PersonalAccessToken",
     "DeployToken",

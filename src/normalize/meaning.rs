@@ -14,7 +14,7 @@ pub fn meaning(
     // Object-shaped messages (git operations) have no text form worth parsing here.
     let text = custom_message.and_then(Value::as_str).unwrap_or("");
     if ev.event_type == "user_authenticated_using_job_token" {
-        // reference §2.1: target is the job (`Ci::Build`); entity is the job's project,
+        // docs/gitlab-events.md §2.1: target is the job (`Ci::Build`); entity is the job's project,
         // i.e. the token source, kept in entity_*.
         let job_id = if ev.target_type == "Ci::Build" {
             ev.target_id
@@ -34,7 +34,7 @@ pub fn meaning(
     resource::resource_access(ev, custom_message, details).unwrap_or(AuditMeaning::Other)
 }
 
-/// "Dana Builder authenticated using job token of job id: 987654" (reference §2.1).
+/// "Dana Builder authenticated using job token of job id: 987654" (docs/gitlab-events.md §2.1).
 pub fn parse_job_id(message: &str) -> Option<i64> {
     let at = message.rfind("job id:")?;
     let rest = message[at + "job id:".len()..].trim_start();

@@ -29,8 +29,8 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 25 MiB: GitLab's own streaming body cap (`REQUEST_BODY_SIZE_LIMIT`, reference §1.1);
-    /// anything larger did not come from GitLab.
+    /// 25 MiB: GitLab's own streaming body cap (`REQUEST_BODY_SIZE_LIMIT`,
+    /// docs/gitlab-events.md §1.1); anything larger did not come from GitLab.
     fn default() -> Self {
         Limits {
             max_message_bytes: 25 * 1024 * 1024,
@@ -96,7 +96,7 @@ fn parse<'a>(
         .map_err(|e| reject(None, RejectKind::InvalidJson, format!("invalid JSON: {e}")))
 }
 
-/// reference §1.1: one object per request, or a JSON array in batched mode.
+/// docs/gitlab-events.md §1.1: one object per request, or a JSON array in batched mode.
 fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
     let mut out = Normalized::default();
     // An array's elements are checked one by one below, so one bad element keeps the rest.
@@ -136,7 +136,7 @@ fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
                     out.rejected.push(duplicate_key(Some(i), &dup));
                     continue;
                 }
-                // No header in batched mode (reference §1.1), and it could not describe
+                // No header in batched mode (docs/gitlab-events.md §1.1), and it could not describe
                 // every element anyway.
                 match audit::audit_event(obj, None) {
                     Ok(ev) => out.events.push(Event::Audit(ev)),

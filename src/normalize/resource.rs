@@ -1,4 +1,5 @@
-//! Resource events: the *target + action* side of a token use (reference §2.2, §5.3, §7).
+//! Resource events: the *target + action* side of a token use
+//! (docs/gitlab-events.md §2.2, §5.3, §7).
 
 use super::json::{self, Map, Value};
 
@@ -36,7 +37,8 @@ pub fn resource_access(
         upstream_pipeline_id: None,
     };
     match ev.event_type.as_str() {
-        // reference §2.2: target is the artifact's pipeline (`Ci::Pipeline`), else the build.
+        // docs/gitlab-events.md §2.2: target is the artifact's pipeline (`Ci::Pipeline`),
+        // else the build.
         "job_artifact_downloaded" => Some(AuditMeaning::ResourceAccess {
             action: "artifact.read".to_owned(),
             pipeline_id: (ev.target_type == "Ci::Pipeline")
@@ -46,8 +48,8 @@ pub fn resource_access(
             upstream_pipeline_id: None,
         }),
         "repository_git_operation" => Some(simple(git_action(custom_message))),
-        // reference §2.2: entity = downstream project, target = downstream pipeline, and the
-        // upstream (source) side lives in details.
+        // docs/gitlab-events.md §2.2: entity = downstream project, target = downstream pipeline,
+        // and the upstream (source) side lives in details.
         "multi_project_downstream_pipeline_created" => Some(AuditMeaning::ResourceAccess {
             action: "pipeline.trigger".to_owned(),
             pipeline_id: ev
@@ -68,8 +70,8 @@ pub fn resource_access(
     }
 }
 
-/// reference §2.2: `custom_message` is `{protocol, action, verb}` (an object, or the same as
-/// JSON text); `verb` exists only in newer versions. The verb is the more specific signal,
+/// docs/gitlab-events.md §2.2: `custom_message` is `{protocol, action, verb}` (an object, or the
+/// same as JSON text); `verb` exists only in newer versions. The verb is the more specific signal,
 /// so it wins; the git service (`action`) is the fallback. Neither known → `repository.unknown`
 /// rather than guessing read, so the correlator never reports a push as a read.
 pub fn git_action(custom_message: Option<&Value<'_>>) -> &'static str {

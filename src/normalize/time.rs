@@ -1,7 +1,7 @@
 //! Timestamps as GitLab writes them.
 //!
-//! Audit events carry ISO-8601/RFC 3339 (`2025-06-03T10:15:42.123Z`, reference §1.2);
-//! webhooks use Ruby's `Time#to_s` style (`2025-06-03 10:14:57 UTC`, reference §4.3) or
+//! Audit events carry ISO-8601/RFC 3339 (`2025-06-03T10:15:42.123Z`, docs/gitlab-events.md §1.2);
+//! webhooks use Ruby's `Time#to_s` style (`2025-06-03 10:14:57 UTC`, §4.3) or
 //! RFC 3339 (`build_started_at`, §4.2). A value without any zone is refused rather than
 //! guessed: a silently shifted time would break the correlator's time windows.
 

@@ -1,8 +1,8 @@
-//! Webhook bodies (reference §4) → `WebhookEvent`.
+//! Webhook bodies (docs/gitlab-events.md §4) → `WebhookEvent`.
 //!
 //! Webhooks carry no token-use information; they enrich job ids with project, pipeline,
-//! user, ref and runner (reference §4.3 "Role in the pipeline"). They are read loosely: an
-//! odd field only leaves that piece of enrichment empty, and the whole body is kept in
+//! user, ref and runner (docs/gitlab-events.md §4.3 "Role in the pipeline"). They are read loosely:
+//! an odd field only leaves that piece of enrichment empty, and the whole body is kept in
 //! `payload_json`, so nothing is lost by not rejecting.
 
 use super::json::{Map, Value};
@@ -33,8 +33,8 @@ pub fn webhook_event(
         _ => (Vec::new(), generic_time(obj)),
     };
     WebhookEvent {
-        // reference §4.1: Idempotency-Key is stable across retries; X-Gitlab-Webhook-UUID
-        // is fresh per request and must never be part of the key.
+        // docs/gitlab-events.md §4.1: Idempotency-Key is stable across retries;
+        // X-Gitlab-Webhook-UUID is fresh per request and must never be part of the key.
         dedup_key: dedup::webhook_key(h.idempotency_key, body),
         event_header: h
             .event
@@ -67,7 +67,8 @@ fn time_of(obj: &Map<'_>, key: &str) -> Option<i64> {
         .filter(|&ms| time::is_storable(ms))
 }
 
-/// `source_pipeline {project {id, path_with_namespace}, pipeline_id, job_id}` (§4.2, §4.3).
+/// `source_pipeline {project {id, path_with_namespace}, pipeline_id, job_id}`
+/// (docs/gitlab-events.md §4.2, §4.3).
 fn lineage(obj: &Map<'_>) -> (Option<i64>, Option<i64>, Option<String>) {
     match get_obj(obj, "source_pipeline") {
         Some(sp) => (
@@ -86,7 +87,8 @@ fn runner(obj: &Map<'_>) -> (Option<i64>, Option<String>) {
     }
 }
 
-/// Job Hook (§4.2): one job. `event_time` = finished, else started, else created.
+/// Job Hook (docs/gitlab-events.md §4.2): one job. `event_time` = finished, else started,
+/// else created.
 fn job_hook(obj: &Map<'_>) -> (Vec<JobInfo>, Option<i64>) {
     // The `_iso` variants are the same instants; used when the plain field is absent.
     let at = |key: &str| time_of(obj, key).or_else(|| time_of(obj, &format!("{key}_iso")));
@@ -121,7 +123,8 @@ fn job_hook(obj: &Map<'_>) -> (Vec<JobInfo>, Option<i64>) {
     (vec![job], hook_time)
 }
 
-/// Pipeline Hook (§4.3): one job per `builds[]` element; builds without an id are skipped.
+/// Pipeline Hook (docs/gitlab-events.md §4.3): one job per `builds[]` element; builds
+/// without an id are skipped.
 fn pipeline_hook(obj: &Map<'_>) -> (Vec<JobInfo>, Option<i64>) {
     let empty = Map::new();
     let attrs = get_obj(obj, "object_attributes").unwrap_or(&empty);

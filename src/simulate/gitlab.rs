@@ -1,5 +1,5 @@
 //! JSON bodies shaped like GitLab's (field names and order copied from the shared samples
-//! and the reference, `/work/shared/reference/gitlab-events.md` §1.2, §2, §4).
+//! and `docs/gitlab-events.md` §1.2, §2, §4).
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};

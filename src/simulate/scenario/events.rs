@@ -116,7 +116,7 @@ impl Scenario {
                 )
             }
             "pipeline.trigger" => {
-                // Message text not documented in the reference; the details keys are.
+                // Message text not documented in docs/gitlab-events.md; the details keys are.
                 let msg =
                     CustomMessage::Text("Multi-project downstream pipeline created".to_string());
                 let extra = Extra(vec![

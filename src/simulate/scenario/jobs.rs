@@ -428,7 +428,7 @@ impl Scenario {
                 kinds: vec![],
             };
         }
-        // Git streaming audit events exist for human authors only (reference §2.2).
+        // Git streaming audit events exist for human authors only (docs/gitlab-events.md §2.2).
         let action = match self.rng.random_range(0..100) {
             0..=44 if human => "repository.read",
             0..=94 => "artifact.read",
@@ -455,7 +455,7 @@ impl Scenario {
             match (first + k) % 4 {
                 0 => {
                     // Reaches a project whose enforced allowlist does not admit it (works for
-                    // public projects' artifacts and repositories, reference §5.1).
+                    // public projects' artifacts and repositories, docs/gitlab-events.md §5.1).
                     for _ in 0..20 {
                         let t = self.rng.random_range(0..n);
                         if t != s
