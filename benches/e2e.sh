@@ -156,17 +156,17 @@ setup_phase() { # name
   RUST_LOG=warn "$BIN" migrate >/dev/null
 }
 
-# `simulate` with the ground-truth line captured: sets SENT, TRUTH_AUDIT, TRUTH_WEBHOOKS,
-# TRUTH_USES.
+# `simulate` with its ground truth read from the JSON `--truth` writes: sets SENT,
+# TRUTH_AUDIT, TRUTH_WEBHOOKS, TRUTH_USES.
 simulate() { # jobs, rate
-  "$BIN" simulate --jobs "$1" --rate "$2" --bad-share "$BAD_SHARE" --to kafka 2>"$WORK/sim.err" >/dev/null \
+  "$BIN" simulate --jobs "$1" --rate "$2" --bad-share "$BAD_SHARE" --to kafka \
+    --truth "$WORK/truth.json" 2>"$WORK/sim.err" >/dev/null \
     || { cat "$WORK/sim.err" >&2; die "simulate failed"; }
-  local line
-  SENT="$(grep -oE '^[0-9]+ messages published' "$WORK/sim.err" | cut -d' ' -f1)"
-  line="$(grep '^ground truth:' "$WORK/sim.err")"
-  TRUTH_USES="$(sed -E 's/.* ([0-9]+) token uses.*/\1/' <<<"$line")"
-  TRUTH_AUDIT="$(sed -E 's/.* ([0-9]+) distinct audit events.*/\1/' <<<"$line")"
-  TRUTH_WEBHOOKS="$(sed -E 's/.* ([0-9]+) distinct webhooks.*/\1/' <<<"$line")"
+  read -r SENT TRUTH_AUDIT TRUTH_WEBHOOKS TRUTH_USES < <(python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+print(t["audit_messages"] + t["webhook_messages"], t["distinct_audit_events"],
+      t["distinct_webhooks"], len(t["token_uses"]))' "$WORK/truth.json")
 }
 
 start_ingest() {
@@ -203,6 +203,17 @@ wait_drained() { # messages, deadline (epoch s)
     fi
     [[ "$(now | cut -d. -f1)" -lt "$2" ]] || die "not drained within ${TIMEOUT}s (consumed $consumed of $1)"
     sleep 0.2
+  done
+}
+
+# Waits for ingest's own caught-up signal (the `ingest_caught_up` gauge: every partition
+# committed to its end), the one the demo and the tests use too. `wait_drained` above times
+# the run to *stored*; this ends it *committed*, after the correlator's idle wait.
+wait_caught_up() { # deadline (epoch s)
+  while :; do
+    if scrape "$WORK/m" && [[ "$(metric "$WORK/m" ingest_caught_up)" == 1 ]]; then return; fi
+    [[ "$(date +%s)" -lt "$1" ]] || die "ingest did not report caught up within ${TIMEOUT}s"
+    sleep 0.5
   done
 }
 
@@ -255,11 +266,12 @@ phase_backlog() {
   R[tt_audit_eps]="$(calc "$AUDIT_EVENTS / $secs")"
   save_metrics backlog
   log "backlog: drained in $(fmt "$secs") s: $EVENTS events ($(fmt "${R[tt_eps]}" 0)/s), CPU $(fmt "$cpu") s, peak RSS ${R[tt_rss]} MB"
+  wait_caught_up "$(( $(date +%s) + TIMEOUT ))"
   stop_ingest
   check_truth "$BACKLOG_DB"
   R[tt_check]="$CHECK"
   R[tt_uses]="$(sql "SELECT count() FROM $BACKLOG_DB.token_use_dedup")/$TRUTH_USES"
-  log "backlog: stored $CHECK; token_use ${R[tt_uses]} (records the correlator still held at the stop are flushed on shutdown)"
+  log "backlog: stored $CHECK; token_use ${R[tt_uses]}"
 }
 
 phase_baseline() {
