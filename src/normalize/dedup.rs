@@ -5,11 +5,9 @@
 //! events carry their database id. §4.1: webhooks retry with the same
 //! `Idempotency-Key` but a new `X-Gitlab-Webhook-UUID`, so only the former is used.
 
-use std::ops::Range;
-
 use sha2::{Digest, Sha256};
 
-use super::json::{Map, Value};
+use super::json::{Map, Value, canonical_object, write_object, write_value, written_text};
 
 /// How an audit `id` field identifies the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +72,7 @@ pub fn audit_key_and_details(obj: &Map<'_>, id: &AuditId) -> (String, String) {
             let mut buf = Vec::with_capacity(1024);
             let span = write_object(&mut buf, obj, Some("id"), Some("details"));
             let details_json = match (details, span) {
-                (Some(_), Some(span)) => text(buf[span].to_vec()),
+                (Some(_), Some(span)) => written_text(buf[span].to_vec()),
                 _ => "{}".to_owned(),
             };
             (content_key(&buf), details_json)
@@ -104,91 +102,10 @@ fn content_key(canonical: &[u8]) -> String {
     key
 }
 
-/// Canonical compact JSON text: object keys sorted bytewise at every level, each key once
-/// (its last value), i.e. what `serde_json::to_string` writes for a default `serde_json::Value`
-/// (kept explicit so keys stay sorted even if some crate in the final build turns on
-/// serde_json's `preserve_order` feature; features are unified per build).
-pub fn canonical_json(v: &Value<'_>) -> String {
-    let mut buf = Vec::new();
-    write_value(&mut buf, v);
-    text(buf)
-}
-
-/// [`canonical_json`] of an object, without wrapping it into a `Value`.
-pub fn canonical_object(map: &Map<'_>) -> String {
-    let mut buf = Vec::new();
-    write_object(&mut buf, map, None, None);
-    text(buf)
-}
-
-/// Only serde_json output and ASCII punctuation were written: valid UTF-8.
-fn text(buf: Vec<u8>) -> String {
-    String::from_utf8(buf).unwrap_or_default()
-}
-
-pub(super) fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
-    match v {
-        Value::Object(map) => {
-            write_object(out, map, None, None);
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        // serde_json's own escaping and number formatting. Writing into a Vec cannot fail.
-        Value::Number(n) => {
-            let _ = serde_json::to_writer(&mut *out, n);
-        }
-        Value::String(s) => {
-            let _ = serde_json::to_writer(&mut *out, s.as_ref());
-        }
-    }
-}
-
-/// Writes `map` without the member `skip`; returns where the value of member `capture` was
-/// written, if it was.
-fn write_object(
-    out: &mut Vec<u8>,
-    map: &Map<'_>,
-    skip: Option<&str>,
-    capture: Option<&str>,
-) -> Option<Range<usize>> {
-    let mut captured = None;
-    out.push(b'{');
-    let mut first = true;
-    for (k, v) in map.sorted() {
-        if Some(k) == skip {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        let _ = serde_json::to_writer(&mut *out, k);
-        out.push(b':');
-        let start = out.len();
-        write_value(out, v);
-        if Some(k) == capture {
-            captured = Some(start..out.len());
-        }
-    }
-    out.push(b'}');
-    captured
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::json::{self, json};
+    use crate::normalize::json::{self, canonical_json, json};
 
     #[test]
     fn canonical_sorts_keys_at_every_level() {

@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_json::Number;
@@ -206,7 +207,7 @@ impl<'a> Map<'a> {
 impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = Vec::new();
-        super::dedup::write_value(&mut buf, self);
+        write_value(&mut buf, self);
         f.write_str(&String::from_utf8_lossy(&buf))
     }
 }
@@ -319,6 +320,89 @@ impl<'de> Visitor<'de> for KeyVisitor {
 }
 
 /// `serde_json::json!`, converted to a [`Value`], for tests.
+// Canonical text: what the dedup keys hash and what `Display` prints.
+
+/// Canonical compact JSON text: object keys sorted bytewise at every level, each key once
+/// (its last value), i.e. what `serde_json::to_string` writes for a default `serde_json::Value`
+/// (kept explicit so keys stay sorted even if some crate in the final build turns on
+/// serde_json's `preserve_order` feature; features are unified per build).
+pub fn canonical_json(v: &Value<'_>) -> String {
+    let mut buf = Vec::new();
+    write_value(&mut buf, v);
+    written_text(buf)
+}
+
+/// [`canonical_json`] of an object, without wrapping it into a `Value`.
+pub fn canonical_object(map: &Map<'_>) -> String {
+    let mut buf = Vec::new();
+    write_object(&mut buf, map, None, None);
+    written_text(buf)
+}
+
+/// Only serde_json output and ASCII punctuation were written: valid UTF-8.
+pub fn written_text(buf: Vec<u8>) -> String {
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
+    match v {
+        Value::Object(map) => {
+            write_object(out, map, None, None);
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // serde_json's own escaping and number formatting. Writing into a Vec cannot fail.
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => {
+            let _ = serde_json::to_writer(&mut *out, s.as_ref());
+        }
+    }
+}
+
+/// Writes `map` without the member `skip`; returns where the value of member `capture` was
+/// written, if it was.
+pub fn write_object(
+    out: &mut Vec<u8>,
+    map: &Map<'_>,
+    skip: Option<&str>,
+    capture: Option<&str>,
+) -> Option<Range<usize>> {
+    let mut captured = None;
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in map.sorted() {
+        if Some(k) == skip {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        let start = out.len();
+        write_value(out, v);
+        if Some(k) == capture {
+            captured = Some(start..out.len());
+        }
+    }
+    out.push(b'}');
+    captured
+}
+
 #[cfg(test)]
 macro_rules! json {
     ($($t:tt)+) => {

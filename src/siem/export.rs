@@ -19,9 +19,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::config::SinkKind;
+use super::delivery::SinkError;
 use super::encode::{Format, encode};
 use super::record::RecordKind;
-use super::sink::{Sink, SinkError};
+use super::sink::Sink;
 use super::source::{self, Cursor, PageMode, SourceError, TableReader, TableSpec};
 use super::state::{ExportState, StateError, TableState};
 use crate::config::Settings;

@@ -11,6 +11,7 @@
 
 pub mod cef;
 pub mod config;
+pub mod delivery;
 pub mod ecs;
 pub mod encode;
 pub mod export;

@@ -13,9 +13,9 @@ use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{HecSettings, RetryPolicy, SiemSettings};
+use super::delivery::{AttemptError, SinkError, after_failure, local_hostname};
 use super::encode::{Encoded, Format};
 use super::retry::Backoff;
-use super::sink::{AttemptError, SinkError, after_failure, local_hostname};
 use crate::telemetry::metrics::Metrics;
 
 const SINK: &str = "hec";

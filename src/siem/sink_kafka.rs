@@ -12,9 +12,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use super::config::RetryPolicy;
+use super::delivery::{AttemptError, SinkError, after_failure};
 use super::encode::Encoded;
 use super::retry::Backoff;
-use super::sink::{AttemptError, SinkError, after_failure};
 use crate::config::Settings;
 use crate::kafka::client;
 use crate::telemetry::metrics::Metrics;

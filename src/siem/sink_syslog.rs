@@ -22,9 +22,9 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{RetryPolicy, SiemSettings, SyslogSettings};
+use super::delivery::{AttemptError, SinkError, after_failure, local_hostname};
 use super::encode::Encoded;
 use super::retry::Backoff;
-use super::sink::{AttemptError, SinkError, after_failure, local_hostname};
 use super::syslog::{SyslogHeader, format_message, frame};
 use crate::telemetry::metrics::Metrics;
 
