@@ -319,7 +319,6 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 }
 
-/// `serde_json::json!`, converted to a [`Value`], for tests.
 // Canonical text: what the dedup keys hash and what `Display` prints.
 
 /// Canonical compact JSON text: object keys sorted bytewise at every level, each key once
@@ -403,6 +402,7 @@ pub fn write_object(
     captured
 }
 
+/// `serde_json::json!`, converted to a [`Value`], for tests.
 #[cfg(test)]
 macro_rules! json {
     ($($t:tt)+) => {
