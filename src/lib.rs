@@ -18,6 +18,7 @@ pub mod publish;
 pub mod query;
 pub mod retry;
 pub mod siem;
+pub mod signals;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -46,6 +46,21 @@ pub fn plan(opts: &RenderOptions) -> Result<Vec<PlannedMigration>, MigrateError>
         .collect()
 }
 
+/// Every migration's statements as one SQL script, for `migrate --dry-run`.
+pub fn plan_sql(opts: &RenderOptions) -> Result<String, MigrateError> {
+    let mut sql = String::new();
+    for (version, name, statements) in plan(opts)? {
+        sql.push_str(&format!(
+            "-- migration {version}: {name} ({:?})\n",
+            opts.dialect
+        ));
+        for s in statements {
+            sql.push_str(&format!("{s};\n\n"));
+        }
+    }
+    Ok(sql)
+}
+
 /// Applies missing migrations. `dialect` overrides detection (tests render both forms).
 pub async fn migrate(
     client: &Client,
