@@ -8,53 +8,49 @@
 
 use std::fmt;
 
-/// (version, name, template) in apply order.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[
-    (
-        1,
-        "audit_events",
-        include_str!("../../schemas/clickhouse/0001_audit_events.sql"),
-    ),
-    (
-        2,
-        "webhook_events",
-        include_str!("../../schemas/clickhouse/0002_webhook_events.sql"),
-    ),
-    (
-        3,
-        "jobs",
-        include_str!("../../schemas/clickhouse/0003_jobs.sql"),
-    ),
-    (
-        4,
-        "token_use",
-        include_str!("../../schemas/clickhouse/0004_token_use.sql"),
-    ),
-    (
-        5,
-        "allowlist_and_lifecycle",
-        include_str!("../../schemas/clickhouse/0005_allowlist_and_lifecycle.sql"),
-    ),
-    (
-        6,
-        "allowlist_state",
-        include_str!("../../schemas/clickhouse/0006_allowlist_state.sql"),
-    ),
-    (
-        7,
-        "alerts",
-        include_str!("../../schemas/clickhouse/0007_alerts.sql"),
-    ),
-    (
-        8,
-        "token_use_rollup",
-        include_str!("../../schemas/clickhouse/0008_token_use_rollup.sql"),
-    ),
-    (
-        9,
-        "allowlist_state_by_member_id",
-        include_str!("../../schemas/clickhouse/0009_allowlist_state_by_member_id.sql"),
-    ),
+/// Lists migration files of `schemas/clickhouse/` (`NNNN_name`, without `.sql`): version and
+/// name come from the file name, so nothing is numbered twice.
+macro_rules! migrations {
+    ($($file:literal),* $(,)?) => {
+        &[$((
+            version_of($file),
+            name_of($file),
+            include_str!(concat!("../../schemas/clickhouse/", $file, ".sql")),
+        )),*]
+    };
+}
+
+/// `NNNN` of `NNNN_name`.
+const fn version_of(file: &str) -> u32 {
+    let b = file.as_bytes();
+    let mut version = 0;
+    let mut i = 0;
+    while i < 4 {
+        assert!(b[i].is_ascii_digit(), "migration files are named NNNN_name");
+        version = version * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    assert!(b[4] == b'_', "migration files are named NNNN_name");
+    version
+}
+
+/// `name` of `NNNN_name`.
+const fn name_of(file: &str) -> &str {
+    file.split_at(5).1
+}
+
+/// (version, name, template) in apply order; `migrations_are_numbered_in_order_and_all_listed`
+/// checks the files against the list.
+pub const MIGRATIONS: &[(u32, &str, &str)] = migrations![
+    "0001_audit_events",
+    "0002_webhook_events",
+    "0003_jobs",
+    "0004_token_use",
+    "0005_allowlist_and_lifecycle",
+    "0006_allowlist_state",
+    "0007_alerts",
+    "0008_token_use_rollup",
+    "0009_allowlist_state_by_member_id",
 ];
 
 /// The migrations bookkeeping table.
@@ -213,6 +209,27 @@ pub fn migrations_table_ddl(database: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_all_listed() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+        assert_eq!(versions, (1..=MIGRATIONS.len() as u32).collect::<Vec<_>>());
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/clickhouse");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(v, name, _)| format!("{v:04}_{name}.sql"))
+            .collect();
+        assert_eq!(
+            files, listed,
+            "every schemas/clickhouse/*.sql is a listed migration"
+        );
+    }
 
     fn opts(dialect: Dialect, retention_days: u32) -> RenderOptions {
         RenderOptions {
