@@ -207,15 +207,22 @@ impl ClickHouseSink {
     /// per-INSERT cost, not the row count, is what limits throughput. Only if the server
     /// rejects the combined data are the table's blocks written one by one and bisected.
     /// Up to [`CONCURRENT_INSERTS`] tables are written at once, so a batch takes about as
-    /// long as its largest table rather than the sum of all.
+    /// long as its largest table rather than the sum of all; a table that must be stored
+    /// before the others (`Table::is_written_first`) is written alone, first.
     pub async fn write(
         &self,
         blocks: &[Block],
         cancel: &CancellationToken,
     ) -> Result<Written, SinkError> {
-        let mut waiting = by_table(blocks).into_iter();
-        let mut running = FuturesUnordered::new();
+        let (first, rest): (Vec<_>, Vec<_>) = by_table(blocks)
+            .into_iter()
+            .partition(|group| group[0].table.is_written_first());
         let mut rejected = Vec::new();
+        for group in first {
+            rejected.extend(self.write_table(group, cancel).await?);
+        }
+        let mut waiting = rest.into_iter();
+        let mut running = FuturesUnordered::new();
         loop {
             while running.len() < CONCURRENT_INSERTS {
                 match waiting.next() {

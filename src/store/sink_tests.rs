@@ -38,10 +38,15 @@ fn sink(mock: &Mock, metrics: &Metrics) -> ClickHouseSink {
 
 /// One block of `rows` one-byte rows at offsets 100, 101, ...
 fn block(rows: usize) -> Block {
+    block_of(Table::AuditEvents, b'0', rows)
+}
+
+/// `rows` rows of `table`, each the byte `fill`.
+fn block_of(table: Table, fill: u8, rows: usize) -> Block {
     Block {
-        table: Table::AuditEvents,
+        table,
         tp: (Arc::from("audit"), 0),
-        bytes: Bytes::from(vec![0u8; rows]),
+        bytes: Bytes::from(vec![fill; rows]),
         rows: (0..rows)
             .map(|i| RowMark {
                 end: i + 1,
@@ -107,4 +112,24 @@ async fn a_permission_error_is_fatal_at_once() {
         other => panic!("expected a fatal error, got {other:?}"),
     }
     assert_eq!(metrics.insert_retries.get(), 0);
+}
+
+#[tokio::test]
+async fn alerts_are_stored_before_the_tables_that_imply_them() {
+    let mock = Mock::new();
+    let metrics = Metrics::new();
+    // The alerts INSERT needs a retry; token_use must not be sent meanwhile.
+    mock.add(handlers::exception(SOCKET_TIMEOUT));
+    let alerts = mock.add(handlers::record_ddl());
+    let token_use = mock.add(handlers::record_ddl());
+    let blocks = [
+        block_of(Table::Alerts, b'A', 1),
+        block_of(Table::TokenUse, b'T', 1),
+    ];
+    sink(&mock, &metrics)
+        .write(&blocks, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(alerts.query().await, "A");
+    assert_eq!(token_use.query().await, "T");
 }

@@ -17,9 +17,8 @@ pub struct KafkaOrigin<'a> {
     pub offset: i64,
 }
 
-/// Declaration order is write order within a batch (blocks are keyed by table): alerts go
-/// first, so a stored token-use record implies its alert is stored and its outputs acked
-/// (the new-edge rule hydrates from `token_use` at start-up and would not re-fire).
+/// The stored tables. Within a batch the writer stores [`Table::is_written_first`] tables
+/// before the rest, which it writes concurrently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     Alerts,
@@ -41,6 +40,13 @@ impl Table {
         Table::AllowlistChanges,
         Table::TokenLifecycle,
     ];
+
+    /// Alerts are stored before any other table of a batch, so a stored token-use record
+    /// implies its alert row is stored: the new-edge rule hydrates its memory from `token_use`
+    /// at start-up and would not raise the alert again after a crash between the two.
+    pub fn is_written_first(self) -> bool {
+        matches!(self, Table::Alerts)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
