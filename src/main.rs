@@ -126,11 +126,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let health = Health::default();
-    if !settings.telemetry.listen.is_empty() {
-        telemetry::server::serve(&settings.telemetry.listen, metrics.clone(), health.clone())
-            .await
-            .with_context(|| format!("telemetry.listen {}", settings.telemetry.listen))?;
-    }
+    telemetry::server::serve_configured(
+        &settings.telemetry.listen,
+        metrics.clone(),
+        health.clone(),
+    )
+    .await?;
     let cancel = CancellationToken::new();
     tokio::spawn(tokentrail::signals::cancel_on_signal(cancel.clone()));
     tokentrail::ingest::app::IngestApp::build(settings, metrics, health, &cancel)
@@ -144,11 +145,12 @@ async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Resul
 async fn collect(settings: &Settings) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let health = Health::default();
-    if !settings.telemetry.listen.is_empty() {
-        telemetry::server::serve(&settings.telemetry.listen, metrics.clone(), health.clone())
-            .await
-            .with_context(|| format!("telemetry.listen {}", settings.telemetry.listen))?;
-    }
+    telemetry::server::serve_configured(
+        &settings.telemetry.listen,
+        metrics.clone(),
+        health.clone(),
+    )
+    .await?;
     let collector = tokentrail::collect::Collector::bind(settings, metrics, health).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(tokentrail::signals::cancel_on_signal(cancel.clone()));

@@ -98,14 +98,11 @@ fn parse<'a>(
 
 /// docs/gitlab-events.md §1.1: one object per request, or a JSON array in batched mode.
 fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
-    let mut out = Normalized::default();
     // An array's elements are checked one by one below, so one bad element keeps the rest.
-    if value.as_object().is_some()
-        && let Some(dup) = value.first_duplicate_key()
-    {
-        out.rejected.push(duplicate_key(None, &dup));
-        return out;
+    if let Some(rejected) = reject_duplicate_keys(value) {
+        return rejected;
     }
+    let mut out = Normalized::default();
     match value {
         Value::Object(obj) => {
             let header = msg.header("X-Gitlab-Audit-Event-Type");
@@ -156,14 +153,22 @@ fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
     out
 }
 
+/// A whole-object body with a key repeated anywhere in it is refused as one rejection.
+fn reject_duplicate_keys(value: &Value<'_>) -> Option<Normalized> {
+    let dup = value
+        .as_object()
+        .and_then(|_| value.first_duplicate_key())?;
+    Some(Normalized {
+        events: Vec::new(),
+        rejected: vec![duplicate_key(None, &dup)],
+    })
+}
+
 fn webhook(msg: &InputMessage<'_>, value: &Value<'_>, text: &[u8]) -> Normalized {
-    let mut out = Normalized::default();
-    if value.as_object().is_some()
-        && let Some(dup) = value.first_duplicate_key()
-    {
-        out.rejected.push(duplicate_key(None, &dup));
-        return out;
+    if let Some(rejected) = reject_duplicate_keys(value) {
+        return rejected;
     }
+    let mut out = Normalized::default();
     match value {
         Value::Object(obj) => {
             let headers = webhook::WebhookHeaders {

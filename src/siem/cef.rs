@@ -116,21 +116,6 @@ pub fn to_cef(record: &SiemRecord) -> String {
     )
 }
 
-fn token_use_message(r: &TokenUseRecord) -> String {
-    let t = &r.token_use;
-    if t.action == "auth" {
-        format!(
-            "CI job token of {} authenticated (no resource event correlated)",
-            t.source_project_path
-        )
-    } else {
-        format!(
-            "CI job token of {} used for {} on {}",
-            t.source_project_path, t.action, t.target_project_path
-        )
-    }
-}
-
 fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
     let t = &r.token_use;
     let mut e = Extension::new();
@@ -179,7 +164,7 @@ fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
         Some(&t.actor_name),
     )
     .put("requestClientApplication", &t.token_type)
-    .put("msg", token_use_message(r));
+    .put("msg", r.message());
     (
         format!("token_use:{}", t.action),
         "CI job token use".into(),

@@ -1,6 +1,5 @@
 //! `tokentrail export`.
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::export::Exporter;
@@ -57,11 +56,12 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    if !settings.telemetry.listen.is_empty() {
-        crate::telemetry::server::serve(&settings.telemetry.listen, metrics, Health::default())
-            .await
-            .with_context(|| format!("telemetry.listen {}", settings.telemetry.listen))?;
-    }
+    crate::telemetry::server::serve_configured(
+        &settings.telemetry.listen,
+        metrics,
+        Health::default(),
+    )
+    .await?;
     exporter
         .follow(settings, settings.siem.state_file.clone().into(), cancel)
         .await?;

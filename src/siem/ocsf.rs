@@ -174,17 +174,7 @@ fn token_use(r: &TokenUseRecord) -> Value {
         // neither the IP nor the runner is known (network_endpoint needs one identifier).
         src_endpoint.insert("svc_name".into(), json!("gitlab-runner"));
     }
-    let message = if t.action == "auth" {
-        format!(
-            "CI job token of {} authenticated (no resource event correlated)",
-            t.source_project_path
-        )
-    } else {
-        format!(
-            "CI job token of {} used for {} on {}",
-            t.source_project_path, t.action, t.target_project_path
-        )
-    };
+    let message = r.message();
     insert_all(
         &mut ev,
         json!({

@@ -190,6 +190,22 @@ pub fn lifecycle_failed(operation: &str) -> bool {
 }
 
 impl TokenUseRecord {
+    /// The one-line description CEF and OCSF carry.
+    pub fn message(&self) -> String {
+        let t = &self.token_use;
+        if t.action == "auth" {
+            format!(
+                "CI job token of {} authenticated (no resource event correlated)",
+                t.source_project_path
+            )
+        } else {
+            format!(
+                "CI job token of {} used for {} on {}",
+                t.source_project_path, t.action, t.target_project_path
+            )
+        }
+    }
+
     /// A cross-project use that was not on the target's allowlist is worth a look: GitLab
     /// allowed it (allowlist enforcement off), but the inbound allowlist would not have.
     pub fn severity(&self) -> Severity {

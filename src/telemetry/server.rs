@@ -71,6 +71,21 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
     state.health.readyz()
 }
 
+/// Serves the router on `telemetry.listen` unless it is empty (telemetry off); a bind error
+/// names the key.
+pub async fn serve_configured(
+    listen: &str,
+    metrics: Metrics,
+    health: Health,
+) -> Result<(), std::io::Error> {
+    if listen.is_empty() {
+        return Ok(());
+    }
+    serve(listen, metrics, health)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("telemetry.listen {listen}: {e}")))
+}
+
 /// Serves the router on `listen` until the process exits.
 pub async fn serve(listen: &str, metrics: Metrics, health: Health) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
