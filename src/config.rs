@@ -77,6 +77,8 @@ pub struct Settings {
     pub collect: CollectSettings,
     /// `[alerting]`: rules, exceptions, suppression and outputs (see `crate::alert::settings`).
     pub alerting: crate::alert::AlertingSettings,
+    /// `tokentrail report`: the GitLab instance to link to (see `crate::report::settings`).
+    pub report: crate::report::settings::ReportSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -730,7 +732,8 @@ impl Settings {
         }
         self.siem.validate()?;
         self.collect.validate()?;
-        self.alerting.validate()
+        self.alerting.validate()?;
+        self.report.validate()
     }
 
     /// The effective settings as TOML, secrets redacted (`tokentrail ingest --print-config`).

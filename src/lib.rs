@@ -16,6 +16,7 @@ pub mod normalize;
 pub mod output_escape;
 pub mod publish;
 pub mod query;
+pub mod report;
 pub mod retry;
 pub mod siem;
 pub mod signals;

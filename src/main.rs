@@ -58,6 +58,8 @@ enum Command {
     Export(tokentrail::siem::cli::ExportArgs),
     /// Run a named auditor query (`tokentrail query list` shows them).
     Query(Box<tokentrail::query::cli::QueryArgs>),
+    /// Write an audit report (HTML, Markdown or JSON) of job-token use in a window.
+    Report(Box<tokentrail::report::cli::ReportArgs>),
     /// List, show and acknowledge alerts (ClickHouse `alerts_latest`).
     #[command(subcommand)]
     Alerts(tokentrail::alert::cli::AlertsCommand),
@@ -119,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", tokentrail::query::cli::run(&settings, &args).await?);
             Ok(())
         }
+        Command::Report(args) => tokentrail::report::cli::run(&settings, &args).await,
         Command::Alerts(cmd) => tokentrail::alert::cli::run(&settings, cmd).await,
     }
 }

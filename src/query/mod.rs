@@ -202,6 +202,19 @@ pub fn recommended_allowlist(
     opts: RecommendOptions,
     limit: u64,
 ) -> Result<ResultSet, QueryError> {
+    Ok(recommendation_rows(
+        &recommendations(consumers, known, opts)?,
+        limit,
+    ))
+}
+
+/// The recommendations from `recommended-allowlist`'s two SQL results (consumers, known
+/// projects), one per protected project (also used by `tokentrail report`).
+pub fn recommendations(
+    consumers: &ResultSet,
+    known: &ResultSet,
+    opts: RecommendOptions,
+) -> Result<Vec<recommend::Recommendation>, QueryError> {
     let shape = || QueryError::Shape(RECOMMENDED_ALLOWLIST);
     let mut observed: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for row in &consumers.rows {
@@ -220,10 +233,7 @@ pub fn recommended_allowlist(
         .iter()
         .map(|r| r[0].as_str().map(str::to_string).ok_or_else(shape))
         .collect::<Result<_, _>>()?;
-    Ok(recommendation_rows(
-        &recommend::recommend_all(&observed, &known, opts),
-        limit,
-    ))
+    Ok(recommend::recommend_all(&observed, &known, opts))
 }
 
 /// The recommendation as result rows (one per entry), at most `limit` rows.

@@ -1,0 +1,109 @@
+//! `tokentrail report`: arguments, a progress indicator on stderr while it queries, and the
+//! output file. Kept out of `main.rs`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::data::{self, Request};
+use super::model::Scope;
+use super::{Format, graph, view};
+use crate::config::Settings;
+use crate::query::{Binding, params};
+use crate::store::sink;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Window ending now, e.g. 30d, 12h, 2w.
+    #[arg(long, conflicts_with_all = ["from", "to"], default_value = "30d")]
+    pub since: String,
+    /// Window start instead of --since: RFC 3339, YYYY-MM-DD, "YYYY-MM-DD HH:MM:SS" (UTC) or
+    /// Unix ms.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Window end (exclusive), same forms as --from; default now.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only projects under this group (full path), e.g. payments or payments/ops.
+    #[arg(long, default_value = "")]
+    pub group: String,
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: Format,
+    /// Allowlist entries neither used nor changed for this many days are "unused".
+    #[arg(long, default_value_t = 90)]
+    pub unused_days: i64,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl ReportArgs {
+    pub fn scope(&self, now_ms: i64) -> Result<Scope, params::ParamError> {
+        let (from_ms, to_ms) = if self.from.is_none() && self.to.is_none() {
+            params::window(Some(&self.since), None, None, now_ms)?
+        } else {
+            let (from_ms, to_ms) =
+                params::window(None, self.from.as_deref(), self.to.as_deref(), now_ms)?;
+            // Without --to the window ends now, not in the far future the queries default to.
+            (from_ms, if self.to.is_none() { now_ms + 1 } else { to_ms })
+        };
+        Ok(Scope {
+            from_ms,
+            to_ms,
+            generated_at_ms: now_ms,
+            group: self.group.trim_matches('/').to_string(),
+            unused_days: self.unused_days,
+        })
+    }
+}
+
+pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let scope = args.scope(now_ms)?;
+    let client = sink::client(&settings.clickhouse);
+    let version = sink::server_version(&client)
+        .await
+        .context("reading the ClickHouse server version")?;
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(data::STEPS),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] querying {msg} ({elapsed})")
+            .expect("progress template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let request = Request {
+        client: &client,
+        database: &settings.clickhouse.database,
+        binding: Binding::for_version(version),
+        scope,
+        now_ms,
+    };
+    let data = data::fetch(&request, &|step| {
+        bar.inc(1);
+        bar.set_message(step.to_string());
+    })
+    .await;
+    bar.finish_and_clear();
+    let data = data?;
+    let queried = started.elapsed();
+    let base = settings.report.gitlab_base().unwrap_or("");
+    let report = view::build(&data, base, graph::AGGREGATE_ABOVE);
+    let text = super::render(&report, args.format);
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "report written to {} ({} bytes): {} token uses, {} cross-project edges, {} protected \
+         projects; queried in {:.2} s, total {:.2} s",
+        args.out.display(),
+        text.len(),
+        report.headline.token_uses,
+        report.headline.cross_project_edges,
+        report.projects.len(),
+        queried.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
