@@ -71,8 +71,10 @@ pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
         indicatif::ProgressDrawTarget::stderr(),
     );
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] querying {msg} ({elapsed})")
-            .expect("progress template"),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{pos}/{len}] querying {msg} ({elapsed})",
+        )
+        .expect("progress template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let request = Request {

@@ -80,7 +80,8 @@ pub async fn fetch(req: &Request<'_>, progress: &dyn Fn(&str)) -> Result<ReportD
     progress("outside-uses");
     let mut listed = p.clone();
     listed.limit = LISTED_ROWS;
-    let rs = query::execute_sql(req.client, req.binding, OUTSIDE_USES_SQL, &listed.values()).await?;
+    let rs =
+        query::execute_sql(req.client, req.binding, OUTSIDE_USES_SQL, &listed.values()).await?;
     let outside_uses = rows(&rs, "outside-uses", |r| {
         Ok(OutsideUse {
             at: r.str("at")?,
@@ -142,8 +143,7 @@ pub async fn fetch(req: &Request<'_>, progress: &dyn Fn(&str)) -> Result<ReportD
     let values = p.values();
     let consumers = query::execute_sql(req.client, req.binding, files[0].1, &values).await?;
     let known = query::execute_sql(req.client, req.binding, files[1].1, &values).await?;
-    let recommendations =
-        query::recommendations(&consumers, &known, RecommendOptions::default())?;
+    let recommendations = query::recommendations(&consumers, &known, RecommendOptions::default())?;
     let rs = run("changes", listed.clone()).await?;
     let changes = rows(&rs, "changes", |r| {
         Ok(Change {
@@ -157,8 +157,8 @@ pub async fn fetch(req: &Request<'_>, progress: &dyn Fn(&str)) -> Result<ReportD
         })
     })?;
     progress("alerts");
-    let open = crate::alert::query::list(req.client, req.database, Some("open"), None, ALL_ROWS)
-        .await?;
+    let open =
+        crate::alert::query::list(req.client, req.database, Some("open"), None, ALL_ROWS).await?;
     let open_alerts = open.len() as u64;
     let alerts = open
         .into_iter()
@@ -236,7 +236,8 @@ impl Row<'_> {
     }
     fn opt_i64(&self, column: &str) -> Result<Option<i64>, DataError> {
         let v = self.get(column)?;
-        Ok(v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        Ok(v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok())))
     }
 }
 

@@ -137,32 +137,34 @@ pub fn build(edges: &[Edge], aggregate_above: usize) -> Graph {
     }
 }
 
-/// Groups evenly on a circle (sorted by name), each group's nodes on a circle around it.
+/// Every node on one circle, ordered by (group, id), with a gap of [`GROUP_GAP`] slots
+/// between groups: a group is one arc, and edges cross the middle.
 fn layout(nodes: &mut [Node]) {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        groups.entry(n.group.clone()).or_default().push(i);
-    }
-    let centre = SIZE / 2.0;
-    let ring = if groups.len() > 1 { SIZE * 0.33 } else { 0.0 };
-    let step = std::f64::consts::TAU / groups.len().max(1) as f64;
-    let cluster_max = if groups.len() > 1 {
-        (ring * (step / 2.0).sin()).min(SIZE * 0.15) * 0.9
-    } else {
-        SIZE * 0.4
-    };
-    for (g, members) in groups.values().enumerate() {
-        let angle = step * g as f64 - std::f64::consts::FRAC_PI_2;
-        let (gx, gy) = (centre + ring * angle.cos(), centre + ring * angle.sin());
-        let r = if members.len() > 1 { cluster_max } else { 0.0 };
-        let inner = std::f64::consts::TAU / members.len() as f64;
-        for (k, &i) in members.iter().enumerate() {
-            let a = inner * k as f64;
-            nodes[i].x = round1(gx + r * a.cos());
-            nodes[i].y = round1(gy + r * a.sin());
+    nodes.sort_by(|a, b| (&a.group, &a.id).cmp(&(&b.group, &b.id)));
+    let groups = nodes
+        .windows(2)
+        .filter(|w| w[0].group != w[1].group)
+        .count()
+        + 1;
+    let slots = nodes.len() + GROUP_GAP * groups;
+    let step = std::f64::consts::TAU / slots.max(1) as f64;
+    let (centre, radius) = (SIZE / 2.0, SIZE * RADIUS_SHARE);
+    let mut slot = 0;
+    for i in 0..nodes.len() {
+        if i > 0 && nodes[i].group != nodes[i - 1].group {
+            slot += GROUP_GAP;
         }
+        let angle = step * slot as f64 - std::f64::consts::FRAC_PI_2;
+        nodes[i].x = round1(centre + radius * angle.cos());
+        nodes[i].y = round1(centre + radius * angle.sin());
+        slot += 1;
     }
 }
+
+/// Empty slots between two groups on the circle.
+const GROUP_GAP: usize = 2;
+/// The circle's radius as a share of the drawing (the rest is room for labels).
+pub const RADIUS_SHARE: f64 = 0.3;
 
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
@@ -177,7 +179,11 @@ mod tests {
             source: s.into(),
             target: t.into(),
             uses,
-            not_allowed_uses: if status == EdgeStatus::NotAllowed { 1 } else { 0 },
+            not_allowed_uses: if status == EdgeStatus::NotAllowed {
+                1
+            } else {
+                0
+            },
             status,
         }
     }

@@ -65,7 +65,12 @@ fn headline(out: &mut String, report: &Report) {
     out.push_str("<section id=\"headline\">\n<h2>Summary</h2>\n<div class=\"figures\">\n");
     for (key, value, label, bad) in [
         ("token_uses", f.token_uses, "token uses", false),
-        ("cross_project_edges", f.cross_project_edges, "cross-project edges", false),
+        (
+            "cross_project_edges",
+            f.cross_project_edges,
+            "cross-project edges",
+            false,
+        ),
         (
             "uses_outside_allowlist",
             f.uses_outside_allowlist,
@@ -78,7 +83,12 @@ fn headline(out: &mut String, report: &Report) {
             "targets without an allowlist",
             f.targets_without_allowlist > 0,
         ),
-        ("open_alerts", f.open_alerts, "open alerts", f.open_alerts > 0),
+        (
+            "open_alerts",
+            f.open_alerts,
+            "open alerts",
+            f.open_alerts > 0,
+        ),
     ] {
         let class = if bad { "figure bad" } else { "figure" };
         let _ = writeln!(

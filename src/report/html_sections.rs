@@ -57,7 +57,11 @@ pub fn projects(out: &mut String, report: &Report, links: &Links) {
         out.push_str("<p>No protected project in scope.</p>\n");
     }
     for p in &report.projects {
-        let unused = p.entries.iter().filter(|e| e.usage == EntryUse::Unused).count();
+        let unused = p
+            .entries
+            .iter()
+            .filter(|e| e.usage == EntryUse::Unused)
+            .count();
         let _ = writeln!(
             out,
             "<details class=\"project\" data-project=\"{}\"><summary>{} — inbound {}, {} \
@@ -68,11 +72,30 @@ pub fn projects(out: &mut String, report: &Report, links: &Links) {
             p.entries.len(),
             p.missing.len(),
             p.recommended.len(),
-            if p.over_limit { " (over GitLab's limit)" } else { "" }
+            if p.over_limit {
+                " (over GitLab's limit)"
+            } else {
+                ""
+            }
         );
-        let _ = writeln!(out, "<p>{}</p>", link(links.project(&p.project), "open in GitLab"));
+        let _ = writeln!(
+            out,
+            "<p>{}</p>",
+            link(links.project(&p.project), "open in GitLab")
+        );
         out.push_str("<h3>Allowlist entries</h3>\n");
-        table_head(out, "entries", &["type", "member", "usage", "uses", "last used", "permissions"]);
+        table_head(
+            out,
+            "entries",
+            &[
+                "type",
+                "member",
+                "usage",
+                "uses",
+                "last used",
+                "permissions",
+            ],
+        );
         for e in &p.entries {
             let (class, usage) = match e.usage {
                 EntryUse::Used => ("usage-used", "used".to_string()),
@@ -94,7 +117,11 @@ pub fn projects(out: &mut String, report: &Report, links: &Links) {
             );
         }
         out.push_str("</tbody></table>\n<h3>Missing: consumers outside the allowlist</h3>\n");
-        table_head(out, "missing", &["consumer", "uses", "last used", "permissions it used"]);
+        table_head(
+            out,
+            "missing",
+            &["consumer", "uses", "last used", "permissions it used"],
+        );
         for m in &p.missing {
             let _ = writeln!(
                 out,
@@ -109,7 +136,14 @@ pub fn projects(out: &mut String, report: &Report, links: &Links) {
         table_head(
             out,
             "recommended",
-            &["type", "entry", "consumers", "unobserved admitted", "uses", "permissions"],
+            &[
+                "type",
+                "entry",
+                "consumers",
+                "unobserved admitted",
+                "uses",
+                "permissions",
+            ],
         );
         for r in &p.recommended {
             let _ = writeln!(
@@ -135,7 +169,11 @@ pub fn outside(out: &mut String, report: &Report, links: &Links) {
         "<p class=\"note\">The latest uses whose source was not on the target's allowlist \
          at the time of the use, newest first.</p>\n",
     );
-    table_head(out, "outside", &["when", "who", "source", "target", "action", "job"]);
+    table_head(
+        out,
+        "outside",
+        &["when", "who", "source", "target", "action", "job"],
+    );
     for u in &report.outside_uses {
         let job = u.job_id.map(|j| j.to_string()).unwrap_or_default();
         let _ = writeln!(
@@ -157,7 +195,11 @@ pub fn outside(out: &mut String, report: &Report, links: &Links) {
 
 pub fn changes(out: &mut String, report: &Report, links: &Links) {
     out.push_str("<section id=\"changes\">\n<h2>Token lifecycle and allowlist changes</h2>\n");
-    table_head(out, "changes", &["when", "who", "kind", "what", "subject", "scope"]);
+    table_head(
+        out,
+        "changes",
+        &["when", "who", "kind", "what", "subject", "scope"],
+    );
     for c in &report.changes {
         let _ = writeln!(
             out,
@@ -180,7 +222,17 @@ pub fn alerts(out: &mut String, report: &Report, links: &Links) {
     table_head(
         out,
         "alerts",
-        &["last seen", "rule", "severity", "summary", "who", "source", "target", "job", "count"],
+        &[
+            "last seen",
+            "rule",
+            "severity",
+            "summary",
+            "who",
+            "source",
+            "target",
+            "job",
+            "count",
+        ],
     );
     for a in &report.alerts {
         let job = a.job_id.map(|j| j.to_string()).unwrap_or_default();

@@ -52,7 +52,10 @@ pub fn render(report: &Report) -> String {
     for (label, v) in [
         ("token uses", f.token_uses),
         ("cross-project edges", f.cross_project_edges),
-        ("uses from sources outside the target's allowlist", f.uses_outside_allowlist),
+        (
+            "uses from sources outside the target's allowlist",
+            f.uses_outside_allowlist,
+        ),
         ("targets without an allowlist", f.targets_without_allowlist),
         ("open alerts", f.open_alerts),
     ] {
@@ -65,7 +68,11 @@ pub fn render(report: &Report) -> String {
          | source | target | uses | not allowed | status |\n|---|---|---:|---:|---|",
         g.projects,
         g.edges.len(),
-        if g.aggregated { " between top-level groups" } else { "" }
+        if g.aggregated {
+            " between top-level groups"
+        } else {
+            ""
+        }
     );
     let mut edges: Vec<_> = g.edges.iter().collect();
     edges.sort_by(|a, b| b.uses.cmp(&a.uses).then(a.source.cmp(&b.source)));
@@ -87,7 +94,11 @@ pub fn render(report: &Report) -> String {
             "### {}\n\nInbound enforcement: {}.{}\n\n| entry | usage | uses | last used | permissions |\n|---|---|---:|---|---|",
             link(links.project(&p.project), &p.project),
             m(&p.inbound),
-            if p.over_limit { " Recommendation over GitLab's limit." } else { "" }
+            if p.over_limit {
+                " Recommendation over GitLab's limit."
+            } else {
+                ""
+            }
         );
         for e in &p.entries {
             let usage = match e.usage {

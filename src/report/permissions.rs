@@ -18,24 +18,60 @@ pub const PERMISSION_BY_ACTION: &[(&str, &str, &str)] = &[
     // Jobs: Read — GET /projects/:id/jobs/:job_id/artifacts (and the other artifact downloads)
     ("artifact.read", "read_jobs", "Jobs: Read"),
     // Packages: Read and write — package uploads (PUT …/packages/generic, maven, npm, …)
-    ("package.write", "admin_packages", "Packages: Read and write"),
+    (
+        "package.write",
+        "admin_packages",
+        "Packages: Read and write",
+    ),
     // Packages: Read — package downloads
     ("package.read", "read_packages", "Packages: Read"),
     // Releases: Read and write — POST/PUT/DELETE /projects/:id/releases…
-    ("release.write", "admin_releases", "Releases: Read and write"),
+    (
+        "release.write",
+        "admin_releases",
+        "Releases: Read and write",
+    ),
     ("release.read", "read_releases", "Releases: Read"),
     // Deployments: Read and write — POST/PUT /projects/:id/deployments…
-    ("deployment.write", "admin_deployments", "Deployments: Read and write"),
+    (
+        "deployment.write",
+        "admin_deployments",
+        "Deployments: Read and write",
+    ),
     ("deployment.read", "read_deployments", "Deployments: Read"),
     // Environments
-    ("environment.write", "admin_environments", "Environments: Read and write"),
-    ("environment.read", "read_environments", "Environments: Read"),
+    (
+        "environment.write",
+        "admin_environments",
+        "Environments: Read and write",
+    ),
+    (
+        "environment.read",
+        "read_environments",
+        "Environments: Read",
+    ),
     // Secure files
-    ("secure_file.read", "read_secure_files", "Secure files: Read"),
-    ("secure_file.write", "admin_secure_files", "Secure files: Read and write"),
+    (
+        "secure_file.read",
+        "read_secure_files",
+        "Secure files: Read",
+    ),
+    (
+        "secure_file.write",
+        "admin_secure_files",
+        "Secure files: Read and write",
+    ),
     // Terraform state
-    ("terraform_state.read", "read_terraform_state", "Terraform state: Read"),
-    ("terraform_state.write", "admin_terraform_state", "Terraform state: Read and write"),
+    (
+        "terraform_state.read",
+        "read_terraform_state",
+        "Terraform state: Read",
+    ),
+    (
+        "terraform_state.write",
+        "admin_terraform_state",
+        "Terraform state: Read and write",
+    ),
 ];
 
 /// Why an observed action has no permission, for the report's flag.
@@ -123,7 +159,10 @@ mod tests {
         // The lower-case form of the table's "Permission Names" column.
         for (_, p, resource) in PERMISSION_BY_ACTION {
             assert!(p.starts_with("read_") || p.starts_with("admin_"), "{p}");
-            assert_eq!(p.starts_with("admin_"), resource.ends_with("Read and write"));
+            assert_eq!(
+                p.starts_with("admin_"),
+                resource.ends_with("Read and write")
+            );
         }
     }
 }

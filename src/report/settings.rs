@@ -64,7 +64,12 @@ mod tests {
 
     #[test]
     fn gitlab_url_is_empty_or_a_plain_http_url() {
-        for ok in ["", "https://gitlab.com", "http://gitlab.local:8080/", "https://h/gitlab"] {
+        for ok in [
+            "",
+            "https://gitlab.com",
+            "http://gitlab.local:8080/",
+            "https://h/gitlab",
+        ] {
             assert!(check(ok).is_ok(), "{ok}");
         }
         for bad in [

@@ -8,11 +8,15 @@ use super::escape::html as h;
 use super::graph::{Graph, SIZE};
 
 /// Above this many nodes, labels show only on hover or when a filter matches.
-const LABELS_UP_TO: usize = 60;
+const LABELS_UP_TO: usize = 120;
 
 pub fn render(graph: &Graph) -> String {
     let mut out = String::new();
-    let dense = if graph.nodes.len() > LABELS_UP_TO { " dense" } else { "" };
+    let dense = if graph.nodes.len() > LABELS_UP_TO {
+        " dense"
+    } else {
+        ""
+    };
     let _ = write!(
         out,
         r#"<svg id="graph-svg" class="graph{dense}" viewBox="0 0 {SIZE} {SIZE}" role="img" aria-label="cross-project access graph" data-nodes="{}" data-edges="{}" data-aggregated="{}">"#,
@@ -64,14 +68,21 @@ pub fn render(graph: &Graph) -> String {
         } else {
             String::new()
         };
+        // Labels point away from the centre, so they run outwards from the circle.
+        let angle = (n.y - SIZE / 2.0).atan2(n.x - SIZE / 2.0);
+        let (tx, ty) = (n.x + (r + 3.0) * angle.cos(), n.y + (r + 3.0) * angle.sin());
+        let (rotate, anchor) = if angle.cos() < 0.0 {
+            (angle.to_degrees() + 180.0, "end")
+        } else {
+            (angle.to_degrees(), "start")
+        };
         let _ = write!(
             out,
-            r#"<g class="node" data-id="{id}" data-group="{group}"><circle cx="{x}" cy="{y}" r="{r:.1}"></circle><text x="{tx:.1}" y="{y}">{id}</text><title>{id}: {uin} uses in, {uout} uses out{projects}</title></g>"#,
+            r#"<g class="node" data-id="{id}" data-group="{group}"><circle cx="{x}" cy="{y}" r="{r:.1}"></circle><text x="{tx:.1}" y="{ty:.1}" text-anchor="{anchor}" transform="rotate({rotate:.1} {tx:.1} {ty:.1})">{id}</text><title>{id}: {uin} uses in, {uout} uses out{projects}</title></g>"#,
             id = h(&n.id),
             group = h(&n.group),
             x = n.x,
             y = n.y,
-            tx = n.x + r + 2.0,
             uin = n.uses_in,
             uout = n.uses_out,
         );

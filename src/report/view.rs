@@ -104,7 +104,12 @@ pub fn build(data: &ReportData, gitlab_url: &str, aggregate_above: usize) -> Rep
         .allowlist
         .iter()
         .filter(|r| r.member_type == "Project")
-        .map(|r| ((r.member_path.as_str(), r.project.as_str()), r.status.as_str()))
+        .map(|r| {
+            (
+                (r.member_path.as_str(), r.project.as_str()),
+                r.status.as_str(),
+            )
+        })
         .collect();
     let edges: Vec<graph::Edge> = data
         .pairs
@@ -202,7 +207,11 @@ fn protected_projects(data: &ReportData) -> Vec<ProtectedProject> {
         .unused_entries
         .iter()
         .map(|u| {
-            let key = (u.project.as_str(), u.member_type.as_str(), u.member_path.as_str());
+            let key = (
+                u.project.as_str(),
+                u.member_type.as_str(),
+                u.member_path.as_str(),
+            );
             (key, u.last_used.as_str())
         })
         .collect();
@@ -218,18 +227,29 @@ fn protected_projects(data: &ReportData) -> Vec<ProtectedProject> {
     let mut out = Vec::new();
     for (project, rows) in by_project {
         let inbound = rows[0].inbound.clone();
-        let listed: Vec<_> = rows.iter().filter(|r| r.status.starts_with("allowlisted")).collect();
+        let listed: Vec<_> = rows
+            .iter()
+            .filter(|r| r.status.starts_with("allowlisted"))
+            .collect();
         if listed.is_empty() && inbound != "enabled" {
             continue;
         }
-        let consumers: Vec<_> = rows.iter().filter(|r| r.status.starts_with("used")).collect();
+        let consumers: Vec<_> = rows
+            .iter()
+            .filter(|r| r.status.starts_with("used"))
+            .collect();
         let entries = listed
             .iter()
             .map(|r| {
                 let (uses, last) = if r.member_type == "Group" {
-                    let under = consumers.iter().filter(|c| is_under(&c.member_path, &r.member_path));
+                    let under = consumers
+                        .iter()
+                        .filter(|c| is_under(&c.member_path, &r.member_path));
                     let uses = under.clone().map(|c| c.uses).sum();
-                    (uses, under.map(|c| c.last_used.clone()).max().unwrap_or_default())
+                    (
+                        uses,
+                        under.map(|c| c.last_used.clone()).max().unwrap_or_default(),
+                    )
                 } else {
                     (r.uses, r.last_used.clone())
                 };

@@ -23,12 +23,21 @@ fn pair(source: &str, target: &str, uses: u64) -> PairUse {
 fn row(project: &str, member_type: &str, member: &str, status: &str, uses: u64) -> AllowlistRow {
     AllowlistRow {
         project: project.into(),
-        inbound: if project == "web/site" { "not configured" } else { "enabled" }.into(),
+        inbound: if project == "web/site" {
+            "not configured"
+        } else {
+            "enabled"
+        }
+        .into(),
         member_type: member_type.into(),
         member_path: member.into(),
         status: status.into(),
         uses,
-        last_used: if uses > 0 { "2025-06-03 11:00:00".into() } else { String::new() },
+        last_used: if uses > 0 {
+            "2025-06-03 11:00:00".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -79,10 +88,34 @@ pub(super) fn fixture() -> ReportData {
         allowlist: vec![
             row("pay/ledger", "Group", "b", "allowlisted group", 0),
             row("pay/ledger", "Project", "a/app", "allowlisted, used", 10),
-            row("pay/ledger", "Project", "old/gone", "allowlisted, unused", 0),
-            row("pay/ledger", "Project", "b/tool", "used, covered by group", 4),
-            row("pay/ledger", "Project", HOSTILE_PATH, "used, NOT allowlisted", 2),
-            row("web/site", "Project", "a/app", "used, no allowlist history", 3),
+            row(
+                "pay/ledger",
+                "Project",
+                "old/gone",
+                "allowlisted, unused",
+                0,
+            ),
+            row(
+                "pay/ledger",
+                "Project",
+                "b/tool",
+                "used, covered by group",
+                4,
+            ),
+            row(
+                "pay/ledger",
+                "Project",
+                HOSTILE_PATH,
+                "used, NOT allowlisted",
+                2,
+            ),
+            row(
+                "web/site",
+                "Project",
+                "a/app",
+                "used, no allowlist history",
+                3,
+            ),
         ],
         unused_entries: vec![UnusedEntry {
             project: "pay/ledger".into(),
@@ -140,7 +173,10 @@ fn headline_figures() {
     let r = build(&fixture(), "", 150);
     let f = r.headline;
     assert_eq!(f.token_uses, 25);
-    assert_eq!(f.cross_project_edges, 4, "same-project and auth-only pairs are not edges");
+    assert_eq!(
+        f.cross_project_edges, 4,
+        "same-project and auth-only pairs are not edges"
+    );
     assert_eq!(f.uses_outside_allowlist, 2);
     assert_eq!(f.targets_without_allowlist, 1, "web/site");
     assert_eq!(f.open_alerts, 3);
@@ -166,7 +202,10 @@ fn protected_project_entries_missing_and_permissions() {
         ]
     );
     assert_eq!(p.entries[0].permissions.uncovered, ["pipeline.trigger"]);
-    assert_eq!(p.entries[1].permissions.recommended, ["admin_packages", "read_jobs"]);
+    assert_eq!(
+        p.entries[1].permissions.recommended,
+        ["admin_packages", "read_jobs"]
+    );
     assert_eq!(p.missing.len(), 1);
     assert_eq!(p.missing[0].path, HOSTILE_PATH);
     assert_eq!(p.recommended.len(), 3);
@@ -254,6 +293,9 @@ fn outline(html: &str) -> String {
 
 #[test]
 fn html_structure() {
-    let html = render(&build(&fixture(), "https://gitlab.example.com", 150), Format::Html);
+    let html = render(
+        &build(&fixture(), "https://gitlab.example.com", 150),
+        Format::Html,
+    );
     insta::assert_snapshot!(outline(&html));
 }

@@ -15,6 +15,7 @@ mod kafka_roundtrip;
 mod migrations;
 mod private_clickhouse;
 mod queries;
+mod report;
 mod resilience;
 mod scratch_broker;
 mod siem;
