@@ -84,9 +84,19 @@ pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
         scope,
         now_ms,
     };
+    // A bar on a terminal; one line per query otherwise (logs, CI), so progress is never silent.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let data = data::fetch(&request, &|step| {
         bar.inc(1);
         bar.set_message(step.to_string());
+        if !terminal {
+            eprintln!(
+                "[{}/{}] querying {step} ({:.1} s)",
+                bar.position(),
+                data::STEPS,
+                started.elapsed().as_secs_f64()
+            );
+        }
     })
     .await;
     bar.finish_and_clear();

@@ -1,9 +1,9 @@
 //! The cross-project access graph: projects grouped by top-level group, edges weighted by
 //! uses and coloured by allowlist status at the time of the uses. Above
-//! [`AGGREGATE_ABOVE`] projects, nodes are top-level groups and edges are summed between
-//! groups, so the picture stays readable at 500+ projects. The layout is computed here (no
-//! layout engine in the page): groups on a circle, each group's projects on a small circle
-//! around the group's place.
+//! [`AGGREGATE_ABOVE`] projects, nodes are groups: the deepest group level (`a`, `a/b`, …)
+//! that still gives at most that many nodes, with edges summed between them per status, so
+//! the picture stays readable at 500+ projects. The layout is computed here (no layout
+//! engine in the page): every node on one circle, ordered by top-level group.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::model::top_level_group;
 
-/// Beyond this many projects the graph shows groups instead.
+/// Beyond this many projects (nodes) the graph shows groups instead.
 pub const AGGREGATE_ABOVE: usize = 150;
 /// The drawing's square side, in SVG user units.
 pub const SIZE: f64 = 1000.0;
@@ -69,12 +69,23 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Graph {
     pub aggregated: bool,
+    /// Aggregated: the group level of the nodes (1 = top-level groups, 2 = `a/b`, …); a
+    /// project with fewer levels stays itself. 0 when nodes are projects.
+    pub level: usize,
     /// Projects in the graph (before aggregation).
     pub projects: usize,
     pub nodes: Vec<Node>,
-    /// `source`/`target` are node ids. Aggregated: edges inside one group are left out (their
-    /// uses count in the node's `uses_in`/`uses_out`).
+    /// `source`/`target` are node ids; one edge per (source, target, status). Aggregated:
+    /// edges inside one node are left out (their uses count in its `uses_in`/`uses_out`).
     pub edges: Vec<Edge>,
+}
+
+/// The first `level` segments of a path (the path itself when it has no more).
+fn prefix(path: &str, level: usize) -> &str {
+    match path.match_indices('/').nth(level.saturating_sub(1)) {
+        Some((i, _)) if level > 0 => &path[..i],
+        _ => path,
+    }
 }
 
 /// The graph of `edges` (cross-project pairs), aggregated by group above `aggregate_above`
@@ -87,9 +98,22 @@ pub fn build(edges: &[Edge], aggregate_above: usize) -> Graph {
     }
     let count = projects.len();
     let aggregated = count > aggregate_above;
+    let nodes_at = |level: usize| {
+        let ids: std::collections::BTreeSet<&str> =
+            projects.keys().map(|p| prefix(p, level)).collect();
+        ids.len()
+    };
+    let level = if aggregated {
+        (2..=16)
+            .take_while(|&l| nodes_at(l) <= aggregate_above && nodes_at(l) < count)
+            .last()
+            .unwrap_or(1)
+    } else {
+        0
+    };
     let node_of = |path: &str| -> String {
         if aggregated {
-            top_level_group(path).to_string()
+            prefix(path, level).to_string()
         } else {
             path.to_string()
         }
@@ -110,27 +134,29 @@ pub fn build(edges: &[Edge], aggregate_above: usize) -> Graph {
         n.uses_out += uses_out;
         n.projects += 1;
     }
-    let mut merged: BTreeMap<(String, String), Edge> = BTreeMap::new();
+    let mut merged: BTreeMap<(String, String, EdgeStatus), Edge> = BTreeMap::new();
     for e in edges {
         let (s, t) = (node_of(&e.source), node_of(&e.target));
         if s == t {
             continue;
         }
-        let m = merged.entry((s.clone(), t.clone())).or_insert(Edge {
-            source: s,
-            target: t,
-            uses: 0,
-            not_allowed_uses: 0,
-            status: EdgeStatus::Allowed,
-        });
+        let m = merged
+            .entry((s.clone(), t.clone(), e.status))
+            .or_insert(Edge {
+                source: s,
+                target: t,
+                uses: 0,
+                not_allowed_uses: 0,
+                status: e.status,
+            });
         m.uses += e.uses;
         m.not_allowed_uses += e.not_allowed_uses;
-        m.status = m.status.max(e.status);
     }
     let mut nodes: Vec<Node> = nodes.into_values().collect();
     layout(&mut nodes);
     Graph {
         aggregated,
+        level,
         projects: count,
         nodes,
         edges: merged.into_values().collect(),
@@ -209,24 +235,45 @@ mod tests {
     }
 
     #[test]
-    fn large_graphs_aggregate_by_top_level_group_with_the_worst_status() {
+    fn large_graphs_aggregate_by_group_with_one_edge_per_status() {
         let g = build(
             &[
                 edge("a/x", "b/y", 3, EdgeStatus::Allowed),
                 edge("a/sub/z", "b/w", 2, EdgeStatus::Unknown),
-                edge("a/x", "a/z", 7, EdgeStatus::NotAllowed),
+                edge("a/x", "a/sub/z", 7, EdgeStatus::NotAllowed),
                 edge("b/y", "a/x", 1, EdgeStatus::Allowed),
+                edge("a/sub/q", "b/y", 4, EdgeStatus::Allowed),
             ],
             3,
         );
         assert!(g.aggregated);
-        assert_eq!(g.projects, 5);
+        assert_eq!((g.projects, g.level), (5, 1));
         let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(g.nodes[0].projects, 3);
-        let ab = g.edges.iter().find(|e| e.source == "a").unwrap();
-        assert_eq!((ab.uses, ab.status), (5, EdgeStatus::Unknown));
-        assert_eq!(g.edges.len(), 2, "the edge inside group a is left out");
+        let ab: Vec<(u64, EdgeStatus)> = g
+            .edges
+            .iter()
+            .filter(|e| e.source == "a")
+            .map(|e| (e.uses, e.status))
+            .collect();
+        assert_eq!(ab, [(7, EdgeStatus::Allowed), (2, EdgeStatus::Unknown)]);
+        assert_eq!(g.edges.len(), 3, "the edge inside group a is left out");
+    }
+
+    #[test]
+    fn aggregation_takes_the_deepest_level_that_fits() {
+        let edges: Vec<Edge> = (0..6)
+            .map(|i| edge(&format!("a/s{}/p{i}", i % 2), "b/t", 1, EdgeStatus::Allowed))
+            .collect();
+        // 7 projects; a/s0, a/s1 and b/t make 3 nodes at level 2.
+        let g = build(&edges, 4);
+        assert_eq!(g.level, 2);
+        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["a/s0", "a/s1", "b/t"]);
+        assert_eq!(prefix("a/b/c", 1), "a");
+        assert_eq!(prefix("a/b/c", 2), "a/b");
+        assert_eq!(prefix("a/b", 5), "a/b");
     }
 
     #[test]

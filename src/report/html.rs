@@ -45,13 +45,15 @@ pub fn render(report: &Report) -> String {
     );
     out.push_str(concat!(
         "<nav><a href=\"#headline\">Summary</a><a href=\"#graph\">Access graph</a>",
-        "<a href=\"#projects\">Protected projects</a><a href=\"#outside\">Outside the allowlist</a>",
+        "<a href=\"#projects\">Protected projects</a><a href=\"#unprotected\">Without an allowlist</a>",
+        "<a href=\"#outside\">Outside the allowlist</a>",
         "<a href=\"#changes\">Changes</a><a href=\"#alerts\">Alerts</a>",
         "<a href=\"#permissions\">Permission mapping</a></nav>\n</header>\n"
     ));
     headline(&mut out, report);
     graph(&mut out, report);
     sections::projects(&mut out, report, &links);
+    sections::unprotected(&mut out, report, &links);
     sections::outside(&mut out, report, &links);
     sections::changes(&mut out, report, &links);
     sections::alerts(&mut out, report, &links);
@@ -93,11 +95,25 @@ fn headline(out: &mut String, report: &Report) {
         let class = if bad { "figure bad" } else { "figure" };
         let _ = writeln!(
             out,
-            "<div class=\"{class}\" data-figure=\"{key}\"><span class=\"value\">{value}</span>\
-             <span class=\"label\">{label}</span></div>"
+            "<div class=\"{class}\" data-figure=\"{key}\" data-value=\"{value}\">\
+             <span class=\"value\">{}</span><span class=\"label\">{label}</span></div>",
+            grouped(value)
         );
     }
     out.push_str("</div>\n</section>\n");
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() * 4 / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn graph(out: &mut String, report: &Report) {
@@ -105,10 +121,12 @@ fn graph(out: &mut String, report: &Report) {
     out.push_str("<section id=\"graph\">\n<h2>Cross-project access</h2>\n");
     let how = if g.aggregated {
         format!(
-            "{} projects, shown as their {} top-level groups (edges between groups summed; \
-             edges inside a group are left out). Filter by a group name to find it.",
+            "{} projects, shown as {} groups of {} path level{} (edges between groups summed \
+             per status; edges inside a group are left out). Filter by a path to find it.",
             g.projects,
-            g.nodes.len()
+            g.nodes.len(),
+            g.level,
+            if g.level == 1 { "" } else { "s" }
         )
     } else {
         format!(
@@ -135,4 +153,15 @@ fn graph(out: &mut String, report: &Report) {
         "allowlist)</span><span><i class=\"swatch unknown\"></i>unknown (target had no ",
         "allowlist history)</span></p>\n</section>\n"
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn figures_are_grouped_by_thousands() {
+        assert_eq!(super::grouped(0), "0");
+        assert_eq!(super::grouped(999), "999");
+        assert_eq!(super::grouped(1000), "1,000");
+        assert_eq!(super::grouped(10_000_000), "10,000,000");
+    }
 }

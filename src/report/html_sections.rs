@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::escape::{Links, html as h};
 use super::permissions::{self, Permissions};
-use super::view::{EntryUse, Report};
+use super::view::{EntryUse, Recommended, Report};
 
 /// `text` escaped, inside an anchor when there is an address.
 fn link(href: Option<String>, text: &str) -> String {
@@ -133,32 +133,72 @@ pub fn projects(out: &mut String, report: &Report, links: &Links) {
             );
         }
         out.push_str("</tbody></table>\n<h3>Recommended minimal allowlist</h3>\n");
-        table_head(
+        recommended(out, &p.recommended, links);
+        out.push_str("</details>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+fn recommended(out: &mut String, entries: &[Recommended], links: &Links) {
+    table_head(
+        out,
+        "recommended",
+        &[
+            "type",
+            "entry",
+            "consumers",
+            "unobserved admitted",
+            "uses",
+            "permissions",
+        ],
+    );
+    for r in entries {
+        let _ = writeln!(
             out,
-            "recommended",
-            &[
-                "type",
-                "entry",
-                "consumers",
-                "unobserved admitted",
-                "uses",
-                "permissions",
-            ],
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{}</td></tr>",
+            h(&r.entry_type),
+            link(links.project(&r.path), &r.path),
+            r.consumers,
+            r.unobserved_admitted,
+            r.uses,
+            perms(&r.permissions)
         );
-        for r in &p.recommended {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td>{}</td></tr>",
-                h(&r.entry_type),
-                link(links.project(&r.path), &r.path),
-                r.consumers,
-                r.unobserved_admitted,
-                r.uses,
-                perms(&r.permissions)
-            );
-        }
-        out.push_str("</tbody></table>\n</details>\n");
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+pub fn unprotected(out: &mut String, report: &Report, links: &Links) {
+    out.push_str("<section id=\"unprotected\">\n<h2>Targets without an allowlist</h2>\n");
+    out.push_str(
+        "<p class=\"note\">Projects reached by other projects' job tokens that have no \
+         allowlist entry and no inbound enforcement: the recommended minimal allowlist to \
+         start from, with the permissions the observed actions need.</p>\n",
+    );
+    for p in &report.unprotected {
+        let _ = writeln!(
+            out,
+            "<details class=\"project\" data-project=\"{}\"><summary>{} — inbound {}, {} \
+             consumers, {} uses, {} recommended entries{}</summary>",
+            h(&p.project),
+            h(&p.project),
+            h(&p.inbound),
+            p.consumers,
+            p.uses,
+            p.recommended.len(),
+            if p.over_limit {
+                " (over GitLab's limit)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "<p>{}</p>",
+            link(links.project(&p.project), "open in GitLab")
+        );
+        recommended(out, &p.recommended, links);
+        out.push_str("</details>\n");
     }
     out.push_str("</section>\n");
 }

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::escape::{Links, markdown as m};
 use super::model::utc;
 use super::permissions::Permissions;
-use super::view::{EntryUse, Report};
+use super::view::{EntryUse, Recommended, Report};
 
 /// Edges listed in place of the picture.
 const EDGES_LISTED: usize = 50;
@@ -26,6 +26,21 @@ fn perms(p: &Permissions) -> String {
         cell.push(format!("**not covered:** {}", flagged.join(", ")));
     }
     cell.join(" ")
+}
+
+fn recommended(out: &mut String, entries: &[Recommended]) {
+    for r in entries {
+        let _ = writeln!(
+            out,
+            "- {} {} ({} consumers, {} unobserved admitted, {} uses): {}",
+            m(&r.entry_type),
+            m(&r.path),
+            r.consumers,
+            r.unobserved_admitted,
+            r.uses,
+            perms(&r.permissions)
+        );
+    }
 }
 
 pub fn render(report: &Report) -> String {
@@ -127,18 +142,25 @@ pub fn render(report: &Report) -> String {
             );
         }
         let _ = writeln!(out, "\nRecommended minimal allowlist:\n");
-        for r in &p.recommended {
-            let _ = writeln!(
-                out,
-                "- {} {} ({} consumers, {} unobserved admitted, {} uses): {}",
-                m(&r.entry_type),
-                m(&r.path),
-                r.consumers,
-                r.unobserved_admitted,
-                r.uses,
-                perms(&r.permissions)
-            );
-        }
+        recommended(&mut out, &p.recommended);
+        out.push('\n');
+    }
+    let _ = writeln!(out, "## Targets without an allowlist\n");
+    for p in &report.unprotected {
+        let _ = writeln!(
+            out,
+            "### {}\n\nInbound enforcement: {}; {} consumers, {} uses. Recommended allowlist{}:\n",
+            link(links.project(&p.project), &p.project),
+            m(&p.inbound),
+            p.consumers,
+            p.uses,
+            if p.over_limit {
+                " (over GitLab's limit)"
+            } else {
+                ""
+            }
+        );
+        recommended(&mut out, &p.recommended);
         out.push('\n');
     }
     let _ = writeln!(

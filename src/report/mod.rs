@@ -8,6 +8,7 @@
 //! layout), `permissions` (action → GitLab permission), then `html`/`svg`, `markdown`, or
 //! serde for JSON. `cli` is the command. See docs/report.md.
 
+pub mod allowlists;
 pub mod cli;
 pub mod data;
 pub mod escape;

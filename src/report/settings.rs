@@ -29,7 +29,7 @@ impl ReportSettings {
 }
 
 /// Empty, or `http(s)://host[:port][/path]` with nothing a link could be abused with
-/// (no whitespace, quotes, angle brackets, query or fragment).
+/// (no whitespace, quotes, brackets, query or fragment).
 fn validate_gitlab_url(url: &str) -> Result<(), String> {
     if url.is_empty() {
         return Ok(());
@@ -44,7 +44,7 @@ fn validate_gitlab_url(url: &str) -> Result<(), String> {
     }
     if let Some(c) = url
         .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || "\"'<>`\\?#".contains(*c))
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'<>`\\?#()".contains(*c))
     {
         return Err(format!("must not contain {c:?}, got {url:?}"));
     }

@@ -1,11 +1,12 @@
-//! The access graph as inline SVG: one `<line class="edge …">` per edge and one
+//! The access graph as inline SVG: one `<path class="edge …">` per edge and one
 //! `<g class="node">` per node, each with a `<title>` tooltip. `report.js` zooms, pans and
 //! filters it; it reads only attributes, so nothing from the database is ever parsed as markup.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::escape::html as h;
-use super::graph::{Graph, SIZE};
+use super::graph::{EdgeStatus, Graph, SIZE};
 
 /// Above this many nodes, labels show only on hover or when a filter matches.
 const LABELS_UP_TO: usize = 120;
@@ -25,25 +26,38 @@ pub fn render(graph: &Graph) -> String {
         graph.aggregated
     );
     out.push_str(concat!(
-        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse">"#,
+        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse">"#,
         r#"<path d="M 0 0 L 10 5 L 0 10 z" fill="context-stroke"></path></marker></defs>"#
     ));
+    let max_node = graph
+        .nodes
+        .iter()
+        .map(|n| n.uses_in + n.uses_out)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let radius: BTreeMap<&str, (f64, f64, f64)> = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let total = (n.uses_in + n.uses_out) as f64;
+            let r = 3.0 + 9.0 * (total.ln_1p() / max_node.ln_1p());
+            (n.id.as_str(), (n.x, n.y, r))
+        })
+        .collect();
     let max_uses = graph.edges.iter().map(|e| e.uses).max().unwrap_or(1).max(1) as f64;
-    let pos = |id: &str| {
-        graph
-            .nodes
-            .iter()
-            .find(|n| n.id == id)
-            .map(|n| (n.x, n.y))
-            .unwrap_or((0.0, 0.0))
-    };
     out.push_str(r#"<g class="edges">"#);
     for e in &graph.edges {
-        let ((x1, y1), (x2, y2)) = (pos(&e.source), pos(&e.target));
+        let (Some(&(x1, y1, r1)), Some(&(x2, y2, r2))) =
+            (radius.get(e.source.as_str()), radius.get(e.target.as_str()))
+        else {
+            continue;
+        };
         let width = 0.6 + 5.0 * ((e.uses as f64).ln_1p() / max_uses.ln_1p());
         let _ = write!(
             out,
-            r#"<line class="edge {status}" x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke-width="{width:.1}" marker-end="url(#arrow)" data-source="{s}" data-target="{t}" data-status="{status}"><title>{s} → {t}: {uses} uses, {na} not allowed ({label})</title></line>"#,
+            r#"<path class="edge {status}" d="{d}" stroke-width="{width:.1}" marker-end="url(#arrow)" data-source="{s}" data-target="{t}" data-status="{status}"><title>{s} → {t}: {uses} uses, {na} not allowed ({label})</title></path>"#,
+            d = curve((x1, y1, r1), (x2, y2, r2), e.status),
             status = e.status.as_str(),
             s = h(&e.source),
             t = h(&e.target),
@@ -53,16 +67,8 @@ pub fn render(graph: &Graph) -> String {
         );
     }
     out.push_str(r#"</g><g class="nodes">"#);
-    let max_node = graph
-        .nodes
-        .iter()
-        .map(|n| n.uses_in + n.uses_out)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
     for n in &graph.nodes {
-        let total = (n.uses_in + n.uses_out) as f64;
-        let r = 3.0 + 9.0 * (total.ln_1p() / max_node.ln_1p());
+        let r = radius[n.id.as_str()].2;
         let projects = if graph.aggregated {
             format!(", {} projects", n.projects)
         } else {
@@ -89,4 +95,25 @@ pub fn render(graph: &Graph) -> String {
     }
     out.push_str("</g></svg>");
     out
+}
+
+/// A quadratic curve from the edge of the source's circle to the edge of the target's,
+/// bent by status, so the edges of one pair with different statuses stay apart and A → B
+/// and B → A do too.
+fn curve(from: (f64, f64, f64), to: (f64, f64, f64), status: EdgeStatus) -> String {
+    let (dx, dy) = (to.0 - from.0, to.1 - from.1);
+    let len = (dx * dx + dy * dy).sqrt().max(1e-6);
+    let (ux, uy) = (dx / len, dy / len);
+    let bend = match status {
+        EdgeStatus::Allowed => 0.08,
+        EdgeStatus::Unknown => 0.16,
+        EdgeStatus::NotAllowed => 0.24,
+    } * len;
+    let (mx, my) = (
+        (from.0 + to.0) / 2.0 - uy * bend,
+        (from.1 + to.1) / 2.0 + ux * bend,
+    );
+    let (sx, sy) = (from.0 + ux * from.2, from.1 + uy * from.2);
+    let (ex, ey) = (to.0 - ux * (to.2 + 1.0), to.1 - uy * (to.2 + 1.0));
+    format!("M {sx:.1} {sy:.1} Q {mx:.1} {my:.1} {ex:.1} {ey:.1}")
 }

@@ -6,10 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+pub use super::allowlists::{Entry, EntryUse, Missing, ProtectedProject, Recommended, Unprotected};
 use super::graph::{self, EdgeStatus, Graph};
 use super::model::{AlertItem, Change, OutsideUse, ReportData, Scope, in_group};
-use super::permissions::{self, Permissions};
-use crate::query::recommend::is_under;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Headline {
@@ -25,59 +24,6 @@ pub struct Headline {
     pub open_alerts: u64,
 }
 
-/// How an allowlist entry was used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryUse {
-    /// Used in the window.
-    Used,
-    /// Not used in the window, but used or changed within `unused_days`.
-    NotInWindow,
-    /// Neither used nor changed for `unused_days` days.
-    Unused,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    pub member_type: String,
-    pub member_path: String,
-    pub usage: EntryUse,
-    pub uses: u64,
-    /// Last use of the entry ever ("never" if none), from unused-allowlist-entries; else the
-    /// last use in the window.
-    pub last_used: String,
-    pub permissions: Permissions,
-}
-
-/// A consumer whose uses were not covered by the allowlist at the time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Missing {
-    pub path: String,
-    pub uses: u64,
-    pub last_used: String,
-    pub permissions: Permissions,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Recommended {
-    pub entry_type: String,
-    pub path: String,
-    pub consumers: usize,
-    pub unobserved_admitted: usize,
-    pub uses: u64,
-    pub permissions: Permissions,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProtectedProject {
-    pub project: String,
-    pub inbound: String,
-    pub entries: Vec<Entry>,
-    pub missing: Vec<Missing>,
-    pub recommended: Vec<Recommended>,
-    pub over_limit: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub scope: Scope,
@@ -86,6 +32,8 @@ pub struct Report {
     pub headline: Headline,
     pub graph: Graph,
     pub projects: Vec<ProtectedProject>,
+    /// Targets of cross-project uses without an allowlist, with the allowlist to start from.
+    pub unprotected: Vec<Unprotected>,
     pub outside_uses: Vec<OutsideUse>,
     pub changes: Vec<Change>,
     pub alerts: Vec<AlertItem>,
@@ -133,7 +81,7 @@ pub fn build(data: &ReportData, gitlab_url: &str, aggregate_above: usize) -> Rep
             }
         })
         .collect();
-    let projects = protected_projects(data);
+    let (projects, unprotected) = super::allowlists::build(data);
     let protected: BTreeSet<&str> = projects.iter().map(|p| p.project.as_str()).collect();
     let targets: BTreeSet<&str> = edges.iter().map(|e| e.target.as_str()).collect();
     let headline = Headline {
@@ -154,6 +102,10 @@ pub fn build(data: &ReportData, gitlab_url: &str, aggregate_above: usize) -> Rep
         headline,
         graph: graph::build(&edges, aggregate_above),
         projects: projects
+            .into_iter()
+            .filter(|p| in_group(&p.project, group))
+            .collect(),
+        unprotected: unprotected
             .into_iter()
             .filter(|p| in_group(&p.project, group))
             .collect(),
@@ -180,127 +132,4 @@ pub fn build(data: &ReportData, gitlab_url: &str, aggregate_above: usize) -> Rep
 
 fn is_cross_project(source: &str, target: &str) -> bool {
     !source.is_empty() && !target.is_empty() && source != target
-}
-
-/// Projects with a current allowlist entry or inbound enforcement enabled.
-fn protected_projects(data: &ReportData) -> Vec<ProtectedProject> {
-    let mut actions: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
-    for a in &data.actions {
-        actions
-            .entry((a.target.as_str(), a.source.as_str()))
-            .or_default()
-            .insert(a.action.as_str());
-    }
-    // The actions of every consumer a member admits (a group: the projects under it).
-    let admitted = |target: &str, member_type: &str, member: &str| -> Permissions {
-        permissions::for_actions(
-            actions
-                .range((target, "")..)
-                .take_while(|((t, _), _)| *t == target)
-                .filter(|((_, s), _)| {
-                    *s == member || (member_type == "Group" && is_under(s, member))
-                })
-                .flat_map(|(_, a)| a.iter().copied()),
-        )
-    };
-    let unused: BTreeMap<(&str, &str, &str), &str> = data
-        .unused_entries
-        .iter()
-        .map(|u| {
-            let key = (
-                u.project.as_str(),
-                u.member_type.as_str(),
-                u.member_path.as_str(),
-            );
-            (key, u.last_used.as_str())
-        })
-        .collect();
-    let recs: BTreeMap<&str, _> = data
-        .recommendations
-        .iter()
-        .map(|r| (r.project.as_str(), r))
-        .collect();
-    let mut by_project: BTreeMap<&str, Vec<&super::model::AllowlistRow>> = BTreeMap::new();
-    for r in &data.allowlist {
-        by_project.entry(&r.project).or_default().push(r);
-    }
-    let mut out = Vec::new();
-    for (project, rows) in by_project {
-        let inbound = rows[0].inbound.clone();
-        let listed: Vec<_> = rows
-            .iter()
-            .filter(|r| r.status.starts_with("allowlisted"))
-            .collect();
-        if listed.is_empty() && inbound != "enabled" {
-            continue;
-        }
-        let consumers: Vec<_> = rows
-            .iter()
-            .filter(|r| r.status.starts_with("used"))
-            .collect();
-        let entries = listed
-            .iter()
-            .map(|r| {
-                let (uses, last) = if r.member_type == "Group" {
-                    let under = consumers
-                        .iter()
-                        .filter(|c| is_under(&c.member_path, &r.member_path));
-                    let uses = under.clone().map(|c| c.uses).sum();
-                    (
-                        uses,
-                        under.map(|c| c.last_used.clone()).max().unwrap_or_default(),
-                    )
-                } else {
-                    (r.uses, r.last_used.clone())
-                };
-                let idle = unused.get(&(project, r.member_type.as_str(), r.member_path.as_str()));
-                Entry {
-                    member_type: r.member_type.clone(),
-                    member_path: r.member_path.clone(),
-                    usage: match idle {
-                        Some(_) => EntryUse::Unused,
-                        None if uses > 0 => EntryUse::Used,
-                        None => EntryUse::NotInWindow,
-                    },
-                    uses,
-                    last_used: idle.map(|l| l.to_string()).unwrap_or(last),
-                    permissions: admitted(project, &r.member_type, &r.member_path),
-                }
-            })
-            .collect();
-        let missing = consumers
-            .iter()
-            .filter(|r| r.status == "used, NOT allowlisted")
-            .map(|r| Missing {
-                path: r.member_path.clone(),
-                uses: r.uses,
-                last_used: r.last_used.clone(),
-                permissions: admitted(project, "Project", &r.member_path),
-            })
-            .collect();
-        let rec = recs.get(project);
-        out.push(ProtectedProject {
-            project: project.to_string(),
-            inbound,
-            entries,
-            missing,
-            recommended: rec
-                .map(|r| {
-                    r.entries
-                        .iter()
-                        .map(|e| Recommended {
-                            entry_type: e.kind.as_str().to_string(),
-                            path: e.path.clone(),
-                            consumers: e.consumers,
-                            unobserved_admitted: e.unobserved,
-                            uses: e.uses,
-                            permissions: admitted(project, e.kind.as_str(), &e.path),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            over_limit: rec.is_some_and(|r| r.over_limit),
-        });
-    }
-    out
 }

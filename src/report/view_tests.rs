@@ -129,19 +129,32 @@ pub(super) fn fixture() -> ReportData {
             action("b/tool", "pay/ledger", "pipeline.trigger"),
             action(HOSTILE_PATH, "pay/ledger", "repository.read"),
         ],
-        recommendations: vec![Recommendation {
-            project: "pay/ledger".into(),
-            entries: ["a/app", "b/tool", HOSTILE_PATH]
-                .map(|p| Entry {
+        recommendations: vec![
+            Recommendation {
+                project: "pay/ledger".into(),
+                entries: ["a/app", "b/tool", HOSTILE_PATH]
+                    .map(|p| Entry {
+                        kind: EntryKind::Project,
+                        path: p.into(),
+                        consumers: 1,
+                        unobserved: 0,
+                        uses: 1,
+                    })
+                    .to_vec(),
+                over_limit: false,
+            },
+            Recommendation {
+                project: "web/site".into(),
+                entries: vec![Entry {
                     kind: EntryKind::Project,
-                    path: p.into(),
+                    path: "a/app".into(),
                     consumers: 1,
                     unobserved: 0,
-                    uses: 1,
-                })
-                .to_vec(),
-            over_limit: false,
-        }],
+                    uses: 3,
+                }],
+                over_limit: false,
+            },
+        ],
         changes: vec![Change {
             at: "2025-06-03 09:00:00".into(),
             kind: "allowlist".into(),
@@ -209,6 +222,9 @@ fn protected_project_entries_missing_and_permissions() {
     assert_eq!(p.missing.len(), 1);
     assert_eq!(p.missing[0].path, HOSTILE_PATH);
     assert_eq!(p.recommended.len(), 3);
+    assert_eq!(r.unprotected.len(), 1);
+    assert_eq!(r.unprotected[0].project, "web/site");
+    assert_eq!(r.unprotected[0].inbound, "not configured");
 }
 
 #[test]
