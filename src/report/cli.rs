@@ -119,3 +119,48 @@ pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReportArgs,
+    }
+
+    const NOW: i64 = 1_751_328_000_000; // 2025-07-01
+
+    fn scope(argv: &[&str]) -> Result<Scope, String> {
+        let cli = Cli::try_parse_from(["report", "--out", "r.html"].iter().chain(argv))
+            .map_err(|e| e.to_string())?;
+        cli.args.scope(NOW).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn window_defaults_to_the_last_30_days() {
+        let s = scope(&[]).unwrap();
+        assert_eq!((s.from_ms, s.to_ms), (NOW - 30 * 86_400_000, NOW + 1));
+        assert_eq!(s.group, "");
+    }
+
+    #[test]
+    fn explicit_window_and_group() {
+        let s = scope(&[
+            "--from",
+            "2025-06-01",
+            "--to",
+            "2025-06-02",
+            "--group",
+            "pay/",
+        ])
+        .unwrap();
+        assert_eq!((s.from_ms, s.to_ms), (1_748_736_000_000, 1_748_822_400_000));
+        assert_eq!(s.group, "pay");
+        let open_end = scope(&["--from", "2025-06-01"]).unwrap();
+        assert_eq!(open_end.to_ms, NOW + 1);
+        assert!(scope(&["--since", "7d", "--from", "2025-06-01"]).is_err());
+    }
+}

@@ -84,9 +84,9 @@ pub fn render(report: &Report) -> String {
         g.projects,
         g.edges.len(),
         if g.aggregated {
-            " between top-level groups"
+            format!(" between groups of {} path level(s)", g.level)
         } else {
-            ""
+            String::new()
         }
     );
     let mut edges: Vec<_> = g.edges.iter().collect();
