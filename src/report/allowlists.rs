@@ -156,7 +156,11 @@ pub fn build(data: &ReportData) -> (Vec<ProtectedProject>, Vec<Unprotected>) {
                 let (uses, last) = if r.member_type == "Group" {
                     let under = consumers
                         .iter()
-                        .filter(|c| is_under(&c.member_path, &r.member_path));
+                        // Consumers the group admitted at the time of their last use.
+                        .filter(|c| {
+                            c.status == "used, covered by group"
+                                && is_under(&c.member_path, &r.member_path)
+                        });
                     let uses = under.clone().map(|c| c.uses).sum();
                     (
                         uses,

@@ -270,11 +270,8 @@ fn outline(html: &str) -> String {
         if tag.starts_with('!') {
             continue;
         }
-        if let Some(name) = tag.strip_prefix('/') {
+        if tag.starts_with('/') {
             depth -= 1;
-            if name == "style" || name == "script" {
-                continue;
-            }
             continue;
         }
         let name = tag.split_whitespace().next().unwrap();
