@@ -277,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn six_hundred_projects_show_as_their_sixty_subgroups() {
+        let path = |i: usize| format!("g{}/s{}/p{}", i % 6, (i / 6) % 10, i);
+        let edges: Vec<Edge> = (0..600)
+            .map(|i| edge(&path(i), &path((i * 7 + 1) % 600), 1, EdgeStatus::Allowed))
+            .collect();
+        let g = build(&edges, AGGREGATE_ABOVE);
+        assert!(g.aggregated);
+        assert_eq!((g.projects, g.level, g.nodes.len()), (600, 2, 60));
+    }
+
+    #[test]
     fn nodes_of_one_group_do_not_overlap() {
         let edges: Vec<Edge> = (0..8)
             .map(|i| edge(&format!("g/p{i}"), "h/t", 1, EdgeStatus::Allowed))
