@@ -9,6 +9,7 @@ pub mod alert;
 pub mod collect;
 pub mod config;
 pub mod correlate;
+pub mod diagnose;
 pub mod ingest;
 pub mod kafka;
 pub mod model;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use tokentrail::config::Settings;
+use tokentrail::diagnose;
 use tokentrail::store::schema::{Dialect, RenderOptions};
 use tokentrail::store::{migrate, sink};
 use tokentrail::telemetry::{self, metrics::Metrics, server::Health};
@@ -40,7 +41,11 @@ enum Command {
         exit_when_caught_up: bool,
     },
     /// Receive GitLab audit-event streaming and webhooks over HTTP and produce them to Kafka.
-    Collect,
+    Collect {
+        /// Print the effective configuration (secrets redacted) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
     /// Create or upgrade the ClickHouse schema.
     Migrate {
         /// Print the DDL instead of running it.
@@ -84,21 +89,36 @@ impl From<DialectArg> for Dialect {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    for name in diagnose::unread_setting_variables(
+        std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
+    ) {
+        eprintln!(
+            "warning: {name} is not read: setting variables start with TOKENTRAIL__ \
+             (two underscores), e.g. TOKENTRAIL__CLICKHOUSE__URL"
+        );
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{}", diagnose::render(&e.into(), None));
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{}", diagnose::render(&e, Some(&settings)));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref())?;
+async fn run(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
+    let settings = settings.clone();
     telemetry::init_logging(&settings.telemetry.log_format);
     match cli.command {
         Command::Ingest {
@@ -111,7 +131,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ingest(&settings, exit_when_caught_up).await
         }
-        Command::Collect => collect(&settings).await,
+        Command::Collect { print_config } => {
+            if print_config {
+                print!("{}", settings.to_redacted_toml());
+                return Ok(());
+            }
+            collect(&settings).await
+        }
         Command::Migrate { dry_run, dialect } => {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
         }

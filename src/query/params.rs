@@ -85,6 +85,8 @@ impl QueryParams {
 pub enum ParamError {
     #[error("bad duration {0:?}: expected a number and a unit, e.g. 90s, 15m, 12h, 7d, 2w")]
     Duration(String),
+    #[error("bad duration {0:?}: must be longer than zero (and fit in 64-bit milliseconds)")]
+    DurationOutOfRange(String),
     #[error(
         "bad timestamp {0:?}: expected RFC 3339 (2025-06-03T10:00:00Z), a date (2025-06-03), \
          `2025-06-03 10:00:00` (UTC) or Unix milliseconds"
@@ -120,7 +122,9 @@ pub fn parse_duration(text: &str) -> Result<i64, ParamError> {
         "w" => 7 * 86_400_000,
         _ => return Err(err()),
     };
-    n.checked_mul(unit_ms).filter(|&ms| ms > 0).ok_or_else(err)
+    n.checked_mul(unit_ms)
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| ParamError::DurationOutOfRange(text.to_string()))
 }
 
 /// RFC 3339, `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS` (UTC) or Unix milliseconds → milliseconds.
@@ -300,6 +304,11 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(900_000));
         assert_eq!(parse_duration("12h"), Ok(43_200_000));
         assert_eq!(parse_duration("2w"), Ok(14 * 86_400_000));
+        assert_eq!(
+            parse_duration("0s"),
+            Err(ParamError::DurationOutOfRange("0s".into())),
+            "a zero duration says so, not that the unit is missing"
+        );
         for bad in ["", "7", "d", "7y", "-7d", "0d", "7 d", "99999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
