@@ -12,6 +12,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::correlate::{CorrelatorConfig, DEFAULT_LATENESS_MS};
 
+mod secret_files;
+mod tls;
+
+pub use tls::{
+    ClickHouseTlsSettings, KafkaSaslSettings, KafkaTlsSettings, SASL_MECHANISMS,
+};
+
 /// The environment prefix; `TOKENTRAIL__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "TOKENTRAIL";
 
@@ -21,9 +28,12 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("invalid configuration: {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// Like `Invalid`, for keys only known at load time (`collect.webhooks[1].token_file`).
+    #[error("invalid configuration: {key}: {reason}")]
+    InvalidAt { key: String, reason: String },
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.into(),
@@ -100,7 +110,11 @@ pub struct KafkaSettings {
     /// session timeout. Must be unique per running process (e.g. the pod or host name);
     /// empty (the default) means dynamic membership.
     pub group_instance_id: String,
-    /// Passed through to librdkafka verbatim (e.g. `security.protocol`, `sasl.password`).
+    /// TLS to the brokers: CA, client certificate (see `config::tls`).
+    pub tls: KafkaTlsSettings,
+    /// SASL PLAIN, SCRAM or OAUTHBEARER (see `config::tls`).
+    pub sasl: KafkaSaslSettings,
+    /// Passed through to librdkafka verbatim (e.g. `client.rack`, `ssl.endpoint.identification.algorithm`).
     /// Values of keys that look secret are redacted when printed.
     pub options: LibrdkafkaOptions,
 }
@@ -118,6 +132,8 @@ pub struct ClickHouseSettings {
     pub insert_timeout_secs: u64,
     /// Table retention for servers that support TTL (`tokentrail migrate`); 0 keeps forever.
     pub retention_days: u32,
+    /// CA and client certificate for an `https://` URL.
+    pub tls: ClickHouseTlsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -206,6 +222,8 @@ impl Default for KafkaSettings {
             dead_letter_topic: "tokentrail.dlq".into(),
             max_prefetch_kbytes: 16 * 1024,
             group_instance_id: String::new(),
+            tls: KafkaTlsSettings::default(),
+            sasl: KafkaSaslSettings::default(),
             options: LibrdkafkaOptions::default(),
         }
     }
@@ -220,6 +238,7 @@ impl fmt::Debug for ClickHouseSettings {
             .field("password", &self.password)
             .field("insert_timeout_secs", &self.insert_timeout_secs)
             .field("retention_days", &self.retention_days)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -233,6 +252,7 @@ impl Default for ClickHouseSettings {
             password: Secret::default(),
             insert_timeout_secs: 30,
             retention_days: 0,
+            tls: ClickHouseTlsSettings::default(),
         }
     }
 }
@@ -487,7 +507,7 @@ fn check_destination(
     Ok(())
 }
 
-fn looks_secret(key: &str) -> bool {
+pub fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     // Every SASL option (usernames and OAUTHBEARER configs carry credentials too), every
     // option naming a key, password, secret, token or credential (`ssl.key.password`,
@@ -578,7 +598,9 @@ impl Settings {
             .with_list_parse_key("kafka.webhook_topics")
             .try_parsing(true)
             .source(env);
-        let settings: Settings = builder.add_source(env_source).build()?.try_deserialize()?;
+        let mut tree: config::Value = builder.add_source(env_source).build()?.try_deserialize()?;
+        secret_files::resolve(&mut tree)?;
+        let settings: Settings = tree.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -629,13 +651,18 @@ impl Settings {
                 ));
             }
         }
+        tls::validate_kafka(&k.tls, &k.sasl, &k.options)?;
         let c = &self.clickhouse;
         if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
             return Err(invalid(
                 "clickhouse.url",
-                format!("must start with http:// or https://, got {:?}", c.url),
+                format!(
+                    "must start with http:// or https://, got {:?}",
+                    url_without_userinfo(&c.url)
+                ),
             ));
         }
+        tls::validate_clickhouse(&c.url, &c.tls)?;
         if c.database.trim().is_empty() {
             return Err(invalid("clickhouse.database", "must not be empty"));
         }

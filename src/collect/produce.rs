@@ -98,6 +98,7 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
         ],
     )
     .create()
+    .map_err(crate::kafka::client::redact_error)
 }
 
 impl Publisher {

@@ -1,10 +1,15 @@
 //! Kafka client construction shared by every command (ingest, collect, the alert output,
 //! export, simulate), and the one rule for which Kafka errors are worth retrying.
+//!
+//! `[kafka.tls]` and `[kafka.sasl]` become librdkafka's `security.protocol`, `ssl.*` and
+//! `sasl.*` options here. librdkafka is built with OpenSSL (TLS, SCRAM) and libcurl
+//! (OAUTHBEARER's OIDC token requests); PLAIN and OAUTHBEARER are its own code.
 
 use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
-use crate::config::KafkaSettings;
+use crate::config::{KafkaSettings, looks_secret};
 
 /// `defaults` may be overridden by `kafka.options`; `forced` may not (validation rejects
 /// options that try).
@@ -24,7 +29,76 @@ pub fn client_config(
     for (k, v) in forced {
         cfg.set(*k, v);
     }
+    for (k, v) in security_options(settings) {
+        cfg.set(k, v);
+    }
     cfg
+}
+
+/// The librdkafka options `[kafka.tls]` and `[kafka.sasl]` stand for. Validation rejects
+/// `kafka.options` that set any of them as well.
+pub fn security_options(settings: &KafkaSettings) -> Vec<(&'static str, String)> {
+    let (tls, sasl) = (&settings.tls, &settings.sasl);
+    let mut out = Vec::new();
+    let protocol = match (tls.is_on(), sasl.is_on()) {
+        (false, false) => return out,
+        (true, false) => "SSL",
+        (false, true) => "SASL_PLAINTEXT",
+        (true, true) => "SASL_SSL",
+    };
+    out.push(("security.protocol", protocol.to_string()));
+    for (key, value) in [
+        ("ssl.ca.location", &tls.ca_file),
+        ("ssl.certificate.location", &tls.cert_file),
+        ("ssl.key.location", &tls.key_file),
+    ] {
+        if !value.is_empty() {
+            out.push((key, value.clone()));
+        }
+    }
+    if !tls.key_password.is_empty() {
+        out.push(("ssl.key.password", tls.key_password.expose().to_string()));
+    }
+    if !sasl.is_on() {
+        return out;
+    }
+    out.push(("sasl.mechanism", sasl.mechanism.clone()));
+    if sasl.mechanism == "OAUTHBEARER" {
+        out.push(("sasl.oauthbearer.method", "oidc".into()));
+        out.push((
+            "sasl.oauthbearer.token.endpoint.url",
+            sasl.oauthbearer_token_endpoint_url.clone(),
+        ));
+        out.push(("sasl.oauthbearer.client.id", sasl.oauthbearer_client_id.clone()));
+        out.push((
+            "sasl.oauthbearer.client.secret",
+            sasl.oauthbearer_client_secret.expose().to_string(),
+        ));
+        if !sasl.oauthbearer_scope.is_empty() {
+            out.push(("sasl.oauthbearer.scope", sasl.oauthbearer_scope.clone()));
+        }
+    } else {
+        out.push(("sasl.username", sasl.username.clone()));
+        out.push(("sasl.password", sasl.password.expose().to_string()));
+    }
+    out
+}
+
+/// A client-creation error without the value of a secret option: rdkafka's
+/// `ClientConfig(code, description, key, value)` prints the value, and librdkafka's
+/// description quotes it too. Every `create()` of a Kafka client passes its error through.
+pub fn redact_error(err: KafkaError) -> KafkaError {
+    match err {
+        KafkaError::ClientConfig(code, description, key, value) if looks_secret(&key) => {
+            let description = if value.is_empty() {
+                description
+            } else {
+                description.replace(&value, "***")
+            };
+            KafkaError::ClientConfig(code, description, key, "***".into())
+        }
+        other => other,
+    }
 }
 
 /// An idempotent producer (`acks=all`), used for the dead-letter topic.
@@ -38,6 +112,7 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, rdkafka::err
         ],
     )
     .create()
+    .map_err(redact_error)
 }
 
 /// Whether a Kafka error means retrying cannot help: credentials, permissions, or a message

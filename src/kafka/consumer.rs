@@ -156,7 +156,7 @@ pub fn consumer(
     if !settings.group_instance_id.is_empty() {
         cfg.set("group.instance.id", &settings.group_instance_id);
     }
-    let consumer: IngestConsumer = cfg.create_with_context(context)?;
+    let consumer: IngestConsumer = cfg.create_with_context(context).map_err(super::client::redact_error)?;
     let topics: Vec<&str> = settings
         .audit_topics
         .iter()

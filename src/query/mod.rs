@@ -164,8 +164,9 @@ pub async fn execute_sql(
                 })
         }
     };
+    // No settings: a `readonly=1` user may not change any. Quoted 64-bit integers (the
+    // server default) are read back as numbers by `ResultSet::from_json_compact`.
     let bytes = query
-        .with_setting("output_format_json_quote_64bit_integers", "0")
         .fetch_bytes("JSONCompact")?
         .collect()
         .await?;

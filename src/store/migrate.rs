@@ -61,6 +61,18 @@ pub fn plan_sql(opts: &RenderOptions) -> Result<String, MigrateError> {
     Ok(sql)
 }
 
+/// Whether `database` already has the migrations table (and so exists).
+async fn bookkeeping_exists(system: &Client, database: &str) -> Result<bool, MigrateError> {
+    let n: u64 = system
+        .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
+        .bind(database)
+        .bind(MIGRATIONS_TABLE)
+        .fetch_one()
+        .await
+        .map_err(|e| sink::classify(&e))?;
+    Ok(n > 0)
+}
+
 /// Applies missing migrations. `dialect` overrides detection (tests render both forms).
 pub async fn migrate(
     client: &Client,
@@ -80,10 +92,16 @@ pub async fn migrate(
         retention_days,
     };
     let exec = |sql: String| async { system.query_raw(&sql).execute().await.map_err(|e| (sql, e)) };
-    let bookkeeping = [
-        format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(database)),
-        schema::migrations_table_ddl(database),
-    ];
+    // No DDL at all when the bookkeeping table exists: a user without DDL rights can then
+    // run `migrate` to check that nothing is pending (docs/privileges.md).
+    let bookkeeping = if bookkeeping_exists(&system, database).await? {
+        Vec::new()
+    } else {
+        vec![
+            format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(database)),
+            schema::migrations_table_ddl(database),
+        ]
+    };
     for sql in bookkeeping {
         exec(sql)
             .await

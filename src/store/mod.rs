@@ -1,6 +1,7 @@
 //! Everything that touches ClickHouse: row encoding, the schema, and the batch writer.
 
 pub mod block;
+pub mod client;
 pub mod migrate;
 pub mod rowbinary;
 pub mod schema;

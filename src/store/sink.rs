@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::block::{Block, TopicPartition, WriteReceipt};
 use super::schema::{Dialect, ServerVersion};
 use super::tables::Table;
-use crate::config::{ClickHouseSettings, RetrySettings};
+use crate::config::RetrySettings;
 use crate::retry::Backoff;
 use crate::telemetry::metrics::Metrics;
 
@@ -81,8 +81,12 @@ pub fn error_code(text: &str) -> Option<u32> {
 
 pub fn classify(err: &clickhouse::error::Error) -> WriteError {
     use clickhouse::error::Error as E;
-    let message = err.to_string();
+    let message = super::client::chain(err);
     match err {
+        E::Network(_) if super::client::is_tls_failure(err) => WriteError::Fatal {
+            code: None,
+            message,
+        },
         E::Network(_) | E::TimedOut => WriteError::Retryable {
             code: None,
             message,
@@ -151,20 +155,7 @@ pub struct ClickHouseSink {
     metrics: Metrics,
 }
 
-/// A `clickhouse::Client` configured from settings. Validation is off: the crate's schema
-/// check uses DESCRIBE/RowBinaryWithNamesAndTypes, which ClickHouse 18.16 lacks.
-pub fn client(settings: &ClickHouseSettings) -> Client {
-    let mut client = Client::default()
-        .with_url(&settings.url)
-        .with_user(&settings.user)
-        .with_database(&settings.database)
-        .with_validation(false)
-        .with_compression(clickhouse::Compression::None);
-    if !settings.password.is_empty() {
-        client = client.with_password(settings.password.expose());
-    }
-    client
-}
+pub use super::client::client;
 
 /// `SELECT version()` of the server behind `client`.
 pub async fn server_version(client: &Client) -> Result<ServerVersion, WriteError> {

@@ -52,9 +52,7 @@ kafka_write_config() {
 node.id=1
 process.roles=broker,controller
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+$(tls_kafka_listeners)
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DATA
@@ -75,6 +73,7 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
 log.retention.hours=24
+$(tls_kafka_config)
 EOF
   cat >"$KAFKA_DIR/log4j2.xml" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
@@ -111,12 +110,14 @@ kafka_format_storage() {
   # KRaft needs the log dir formatted with a cluster id exactly once; a second
   # format would fail (and we want to keep topics across restarts anyway).
   [[ -f "$KAFKA_DATA/meta.properties" ]] && return 0
-  local cluster_id
+  local cluster_id scram
   cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)"
+  mapfile -t scram < <(tls_kafka_format_args)
   log "kafka: formatting $KAFKA_DATA (cluster id $cluster_id)"
-  kafka_java kafka.tools.StorageTool format -t "$cluster_id" \
+  kafka_java kafka.tools.StorageTool format -t "$cluster_id" "${scram[@]}" \
     -c "$KAFKA_DIR/server.properties" >"$LOGS/kafka-format.log" 2>&1 ||
     { cat "$LOGS/kafka-format.log" >&2; die "kafka: storage format failed"; }
+  tls_kafka_formatted
 }
 
 kafka_ready() {
@@ -136,6 +137,7 @@ kafka_start() {
   fi
   require_free_port kafka "$KAFKA_PORT"
   require_free_port kafka-controller "$KAFKA_CONTROLLER_PORT"
+  require_free_port kafka-sasl-ssl "$KAFKA_SASL_SSL_PORT"; require_free_port kafka-ssl "$KAFKA_SSL_PORT"
   kafka_write_config
   kafka_format_storage
   log "kafka: starting $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
@@ -146,6 +148,7 @@ kafka_start() {
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties"
   await_ready kafka "$KAFKA_PID" kafka_answers "$LOGS/kafka.log" "$LOGS/kafka.out" ||
     die "kafka: process exited during startup (logs: $LOGS/kafka.log, $LOGS/kafka.out)"
+  tls_kafka_after_start
 }
 
 kafka_answers() { port_open "$KAFKA_PORT" && kafka_ready; }

@@ -1,0 +1,218 @@
+//! Secure connections: `[kafka.tls]`, `[kafka.sasl]` and `[clickhouse.tls]`, and their
+//! checks. `kafka::client` maps the Kafka ones onto librdkafka options, `store::client` the
+//! ClickHouse one onto its rustls configuration.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Secret, invalid};
+
+/// TLS to the Kafka brokers (`security.protocol` SSL, or SASL_SSL with `[kafka.sasl]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaTlsSettings {
+    /// TLS with the system's CA certificates; setting any file below implies it.
+    pub enabled: bool,
+    /// PEM CA certificate(s) that signed the brokers' certificates (`ssl.ca.location`).
+    pub ca_file: String,
+    /// PEM client certificate for mutual TLS (`ssl.certificate.location`), with `key_file`.
+    pub cert_file: String,
+    /// PEM private key of `cert_file` (`ssl.key.location`).
+    pub key_file: String,
+    /// Passphrase of an encrypted `key_file` (`ssl.key.password`); or `key_password_file`.
+    pub key_password: Secret,
+}
+
+impl KafkaTlsSettings {
+    pub fn is_on(&self) -> bool {
+        self.enabled || !self.ca_file.is_empty() || !self.cert_file.is_empty()
+    }
+}
+
+/// SASL mechanisms librdkafka implements itself in this build (GSSAPI would need cyrus-sasl).
+pub const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+/// SASL authentication to the Kafka brokers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSaslSettings {
+    /// Empty (no SASL), `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER` (OIDC).
+    pub mechanism: String,
+    /// PLAIN and SCRAM user name.
+    pub username: String,
+    /// PLAIN and SCRAM password; or `password_file`.
+    pub password: Secret,
+    /// OAUTHBEARER: the OIDC token endpoint (client-credentials grant).
+    pub oauthbearer_token_endpoint_url: String,
+    pub oauthbearer_client_id: String,
+    /// OAUTHBEARER client secret; or `oauthbearer_client_secret_file`.
+    pub oauthbearer_client_secret: Secret,
+    /// OAUTHBEARER scope (optional).
+    pub oauthbearer_scope: String,
+}
+
+impl KafkaSaslSettings {
+    pub fn is_on(&self) -> bool {
+        !self.mechanism.is_empty()
+    }
+}
+
+/// HTTPS to ClickHouse: used when `clickhouse.url` is `https://`; system roots by default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseTlsSettings {
+    /// PEM CA certificate(s) to trust instead of the system's.
+    pub ca_file: String,
+    /// PEM client certificate for mutual TLS, with `key_file`.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert_file`.
+    pub key_file: String,
+}
+
+impl ClickHouseTlsSettings {
+    pub fn is_set(&self) -> bool {
+        !(self.ca_file.is_empty() && self.cert_file.is_empty() && self.key_file.is_empty())
+    }
+}
+
+/// librdkafka options the `[kafka.tls]` and `[kafka.sasl]` keys set; `kafka.options` may not
+/// set them as well once those keys are used.
+pub const KAFKA_SECURITY_OPTIONS: [&str; 12] = [
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "sasl.oauthbearer.method",
+    "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.client.secret",
+];
+
+pub fn validate_kafka(
+    tls: &KafkaTlsSettings,
+    sasl: &KafkaSaslSettings,
+    options: &super::LibrdkafkaOptions,
+) -> Result<(), ConfigError> {
+    pem_file("kafka.tls.ca_file", &tls.ca_file)?;
+    pem_file("kafka.tls.cert_file", &tls.cert_file)?;
+    pem_file("kafka.tls.key_file", &tls.key_file)?;
+    if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+        return Err(invalid(
+            "kafka.tls.key_file",
+            "set both kafka.tls.cert_file and kafka.tls.key_file, or neither",
+        ));
+    }
+    if !tls.key_password.is_empty() && tls.key_file.is_empty() {
+        return Err(invalid(
+            "kafka.tls.key_password",
+            "is set but kafka.tls.key_file is not",
+        ));
+    }
+    let m = sasl.mechanism.as_str();
+    if !m.is_empty() && !SASL_MECHANISMS.contains(&m) {
+        let hint = if m.eq_ignore_ascii_case("GSSAPI") {
+            " (GSSAPI/Kerberos is not built in: it needs cyrus-sasl)"
+        } else {
+            ""
+        };
+        return Err(invalid(
+            "kafka.sasl.mechanism",
+            format!("must be one of {SASL_MECHANISMS:?} or empty, got {m:?}{hint}"),
+        ));
+    }
+    let user_pass = !sasl.username.is_empty() || !sasl.password.is_empty();
+    let oidc = !sasl.oauthbearer_token_endpoint_url.is_empty()
+        || !sasl.oauthbearer_client_id.is_empty()
+        || !sasl.oauthbearer_client_secret.is_empty();
+    match m {
+        "" if user_pass || oidc => {
+            return Err(invalid(
+                "kafka.sasl.mechanism",
+                "credentials are set in [kafka.sasl] but no mechanism is",
+            ));
+        }
+        "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
+            if sasl.username.is_empty() {
+                return Err(invalid("kafka.sasl.username", format!("{m} needs a user")));
+            }
+            if sasl.password.is_empty() {
+                return Err(invalid(
+                    "kafka.sasl.password",
+                    format!("{m} needs a password (or kafka.sasl.password_file)"),
+                ));
+            }
+        }
+        "OAUTHBEARER" => {
+            for (key, empty) in [
+                (
+                    "kafka.sasl.oauthbearer_token_endpoint_url",
+                    sasl.oauthbearer_token_endpoint_url.is_empty(),
+                ),
+                (
+                    "kafka.sasl.oauthbearer_client_id",
+                    sasl.oauthbearer_client_id.is_empty(),
+                ),
+                (
+                    "kafka.sasl.oauthbearer_client_secret",
+                    sasl.oauthbearer_client_secret.is_empty(),
+                ),
+            ] {
+                if empty {
+                    return Err(invalid(key, "OAUTHBEARER (OIDC) needs it"));
+                }
+            }
+        }
+        _ => {}
+    }
+    if tls.is_on() || sasl.is_on() {
+        if let Some(k) = KAFKA_SECURITY_OPTIONS
+            .iter()
+            .find(|k| options.0.contains_key(**k))
+        {
+            return Err(invalid(
+                "kafka.options",
+                format!("{k:?} is set by [kafka.tls]/[kafka.sasl]; set it in one place"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_clickhouse(url: &str, tls: &ClickHouseTlsSettings) -> Result<(), ConfigError> {
+    pem_file("clickhouse.tls.ca_file", &tls.ca_file)?;
+    pem_file("clickhouse.tls.cert_file", &tls.cert_file)?;
+    pem_file("clickhouse.tls.key_file", &tls.key_file)?;
+    if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+        return Err(invalid(
+            "clickhouse.tls.key_file",
+            "set both clickhouse.tls.cert_file and clickhouse.tls.key_file, or neither",
+        ));
+    }
+    if tls.is_set() && !url.starts_with("https://") {
+        return Err(invalid(
+            "clickhouse.tls.ca_file",
+            "[clickhouse.tls] is set but clickhouse.url is not https://",
+        ));
+    }
+    if url.starts_with("https://") {
+        crate::store::client::tls_config(tls).map_err(|e| invalid(e.key, e.reason))?;
+    }
+    Ok(())
+}
+
+/// An empty path is "not set"; a set one must be a readable file.
+fn pem_file(key: &'static str, path: &str) -> Result<(), ConfigError> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    match std::fs::File::open(Path::new(path)).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(invalid(key, format!("{path:?} is not a file"))),
+        Err(e) => Err(invalid(key, format!("cannot read {path:?}: {e}"))),
+    }
+}

@@ -1,0 +1,269 @@
+//! The one place a `clickhouse::Client` is built: our own hyper client, so an `https://` URL
+//! gets rustls (ring) with the system's roots or `clickhouse.tls.ca_file`, and a client
+//! certificate when `clickhouse.tls.cert_file` is set. An `http://` URL stays plain; an
+//! `https://` one never falls back to plaintext: a failed handshake fails the request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use clickhouse::Client;
+use http::Uri;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{ClickHouseSettings, ClickHouseTlsSettings, url_without_userinfo};
+
+/// ClickHouse closes idle connections after 3 s (its `keep_alive_timeout` default); ours go
+/// first. The same values as the crate's own default client.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `clickhouse::Client` configured from settings. Validation is off: the crate's schema
+/// check uses DESCRIBE/RowBinaryWithNamesAndTypes, which ClickHouse 18.16 lacks.
+///
+/// Never fails: the TLS files were checked when the settings were loaded
+/// ([`tls_config`] runs there too); should one have changed since, every request fails with
+/// the reason instead.
+pub fn client(settings: &ClickHouseSettings) -> Client {
+    let endpoint = url_without_userinfo(&settings.url);
+    let connector = match tls_config(&settings.tls) {
+        Ok(tls) => Connector::new(tls, endpoint, None),
+        Err(reason) => {
+            let empty = rustls_config(RootCertStore::empty(), None).expect("no client cert");
+            Connector::new(empty, endpoint, Some(reason.to_string()))
+        }
+    };
+    let http = HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector);
+    let mut client = Client::with_http_client(http)
+        .with_url(&settings.url)
+        .with_user(&settings.user)
+        .with_database(&settings.database)
+        .with_validation(false)
+        .with_compression(clickhouse::Compression::None);
+    if !settings.password.is_empty() {
+        client = client.with_password(settings.password.expose());
+    }
+    client
+}
+
+/// Why `[clickhouse.tls]` cannot be used, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct TlsSetupError {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn setup_error(key: &'static str, reason: impl Into<String>) -> TlsSetupError {
+    TlsSetupError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The rustls configuration for `[clickhouse.tls]`.
+pub fn tls_config(tls: &ClickHouseTlsSettings) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    if tls.ca_file.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if roots.is_empty() {
+            // No system store (a minimal container): Mozilla's roots, as the SIEM sinks use.
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+    } else {
+        let certs = certs("clickhouse.tls.ca_file", &tls.ca_file)?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(setup_error(
+                "clickhouse.tls.ca_file",
+                format!("no usable CA certificate in {:?}", tls.ca_file),
+            ));
+        }
+    }
+    let identity = if tls.cert_file.is_empty() {
+        None
+    } else {
+        let chain = certs("clickhouse.tls.cert_file", &tls.cert_file)?;
+        let key = private_key("clickhouse.tls.key_file", &tls.key_file)?;
+        Some((chain, key))
+    };
+    rustls_config(roots, identity)
+}
+
+fn rustls_config(
+    roots: RootCertStore,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup_error("clickhouse.tls", e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| {
+                setup_error("clickhouse.tls.key_file", format!("does not fit cert_file: {e}"))
+            })?,
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn certs(
+    key: &'static str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| setup_error(key, format!("cannot read {path:?}: {e}")))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| setup_error(key, format!("{path:?} is not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(setup_error(key, format!("no certificate in {path:?}")));
+    }
+    Ok(certs)
+}
+
+fn private_key(key: &'static str, path: &str) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| setup_error(key, format!("cannot read {path:?}: {e}")))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| setup_error(key, format!("{path:?} is not PEM: {e}")))?
+        .ok_or_else(|| setup_error(key, format!("no private key in {path:?}")))
+}
+
+/// hyper-rustls's connector, with errors that name the endpoint and say what failed.
+#[derive(Clone)]
+struct Connector {
+    inner: HttpsConnector<HttpConnector>,
+    endpoint: Arc<str>,
+    broken: Option<Arc<str>>,
+}
+
+impl Connector {
+    fn new(tls: rustls::ClientConfig, endpoint: String, broken: Option<String>) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_keepalive(Some(TCP_KEEPALIVE));
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let inner = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Connector {
+            inner,
+            endpoint: endpoint.into(),
+            broken: broken.map(Into::into),
+        }
+    }
+}
+
+/// A connection failure that retrying cannot fix: the certificate or the TLS setup.
+#[derive(Debug, thiserror::Error)]
+#[error("ClickHouse {endpoint}: {reason}")]
+pub struct TlsFailure {
+    endpoint: Arc<str>,
+    reason: String,
+}
+
+/// Any other connection failure (refused, timed out, name not found): worth retrying.
+#[derive(Debug, thiserror::Error)]
+#[error("ClickHouse {endpoint}: cannot connect: {reason}")]
+pub struct ConnectFailure {
+    endpoint: Arc<str>,
+    reason: String,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let endpoint = self.endpoint.clone();
+        if let Some(reason) = &self.broken {
+            let err = TlsFailure {
+                endpoint,
+                reason: reason.to_string(),
+            };
+            return Box::pin(async move { Err(err.into()) });
+        }
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            connecting.await.map_err(|e| -> BoxError {
+                let reason = chain(e.as_ref());
+                if is_tls(e.as_ref()) {
+                    TlsFailure { endpoint, reason }.into()
+                } else {
+                    ConnectFailure { endpoint, reason }.into()
+                }
+            })
+        })
+    }
+}
+
+/// A TLS alert or a certificate rejected, ours or the server's; also a plaintext server
+/// answering a TLS handshake (rustls reports that as a corrupt message).
+fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// An error and its causes on one line.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+/// Whether a ClickHouse client error is a TLS failure (see [`TlsFailure`]): fatal, since
+/// neither a certificate nor a CA changes by retrying.
+pub fn is_tls_failure(err: &clickhouse::error::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<TlsFailure>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
