@@ -101,8 +101,10 @@ pub fn redact_error(err: KafkaError) -> KafkaError {
     }
 }
 
-/// An idempotent producer (`acks=all`), used for the dead-letter topic.
+/// An idempotent producer (`acks=all`), used for the dead-letter topic, the alert output,
+/// the SIEM Kafka sink and `simulate`; after a connection check (`connect_check`).
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    super::connect_check::check(settings)?;
     client_config(
         settings,
         &[("linger.ms", "5")],

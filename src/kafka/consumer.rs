@@ -124,6 +124,7 @@ pub fn consumer(
     settings: &KafkaSettings,
     metrics: Metrics,
 ) -> Result<(IngestConsumer, Arc<Mutex<RebalanceShared>>), rdkafka::error::KafkaError> {
+    super::connect_check::check(settings)?;
     let shared = Arc::new(Mutex::new(RebalanceShared::default()));
     let context = IngestContext {
         shared: shared.clone(),

@@ -4,6 +4,7 @@
 //! (`dead_letter`). Nothing here imports a stage.
 
 pub mod client;
+pub mod connect_check;
 pub mod consumer;
 pub mod dead_letter;
 pub mod offsets;

@@ -110,16 +110,13 @@ fn rustls_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| setup_error("clickhouse.tls", e.to_string()))?
         .with_root_certificates(roots);
-    let mut config = match identity {
-        None => builder.with_no_client_auth(),
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| {
-                setup_error("clickhouse.tls.key_file", format!("does not fit cert_file: {e}"))
-            })?,
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    // No ALPN here: hyper-rustls sets it (`enable_http1`).
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+            setup_error("clickhouse.tls.key_file", format!("does not fit cert_file: {e}"))
+        }),
+    }
 }
 
 fn certs(
