@@ -1002,6 +1002,67 @@ topic = "gitlab.webhooks"
     }
 
     #[test]
+    fn secrets_come_from_files_and_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_string_lossy().to_string()
+        };
+        let ch = file("ch", "ch-Secret-4711\n");
+        let sasl = file("sasl", "sasl-Secret-4711");
+        let hook = file("hook", "hook-Secret-4711\r\n");
+        let hec = file("hec", "hec-Secret-4711\n");
+        let toml = format!(
+            "[clickhouse]\npassword_file = {ch:?}\n\
+             [kafka.sasl]\nmechanism = \"SCRAM-SHA-256\"\nusername = \"u\"\npassword_file = {sasl:?}\n\
+             [siem.hec]\ntoken_file = {hec:?}\n\
+             [[collect.webhooks]]\npath = \"/h\"\ntoken_file = {hook:?}\ntopic = \"t\"\n"
+        );
+        let s = load_toml(&toml).unwrap();
+        assert_eq!(s.clickhouse.password.expose(), "ch-Secret-4711");
+        assert_eq!(s.kafka.sasl.password.expose(), "sasl-Secret-4711");
+        assert_eq!(s.collect.webhooks[0].token.expose(), "hook-Secret-4711");
+        assert_eq!(s.siem.hec.token.expose(), "hec-Secret-4711");
+        let printed = format!("{}\n{s:?}", s.to_redacted_toml());
+        assert!(!printed.contains("Secret-4711"), "{printed}");
+        // Environment variables take the `_file` form too.
+        let s = Settings::load_with_env(
+            None,
+            env(&[("TOKENTRAIL__CLICKHOUSE__PASSWORD_FILE", ch.as_str())]),
+        )
+        .unwrap();
+        assert_eq!(s.clickhouse.password.expose(), "ch-Secret-4711");
+    }
+
+    #[test]
+    fn secret_file_errors_name_the_key_and_never_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "pw-Secret-4711").unwrap();
+        let both = format!("[clickhouse]\npassword = \"x\"\npassword_file = {p:?}\n");
+        let e = load_toml(&both).unwrap_err().to_string();
+        assert!(e.contains("clickhouse.password_file"), "{e}");
+        let missing = "[[collect.webhooks]]\npath = \"/h\"\ntoken_file = \"/nonexistent/t\"\ntopic = \"t\"\n";
+        let e = load_toml(missing).unwrap_err().to_string();
+        assert!(e.contains("collect.webhooks[0].token_file"), "{e}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = load_toml(&format!("[clickhouse]\npassword_file = {empty:?}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is empty"), "{e}");
+        // A URL with user-info in an error is printed without it.
+        let e = Settings::load_with_env(
+            None,
+            env(&[("TOKENTRAIL__CLICKHOUSE__URL", "tcp://u:pw-Secret-4711@h:9000")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("pw-Secret-4711"), "{e}");
+    }
+
+    #[test]
     fn example_config_shows_every_default() {
         // The reference file users copy: regenerate with
         // `tokentrail ingest --print-config > deploy/config/tokentrail.example.toml`

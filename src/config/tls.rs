@@ -216,3 +216,63 @@ fn pem_file(key: &'static str, path: &str) -> Result<(), ConfigError> {
         Err(e) => Err(invalid(key, format!("cannot read {path:?}: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Secret, Settings};
+
+    fn err(s: &Settings) -> String {
+        s.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sasl_checks_name_their_key() {
+        let mut s = Settings::default();
+        s.kafka.sasl.mechanism = "GSSAPI".into();
+        let e = err(&s);
+        assert!(e.contains("kafka.sasl.mechanism") && e.contains("cyrus-sasl"), "{e}");
+        s.kafka.sasl.mechanism = "SCRAM-SHA-512".into();
+        assert!(err(&s).contains("kafka.sasl.username"));
+        s.kafka.sasl.username = "u".into();
+        assert!(err(&s).contains("kafka.sasl.password"));
+        s.kafka.sasl.password = Secret::new("p");
+        s.validate().unwrap();
+        s.kafka
+            .options
+            .0
+            .insert("security.protocol".into(), "SSL".into());
+        assert!(err(&s).contains("kafka.options"));
+        let mut s = Settings::default();
+        s.kafka.sasl.username = "u".into();
+        assert!(err(&s).contains("kafka.sasl.mechanism"));
+        let mut s = Settings::default();
+        s.kafka.sasl.mechanism = "OAUTHBEARER".into();
+        assert!(err(&s).contains("kafka.sasl.oauthbearer_token_endpoint_url"));
+    }
+
+    #[test]
+    fn tls_files_must_exist_and_come_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("c.pem");
+        std::fs::write(&pem, "x").unwrap();
+        let pem = pem.to_string_lossy().to_string();
+        let mut s = Settings::default();
+        s.kafka.tls.ca_file = "/nonexistent/ca.pem".into();
+        let e = err(&s);
+        assert!(e.contains("kafka.tls.ca_file") && e.contains("/nonexistent"), "{e}");
+        s.kafka.tls.ca_file = pem.clone();
+        s.validate().unwrap();
+        s.kafka.tls.cert_file = pem.clone();
+        assert!(err(&s).contains("kafka.tls.key_file"));
+        let mut s = Settings::default();
+        s.clickhouse.tls.ca_file = pem.clone();
+        let e = err(&s);
+        assert!(e.contains("clickhouse.tls.ca_file") && e.contains("https"), "{e}");
+        // An https URL parses the CA: "x" is no certificate.
+        s.clickhouse.url = "https://ch.example:8443".into();
+        let e = err(&s);
+        assert!(e.contains("clickhouse.tls.ca_file"), "{e}");
+        s.clickhouse.tls.ca_file = String::new();
+        s.validate().unwrap();
+    }
+}

@@ -167,6 +167,73 @@ pub fn error_kind(err: &rdkafka::error::KafkaError) -> String {
 }
 
 #[cfg(test)]
+mod security_tests {
+    use super::*;
+    use crate::config::{Secret, Settings};
+    use rdkafka::types::RDKafkaConfRes;
+
+    fn options(s: &Settings) -> std::collections::BTreeMap<&'static str, String> {
+        security_options(&s.kafka).into_iter().collect()
+    }
+
+    #[test]
+    fn tls_and_sasl_keys_become_librdkafka_options() {
+        let mut s = Settings::default();
+        assert!(options(&s).is_empty());
+        s.kafka.tls.enabled = true;
+        assert_eq!(options(&s)["security.protocol"], "SSL");
+        s.kafka.tls.ca_file = "/ca.pem".into();
+        s.kafka.sasl.mechanism = "SCRAM-SHA-512".into();
+        s.kafka.sasl.username = "u".into();
+        s.kafka.sasl.password = Secret::new("p");
+        let o = options(&s);
+        assert_eq!(o["security.protocol"], "SASL_SSL");
+        assert_eq!(o["ssl.ca.location"], "/ca.pem");
+        assert_eq!(o["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!(o["sasl.password"], "p");
+        let mut s = Settings::default();
+        s.kafka.sasl.mechanism = "OAUTHBEARER".into();
+        s.kafka.sasl.oauthbearer_client_secret = Secret::new("cs");
+        let o = options(&s);
+        assert_eq!(o["security.protocol"], "SASL_PLAINTEXT");
+        assert_eq!(o["sasl.oauthbearer.method"], "oidc");
+        assert_eq!(o["sasl.oauthbearer.client.secret"], "cs");
+    }
+
+    #[test]
+    fn configuration_errors_never_carry_a_secret_value() {
+        let err = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Invalid value \"hunter2\" for configuration property \"sasl.password\"".into(),
+            "sasl.password".into(),
+            "hunter2".into(),
+        );
+        let text = redact_error(err).to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("sasl.password"), "{text}");
+        // A real one: librdkafka rejects the value and quotes it.
+        let mut s = Settings::default();
+        s.kafka
+            .options
+            .0
+            .insert("sasl.oauthbearer.config".into(), "x".into());
+        s.kafka
+            .options
+            .0
+            .insert("ssl.key.password".into(), "hunter3".into());
+        s.kafka
+            .options
+            .0
+            .insert("sasl.oauthbearer.method".into(), "hunter4".into());
+        let err = match client_config(&s.kafka, &[], &[]).create::<FutureProducer>() {
+            Err(e) => redact_error(e).to_string(),
+            Ok(_) => panic!("an invalid sasl.oauthbearer.method is refused"),
+        };
+        assert!(!err.contains("hunter"), "{err}");
+    }
+}
+
+#[cfg(test)]
 mod fault_tests {
     use super::*;
     use rdkafka::error::KafkaError as K;

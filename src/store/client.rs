@@ -13,7 +13,7 @@ use clickhouse::Client;
 use http::Uri;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -188,7 +188,7 @@ pub struct ConnectFailure {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+    type Response = Named<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -207,15 +207,76 @@ impl tower_service::Service<Uri> for Connector {
         }
         let connecting = self.inner.call(uri);
         Box::pin(async move {
-            connecting.await.map_err(|e| -> BoxError {
-                let reason = chain(e.as_ref());
-                if is_tls(e.as_ref()) {
-                    TlsFailure { endpoint, reason }.into()
-                } else {
-                    ConnectFailure { endpoint, reason }.into()
+            match connecting.await {
+                Ok(stream) => Ok(Named {
+                    inner: stream,
+                    endpoint,
+                }),
+                Err(e) => {
+                    let reason = chain(e.as_ref());
+                    Err(if is_tls(e.as_ref()) {
+                        TlsFailure { endpoint, reason }.into()
+                    } else {
+                        ConnectFailure { endpoint, reason }.into()
+                    })
                 }
-            })
+            }
         })
+    }
+}
+
+/// A connection whose I/O errors name the endpoint: a reset after connecting (plaintext to a
+/// TLS port, a proxy) says where it happened.
+pub struct Named<S> {
+    inner: S,
+    endpoint: Arc<str>,
+}
+
+impl<S> Named<S> {
+    fn name(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("ClickHouse {}: {e}", self.endpoint))
+    }
+}
+
+impl<S: hyper::rt::Read + Unpin> hyper::rt::Read for Named<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        polled.map_err(|e| this.name(e))
+    }
+}
+
+impl<S: hyper::rt::Write + Unpin> hyper::rt::Write for Named<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        polled.map_err(|e| this.name(e))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        polled.map_err(|e| this.name(e))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        polled.map_err(|e| this.name(e))
+    }
+}
+
+impl<S: Connection> Connection for Named<S> {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
     }
 }
 
@@ -224,15 +285,15 @@ impl tower_service::Service<Uri> for Connector {
 fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
-        if e.downcast_ref::<rustls::Error>().is_some() {
+        if e.is::<rustls::Error>() {
             return true;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                return true;
-            }
-        }
-        cur = e.source();
+        // hyper-rustls wraps tokio-rustls's io::Error (which wraps the rustls::Error) in
+        // another io::Error, and io::Error::source skips the error it wraps.
+        cur = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -263,4 +324,34 @@ pub fn is_tls_failure(err: &clickhouse::error::Error) -> bool {
         cur = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_https_client_is_built_with_system_roots() {
+        let mut s = ClickHouseSettings::default();
+        s.url = "https://127.0.0.1:1".into();
+        let c = client(&s);
+        // Nothing listens on port 1: a connection error that names the endpoint, not a panic.
+        let e = c.query("SELECT 1").execute().await.unwrap_err();
+        let text = chain(&e);
+        assert!(text.contains("https://127.0.0.1:1"), "{text}");
+        assert!(!is_tls_failure(&e), "{text}");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, "not a certificate").unwrap();
+        let tls = ClickHouseTlsSettings {
+            ca_file: p.to_string_lossy().into(),
+            ..Default::default()
+        };
+        let e = tls_config(&tls).unwrap_err();
+        assert_eq!(e.key, "clickhouse.tls.ca_file");
+    }
 }
