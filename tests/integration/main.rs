@@ -14,6 +14,7 @@ mod ingest;
 mod kafka_roundtrip;
 mod migrations;
 mod private_clickhouse;
+mod privileges;
 mod queries;
 mod report;
 mod resilience;
