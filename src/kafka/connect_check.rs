@@ -63,7 +63,10 @@ impl ConnectFaults {
     /// From `ClientContext::log`: a broker that closes the connection during the first
     /// request (ApiVersion) is, most of the time, a TLS listener reached in plaintext.
     pub fn observe_log(&self, fac: &str, message: &str) {
-        if fac == "FAIL" && message.contains("Disconnected") && message.contains("APIVERSION") {
+        // "… (after 1ms in state APIVERSION_QUERY)", or "Disconnected while requesting
+        // ApiVersion: might be caused by incorrect security.protocol configuration …".
+        let lower = message.to_ascii_lowercase();
+        if fac == "FAIL" && lower.contains("disconnected") && lower.contains("apiversion") {
             let mut f = self.inner.lock().expect("connect faults");
             f.closed_on_first_request += 1;
             f.closed_line = message.to_string();
@@ -93,9 +96,12 @@ impl ConnectFaults {
 /// [`OUTAGE_AFTER`] (an outage, which the callers ride out), an error naming the broker when
 /// librdkafka reported a fault that retrying cannot fix.
 pub fn check(settings: &KafkaSettings) -> Result<(), KafkaError> {
-    let context = CheckContext::default();
-    let client: BaseProducer<CheckContext> = client_config(settings, &[], &[])
-        .create_with_context(context)
+    let mut config = client_config(settings, &[], &[]);
+    // rdkafka passes on the `log` crate's level; the FAIL lines observed here are at info,
+    // whatever RUST_LOG says (this client's lines are only forwarded at debug).
+    config.set_log_level(RDKafkaLogLevel::Info);
+    let client: BaseProducer<CheckContext> = config
+        .create_with_context(CheckContext::default())
         .map_err(redact_error)?;
     let start = Instant::now();
     loop {

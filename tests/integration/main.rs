@@ -23,4 +23,5 @@ mod siem;
 #[path = "../siem_fixtures/mod.rs"]
 mod siem_fixtures;
 mod sink;
+mod tls;
 mod token_use;
