@@ -15,9 +15,7 @@ use crate::correlate::{CorrelatorConfig, DEFAULT_LATENESS_MS};
 mod secret_files;
 mod tls;
 
-pub use tls::{
-    ClickHouseTlsSettings, KafkaSaslSettings, KafkaTlsSettings, SASL_MECHANISMS,
-};
+pub use tls::{ClickHouseTlsSettings, KafkaSaslSettings, KafkaTlsSettings, SASL_MECHANISMS};
 
 /// The environment prefix; `TOKENTRAIL__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "TOKENTRAIL";
@@ -1043,7 +1041,8 @@ topic = "gitlab.webhooks"
         let both = format!("[clickhouse]\npassword = \"x\"\npassword_file = {p:?}\n");
         let e = load_toml(&both).unwrap_err().to_string();
         assert!(e.contains("clickhouse.password_file"), "{e}");
-        let missing = "[[collect.webhooks]]\npath = \"/h\"\ntoken_file = \"/nonexistent/t\"\ntopic = \"t\"\n";
+        let missing =
+            "[[collect.webhooks]]\npath = \"/h\"\ntoken_file = \"/nonexistent/t\"\ntopic = \"t\"\n";
         let e = load_toml(missing).unwrap_err().to_string();
         assert!(e.contains("collect.webhooks[0].token_file"), "{e}");
         let empty = dir.path().join("empty");
@@ -1055,7 +1054,10 @@ topic = "gitlab.webhooks"
         // A URL with user-info in an error is printed without it.
         let e = Settings::load_with_env(
             None,
-            env(&[("TOKENTRAIL__CLICKHOUSE__URL", "tcp://u:pw-Secret-4711@h:9000")]),
+            env(&[(
+                "TOKENTRAIL__CLICKHOUSE__URL",
+                "tcp://u:pw-Secret-4711@h:9000",
+            )]),
         )
         .unwrap_err()
         .to_string();

@@ -230,7 +230,10 @@ mod tests {
         let mut s = Settings::default();
         s.kafka.sasl.mechanism = "GSSAPI".into();
         let e = err(&s);
-        assert!(e.contains("kafka.sasl.mechanism") && e.contains("cyrus-sasl"), "{e}");
+        assert!(
+            e.contains("kafka.sasl.mechanism") && e.contains("cyrus-sasl"),
+            "{e}"
+        );
         s.kafka.sasl.mechanism = "SCRAM-SHA-512".into();
         assert!(err(&s).contains("kafka.sasl.username"));
         s.kafka.sasl.username = "u".into();
@@ -259,7 +262,10 @@ mod tests {
         let mut s = Settings::default();
         s.kafka.tls.ca_file = "/nonexistent/ca.pem".into();
         let e = err(&s);
-        assert!(e.contains("kafka.tls.ca_file") && e.contains("/nonexistent"), "{e}");
+        assert!(
+            e.contains("kafka.tls.ca_file") && e.contains("/nonexistent"),
+            "{e}"
+        );
         s.kafka.tls.ca_file = pem.clone();
         s.validate().unwrap();
         s.kafka.tls.cert_file = pem.clone();
@@ -267,7 +273,10 @@ mod tests {
         let mut s = Settings::default();
         s.clickhouse.tls.ca_file = pem.clone();
         let e = err(&s);
-        assert!(e.contains("clickhouse.tls.ca_file") && e.contains("https"), "{e}");
+        assert!(
+            e.contains("clickhouse.tls.ca_file") && e.contains("https"),
+            "{e}"
+        );
         // An https URL parses the CA: "x" is no certificate.
         s.clickhouse.url = "https://ch.example:8443".into();
         let e = err(&s);

@@ -69,7 +69,10 @@ pub fn security_options(settings: &KafkaSettings) -> Vec<(&'static str, String)>
             "sasl.oauthbearer.token.endpoint.url",
             sasl.oauthbearer_token_endpoint_url.clone(),
         ));
-        out.push(("sasl.oauthbearer.client.id", sasl.oauthbearer_client_id.clone()));
+        out.push((
+            "sasl.oauthbearer.client.id",
+            sasl.oauthbearer_client_id.clone(),
+        ));
         out.push((
             "sasl.oauthbearer.client.secret",
             sasl.oauthbearer_client_secret.expose().to_string(),

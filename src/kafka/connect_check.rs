@@ -122,8 +122,7 @@ pub fn check(settings: &KafkaSettings) -> Result<(), KafkaError> {
             )));
         }
         let waited = start.elapsed();
-        if waited >= PREFLIGHT || (waited >= OUTAGE_AFTER && context.down.load(Ordering::Relaxed))
-        {
+        if waited >= PREFLIGHT || (waited >= OUTAGE_AFTER && context.down.load(Ordering::Relaxed)) {
             return match context.faults.fatal_when_unreachable() {
                 Some(reason) => Err(KafkaError::ClientCreation(format!(
                     "cannot connect to Kafka {}: {reason}",

@@ -157,7 +157,9 @@ pub fn consumer(
     if !settings.group_instance_id.is_empty() {
         cfg.set("group.instance.id", &settings.group_instance_id);
     }
-    let consumer: IngestConsumer = cfg.create_with_context(context).map_err(super::client::redact_error)?;
+    let consumer: IngestConsumer = cfg
+        .create_with_context(context)
+        .map_err(super::client::redact_error)?;
     let topics: Vec<&str> = settings
         .audit_topics
         .iter()

@@ -166,10 +166,7 @@ pub async fn execute_sql(
     };
     // No settings: a `readonly=1` user may not change any. Quoted 64-bit integers (the
     // server default) are read back as numbers by `ResultSet::from_json_compact`.
-    let bytes = query
-        .fetch_bytes("JSONCompact")?
-        .collect()
-        .await?;
+    let bytes = query.fetch_bytes("JSONCompact")?.collect().await?;
     Ok(ResultSet::from_json_compact(&bytes)?)
 }
 

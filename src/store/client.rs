@@ -114,17 +114,17 @@ fn rustls_config(
     match identity {
         None => Ok(builder.with_no_client_auth()),
         Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
-            setup_error("clickhouse.tls.key_file", format!("does not fit cert_file: {e}"))
+            setup_error(
+                "clickhouse.tls.key_file",
+                format!("does not fit cert_file: {e}"),
+            )
         }),
     }
 }
 
-fn certs(
-    key: &'static str,
-    path: &str,
-) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| setup_error(key, format!("cannot read {path:?}: {e}")))?;
+fn certs(key: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem =
+        std::fs::read(path).map_err(|e| setup_error(key, format!("cannot read {path:?}: {e}")))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| setup_error(key, format!("{path:?} is not PEM: {e}")))?;
@@ -135,8 +135,8 @@ fn certs(
 }
 
 fn private_key(key: &'static str, path: &str) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| setup_error(key, format!("cannot read {path:?}: {e}")))?;
+    let pem =
+        std::fs::read(path).map_err(|e| setup_error(key, format!("cannot read {path:?}: {e}")))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| setup_error(key, format!("{path:?} is not PEM: {e}")))?
         .ok_or_else(|| setup_error(key, format!("no private key in {path:?}")))
@@ -290,7 +290,10 @@ fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
         }
         // hyper-rustls wraps tokio-rustls's io::Error (which wraps the rustls::Error) in
         // another io::Error, and io::Error::source skips the error it wraps.
-        cur = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
         };

@@ -69,9 +69,15 @@ impl Roles {
     fn refused(&self, user: &str, args: &[&str], says: &[&str]) {
         let out = self.run(user, args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{user}: tokentrail {args:?} succeeded");
+        assert!(
+            !out.status.success(),
+            "{user}: tokentrail {args:?} succeeded"
+        );
         for s in says {
-            assert!(err.contains(s), "{user}: tokentrail {args:?}: {s:?} not in:\n{err}");
+            assert!(
+                err.contains(s),
+                "{user}: tokentrail {args:?}: {s:?} not in:\n{err}"
+            );
         }
     }
 }
@@ -135,7 +141,10 @@ async fn each_role_runs_its_commands_and_is_refused_outside_them() {
             ingest.child().try_wait().unwrap().is_none(),
             "ingest as tt_ingest exited"
         );
-        assert!(std::time::Instant::now() < deadline, "no token uses and alerts stored");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token uses and alerts stored"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let sent = Command::new("kill")

@@ -220,7 +220,10 @@ async fn ingest_end_to_end_over_sasl_ssl_and_https_leaves_no_secret_anywhere() {
     let printed = run(&["ingest", "--print-config"]);
     assert!(printed.contains("password = \"***\""), "{printed}");
     for secret in [planted.as_str(), t.password.as_str()] {
-        assert!(!dead.iter().any(|d| contains(d, secret)), "secret in the DLQ");
+        assert!(
+            !dead.iter().any(|d| contains(d, secret)),
+            "secret in the DLQ"
+        );
         assert!(!contains(&log, secret), "secret in the trace log");
         assert!(!printed.contains(secret), "secret in --print-config");
     }
@@ -272,7 +275,10 @@ async fn refused(what: &str, s: &Settings, endpoint: &str, reason: &str) {
     assert!(tokentrail::kafka::client::is_fatal(
         &rdkafka::error::KafkaError::ClientCreation(String::new())
     ));
-    assert!(err.contains(endpoint) && err.contains(reason), "{what}: {err}");
+    assert!(
+        err.contains(endpoint) && err.contains(reason),
+        "{what}: {err}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{what}: took {:?}",
@@ -427,6 +433,9 @@ async fn clickhouse_misconfigurations_fail_clearly_naming_the_endpoint() {
     .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains(&t.ch_https) && err.contains("UnknownIssuer"), "{err}");
+    assert!(
+        err.contains(&t.ch_https) && err.contains("UnknownIssuer"),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
 }
