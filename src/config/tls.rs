@@ -169,16 +169,15 @@ pub fn validate_kafka(
         }
         _ => {}
     }
-    if tls.is_on() || sasl.is_on() {
-        if let Some(k) = KAFKA_SECURITY_OPTIONS
+    if (tls.is_on() || sasl.is_on())
+        && let Some(k) = KAFKA_SECURITY_OPTIONS
             .iter()
             .find(|k| options.0.contains_key(**k))
-        {
-            return Err(invalid(
-                "kafka.options",
-                format!("{k:?} is set by [kafka.tls]/[kafka.sasl]; set it in one place"),
-            ));
-        }
+    {
+        return Err(invalid(
+            "kafka.options",
+            format!("{k:?} is set by [kafka.tls]/[kafka.sasl]; set it in one place"),
+        ));
     }
     Ok(())
 }

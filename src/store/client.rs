@@ -335,8 +335,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_https_client_is_built_with_system_roots() {
-        let mut s = ClickHouseSettings::default();
-        s.url = "https://127.0.0.1:1".into();
+        let s = ClickHouseSettings {
+            url: "https://127.0.0.1:1".into(),
+            ..Default::default()
+        };
         let c = client(&s);
         // Nothing listens on port 1: a connection error that names the endpoint, not a panic.
         let e = c.query("SELECT 1").execute().await.unwrap_err();
