@@ -204,6 +204,24 @@ mod security_tests {
     }
 
     #[test]
+    fn librdkafka_is_built_with_tls_scram_and_oidc() {
+        let mut s = Settings::default();
+        s.kafka.brokers = "127.0.0.1:1".into();
+        s.kafka.tls.enabled = true;
+        s.kafka.sasl.mechanism = "SCRAM-SHA-512".into();
+        s.kafka.sasl.username = "u".into();
+        s.kafka.sasl.password = Secret::new("p");
+        let scram = client_config(&s.kafka, &[], &[]).create::<FutureProducer>();
+        assert!(scram.is_ok(), "{:?}", scram.err());
+        s.kafka.sasl.mechanism = "OAUTHBEARER".into();
+        s.kafka.sasl.oauthbearer_token_endpoint_url = "http://127.0.0.1:1/token".into();
+        s.kafka.sasl.oauthbearer_client_id = "c".into();
+        s.kafka.sasl.oauthbearer_client_secret = Secret::new("cs");
+        let oidc = client_config(&s.kafka, &[], &[]).create::<FutureProducer>();
+        assert!(oidc.is_ok(), "{:?}", oidc.err());
+    }
+
+    #[test]
     fn configuration_errors_never_carry_a_secret_value() {
         let err = KafkaError::ClientConfig(
             RDKafkaConfRes::RD_KAFKA_CONF_INVALID,

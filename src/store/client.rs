@@ -20,8 +20,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ClickHouseSettings, ClickHouseTlsSettings, url_without_userinfo};
 
-/// ClickHouse closes idle connections after 3 s (its `keep_alive_timeout` default); ours go
-/// first. The same values as the crate's own default client.
+/// Idle connections are dropped before the server's `keep_alive_timeout` (3 s in
+/// deploy/local/lib/clickhouse.sh) closes them. The same values as the crate's own client.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
