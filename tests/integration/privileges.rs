@@ -1,7 +1,8 @@
 //! The three ClickHouse roles of docs/privileges.md on ClickHouse 18.16, as the users
 //! `deploy/local/lib/clickhouse.sh` defines on the database `tt_privileges`: `tt_migrate`
 //! (DDL), `tt_ingest` (`allow_ddl=0`: INSERT and SELECT) and `tt_reader` (`readonly=1`).
-//! Each role runs its commands with the real binary, and fails clearly outside them. One test:
+//! Each role runs its commands with the real binary (readers: query, report, alerts list and
+//! show, export), and fails clearly outside them. One test:
 //! the roles share that one database.
 
 use std::process::{Command, Output, Stdio};
@@ -157,6 +158,20 @@ async fn each_role_runs_its_commands_and_is_refused_outside_them() {
     // readers: query, alerts list/show, export (backfill) with readonly=1.
     let table = roles.ok("tt_reader", &["query", "actor-kinds"]);
     assert!(table.lines().count() > 1, "{table}");
+    let report = roles.dir.path().join("report.json");
+    roles.ok(
+        "tt_reader",
+        &[
+            "report",
+            "--from",
+            "2000-01-01",
+            "--format",
+            "json",
+            "--out",
+            &report.to_string_lossy(),
+        ],
+    );
+    assert!(std::fs::metadata(&report).unwrap().len() > 0);
     let listed = roles.ok("tt_reader", &["alerts", "list"]);
     let id = listed
         .lines()
