@@ -1,6 +1,11 @@
 //! The commit step, last in the flow: per partition, the contiguous prefix of durable batches
-//! (`kafka::offsets::OffsetTracker`), capped by the offsets the correlation stage still pins,
-//! committed synchronously so a failure is seen.
+//! (`kafka::offsets::OffsetTracker`), capped by the offsets the correlation stage still pins.
+//!
+//! While running, commits are asynchronous: a synchronous commit blocks the loop for as long
+//! as the group coordinator is away (a broker restart, a coordinator move), which stalls
+//! recovery and, on shutdown, the process. Failures still come back, through the consumer's
+//! `commit_callback` (`RebalanceShared::failed_commits`), and those offsets are committed
+//! again. The last commit, on shutdown, is synchronous, so an exit leaves nothing unsent.
 
 use std::sync::{Arc, Mutex};
 
@@ -40,11 +45,46 @@ impl Committer {
     }
 
     /// Commits the durable prefix of every partition, capped by `cap` (the correlation
-    /// pins). The caps are kept for the revoke callback, which commits too.
+    /// pins), without waiting for the coordinator. The caps are kept for the revoke callback,
+    /// which commits too.
     pub fn commit(&self, cap: impl Fn(&TopicPartition) -> Option<i64>) {
+        let Some(list) = self.take(cap) else {
+            return;
+        };
+        if let Err(e) = self.consumer.commit(&list.1, CommitMode::Async) {
+            self.failed(&list.0, &e);
+        }
+    }
+
+    /// The shutdown commit: synchronous, so it is sent (or known to have failed) before exit.
+    pub fn commit_final(&self, cap: impl Fn(&TopicPartition) -> Option<i64>) {
+        let Some((commits, list)) = self.take(cap) else {
+            return;
+        };
+        let consumer = self.consumer.clone();
+        // Off the async worker, like every blocking librdkafka call.
+        let result = tokio::task::block_in_place(move || consumer.commit(&list, CommitMode::Sync));
+        if let Err(e) = result {
+            self.failed(&commits, &e);
+        }
+    }
+
+    /// What to commit now, after handing failed commits back to the tracker.
+    fn take(
+        &self,
+        cap: impl Fn(&TopicPartition) -> Option<i64>,
+    ) -> Option<(Vec<(TopicPartition, i64)>, rdkafka::TopicPartitionList)> {
         let commits = {
             let mut shared = self.shared.lock().expect("rebalance state");
-            let RebalanceShared { tracker, caps, .. } = &mut *shared;
+            let RebalanceShared {
+                tracker,
+                caps,
+                failed_commits,
+                ..
+            } = &mut *shared;
+            let failed: Vec<(TopicPartition, i64)> =
+                failed_commits.drain(..).map(|tp| (tp, 0)).collect();
+            tracker.restore_commits(&failed);
             caps.clear();
             for tp in tracker.partitions() {
                 caps.insert(tp.clone(), cap(tp));
@@ -52,21 +92,19 @@ impl Committer {
             tracker.take_commits(|tp| caps.get(tp).copied().flatten())
         };
         if commits.is_empty() {
-            return;
+            return None;
         }
         let list = consumer::commit_list(&commits);
-        let consumer = self.consumer.clone();
-        // A synchronous commit reports failure, unlike an async one; run it off the async
-        // worker so it does not stall other tasks.
-        let result = tokio::task::block_in_place(move || consumer.commit(&list, CommitMode::Sync));
-        if let Err(e) = result {
-            self.metrics.commit_failures.inc();
-            tracing::warn!("offset commit failed, will retry with the next batch: {e}");
-            self.shared
-                .lock()
-                .expect("rebalance state")
-                .tracker
-                .restore_commits(&commits);
-        }
+        Some((commits, list))
+    }
+
+    fn failed(&self, commits: &[(TopicPartition, i64)], e: &rdkafka::error::KafkaError) {
+        self.metrics.commit_failures.inc();
+        tracing::warn!("offset commit failed, will retry with the next commit: {e}");
+        self.shared
+            .lock()
+            .expect("rebalance state")
+            .tracker
+            .restore_commits(commits);
     }
 }

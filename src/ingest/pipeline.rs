@@ -211,6 +211,8 @@ impl<'a> Loop<'a> {
             if self.in_flight == 0 {
                 if self.work.batch_is_empty() {
                     self.unpin_settled();
+                    let work = &self.work;
+                    self.committer.commit_final(|tp| work.commit_cap(tp));
                     return;
                 }
                 self.seal(sealed_tx).await;
@@ -275,6 +277,7 @@ impl<'a> Loop<'a> {
         if self.kafka_fault.take().is_some() {
             tracing::info!("Kafka reachable again");
             self.health.set_ready(true);
+            self.commit();
         }
     }
 
@@ -420,7 +423,14 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
+    /// Commits what is durable, unless Kafka is known to be away: a synchronous commit to an
+    /// absent coordinator blocks the loop until librdkafka gives up, which delays the
+    /// recovery it waits for. The durable offsets stay in the tracker and go out with the
+    /// commit `kafka_recovered` makes.
     fn commit(&mut self) {
+        if self.kafka_fault.is_some() {
+            return;
+        }
         let work = &self.work;
         self.committer.commit(|tp| work.commit_cap(tp));
     }
@@ -436,9 +446,10 @@ impl<'a> Loop<'a> {
 
     /// Whether everything assigned is committed to its end ([`caught_up`]); sets the
     /// `ingest_caught_up` gauge. Asks the brokers at most once per `caught_up::CHECK_INTERVAL`,
-    /// and only while nothing is open or in flight (otherwise it cannot be true).
+    /// and only while nothing is open or in flight (otherwise it cannot be true) and Kafka is
+    /// not known to be away.
     fn check_caught_up(&mut self) -> bool {
-        if self.in_flight > 0 || !self.work.batch_is_empty() {
+        if self.in_flight > 0 || !self.work.batch_is_empty() || self.kafka_fault.is_some() {
             self.metrics.caught_up.set(0);
             return false;
         }
@@ -446,7 +457,7 @@ impl<'a> Loop<'a> {
             return self.metrics.caught_up.get() == 1;
         }
         let consumer = self.consumer.clone();
-        let timeout = std::time::Duration::from_secs(5);
+        let timeout = std::time::Duration::from_secs(2);
         // Broker round trips: off the async worker, like the commit.
         let ends = tokio::task::block_in_place(move || {
             let committed = consumer.committed(timeout)?;

@@ -35,6 +35,9 @@ pub struct RebalanceShared {
     pub caps: HashMap<TopicPartition, Option<i64>>,
     /// When librdkafka's statistics last showed a broker connection up.
     pub brokers_up_at: Option<Instant>,
+    /// Partitions whose asynchronous commit failed (reported by `commit_callback`): their
+    /// durable offsets are committed again with the next commit.
+    pub failed_commits: Vec<TopicPartition>,
 }
 
 /// How often librdkafka reports statistics (`statistics.interval.ms`).
@@ -64,6 +67,26 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
+    /// The result of every commit. A failed one is counted and its partitions are handed back
+    /// to the tracker (`failed_commits`), so the next commit sends their offsets again.
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        let Err(e) = result else {
+            return;
+        };
+        self.metrics.commit_failures.inc();
+        tracing::warn!("offset commit failed, will retry with the next commit: {e}");
+        let mut shared = self.shared.lock().expect("rebalance state");
+        for el in offsets.elements() {
+            shared
+                .failed_commits
+                .push((Arc::from(el.topic()), el.partition()));
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
