@@ -333,6 +333,14 @@ pub struct CollectSettings {
     pub retry_after_secs: u64,
     /// Accepted clock skew (seconds) for the `webhook-timestamp` of signed webhooks.
     pub signature_tolerance_secs: u64,
+    /// A connection must send a request's complete headers within this many seconds of
+    /// opening, or of its previous answer (the keep-alive idle limit); else it is closed.
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Per-connection read buffer (hyper `max_buf_size`): request line plus headers beyond
+    /// it get 431. At least 8192.
+    pub max_header_bytes: usize,
     /// Audit-event streaming destinations (`[[collect.audit_streams]]`).
     pub audit_streams: Vec<AuditStreamDestination>,
     /// Webhook endpoints (`[[collect.webhooks]]`).
@@ -381,6 +389,9 @@ impl Default for CollectSettings {
             max_buffered_kbytes: 256 * 1024,
             retry_after_secs: 10,
             signature_tolerance_secs: 300,
+            header_read_timeout_secs: 10,
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
             audit_streams: Vec::new(),
             webhooks: Vec::new(),
         }
@@ -424,6 +435,15 @@ impl CollectSettings {
         }
         if self.retry_after_secs == 0 {
             return Err(invalid("collect.retry_after_secs", "must be > 0"));
+        }
+        if self.header_read_timeout_secs == 0 {
+            return Err(invalid("collect.header_read_timeout_secs", "must be > 0"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("collect.max_connections", "must be > 0"));
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(invalid("collect.max_header_bytes", "must be at least 8192"));
         }
         let mut paths = std::collections::HashSet::new();
         for d in &self.audit_streams {
@@ -958,6 +978,11 @@ topic = "gitlab.webhooks"
             err.to_string().contains("collect.request_timeout_secs"),
             "{err}"
         );
+        for bad in ["max_header_bytes = 100", "max_connections = 0"] {
+            let err = load_toml(&format!("[collect]\n{bad}\n")).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.to_string().contains(&format!("collect.{key}")), "{err}");
+        }
         let err = load_toml("[collect]\ntls_cert_path = \"/c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("collect.tls_key_path"), "{err}");
         let err = Settings::default()
