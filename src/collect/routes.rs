@@ -181,33 +181,74 @@ fn rejected(shared: &Shared, reason: &str, response: Response) -> Response {
     response
 }
 
+/// Logs a failed write with its detail (topic, librdkafka error) and answers with a generic
+/// reason: the client learns what to do, not how the collector is wired.
 fn publish_failed(shared: &Shared, dest: &Destination, error: PublishError) -> Response {
-    match &error {
-        PublishError::TooLarge { .. } => {
-            tracing::error!(route = %dest.path, "{error}");
-            shared
-                .metrics
-                .collect_rejected
-                .with_label_values(&["too_large"])
-                .inc();
+    let (reason, response) = public_answer(&error, shared.retry_after_secs);
+    match reason {
+        "too_large" => tracing::error!(route = %dest.path, "answering 413: {error}"),
+        _ => tracing::warn!(route = %dest.path, "answering 503: {error}"),
+    }
+    shared
+        .metrics
+        .collect_rejected
+        .with_label_values(&[reason])
+        .inc();
+    response
+}
+
+/// The answer to a failed write, and the `rejected_total` reason it counts under.
+fn public_answer(error: &PublishError, retry_after_secs: u64) -> (&'static str, Response) {
+    match error {
+        PublishError::TooLarge { .. } => (
+            "too_large",
             error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large_for_kafka",
-                &error.to_string(),
-            )
-        }
-        PublishError::Unavailable { .. } | PublishError::DeadLetter(_) => {
-            tracing::warn!(route = %dest.path, "answering 503: {error}");
-            shared
-                .metrics
-                .collect_rejected
-                .with_label_values(&["kafka_unavailable"])
-                .inc();
+                "a message of this request is larger than Kafka accepts",
+            ),
+        ),
+        PublishError::Unavailable { .. } | PublishError::DeadLetter(_) => (
+            "kafka_unavailable",
             unavailable(
-                shared.retry_after_secs,
+                retry_after_secs,
                 "kafka_unavailable",
-                &error.to_string(),
-            )
+                "the request could not be stored; retry later",
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    #[tokio::test]
+    async fn failed_writes_answer_without_internal_detail() {
+        for (source, status) in [
+            (RDKafkaErrorCode::MessageTimedOut, 503),
+            (RDKafkaErrorCode::MessageSizeTooLarge, 413),
+        ] {
+            let error = super::super::produce::classify(
+                "internal.topic.name",
+                KafkaError::MessageProduction(source),
+            );
+            assert!(error.to_string().contains("internal.topic.name"));
+            let (_, response) = public_answer(&error, 10);
+            assert_eq!(response.status().as_u16(), status);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            for detail in [
+                "internal.topic",
+                "MessageTimedOut",
+                "MessageSizeTooLarge",
+                "Kafka did not",
+            ] {
+                assert!(!body.contains(detail), "{body}");
+            }
         }
     }
 }

@@ -715,6 +715,14 @@ async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_ac
     );
     assert_eq!(reply.headers["retry-after"], "2");
     assert!(reply.body.contains("kafka_unavailable"), "{}", reply.body);
+    // The detail (topic, librdkafka error) is logged, never answered.
+    for detail in [
+        t.audit.as_str(),
+        "MessageTimedOut",
+        "Kafka did not acknowledge",
+    ] {
+        assert!(!reply.body.contains(detail), "{}", reply.body);
+    }
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "503 within the delivery timeout"
