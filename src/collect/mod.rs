@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod encoding;
 pub mod headers;
 pub mod limits;
 pub mod produce;

@@ -1023,3 +1023,61 @@ async fn shutdown_ends_by_the_deadline_with_slow_connections_open() {
         );
     }
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_bodies_are_decoded_under_the_size_limit_and_other_encodings_get_415() {
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let mut settings = collect_settings(&svc.brokers, &t);
+    settings.collect.max_body_bytes = 64 * 1024;
+    let collector = start(&settings).await;
+    let token = ("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN);
+    let gz = ("Content-Encoding", "gzip");
+    let event = fixture("audit-stream/user_authenticated_using_job_token.json");
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], gzip(&event)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let msgs = read(&svc.brokers, &t.audit, 1).await;
+    assert_eq!(msgs[0].payload(), Some(event.trim_ascii()));
+    assert_eq!(header(&msgs[0], "Content-Encoding"), None);
+
+    // A zip bomb: 50 MB of zeros in ~50 KB, decoded only up to max_body_bytes.
+    let bomb = gzip(&vec![b' '; 50 << 20]);
+    assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], bomb).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert!(reply.body.contains("max_body_bytes"), "{}", reply.body);
+
+    let reply = post(
+        collector.addr,
+        AUDIT_PATH,
+        &[token, ("Content-Encoding", "br")],
+        event.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 415, "{}", reply.body);
+    let truncated = gzip(&event);
+    let truncated = truncated[..truncated.len() / 2].to_vec();
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], truncated).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("undecodable_body"), "{}", reply.body);
+
+    // Decoded but not JSON: 400, and the dead-letter copy is the body as received, with its
+    // Content-Encoding, so it decodes back.
+    let bad = gzip(b"{\"author_id\": 4821,");
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], bad.clone()).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("invalid_json"), "{}", reply.body);
+    let dead = read(&svc.brokers, &t.dlq, 1).await;
+    assert_eq!(dead[0].payload(), Some(&bad[..]));
+    assert_eq!(header(&dead[0], "Content-Encoding"), Some("gzip"));
+    assert!(!format!("{:?}", dead[0]).contains(AUDIT_TOKEN));
+    assert_eq!(stored(&svc.brokers, &t.audit), 1);
+    collector.stop().await;
+}
