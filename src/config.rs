@@ -369,7 +369,7 @@ pub struct WebhookDestination {
     #[serde(default)]
     pub token: Secret,
     /// Standard-Webhooks signing token; when set, `webhook-signature` must verify.
-    /// `whsec_<base64>` is decoded as the spec says; any other value is used as raw bytes.
+    /// Base64, optionally prefixed `whsec_`, decoded as the spec's libraries do.
     #[serde(default)]
     pub signing_secret: Secret,
     /// Kafka topic the webhooks are produced to.
@@ -454,6 +454,7 @@ impl CollectSettings {
                     format!("destination {:?} needs its verification token", d.path),
                 ));
             }
+            check_token("collect.audit_streams.token", &d.path, &d.token)?;
         }
         for d in &self.webhooks {
             check_destination("collect.webhooks", &d.path, &d.topic, &mut paths)?;
@@ -462,6 +463,21 @@ impl CollectSettings {
                     "collect.webhooks.token",
                     format!(
                         "webhook {:?} needs a token, a signing_secret, or both",
+                        d.path
+                    ),
+                ));
+            }
+            if !d.token.is_empty() {
+                check_token("collect.webhooks.token", &d.path, &d.token)?;
+            }
+            let signing = d.signing_secret.expose();
+            let b64 = signing.strip_prefix("whsec_").unwrap_or(signing);
+            let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64);
+            if !signing.is_empty() && !matches!(decoded, Ok(k) if !k.is_empty()) {
+                return Err(invalid(
+                    "collect.webhooks.signing_secret",
+                    format!(
+                        "webhook {:?}: must be base64, optionally after whsec_",
                         d.path
                     ),
                 ));
@@ -480,6 +496,17 @@ impl CollectSettings {
         }
         Ok(())
     }
+}
+
+/// Shared tokens are guessable below 16 characters (GitLab's verification tokens have 16–24).
+fn check_token(key: &'static str, path: &str, token: &Secret) -> Result<(), ConfigError> {
+    if token.expose().chars().count() < 16 {
+        return Err(invalid(
+            key,
+            format!("the token of {path:?} must have at least 16 characters"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_destination(
@@ -918,15 +945,15 @@ mod tests {
 listen = "127.0.0.1:0"
 [[collect.audit_streams]]
 path = "/gitlab/audit-events"
-token = "stream-secret-1"
+token = "stream-secret-1-Zq8e"
 topic = "gitlab.audit_events"
 [[collect.audit_streams]]
 path = "/gitlab/audit-events/other"
-token = "stream-secret-2"
+token = "stream-secret-2-Zq8e"
 topic = "other.audit_events"
 [[collect.webhooks]]
 path = "/gitlab/webhooks"
-token = "hook-secret"
+token = "hook-secret-Pw3xY7kL"
 signing_secret = "whsec_c2lnbmluZw=="
 topic = "gitlab.webhooks"
 "#;
@@ -957,9 +984,9 @@ topic = "gitlab.webhooks"
             }
         }
         assert!(toml.contains("[[collect.webhooks]]"), "{toml}");
-        // The redacted form is still a loadable configuration.
-        let back = load_toml(&toml).unwrap();
-        assert_eq!(back.collect.audit_streams[0].path, "/gitlab/audit-events");
+        // The redacted form parses, but its `***` placeholders are refused as tokens.
+        let err = load_toml(&toml).unwrap_err().to_string();
+        assert!(err.contains("collect.audit_streams.token"), "{err}");
     }
 
     #[test]
@@ -970,7 +997,7 @@ topic = "gitlab.webhooks"
             err.contains("collect.webhooks") && err.contains("twice"),
             "{err}"
         );
-        let no_token = COLLECT_TOML.replace("token = \"stream-secret-1\"", "token = \"\"");
+        let no_token = COLLECT_TOML.replace("token = \"stream-secret-1-Zq8e\"", "token = \"\"");
         let err = load_toml(&no_token).unwrap_err().to_string();
         assert!(err.contains("collect.audit_streams.token"), "{err}");
         let err = load_toml("[collect]\nrequest_timeout_secs = 5\n").unwrap_err();
@@ -978,6 +1005,19 @@ topic = "gitlab.webhooks"
             err.to_string().contains("collect.request_timeout_secs"),
             "{err}"
         );
+        let short = COLLECT_TOML.replace("hook-secret-Pw3xY7kL", "x");
+        let err = load_toml(&short).unwrap_err().to_string();
+        assert!(
+            err.contains("collect.webhooks.token") && err.contains("16"),
+            "{err}"
+        );
+        for bad in ["not base64!", "whsec_%%%", "whsec_"] {
+            let text = COLLECT_TOML.replace("whsec_c2lnbmluZw==", bad);
+            let err = load_toml(&text).unwrap_err().to_string();
+            assert!(err.contains("collect.webhooks.signing_secret"), "{err}");
+        }
+        let bare = COLLECT_TOML.replace("whsec_c2lnbmluZw==", "c2lnbmluZw==");
+        load_toml(&bare).unwrap();
         for bad in ["max_header_bytes = 100", "max_connections = 0"] {
             let err = load_toml(&format!("[collect]\n{bad}\n")).unwrap_err();
             let key = bad.split(' ').next().unwrap();

@@ -24,7 +24,7 @@ use crate::common::*;
 use crate::scratch_broker::ScratchBroker;
 
 const AUDIT_TOKEN: &str = "stream-token-Zq8";
-const HOOK_TOKEN: &str = "hook-token-Pw3";
+const HOOK_TOKEN: &str = "hook-token-Pw3xY7kL";
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const AUDIT_PATH: &str = "/gitlab/audit-events";
 const HOOK_PATH: &str = "/gitlab/webhooks";
