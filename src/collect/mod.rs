@@ -16,6 +16,8 @@
 
 pub mod auth;
 pub mod body;
+#[cfg(test)]
+mod body_props;
 pub mod encoding;
 pub mod headers;
 pub mod limits;
