@@ -11,7 +11,7 @@
 //!
 //! This file assembles the server: routes from the configured destinations, the limits,
 //! `/healthz` and `/readyz` on the same port (for load balancers), optional TLS, and the
-//! readiness probe. `/metrics` is on the telemetry port (`telemetry.listen`), not here: the
+//! readiness probe; server.rs accepts and drives the connections under their limits. `/metrics` is on the telemetry port (`telemetry.listen`), not here: the
 //! collector's port faces GitLab, possibly the internet.
 
 pub mod auth;
