@@ -351,6 +351,14 @@ pub struct CollectSettings {
     pub retry_after_secs: u64,
     /// Accepted clock skew (seconds) for the `webhook-timestamp` of signed webhooks.
     pub signature_tolerance_secs: u64,
+    /// A connection must send a request's complete headers within this many seconds of
+    /// opening, or of its previous answer (the keep-alive idle limit); else it is closed.
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Per-connection read buffer (hyper `max_buf_size`): request line plus headers beyond
+    /// it get 431. At least 8192.
+    pub max_header_bytes: usize,
     /// Audit-event streaming destinations (`[[collect.audit_streams]]`).
     pub audit_streams: Vec<AuditStreamDestination>,
     /// Webhook endpoints (`[[collect.webhooks]]`).
@@ -379,7 +387,7 @@ pub struct WebhookDestination {
     #[serde(default)]
     pub token: Secret,
     /// Standard-Webhooks signing token; when set, `webhook-signature` must verify.
-    /// `whsec_<base64>` is decoded as the spec says; any other value is used as raw bytes.
+    /// Base64, optionally prefixed `whsec_`, decoded as the spec's libraries do.
     #[serde(default)]
     pub signing_secret: Secret,
     /// Kafka topic the webhooks are produced to.
@@ -399,6 +407,9 @@ impl Default for CollectSettings {
             max_buffered_kbytes: 256 * 1024,
             retry_after_secs: 10,
             signature_tolerance_secs: 300,
+            header_read_timeout_secs: 10,
+            max_connections: 1024,
+            max_header_bytes: 16 * 1024,
             audit_streams: Vec::new(),
             webhooks: Vec::new(),
         }
@@ -443,6 +454,15 @@ impl CollectSettings {
         if self.retry_after_secs == 0 {
             return Err(invalid("collect.retry_after_secs", "must be > 0"));
         }
+        if self.header_read_timeout_secs == 0 {
+            return Err(invalid("collect.header_read_timeout_secs", "must be > 0"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("collect.max_connections", "must be > 0"));
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(invalid("collect.max_header_bytes", "must be at least 8192"));
+        }
         let mut paths = std::collections::HashSet::new();
         for d in &self.audit_streams {
             check_destination("collect.audit_streams", &d.path, &d.topic, &mut paths)?;
@@ -452,6 +472,7 @@ impl CollectSettings {
                     format!("destination {:?} needs its verification token", d.path),
                 ));
             }
+            check_token("collect.audit_streams.token", &d.path, &d.token)?;
         }
         for d in &self.webhooks {
             check_destination("collect.webhooks", &d.path, &d.topic, &mut paths)?;
@@ -460,6 +481,21 @@ impl CollectSettings {
                     "collect.webhooks.token",
                     format!(
                         "webhook {:?} needs a token, a signing_secret, or both",
+                        d.path
+                    ),
+                ));
+            }
+            if !d.token.is_empty() {
+                check_token("collect.webhooks.token", &d.path, &d.token)?;
+            }
+            let signing = d.signing_secret.expose();
+            let b64 = signing.strip_prefix("whsec_").unwrap_or(signing);
+            let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64);
+            if !signing.is_empty() && !matches!(decoded, Ok(k) if !k.is_empty()) {
+                return Err(invalid(
+                    "collect.webhooks.signing_secret",
+                    format!(
+                        "webhook {:?}: must be base64, optionally after whsec_",
                         d.path
                     ),
                 ));
@@ -478,6 +514,17 @@ impl CollectSettings {
         }
         Ok(())
     }
+}
+
+/// Shared tokens are guessable below 16 characters (GitLab's verification tokens have 16–24).
+fn check_token(key: &'static str, path: &str, token: &Secret) -> Result<(), ConfigError> {
+    if token.expose().chars().count() < 16 {
+        return Err(invalid(
+            key,
+            format!("the token of {path:?} must have at least 16 characters"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_destination(
@@ -923,15 +970,15 @@ mod tests {
 listen = "127.0.0.1:0"
 [[collect.audit_streams]]
 path = "/gitlab/audit-events"
-token = "stream-secret-1"
+token = "stream-secret-1-Zq8e"
 topic = "gitlab.audit_events"
 [[collect.audit_streams]]
 path = "/gitlab/audit-events/other"
-token = "stream-secret-2"
+token = "stream-secret-2-Zq8e"
 topic = "other.audit_events"
 [[collect.webhooks]]
 path = "/gitlab/webhooks"
-token = "hook-secret"
+token = "hook-secret-Pw3xY7kL"
 signing_secret = "whsec_c2lnbmluZw=="
 topic = "gitlab.webhooks"
 "#;
@@ -962,9 +1009,9 @@ topic = "gitlab.webhooks"
             }
         }
         assert!(toml.contains("[[collect.webhooks]]"), "{toml}");
-        // The redacted form is still a loadable configuration.
-        let back = load_toml(&toml).unwrap();
-        assert_eq!(back.collect.audit_streams[0].path, "/gitlab/audit-events");
+        // The redacted form parses, but its `***` placeholders are refused as tokens.
+        let err = load_toml(&toml).unwrap_err().to_string();
+        assert!(err.contains("collect.audit_streams.token"), "{err}");
     }
 
     #[test]
@@ -975,7 +1022,7 @@ topic = "gitlab.webhooks"
             err.contains("collect.webhooks") && err.contains("twice"),
             "{err}"
         );
-        let no_token = COLLECT_TOML.replace("token = \"stream-secret-1\"", "token = \"\"");
+        let no_token = COLLECT_TOML.replace("token = \"stream-secret-1-Zq8e\"", "token = \"\"");
         let err = load_toml(&no_token).unwrap_err().to_string();
         assert!(err.contains("collect.audit_streams.token"), "{err}");
         let err = load_toml("[collect]\nrequest_timeout_secs = 5\n").unwrap_err();
@@ -983,6 +1030,24 @@ topic = "gitlab.webhooks"
             err.to_string().contains("collect.request_timeout_secs"),
             "{err}"
         );
+        let short = COLLECT_TOML.replace("hook-secret-Pw3xY7kL", "x");
+        let err = load_toml(&short).unwrap_err().to_string();
+        assert!(
+            err.contains("collect.webhooks.token") && err.contains("16"),
+            "{err}"
+        );
+        for bad in ["not base64!", "whsec_%%%", "whsec_"] {
+            let text = COLLECT_TOML.replace("whsec_c2lnbmluZw==", bad);
+            let err = load_toml(&text).unwrap_err().to_string();
+            assert!(err.contains("collect.webhooks.signing_secret"), "{err}");
+        }
+        let bare = COLLECT_TOML.replace("whsec_c2lnbmluZw==", "c2lnbmluZw==");
+        load_toml(&bare).unwrap();
+        for bad in ["max_header_bytes = 100", "max_connections = 0"] {
+            let err = load_toml(&format!("[collect]\n{bad}\n")).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.to_string().contains(&format!("collect.{key}")), "{err}");
+        }
         let err = load_toml("[collect]\ntls_cert_path = \"/c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("collect.tls_key_path"), "{err}");
         let err = Settings::default()

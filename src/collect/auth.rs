@@ -24,17 +24,20 @@ pub fn token_matches(expected: &Secret, presented: Option<&[u8]>) -> bool {
     a.ct_eq(&b).into()
 }
 
-/// The signing key of a Standard-Webhooks secret: `whsec_<base64>` is decoded, as the spec
-/// prescribes; any other value is used as its raw bytes.
+/// The signing key of a Standard-Webhooks secret: base64, optionally after `whsec_`, decoded
+/// as the spec's reference libraries do (config validation refuses other values); a value that
+/// does not decode is used as its raw bytes (tests only).
 #[derive(Clone)]
 pub struct SigningKey(Vec<u8>);
 
 impl SigningKey {
     pub fn from_secret(secret: &Secret) -> Self {
         let text = secret.expose();
-        let key = text
-            .strip_prefix("whsec_")
-            .and_then(|b64| BASE64.decode(b64).ok())
+        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+        let key = BASE64
+            .decode(b64)
+            .ok()
+            .filter(|k| !k.is_empty())
             .unwrap_or_else(|| text.as_bytes().to_vec());
         SigningKey(key)
     }
@@ -153,6 +156,12 @@ mod tests {
         };
         assert_eq!(
             verify_signature(&key, headers, body, 1614265330, 300),
+            Ok(())
+        );
+        // The same secret without the prefix is the same key (as in the spec's libraries).
+        let bare = SigningKey::from_secret(&Secret::new("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        assert_eq!(
+            verify_signature(&bare, headers, body, 1614265330, 300),
             Ok(())
         );
         // One byte of the body changed: refused.

@@ -11,16 +11,20 @@
 //!
 //! This file assembles the server: routes from the configured destinations, the limits,
 //! `/healthz` and `/readyz` on the same port (for load balancers), optional TLS, and the
-//! readiness probe. `/metrics` is on the telemetry port (`telemetry.listen`), not here: the
+//! readiness probe; server.rs accepts and drives the connections under their limits. `/metrics` is on the telemetry port (`telemetry.listen`), not here: the
 //! collector's port faces GitLab, possibly the internet.
 
 pub mod auth;
 pub mod body;
+#[cfg(test)]
+mod body_props;
+pub mod encoding;
 pub mod headers;
 pub mod limits;
 pub mod produce;
 mod readiness;
 pub mod routes;
+pub mod server;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -134,6 +138,7 @@ pub struct Collector {
     publisher: Publisher,
     health: Health,
     topics: Vec<String>,
+    limits: server::ConnectionLimits,
 }
 
 impl Collector {
@@ -183,6 +188,12 @@ impl Collector {
             publisher,
             health,
             topics,
+            limits: server::ConnectionLimits {
+                max_connections: c.max_connections,
+                header_read_timeout: Duration::from_secs(c.header_read_timeout_secs),
+                max_header_bytes: c.max_header_bytes,
+                shutdown_deadline: Duration::from_secs(settings.shutdown.deadline_secs),
+            },
         })
     }
 
@@ -194,7 +205,8 @@ impl Collector {
         self.tls.is_some()
     }
 
-    /// Serves until `cancel`, then finishes the requests in progress and flushes the producer.
+    /// Serves until `cancel`, then finishes the requests in progress and flushes the producer,
+    /// all within `shutdown.deadline_secs` however many connections are open (server.rs).
     pub async fn run(self, cancel: CancellationToken) -> Result<(), CollectError> {
         let probe = tokio::spawn(readiness::probe(
             self.publisher.producer().clone(),
@@ -203,25 +215,20 @@ impl Collector {
             cancel.clone(),
         ));
         tracing::info!(listen = %self.local_addr, tls = self.tls.is_some(), "collector listening");
-        let shutdown = cancel.clone().cancelled_owned();
-        let served = match self.tls {
-            None => {
-                axum::serve(self.listener, self.router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            Some(config) => {
-                let listener = tls::TlsListener::new(self.listener, config, cancel.clone())
-                    .map_err(CollectError::Serve)?;
-                axum::serve(listener, self.router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
+        let stopping = cancel.clone();
+        let started = tokio::spawn(async move {
+            stopping.cancelled().await;
+            tokio::time::Instant::now()
+        });
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        server::serve(self.listener, tls, self.router, self.limits, cancel.clone()).await;
         cancel.cancel();
         let _ = probe.await;
         self.health.set_ready(false);
-        self.publisher.flush(Duration::from_secs(5));
-        served.map_err(CollectError::Serve)
+        // The producer gets what is left of the deadline, at most 5 s.
+        let spent = started.await.map(|at| at.elapsed()).unwrap_or_default();
+        let left = self.limits.shutdown_deadline.saturating_sub(spent);
+        self.publisher.flush(left.min(Duration::from_secs(5)));
+        Ok(())
     }
 }

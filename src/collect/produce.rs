@@ -42,7 +42,7 @@ pub enum PublishError {
     DeadLetter(#[from] DeadLetterError),
 }
 
-fn classify(topic: &str, source: KafkaError) -> PublishError {
+pub(super) fn classify(topic: &str, source: KafkaError) -> PublishError {
     let too_large = matches!(
         source.rdkafka_error_code(),
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)

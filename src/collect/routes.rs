@@ -5,7 +5,8 @@
 //! |-------------------------------------------|---------------------------|
 //! | every record acknowledged by Kafka        | 200 `{"accepted": n}`     |
 //! | wrong or missing token / signature        | 401, nothing produced     |
-//! | body larger than `collect.max_body_bytes` | 413                       |
+//! | body larger than `collect.max_body_bytes` | 413 (decoded size, too)   |
+//! | `Content-Encoding` not gzip/deflate       | 415                       |
 //! | not JSON, empty, or the wrong JSON shape  | 400 + dead-letter copy    |
 //! | Kafka unavailable, buffer full, timeout   | 503 + `Retry-After`       |
 
@@ -13,12 +14,13 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::auth::{self, SignatureHeaders, SigningKey};
 use super::body::{self, BodyError, Record};
+use super::encoding::{self, Coding, Refused};
 use super::headers::{self, RECEIVED_AT, STREAMING_TOKEN, WEBHOOK_TOKEN};
 use super::limits::{error_response, json_response, unavailable};
 use super::produce::{PublishError, Publisher};
@@ -75,9 +77,16 @@ pub async fn receive(State(state): State<RouteState>, headers: HeaderMap, body: 
     {
         return unauthorized(shared, dest, "token");
     }
-    let body = match read_limited(body, shared.max_body_bytes).await {
+    let received = match read_limited(body, shared.max_body_bytes).await {
         Ok(body) => body,
         Err((reason, response)) => return rejected(shared, reason, response),
+    };
+    let body = match decoded(&headers, &received, shared.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refused) => {
+            let response = error_response(refused.status, refused.kind, &refused.reason);
+            return rejected(shared, refused.kind, response);
+        }
     };
     if let Some(key) = &dest.signing_key {
         let signature = SignatureHeaders {
@@ -115,9 +124,14 @@ pub async fn receive(State(state): State<RouteState>, headers: HeaderMap, body: 
             // Answer 400 only once the copy is safe in the dead-letter topic; if Kafka cannot
             // take it, 503 makes GitLab send the body again.
             let kind = bad.kind.as_str();
+            // The copy is the body as received, with its Content-Encoding, so it can be
+            // replayed or inspected exactly.
+            if let Some(coding) = headers.get(header::CONTENT_ENCODING) {
+                forwarded.push(("Content-Encoding".into(), coding.as_bytes().to_vec()));
+            }
             match shared
                 .publisher
-                .dead_letter(&dest.topic, kind, &bad.message, &body, &forwarded)
+                .dead_letter(&dest.topic, kind, &bad.message, &received, &forwarded)
                 .await
             {
                 Ok(()) => rejected(
@@ -129,6 +143,24 @@ pub async fn receive(State(state): State<RouteState>, headers: HeaderMap, body: 
             }
         }
     }
+}
+
+/// The body without its `Content-Encoding` (encoding.rs), decoded off the async threads.
+async fn decoded(headers: &HeaderMap, received: &Bytes, limit: usize) -> Result<Bytes, Refused> {
+    let coding = encoding::coding(headers.get(header::CONTENT_ENCODING))?;
+    if coding == Coding::Identity {
+        return Ok(received.clone());
+    }
+    let received = received.clone();
+    tokio::task::spawn_blocking(move || encoding::decode(coding, &received, limit))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Refused {
+                status: StatusCode::BAD_REQUEST,
+                kind: "undecodable_body",
+                reason: format!("cannot decode the body: {e}"),
+            })
+        })
 }
 
 /// Reads the whole body, refusing it with 413 past `limit` (checked against Content-Length
@@ -181,33 +213,74 @@ fn rejected(shared: &Shared, reason: &str, response: Response) -> Response {
     response
 }
 
+/// Logs a failed write with its detail (topic, librdkafka error) and answers with a generic
+/// reason: the client learns what to do, not how the collector is wired.
 fn publish_failed(shared: &Shared, dest: &Destination, error: PublishError) -> Response {
-    match &error {
-        PublishError::TooLarge { .. } => {
-            tracing::error!(route = %dest.path, "{error}");
-            shared
-                .metrics
-                .collect_rejected
-                .with_label_values(&["too_large"])
-                .inc();
+    let (reason, response) = public_answer(&error, shared.retry_after_secs);
+    match reason {
+        "too_large" => tracing::error!(route = %dest.path, "answering 413: {error}"),
+        _ => tracing::warn!(route = %dest.path, "answering 503: {error}"),
+    }
+    shared
+        .metrics
+        .collect_rejected
+        .with_label_values(&[reason])
+        .inc();
+    response
+}
+
+/// The answer to a failed write, and the `rejected_total` reason it counts under.
+fn public_answer(error: &PublishError, retry_after_secs: u64) -> (&'static str, Response) {
+    match error {
+        PublishError::TooLarge { .. } => (
+            "too_large",
             error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large_for_kafka",
-                &error.to_string(),
-            )
-        }
-        PublishError::Unavailable { .. } | PublishError::DeadLetter(_) => {
-            tracing::warn!(route = %dest.path, "answering 503: {error}");
-            shared
-                .metrics
-                .collect_rejected
-                .with_label_values(&["kafka_unavailable"])
-                .inc();
+                "a message of this request is larger than Kafka accepts",
+            ),
+        ),
+        PublishError::Unavailable { .. } | PublishError::DeadLetter(_) => (
+            "kafka_unavailable",
             unavailable(
-                shared.retry_after_secs,
+                retry_after_secs,
                 "kafka_unavailable",
-                &error.to_string(),
-            )
+                "the request could not be stored; retry later",
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    #[tokio::test]
+    async fn failed_writes_answer_without_internal_detail() {
+        for (source, status) in [
+            (RDKafkaErrorCode::MessageTimedOut, 503),
+            (RDKafkaErrorCode::MessageSizeTooLarge, 413),
+        ] {
+            let error = super::super::produce::classify(
+                "internal.topic.name",
+                KafkaError::MessageProduction(source),
+            );
+            assert!(error.to_string().contains("internal.topic.name"));
+            let (_, response) = public_answer(&error, 10);
+            assert_eq!(response.status().as_u16(), status);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            for detail in [
+                "internal.topic",
+                "MessageTimedOut",
+                "MessageSizeTooLarge",
+                "Kafka did not",
+            ] {
+                assert!(!body.contains(detail), "{body}");
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::common::*;
 use crate::scratch_broker::ScratchBroker;
 
 const AUDIT_TOKEN: &str = "stream-token-Zq8";
-const HOOK_TOKEN: &str = "hook-token-Pw3";
+const HOOK_TOKEN: &str = "hook-token-Pw3xY7kL";
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const AUDIT_PATH: &str = "/gitlab/audit-events";
 const HOOK_PATH: &str = "/gitlab/webhooks";
@@ -715,6 +715,14 @@ async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_ac
     );
     assert_eq!(reply.headers["retry-after"], "2");
     assert!(reply.body.contains("kafka_unavailable"), "{}", reply.body);
+    // The detail (topic, librdkafka error) is logged, never answered.
+    for detail in [
+        t.audit.as_str(),
+        "MessageTimedOut",
+        "Kafka did not acknowledge",
+    ] {
+        assert!(!reply.body.contains(detail), "{}", reply.body);
+    }
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "503 within the delivery timeout"
@@ -859,6 +867,217 @@ async fn tls_listener_serves_https() {
         "{}",
         String::from_utf8_lossy(&answer)
     );
+    assert_eq!(stored(&svc.brokers, &t.audit), 1);
+    collector.stop().await;
+}
+
+/// Reads until the collector closes the connection; `None` if it is still open after `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut answer)).await {
+        Ok(_) => Some(answer),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_header_connections_are_closed_and_big_heads_get_431() {
+    use tokio::io::AsyncWriteExt;
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let mut settings = collect_settings(&svc.brokers, &t);
+    settings.collect.header_read_timeout_secs = 1;
+    settings.collect.max_header_bytes = 8192;
+    let collector = start(&settings).await;
+    let connect = || tokio::net::TcpStream::connect(collector.addr);
+
+    // Sends nothing at all.
+    let mut idle = connect().await.unwrap();
+    // Trickles a header, one byte every 200 ms (slowloris).
+    let mut slow = connect().await.unwrap();
+    slow.write_all(b"POST /gitlab/audit-events HTTP/1.1\r\nx-pad: ")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            if slow.write_all(b"a").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    });
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(4))
+            .await
+            .is_some(),
+        "an idle connection is closed after header_read_timeout_secs"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), trickle)
+            .await
+            .expect("the trickling connection is closed")
+            .unwrap(),
+    );
+
+    // Keep-alive idle after an answer: closed by the same timer.
+    let mut reused = connect().await.unwrap();
+    reused
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(&mut reused, Duration::from_secs(4))
+        .await
+        .expect("closed after its keep-alive idle time");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+    // A request head larger than max_header_bytes: 431, not buffered.
+    let mut big = connect().await.unwrap();
+    let head = format!(
+        "POST /gitlab/audit-events HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let answer = closed_within(&mut big, Duration::from_secs(4))
+        .await
+        .unwrap_or_default();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Legitimate requests are still answered.
+    let reply = post(
+        collector.addr,
+        AUDIT_PATH,
+        &[("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN)],
+        fixture("audit-stream/user_authenticated_using_job_token.json"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_max_connections_wait_until_one_closes() {
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let mut settings = collect_settings(&svc.brokers, &t);
+    settings.collect.max_connections = 2;
+    settings.collect.header_read_timeout_secs = 30;
+    let collector = start(&settings).await;
+    let first = tokio::net::TcpStream::connect(collector.addr)
+        .await
+        .unwrap();
+    let _second = tokio::net::TcpStream::connect(collector.addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = tokio::spawn(request(collector.addr, "GET", "/healthz", &[], Vec::new()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!third.is_finished(), "a third connection is not served");
+    drop(first);
+    let reply = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_ends_by_the_deadline_with_slow_connections_open() {
+    use tokio::io::AsyncWriteExt;
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let mut settings = collect_settings(&svc.brokers, &t);
+    settings.shutdown.deadline_secs = 2;
+    settings.collect.header_read_timeout_secs = 60;
+    let collector = start(&settings).await;
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(collector.addr)
+            .await
+            .unwrap();
+        s.write_all(b"POST /gitlab/audit-events HTTP/1.1\r\nx-pad: aaaa")
+            .await
+            .unwrap();
+        open.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), collector.stop())
+        .await
+        .expect("the collector stops despite open connections");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    for mut s in open {
+        assert!(
+            closed_within(&mut s, Duration::from_secs(1))
+                .await
+                .is_some()
+        );
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_bodies_are_decoded_under_the_size_limit_and_other_encodings_get_415() {
+    let svc = services();
+    let t = topics(&svc.brokers, 1).await;
+    let mut settings = collect_settings(&svc.brokers, &t);
+    settings.collect.max_body_bytes = 64 * 1024;
+    let collector = start(&settings).await;
+    let token = ("X-Gitlab-Event-Streaming-Token", AUDIT_TOKEN);
+    let gz = ("Content-Encoding", "gzip");
+    let event = fixture("audit-stream/user_authenticated_using_job_token.json");
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], gzip(&event)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let msgs = read(&svc.brokers, &t.audit, 1).await;
+    assert_eq!(msgs[0].payload(), Some(event.trim_ascii()));
+    assert_eq!(header(&msgs[0], "Content-Encoding"), None);
+
+    // A zip bomb: 50 MB of zeros in ~50 KB, decoded only up to max_body_bytes.
+    let bomb = gzip(&vec![b' '; 50 << 20]);
+    assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], bomb).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert!(reply.body.contains("max_body_bytes"), "{}", reply.body);
+
+    let reply = post(
+        collector.addr,
+        AUDIT_PATH,
+        &[token, ("Content-Encoding", "br")],
+        event.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 415, "{}", reply.body);
+    let truncated = gzip(&event);
+    let truncated = truncated[..truncated.len() / 2].to_vec();
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], truncated).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("undecodable_body"), "{}", reply.body);
+
+    // Decoded but not JSON: 400, and the dead-letter copy is the body as received, with its
+    // Content-Encoding, so it decodes back.
+    let bad = gzip(b"{\"author_id\": 4821,");
+    let reply = post(collector.addr, AUDIT_PATH, &[token, gz], bad.clone()).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body.contains("invalid_json"), "{}", reply.body);
+    let dead = read(&svc.brokers, &t.dlq, 1).await;
+    assert_eq!(dead[0].payload(), Some(&bad[..]));
+    assert_eq!(header(&dead[0], "Content-Encoding"), Some("gzip"));
+    assert!(!format!("{:?}", dead[0]).contains(AUDIT_TOKEN));
     assert_eq!(stored(&svc.brokers, &t.audit), 1);
     collector.stop().await;
 }
