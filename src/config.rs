@@ -408,7 +408,7 @@ impl Default for CollectSettings {
             retry_after_secs: 10,
             signature_tolerance_secs: 300,
             header_read_timeout_secs: 10,
-            max_connections: 1024,
+            max_connections: 4096,
             max_header_bytes: 16 * 1024,
             audit_streams: Vec::new(),
             webhooks: Vec::new(),
@@ -866,10 +866,23 @@ fn toml_key(k: &str) -> String {
     }
 }
 
+/// An environment for `Settings::load_with_env` in tests, from `(name, value)` pairs.
+#[cfg(test)]
+pub(crate) fn test_env(
+    pairs: &[(&str, &str)],
+) -> Option<std::collections::HashMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_env as env;
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn printed_settings_carry_no_credential() {
@@ -896,15 +909,6 @@ mod tests {
             plain.contains("url = \"http://127.0.0.1:18123\""),
             "{plain}"
         );
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
     }
 
     #[test]

@@ -262,15 +262,7 @@ impl SiemSettings {
 #[cfg(test)]
 mod tests {
     use crate::config::Settings;
-
-    fn env(pairs: &[(&str, &str)]) -> Option<std::collections::HashMap<String, String>> {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn the_selected_sink_must_be_complete_and_errors_name_the_key() {

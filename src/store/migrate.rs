@@ -133,15 +133,14 @@ pub async fn migrate(
             report.already_applied.push(version);
             continue;
         }
+        let failed = |(statement, source)| MigrateError::Statement {
+            version,
+            name,
+            statement,
+            source,
+        };
         for statement in statements {
-            exec(statement)
-                .await
-                .map_err(|(statement, source)| MigrateError::Statement {
-                    version,
-                    name,
-                    statement,
-                    source,
-                })?;
+            exec(statement).await.map_err(failed)?;
         }
         let record = format!(
             "INSERT INTO {}.{MIGRATIONS_TABLE} (version, name, dialect, applied_at_ms) \
@@ -149,14 +148,7 @@ pub async fn migrate(
             quote_ident(database),
             chrono::Utc::now().timestamp_millis()
         );
-        exec(record)
-            .await
-            .map_err(|(statement, source)| MigrateError::Statement {
-                version,
-                name,
-                statement,
-                source,
-            })?;
+        exec(record).await.map_err(failed)?;
         tracing::info!(version, name, ?dialect, "migration applied");
         report.applied.push(version);
     }

@@ -102,9 +102,13 @@ impl ScratchBroker {
             ),
         )
         .expect("write log4j2.xml");
-        // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding.
-        let cluster_id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(uuid::Uuid::new_v4().as_bytes());
+        // A KRaft cluster id is 16 random bytes in URL-safe base64 without padding; one that
+        // starts with `-` would be read by kafka-storage as an option.
+        let cluster_id = std::iter::repeat_with(|| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+        })
+        .find(|id| !id.starts_with('-'))
+        .expect("an id not starting with '-'");
         let mut broker = ScratchBroker {
             dir,
             port,
