@@ -82,9 +82,8 @@ impl Committer {
                 failed_commits,
                 ..
             } = &mut *shared;
-            let failed: Vec<(TopicPartition, i64)> =
-                failed_commits.drain(..).map(|tp| (tp, 0)).collect();
-            tracker.restore_commits(&failed);
+            tracker.restore_commits(failed_commits.iter());
+            failed_commits.clear();
             caps.clear();
             for tp in tracker.partitions() {
                 caps.insert(tp.clone(), cap(tp));
@@ -105,6 +104,6 @@ impl Committer {
             .lock()
             .expect("rebalance state")
             .tracker
-            .restore_commits(commits);
+            .restore_commits(commits.iter().map(|(tp, _)| tp));
     }
 }

@@ -10,7 +10,7 @@
 //!                 writer task: alert tickets acked, then
 //!                              ClickHouse INSERTs (retry / bisect)
 //!                                                 ▼ WriteReceipt
-//!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ sync commit
+//!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ async commit
 //! ```
 //!
 //! Back-pressure: one batch is written while the next fills. When the next is full and the
@@ -423,10 +423,9 @@ impl<'a> Loop<'a> {
         Ok(())
     }
 
-    /// Commits what is durable, unless Kafka is known to be away: a synchronous commit to an
-    /// absent coordinator blocks the loop until librdkafka gives up, which delays the
-    /// recovery it waits for. The durable offsets stay in the tracker and go out with the
-    /// commit `kafka_recovered` makes.
+    /// Commits what is durable, unless Kafka is known to be away: a commit then only fails
+    /// (and is counted and retried). The durable offsets stay in the tracker and go out with
+    /// the commit `kafka_recovered` makes.
     fn commit(&mut self) {
         if self.kafka_fault.is_some() {
             return;

@@ -172,9 +172,10 @@ impl OffsetTracker {
         out
     }
 
-    /// Forgets commits that Kafka refused, so the next call retries them.
-    pub fn restore_commits(&mut self, failed: &[(TopicPartition, i64)]) {
-        for (tp, _) in failed {
+    /// Forgets the commits of `failed` partitions (Kafka refused them), so the next call
+    /// sends their durable offsets again.
+    pub fn restore_commits<'a>(&mut self, failed: impl IntoIterator<Item = &'a TopicPartition>) {
+        for tp in failed {
             if let Some(state) = self.partitions.get_mut(tp) {
                 state.committed = None;
             }
@@ -258,7 +259,7 @@ mod tests {
         let b = batch(&mut t, &[(0, 1)]);
         t.complete(durable(b));
         let c = t.take_commits(|_| None);
-        t.restore_commits(&c);
+        t.restore_commits(c.iter().map(|(tp, _)| tp));
         assert_eq!(t.take_commits(|_| None), c);
     }
 
