@@ -2,7 +2,9 @@
 //! with the `config` crate into structs that reject unknown keys, then validated.
 //!
 //! Every validation error names the key it is about. Secrets are wrapped in [`Secret`], which
-//! never prints its value (Debug, Display and Serialize all redact it).
+//! never prints its value (Debug, Display and Serialize all redact it). Both live in
+//! [`crate::config_core`], below every section, so a component's own section (`siem::config`,
+//! `alert::settings`, `report::settings`) never imports this assembly of all sections.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+pub(crate) use crate::config_core::invalid;
+pub use crate::config_core::{ConfigError, Secret, looks_secret, url_without_userinfo};
 use crate::correlate::{CorrelatorConfig, DEFAULT_LATENESS_MS};
 
 mod secret_files;
@@ -19,53 +23,6 @@ pub use tls::{ClickHouseTlsSettings, KafkaSaslSettings, KafkaTlsSettings, SASL_M
 
 /// The environment prefix; `TOKENTRAIL__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "TOKENTRAIL";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    #[error("invalid configuration: {key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-    /// Like `Invalid`, for keys only known at load time (`collect.webhooks[1].token_file`).
-    #[error("invalid configuration: {key}: {reason}")]
-    InvalidAt { key: String, reason: String },
-}
-
-pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
-}
-
-/// A secret string (password, token). Its value is only reachable through [`Secret::expose`].
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
-    }
-}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -550,38 +507,6 @@ fn check_destination(
         return Err(invalid(key, format!("destination {path:?} needs a topic")));
     }
     Ok(())
-}
-
-pub fn looks_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    // Every SASL option (usernames and OAUTHBEARER configs carry credentials too), every
-    // option naming a key, password, secret, token or credential (`ssl.key.password`,
-    // `ssl.keystore.password`, `sasl.oauthbearer.client.secret`, …).
-    k.starts_with("sasl.")
-        || [
-            "password",
-            "secret",
-            "token",
-            "key",
-            "oauthbearer",
-            "credential",
-        ]
-        .iter()
-        .any(|w| k.contains(w))
-}
-
-/// `http://user:pass@host/` → `http://***@host/`: URL user-info is a credential.
-pub fn url_without_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***{}", &rest[at..]),
-                None => url.to_string(),
-            }
-        }
-        None => url.to_string(),
-    }
 }
 
 fn redact_url_userinfo<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {

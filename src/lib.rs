@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod collect;
 pub mod config;
+pub mod config_core;
 pub mod correlate;
 pub mod diagnose;
 pub mod ingest;

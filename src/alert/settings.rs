@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rule_id::RuleId;
-use crate::config::{ConfigError, Secret};
+use crate::config_core::{ConfigError, Secret};
 use crate::model::ActorKind;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

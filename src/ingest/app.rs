@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::alert_dispatch::AlertDispatch;
 use super::correlation::CorrelationStage;
 use super::error::IngestError;
+pub use super::pipeline::RunSummary;
 use super::pipeline::{Loop, LoopIo};
 use super::process::Processor;
 use super::writer::{Done, Sealed, Writer};
@@ -19,22 +20,13 @@ use crate::alert::output::AlertOutputs;
 use crate::alert::{self, AlertEngine};
 use crate::config::Settings;
 use crate::correlate::actors::KnownBots;
-use crate::kafka::client;
 use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
 use crate::kafka::dead_letter::{DeadLetterError, DeadLetterProducer};
+use crate::kafka::producer;
 use crate::store::schema::Dialect;
 use crate::store::sink::{self, ClickHouseSink, WriteError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
-
-/// What a run did, for logs and tests.
-#[derive(Debug, Default, Clone)]
-pub struct RunSummary {
-    pub messages: u64,
-    pub rows_written: u64,
-    pub dead_lettered: u64,
-    pub batches: u64,
-}
 
 /// Runs ingest until `cancel` fires (graceful shutdown) or a fatal error.
 pub async fn run(
@@ -114,11 +106,11 @@ impl IngestApp {
         }
         let alert_outputs = AlertOutputs::new(
             &settings.alerting.outputs,
-            client::producer(&settings.kafka)?,
+            producer::producer(&settings.kafka)?,
         )?;
         let (consumer, shared) = consumer::consumer(&settings.kafka, metrics.clone())?;
         let dlq = DeadLetterProducer::new(
-            client::producer(&settings.kafka)?,
+            producer::producer(&settings.kafka)?,
             settings.kafka.dead_letter_topic.clone(),
             settings.dead_letter.max_payload_bytes,
             metrics.clone(),

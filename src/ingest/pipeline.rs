@@ -41,7 +41,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::alert_dispatch::{AlertDispatch, Ticket};
-use super::app::RunSummary;
 use super::caught_up::{self, CheckClock, PartitionEnds};
 use super::commit::Committer;
 use super::error::IngestError;
@@ -59,6 +58,15 @@ use crate::telemetry::server::Health;
 /// How often (in messages) the loop re-checks partition alignment while messages keep
 /// arriving (the periodic tick does not fire then).
 const ALIGN_EVERY_MESSAGES: u64 = 1024;
+
+/// What a run did, for logs and tests.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub rows_written: u64,
+    pub dead_lettered: u64,
+    pub batches: u64,
+}
 
 /// The loop's ends: Kafka in, the dead-letter topic, the alert dispatcher, and what the
 /// writer hands back.

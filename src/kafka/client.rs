@@ -1,5 +1,6 @@
-//! Kafka client construction shared by every command (ingest, collect, the alert output,
-//! export, simulate), and the one rule for which Kafka errors are worth retrying.
+//! Kafka client configuration shared by every command (ingest, collect, the alert output,
+//! export, simulate), and the one rule for which Kafka errors are worth retrying. The clients
+//! themselves are built in `producer` and `consumer`, after `connect_check`.
 //!
 //! `[kafka.tls]` and `[kafka.sasl]` become librdkafka's `security.protocol`, `ssl.*` and
 //! `sasl.*` options here. librdkafka is built with OpenSSL (TLS, SCRAM) and libcurl
@@ -7,7 +8,6 @@
 
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
 
 use crate::config::{KafkaSettings, looks_secret};
 
@@ -104,22 +104,6 @@ pub fn redact_error(err: KafkaError) -> KafkaError {
     }
 }
 
-/// An idempotent producer (`acks=all`), used for the dead-letter topic, the alert output,
-/// the SIEM Kafka sink and `simulate`; after a connection check (`connect_check`).
-pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    super::connect_check::check(settings)?;
-    client_config(
-        settings,
-        &[("linger.ms", "5")],
-        &[
-            ("enable.idempotence", "true".into()),
-            ("acks", "all".into()),
-        ],
-    )
-    .create()
-    .map_err(redact_error)
-}
-
 /// Whether a Kafka error means retrying cannot help: credentials, permissions, or a message
 /// the broker will never take. Everything else (brokers down, a name that does not resolve
 /// yet, timeouts, leader elections, a topic still being created) is an outage that the
@@ -173,6 +157,7 @@ pub fn error_kind(err: &rdkafka::error::KafkaError) -> String {
 mod security_tests {
     use super::*;
     use crate::config::{Secret, Settings};
+    use rdkafka::producer::FutureProducer;
     use rdkafka::types::RDKafkaConfRes;
 
     fn options(s: &Settings) -> std::collections::BTreeMap<&'static str, String> {

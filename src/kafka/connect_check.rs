@@ -4,7 +4,7 @@
 //! an outage. librdkafka reports these only to the client context (its error and log
 //! callbacks, served when the client is polled); the consumer's own errors say no more than
 //! "all brokers down". So a throwaway client checks the connection before the real ones are
-//! built (`consumer::consumer`, `client::producer`).
+//! built (`consumer::consumer`, `producer::producer`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

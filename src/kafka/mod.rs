@@ -1,5 +1,5 @@
 //! Kafka infrastructure below the stages: client configuration and error classification
-//! (`client`), the ingest consumer and its rebalance context (`consumer`), the offset
+//! (`client`), the producer every writer uses (`producer`), the ingest consumer and its rebalance context (`consumer`), the offset
 //! bookkeeping that makes the commit barrier (`offsets`), and the dead-letter writer
 //! (`dead_letter`). Nothing here imports a stage.
 
@@ -8,3 +8,4 @@ pub mod connect_check;
 pub mod consumer;
 pub mod dead_letter;
 pub mod offsets;
+pub mod producer;

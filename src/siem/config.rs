@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::encode::Format;
-use crate::config::{ConfigError, Secret};
+use crate::config_core::{ConfigError, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

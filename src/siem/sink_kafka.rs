@@ -1,6 +1,6 @@
 //! Kafka sink: one message per record on `siem.kafka.topic`, keyed by the record id (so a
 //! record and its re-deliveries land in one partition, in order), with the record kind and
-//! format in headers. The producer is idempotent with `acks=all` (`kafka::client::producer`);
+//! format in headers. The producer is idempotent with `acks=all` (`kafka::producer::producer`);
 //! a batch counts as delivered when every message is acknowledged, and only the messages
 //! that failed are retried.
 
@@ -16,7 +16,7 @@ use super::delivery::{AttemptError, SinkError, after_failure};
 use super::encode::Encoded;
 use super::retry::Backoff;
 use crate::config::Settings;
-use crate::kafka::client;
+use crate::kafka::{client, producer};
 use crate::telemetry::metrics::Metrics;
 
 const SINK: &str = "kafka";
@@ -35,7 +35,7 @@ impl KafkaSink {
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> Result<Self, SinkError> {
-        let producer = client::producer(&settings.kafka).map_err(|e| SinkError::Setup {
+        let producer = producer::producer(&settings.kafka).map_err(|e| SinkError::Setup {
             sink: SINK,
             message: e.to_string(),
         })?;

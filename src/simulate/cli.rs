@@ -63,7 +63,7 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
         SimOutput::Kafka => {
             let topics = crate::publish::Topics::from_settings(&settings.kafka)
                 .context("kafka.audit_topics and kafka.webhook_topics must name a topic each")?;
-            let producer = crate::kafka::client::producer(&settings.kafka)?;
+            let producer = crate::kafka::producer::producer(&settings.kafka)?;
             let bar = indicatif::ProgressBar::new_spinner().with_message("messages sent");
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})")

@@ -77,7 +77,7 @@ async fn setup(svc: &Services, s: &Settings) -> clickhouse::Client {
 async fn publish_sim(s: &Settings, cfg: &SimConfig) -> (u64, GroundTruth) {
     let mut sim = Simulator::new(cfg);
     let topics = Topics::from_settings(&s.kafka).unwrap();
-    let producer = tokentrail::kafka::client::producer(&s.kafka).unwrap();
+    let producer = tokentrail::kafka::producer::producer(&s.kafka).unwrap();
     let sent = publish::publish(&producer, &topics, sim.by_ref(), 0, |_| {})
         .await
         .unwrap();
@@ -820,7 +820,7 @@ async fn alert_latency_at_5k_events_per_second() {
         }
     });
     let topics = Topics::from_settings(&s.kafka).unwrap();
-    let producer = tokentrail::kafka::client::producer(&s.kafka).unwrap();
+    let producer = tokentrail::kafka::producer::producer(&s.kafka).unwrap();
     let started = std::time::Instant::now();
     let sent = publish::publish(&producer, &topics, paced, 0, |_| {})
         .await

@@ -80,7 +80,7 @@ impl Run {
     async fn publish(&self, cfg: &SimConfig) -> (u64, GroundTruth) {
         let mut sim = Simulator::new(cfg);
         let topics = Topics::from_settings(&self.settings.kafka).unwrap();
-        let producer = tokentrail::kafka::client::producer(&self.settings.kafka).unwrap();
+        let producer = tokentrail::kafka::producer::producer(&self.settings.kafka).unwrap();
         let sent = publish::publish(&producer, &topics, sim.by_ref(), 0, |_| {})
             .await
             .unwrap();
@@ -190,7 +190,7 @@ fn publish_in_background(
     tokio::spawn(async move {
         let mut sim = Simulator::new(&cfg);
         let topics = Topics::from_settings(&settings.kafka).unwrap();
-        let producer = tokentrail::kafka::client::producer(&settings.kafka).unwrap();
+        let producer = tokentrail::kafka::producer::producer(&settings.kafka).unwrap();
         let rate = (cfg.jobs as u64 * 7 / seconds).max(100);
         publish::publish(&producer, &topics, sim.by_ref(), rate, |_| {})
             .await

@@ -245,7 +245,7 @@ async fn mutual_tls_to_kafka_and_https_to_clickhouse() {
     create_topic(&svc.brokers, &name, 1).await;
     let producer = tokio::task::spawn_blocking({
         let k = s.kafka.clone();
-        move || tokentrail::kafka::client::producer(&k)
+        move || tokentrail::kafka::producer::producer(&k)
     })
     .await
     .unwrap()

@@ -46,7 +46,7 @@ async fn simulated_traffic_yields_the_ground_truth_token_uses() {
     };
     let mut sim = Simulator::new(&cfg);
     let topics = Topics::from_settings(&s.kafka).unwrap();
-    let producer = tokentrail::kafka::client::producer(&s.kafka).unwrap();
+    let producer = tokentrail::kafka::producer::producer(&s.kafka).unwrap();
     let sent = publish::publish(&producer, &topics, sim.by_ref(), 0, |_| {})
         .await
         .unwrap();
