@@ -4,7 +4,7 @@
 //! Kafka ──recv──▶ normalize (pure) ──▶ correlate (pure) ──▶ route: encode rows into the
 //!                      │                                        open Batch
 //!                      │                                         │ full or old enough: seal
-//!                      └─ rejections ─▶ DLQ (acked)   ▼
+//!                      └─ rejections ─▶ DLQ (in the background; acked before the batch)
 //!                                        bounded channel (1 sealed batch)
 //!                                                 ▼
 //!                 writer task: alert tickets acked, then
@@ -49,7 +49,7 @@ use super::writer::{Done, Sealed};
 use crate::config::Settings;
 use crate::kafka::client;
 use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
-use crate::kafka::dead_letter::{DeadLetterItem, DeadLetterProducer, RatioGuard};
+use crate::kafka::dead_letter::{DeadLetterItem, DeadLetterProducer, DeadLetterTicket, RatioGuard};
 use crate::model::{InputMessage, SourceKind};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
@@ -96,6 +96,8 @@ pub struct Loop<'a> {
     dispatch: AlertDispatch,
     /// Paging acknowledgements for the alerts of the open batch.
     tickets: Vec<Ticket>,
+    /// Acknowledgements of the open batch's dead-letter copies.
+    dead_letters: Vec<DeadLetterTicket>,
     in_flight: usize,
     paused: bool,
     /// Audit partitions paused because they ran ahead of the slowest (watermark alignment).
@@ -132,6 +134,7 @@ impl<'a> Loop<'a> {
             work,
             dispatch: io.dispatch,
             tickets: Vec::new(),
+            dead_letters: Vec::new(),
             in_flight: 0,
             paused: false,
             held_back: Vec::new(),
@@ -188,7 +191,7 @@ impl<'a> Loop<'a> {
                     };
                     self.kafka_recovered();
                     self.metrics.caught_up.set(0);
-                    self.on_message(&msg, cancel).await?;
+                    self.on_message(&msg, cancel)?;
                     self.dispatch_alerts().await;
                     if self.summary.messages.is_multiple_of(ALIGN_EVERY_MESSAGES) {
                         self.align_partitions()?;
@@ -362,6 +365,7 @@ impl<'a> Loop<'a> {
         let sealed = Sealed {
             work: self.work.seal(),
             tickets: std::mem::take(&mut self.tickets),
+            dead_letters: std::mem::take(&mut self.dead_letters),
         };
         if sealed_tx.send(sealed).await.is_err() {
             tracing::warn!("writer stopped; batch not written (will be replayed)");
@@ -369,9 +373,11 @@ impl<'a> Loop<'a> {
     }
 
     /// Dead-letters what the message cannot give, then routes what it can. The dead-letter
-    /// copies come first: a message counts as consumed (and can ever be committed) only once
-    /// every copy of it is acknowledged.
-    async fn on_message(
+    /// copies are written in the background; their tickets travel with the batch that holds
+    /// the message's offset, and the writer awaits them before anything of that batch is
+    /// stored, so a message counts as consumed (and can ever be committed) only once every
+    /// copy of it is acknowledged.
+    fn on_message(
         &mut self,
         msg: &rdkafka::message::BorrowedMessage<'_>,
         cancel: &CancellationToken,
@@ -400,23 +406,22 @@ impl<'a> Loop<'a> {
         };
         let normalized = self.work.normalize(&input);
         for rejection in &normalized.rejected {
-            self.dlq
-                .send(
-                    &DeadLetterItem {
-                        topic,
-                        partition: tp.1,
-                        offset,
-                        kind: rejection.kind.as_str(),
-                        message: &rejection.message,
-                        element_index: rejection.index,
-                        table: None,
-                        key: msg.key(),
-                        payload: msg.payload().unwrap_or_default(),
-                        original_headers: &headers,
-                    },
-                    cancel,
-                )
-                .await?;
+            let ticket = self.dlq.enqueue(
+                &DeadLetterItem {
+                    topic,
+                    partition: tp.1,
+                    offset,
+                    kind: rejection.kind.as_str(),
+                    message: &rejection.message,
+                    element_index: rejection.index,
+                    table: None,
+                    key: msg.key(),
+                    payload: msg.payload().unwrap_or_default(),
+                    original_headers: &headers,
+                },
+                cancel,
+            );
+            self.dead_letters.push(ticket);
             self.metrics
                 .dead_lettered
                 .with_label_values(&[rejection.kind.as_str()])

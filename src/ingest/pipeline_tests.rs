@@ -19,7 +19,7 @@ use crate::alert::AlertEngine;
 use crate::alert::output::OutputError;
 use crate::config::Settings;
 use crate::correlate::actors::KnownBots;
-use crate::kafka::dead_letter::DeadLetterProducer;
+use crate::kafka::dead_letter::{DeadLetterError, DeadLetterProducer, DeadLetterTicket};
 use crate::kafka::offsets::OffsetTracker;
 use crate::model::{InputMessage, SourceKind};
 use crate::simulate::{SimConfig, generate};
@@ -140,6 +140,7 @@ async fn simulated_traffic_is_stored_as_the_ground_truth_says_and_every_offset_c
                 .send(Sealed {
                     work: work_sealed,
                     tickets: Vec::new(),
+                    dead_letters: Vec::new(),
                 })
                 .await
                 .unwrap();
@@ -155,6 +156,7 @@ async fn simulated_traffic_is_stored_as_the_ground_truth_says_and_every_offset_c
         .send(Sealed {
             work: work.seal(),
             tickets: Vec::new(),
+            dead_letters: Vec::new(),
         })
         .await
         .unwrap();
@@ -207,6 +209,7 @@ async fn a_fatal_store_error_is_reported_and_nothing_after_it_is_written() {
             .send(Sealed {
                 work: work.seal(),
                 tickets: Vec::new(),
+                dead_letters: Vec::new(),
             })
             .await;
     }
@@ -235,6 +238,7 @@ async fn a_batch_whose_alerts_were_not_delivered_is_never_written() {
         .send(Sealed {
             work: work.seal(),
             tickets: vec![ticket],
+            dead_letters: Vec::new(),
         })
         .await
         .unwrap();
@@ -243,4 +247,37 @@ async fn a_batch_whose_alerts_were_not_delivered_is_never_written() {
         Some(Err(IngestError::AlertOutput(_)))
     ));
     assert_eq!(*store.writes.lock().unwrap(), 0, "outputs come first");
+}
+
+#[tokio::test]
+async fn a_batch_whose_dead_letter_copy_was_refused_is_never_written() {
+    let store = RecordingWriter::default();
+    let (sealed_tx, mut done_rx) = spawn_writer(store.clone());
+    let settings = Settings::default();
+    let mut work = processor(&settings);
+    let refused = DeadLetterTicket::settled(Err(DeadLetterError::Refused {
+        topic: "dlq".into(),
+        source: rdkafka::error::KafkaError::MessageProduction(
+            rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed,
+        ),
+    }));
+    sealed_tx
+        .send(Sealed {
+            work: work.seal(),
+            tickets: Vec::new(),
+            dead_letters: vec![refused],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        done_rx.recv().await,
+        Some(Err(IngestError::DeadLetter(
+            DeadLetterError::Refused { .. }
+        )))
+    ));
+    assert_eq!(
+        *store.writes.lock().unwrap(),
+        0,
+        "the offsets of a message whose copy is not acknowledged are never made durable"
+    );
 }

@@ -1,5 +1,6 @@
-//! The writer step: sealed batches in order, alert tickets first, then the store, then the
-//! dead-lettering of rows the store refused. Only that sequence turns a batch's offsets
+//! The writer step: sealed batches in order, the acknowledgements of their dead-letter copies
+//! and alert deliveries first, then the store, then the dead-lettering of rows the store
+//! refused. Only that sequence turns a batch's offsets
 //! durable; what it hands back ([`Done`]) is all the commit step needs.
 
 use std::future::Future;
@@ -13,7 +14,9 @@ use super::error::IngestError;
 use super::process::SealedWork;
 use crate::alert::Emitted;
 use crate::alert::output::OutputError;
-use crate::kafka::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer};
+use crate::kafka::dead_letter::{
+    DeadLetterError, DeadLetterItem, DeadLetterProducer, DeadLetterTicket,
+};
 use crate::kafka::offsets::DurableOffsets;
 use crate::store::block::Block;
 use crate::store::sink::{ClickHouseSink, RejectedRow, SinkError, Written};
@@ -46,6 +49,8 @@ pub struct Sealed {
     pub work: SealedWork,
     /// Acknowledgements of the paging outputs for the batch's alert rows.
     pub tickets: Vec<Ticket>,
+    /// Acknowledgements of the dead-letter copies of the batch's messages.
+    pub dead_letters: Vec<DeadLetterTicket>,
 }
 
 /// What the writer hands back to the loop.
@@ -93,6 +98,14 @@ impl<W: BatchWriter> Writer<W> {
         sealed: Sealed,
         cancel: &CancellationToken,
     ) -> Option<Result<Done, IngestError>> {
+        // A message counts as consumed only once its dead-letter copies are acknowledged.
+        for ticket in sealed.dead_letters {
+            match ticket.acknowledged().await {
+                Ok(()) => {}
+                Err(DeadLetterError::Interrupted { .. }) => return None,
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
         // Outputs first: once the alert rows are in ClickHouse, a restart resumes from them
         // and would not re-deliver, so delivery must already have happened.
         for ticket in sealed.tickets {

@@ -72,6 +72,33 @@ pub enum DeadLetterError {
     Interrupted { topic: String },
 }
 
+/// Resolves once Kafka acknowledged a copy started by [`DeadLetterProducer::enqueue`].
+pub struct DeadLetterTicket {
+    delivery: tokio::task::JoinHandle<Result<(), DeadLetterError>>,
+    topic: String,
+}
+
+impl DeadLetterTicket {
+    /// The delivery's outcome. A delivery task stopped by the runtime's shutdown counts as
+    /// interrupted: the copy may not be written, so its batch must not be committed.
+    pub async fn acknowledged(self) -> Result<(), DeadLetterError> {
+        match self.delivery.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(DeadLetterError::Interrupted { topic: self.topic }),
+        }
+    }
+
+    /// A ticket that resolves to `result` (tests of the writer).
+    #[cfg(test)]
+    pub(crate) fn settled(result: Result<(), DeadLetterError>) -> Self {
+        DeadLetterTicket {
+            delivery: tokio::spawn(async move { result }),
+            topic: "dead-letters".into(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct DeadLetterProducer {
     producer: FutureProducer,
@@ -98,7 +125,7 @@ impl DeadLetterProducer {
     /// Sends once and waits for Kafka's acknowledgement (the collector: its client retries).
     pub async fn send_once(&self, item: &DeadLetterItem<'_>) -> Result<(), DeadLetterError> {
         let copy = self.copy(item);
-        self.attempt(&copy, item.key)
+        self.attempt(&copy)
             .await
             .map_err(|source| DeadLetterError::Refused {
                 topic: self.topic.clone(),
@@ -109,19 +136,43 @@ impl DeadLetterProducer {
     /// Sends and waits for Kafka's acknowledgement (ingest). Transient failures (brokers
     /// down, delivery timeouts) are retried with capped backoff until Kafka takes the copy or
     /// `cancel` fires; a refusal that retrying cannot fix is returned at once.
+    /// Writes `item` and waits for Kafka's acknowledgement, retrying transient faults until
+    /// `cancel` (the writer's store-rejected rows).
     pub async fn send(
         &self,
         item: &DeadLetterItem<'_>,
         cancel: &CancellationToken,
     ) -> Result<(), DeadLetterError> {
+        self.deliver(self.copy(item), cancel).await
+    }
+
+    /// Starts writing `item` in the background, retrying as [`DeadLetterProducer::send`]
+    /// does, and returns at once. The ingest loop keeps the ticket with the message's batch;
+    /// the writer awaits it before the batch's offsets become durable, so a message still
+    /// counts as consumed only once its copy is acknowledged, and the loop never waits a
+    /// broker round trip per poison message.
+    pub fn enqueue(
+        &self,
+        item: &DeadLetterItem<'_>,
+        cancel: &CancellationToken,
+    ) -> DeadLetterTicket {
         let copy = self.copy(item);
+        let this = self.clone();
+        let cancel = cancel.clone();
+        DeadLetterTicket {
+            delivery: tokio::spawn(async move { this.deliver(copy, &cancel).await }),
+            topic: self.topic.clone(),
+        }
+    }
+
+    async fn deliver(&self, copy: Copy, cancel: &CancellationToken) -> Result<(), DeadLetterError> {
         let interrupted = || DeadLetterError::Interrupted {
             topic: self.topic.clone(),
         };
         let mut backoff = Backoff::kafka();
         loop {
             let source = tokio::select! {
-                sent = self.attempt(&copy, item.key) => match sent {
+                sent = self.attempt(&copy) => match sent {
                     Ok(()) => return Ok(()),
                     Err(source) => source,
                 },
@@ -149,7 +200,7 @@ impl DeadLetterProducer {
         }
     }
 
-    fn copy<'a>(&self, item: &DeadLetterItem<'a>) -> Copy<'a> {
+    fn copy(&self, item: &DeadLetterItem<'_>) -> Copy {
         let copy = Copy::of(item, self.max_payload_bytes);
         if copy.truncated {
             self.metrics.dead_letter_truncated.inc();
@@ -157,15 +208,11 @@ impl DeadLetterProducer {
         copy
     }
 
-    async fn attempt(
-        &self,
-        copy: &Copy<'_>,
-        key: Option<&[u8]>,
-    ) -> Result<(), rdkafka::error::KafkaError> {
+    async fn attempt(&self, copy: &Copy) -> Result<(), rdkafka::error::KafkaError> {
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .payload(copy.payload)
+            .payload(&copy.payload)
             .headers(copy.headers.clone());
-        if let Some(key) = key {
+        if let Some(key) = &copy.key {
             record = record.key(key);
         }
         self.producer
@@ -176,17 +223,19 @@ impl DeadLetterProducer {
     }
 }
 
-/// What goes to the dead-letter topic for one item: a bounded payload and its headers.
-struct Copy<'a> {
-    payload: &'a [u8],
+/// What goes to the dead-letter topic for one item: its key, a bounded payload and its
+/// headers, owned, so a background delivery can retry it.
+struct Copy {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
     headers: OwnedHeaders,
     truncated: bool,
 }
 
-impl<'a> Copy<'a> {
-    fn of(item: &DeadLetterItem<'a>, max_payload_bytes: usize) -> Copy<'a> {
+impl Copy {
+    fn of(item: &DeadLetterItem<'_>, max_payload_bytes: usize) -> Copy {
         let truncated = item.payload.len() > max_payload_bytes;
-        let payload = &item.payload[..item.payload.len().min(max_payload_bytes)];
+        let payload = item.payload[..item.payload.len().min(max_payload_bytes)].to_vec();
         let mut hdrs = OwnedHeaders::new_with_capacity(item.original_headers.len() + 11);
         let mut kept = 0usize;
         for (k, v) in item.original_headers {
@@ -234,6 +283,7 @@ impl<'a> Copy<'a> {
             add(headers::TABLE, t);
         }
         Copy {
+            key: item.key.map(<[u8]>::to_vec),
             payload,
             headers: hdrs,
             truncated,
@@ -322,7 +372,7 @@ mod tests {
         }
     }
 
-    fn header(c: &Copy<'_>, name: &str) -> Option<String> {
+    fn header(c: &Copy, name: &str) -> Option<String> {
         c.headers
             .iter()
             .find(|h| h.key == name)

@@ -206,7 +206,7 @@ impl Metrics {
             dead_lettered: counter_vec(
                 &r,
                 "dead_lettered_total",
-                "Items sent to the dead-letter topic",
+                "Items handed to the dead-letter topic (their batch is committed only once Kafka acknowledged them)",
                 &["reason"],
             ),
             batches: counter(&r, "batches_total", "Batches written and committed"),
