@@ -164,6 +164,12 @@ pub fn consumer(
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "3000"),
             ("fetch.max.bytes", "8388608"),
+            // Once a partition's prefetch queue reaches `queued.max.messages.kbytes`,
+            // librdkafka postpones its next fetch by this long (1000 ms by default, librdkafka's
+            // CONFIGURATION.md). A consumer slower than the broker hits the cap all the time,
+            // and each hit stalled a backlog drain for about a second: 13.8k messages/s against
+            // 64k with 10 ms (benches/README.md, "Where the loop waited").
+            ("fetch.queue.backoff.ms", "10"),
         ],
         &[
             ("group.id", settings.group_id.clone()),
