@@ -4,18 +4,19 @@
 //! Kafka ──recv──▶ normalize (pure) ──▶ correlate (pure) ──▶ route: encode rows into the
 //!                      │                                        open Batch
 //!                      │                                         │ full or old enough: seal
-//!                      └─ rejections ─▶ DLQ (in the background; acked before the batch)
-//!                                        bounded channel (1 sealed batch)
+//!                      └─ rejections ─▶ DLQ (in the background)   ▼
+//!                                        bounded channel (≤ 2 sealed batches in flight)
 //!                                                 ▼
-//!                 writer task: alert tickets acked, then
+//!                 writer task: dead-letter and alert tickets acked, then
 //!                              ClickHouse INSERTs (retry / bisect)
 //!                                                 ▼ WriteReceipt
 //!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ async commit
 //! ```
 //!
-//! Back-pressure: one batch is written while the next fills. When the next is full and the
-//! writer is still busy, the assigned partitions are paused; librdkafka's prefetch cap bounds
-//! what still arrives. The commit step is last, and only a `WriteReceipt` leads to it; the
+//! Back-pressure: up to two sealed batches are with the writer (one written, one waiting)
+//! while the next fills. When that one is full too, the loop stops reading; librdkafka's
+//! prefetch cap bounds what waits, and after `PAUSE_AFTER` the partitions are paused so the
+//! consumer can keep polling. The commit step is last, and only a `WriteReceipt` leads to it; the
 //! correlation stage may hold it back further for messages whose events it still holds.
 //!
 //! Watermark alignment: the correlator decides events once the slowest audit partition's
@@ -59,6 +60,18 @@ use crate::telemetry::server::Health;
 /// arriving (the periodic tick does not fire then).
 const ALIGN_EVERY_MESSAGES: u64 = 1024;
 
+/// Sealed batches that may be on their way to the store at once: one being written and one
+/// waiting, so the writer starts the next INSERT as soon as one ends, while the loop fills
+/// a third. Batches are still written one after the other, in order.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// How long the loop stops reading (its batch full, the writer busy) before it pauses the
+/// partitions and polls again. A short wait just leaves the prefetched messages queued in
+/// librdkafka; pausing discards them (they are fetched again on resume), so it is kept for
+/// long waits, where the consumer must keep polling to stay in its group
+/// (`max.poll.interval.ms`) and to take part in rebalances.
+const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a run did, for logs and tests.
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
@@ -99,6 +112,8 @@ pub struct Loop<'a> {
     /// Acknowledgements of the open batch's dead-letter copies.
     dead_letters: Vec<DeadLetterTicket>,
     in_flight: usize,
+    /// Since when the loop has stopped reading: its batch is full and the writer busy.
+    blocked_since: Option<std::time::Instant>,
     paused: bool,
     /// Audit partitions paused because they ran ahead of the slowest (watermark alignment).
     held_back: Vec<TopicPartition>,
@@ -136,6 +151,7 @@ impl<'a> Loop<'a> {
             tickets: Vec::new(),
             dead_letters: Vec::new(),
             in_flight: 0,
+            blocked_since: None,
             paused: false,
             held_back: Vec::new(),
             summary: RunSummary::default(),
@@ -166,13 +182,20 @@ impl<'a> Loop<'a> {
         let consumer = self.consumer.clone();
         loop {
             self.apply_revocations();
-            let can_seal = self.in_flight == 0 && self.work.batch_due();
+            let can_seal = self.in_flight < MAX_IN_FLIGHT && self.work.batch_due();
             if can_seal {
                 self.seal(sealed_tx).await;
             }
-            // Back-pressure: a full batch that cannot be handed to the busy writer pauses
-            // fetching; messages librdkafka already prefetched still arrive and are kept.
-            self.set_paused(self.work.batch_full() && self.in_flight > 0)?;
+            // Back-pressure: a full batch that cannot be handed to the busy writer stops
+            // reading (librdkafka's prefetch cap bounds what waits), and pauses the partitions
+            // once that lasts (`PAUSE_AFTER`); a message that still arrives is kept.
+            let blocked = self.work.batch_full() && self.in_flight >= MAX_IN_FLIGHT;
+            self.blocked_since = match (blocked, self.blocked_since) {
+                (false, _) => None,
+                (true, since) => Some(since.unwrap_or_else(std::time::Instant::now)),
+            };
+            self.set_paused(self.blocked_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER))?;
+            let read = !blocked || self.paused;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
@@ -180,7 +203,7 @@ impl<'a> Loop<'a> {
                     Some(done) => self.on_done(done?)?,
                     None => return Ok(()),
                 },
-                msg = consumer.recv() => {
+                msg = consumer.recv(), if read => {
                     let msg = match msg {
                         Ok(msg) => msg,
                         Err(e) if client::is_fatal(&e) => return Err(e.into()),
