@@ -41,7 +41,13 @@ fn render(args: &[&str]) -> Result<Vec<Value>, String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let mut py = Command::new("python3")
+    // Debian's python3 has python3-yaml (deploy/local/prerequisites); another python3 first
+    // on PATH (pyenv) may lack PyYAML.
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
+        .unwrap();
+    let mut py = Command::new(python)
         .args([
             "-c",
             "import sys, json, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)",
