@@ -152,10 +152,9 @@ fn queries(dashboard: &Value) -> Vec<(String, String)> {
         .into_iter()
         .flatten()
     {
-        if let Some(q) = v["query"]["query"].as_str().or(v["query"].as_str()) {
-            if v["type"] == "query" {
-                out.push((format!("variable {}", v["name"]), q.to_string()));
-            }
+        let query = v["query"]["query"].as_str().or(v["query"].as_str());
+        if let (Some(q), true) = (query, v["type"] == "query") {
+            out.push((format!("variable {}", v["name"]), q.to_string()));
         }
     }
     out
