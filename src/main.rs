@@ -17,7 +17,9 @@ use tokentrail::telemetry::{self, metrics::Metrics, server::Health};
 #[derive(Parser)]
 #[command(
     name = "tokentrail",
-    version,
+    // Commit, target, profile and flags from build.rs.
+    version = env!("TOKENTRAIL_SHORT_VERSION"),
+    long_version = include_str!(concat!(env!("OUT_DIR"), "/long_version.txt")),
     about = "Traceability for GitLab CI job tokens: GitLab audit events and webhooks from Kafka into ClickHouse"
 )]
 struct Cli {
