@@ -10,6 +10,7 @@ pub mod collect;
 pub mod config;
 pub mod correlate;
 pub mod diagnose;
+pub mod gitlab;
 pub mod ingest;
 pub mod kafka;
 pub mod model;

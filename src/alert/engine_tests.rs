@@ -109,6 +109,7 @@ fn only(rule: RuleId) -> AlertingSettings {
         ..ActorScope::default()
     }];
     r.token_lifecycle.enabled = rule == RuleId::TokenLifecycle;
+    r.allowlist_drift.enabled = rule == RuleId::AllowlistDrift;
     s
 }
 
@@ -177,7 +178,22 @@ fn cases() -> Vec<(RuleId, Input, Input, &'static str)> {
             Input::Event(lifecycle(ActorKind::Human, "created", T0)),
             "g/prot",
         ),
+        (
+            RuleId::AllowlistDrift,
+            Input::Event(snapshot(Some("missing_from_history"))),
+            Input::Event(snapshot(None)),
+            "g/prot",
+        ),
     ]
+}
+
+/// A `tokentrail gitlab sync` row, with the drift the sync found (src/gitlab/snapshot.rs).
+fn snapshot(drift: Option<&str>) -> Event {
+    let mut ev = allowlist(AllowlistChangeKind::SnapshotGroup, Some("top/sub"), T0);
+    if let (Event::Audit(a), Some(d)) = (&mut ev, drift) {
+        a.details_json = format!("{{\"drift\":\"{d}\"}}");
+    }
+    ev
 }
 
 fn feed(engine: &mut AlertEngine, input: &Input) -> Vec<Emitted> {
@@ -211,6 +227,7 @@ fn with_exception(rule: RuleId, e: Exception) -> AlertingSettings {
         RuleId::CrownJewel => &mut r.crown_jewel.exceptions,
         RuleId::UnexpectedActor => &mut r.unexpected_actor.exceptions,
         RuleId::TokenLifecycle => &mut r.token_lifecycle.exceptions,
+        RuleId::AllowlistDrift => &mut r.allowlist_drift.exceptions,
     };
     list.push(e);
     s.validate().unwrap();

@@ -74,6 +74,8 @@ pub struct RuleSettings {
     pub crown_jewel: CrownJewelRule,
     pub unexpected_actor: UnexpectedActorRule,
     pub token_lifecycle: TokenLifecycleRule,
+    /// `tokentrail gitlab sync` found GitLab's allowlist different from the history.
+    pub allowlist_drift: BasicRule,
 }
 
 /// What every rule's settings have.
@@ -127,6 +129,10 @@ impl RuleSettings {
             }
             RuleId::TokenLifecycle => {
                 let r = &self.token_lifecycle;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::AllowlistDrift => {
+                let r = &self.allowlist_drift;
                 of(r.enabled, r.severity, &r.exceptions)
             }
         }
