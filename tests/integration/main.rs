@@ -10,6 +10,9 @@ mod chdb;
 mod clickhouse_roundtrip;
 mod collect;
 mod delivery;
+#[path = "../gitlab_double/mod.rs"]
+mod gitlab_double;
+mod gitlab_sync;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;
