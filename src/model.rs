@@ -199,6 +199,11 @@ pub enum AuditMeaning {
     Other,
 }
 
+/// An observation of GitLab's job-token authentication log, produced by `tokentrail gitlab
+/// coverage` (entity = target project, target = origin project, `created_at` = last
+/// authorized at, `details.coverage_gap`); stored as an audit event of this type.
+pub const AUTH_LOG_EVENT_TYPE: &str = "tokentrail_job_token_auth_log";
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AllowlistChange {
     pub change: AllowlistChangeKind,

@@ -40,4 +40,5 @@ rule_ids! {
     UnexpectedActor => "unexpected_actor",
     TokenLifecycle => "token_lifecycle",
     AllowlistDrift => "allowlist_drift",
+    CoverageGap => "coverage_gap",
 }

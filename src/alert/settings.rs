@@ -76,6 +76,8 @@ pub struct RuleSettings {
     pub token_lifecycle: TokenLifecycleRule,
     /// `tokentrail gitlab sync` found GitLab's allowlist different from the history.
     pub allowlist_drift: BasicRule,
+    /// `tokentrail gitlab coverage` found a use GitLab logged and tokentrail never saw.
+    pub coverage_gap: BasicRule,
 }
 
 /// What every rule's settings have.
@@ -133,6 +135,10 @@ impl RuleSettings {
             }
             RuleId::AllowlistDrift => {
                 let r = &self.allowlist_drift;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::CoverageGap => {
+                let r = &self.coverage_gap;
                 of(r.enabled, r.severity, &r.exceptions)
             }
         }
