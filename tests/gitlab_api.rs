@@ -522,3 +522,188 @@ async fn graphql_errors_leave_the_entries_without_policies() {
         "{e}"
     );
 }
+
+// Backfill and coverage.
+
+fn normalized(event: &serde_json::Value) -> tokentrail::model::AuditEvent {
+    let body = serde_json::to_vec(event).unwrap();
+    let msg = tokentrail::model::InputMessage {
+        source: tokentrail::model::SourceKind::AuditStream,
+        topic: "t",
+        partition: 0,
+        offset: 0,
+        timestamp_ms: None,
+        headers: &[],
+        payload: Some(&body),
+    };
+    let out = tokentrail::normalize::normalize(&msg, &tokentrail::normalize::Limits::default());
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    match out.events.into_iter().next() {
+        Some(tokentrail::model::Event::Audit(a)) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn backfilled_saved_events_dedupe_against_their_streamed_copies() {
+    use tokentrail::gitlab::backfill::{Source, read};
+    let g = Double::start().await;
+    g.route(
+        "/api/v4/groups/payments/audit_events",
+        vec![Reply::json(&fixture("audit_events"))],
+    );
+    let s = settings(&g.base);
+    let m = Metrics::new();
+    let day = 24 * 3_600_000;
+    let from = 1_566_000_000_000; // 2019-08-17
+    let events = read(
+        &client(&s, &m),
+        &Source::Group("payments".into()),
+        from,
+        from + 40 * day,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    // 40 days: two slices of at most 30 (GitLab's limit per query), each answered here.
+    let asked: Vec<String> = g.requests().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked[0].contains("created_after=2019-08-17")
+            && asked[1].contains("created_after=2019-09-16"),
+        "{asked:?}"
+    );
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[1].0, "77", "keyed by author_id like the collector");
+    // The API's copy and the streamed copy of one saved event get the same dedup key.
+    let api = normalized(&events[1].1);
+    let mut streamed = events[1].1.clone();
+    streamed["id"] = json!("552211");
+    streamed["entity_path"] = json!("payments/ledger");
+    streamed["event_type"] = json!("secure_ci_job_token_project_added");
+    let streamed = normalized(&streamed);
+    assert_eq!(api.dedup_key, "saved:552211");
+    assert_eq!(api.dedup_key, streamed.dedup_key);
+    assert_eq!(
+        api.meaning, streamed.meaning,
+        "the API's shape means the same change"
+    );
+}
+
+#[tokio::test]
+async fn a_saved_event_without_an_integer_id_is_refused() {
+    use tokentrail::gitlab::backfill::{Source, read};
+    let g = Double::start().await;
+    let mut lying = fixture("audit_events");
+    lying[1]["id"] = json!("c0ffee");
+    g.route("/api/v4/audit_events", vec![Reply::json(&lying)]);
+    let s = settings(&g.base);
+    let m = Metrics::new();
+    let e = read(&client(&s, &m), &Source::Instance, 0, 1_000, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("`id` must be a positive integer"),
+        "{e}"
+    );
+    g.route(
+        "/api/v4/audit_events",
+        vec![Reply::status(403, r#"{"message":"403 Forbidden"}"#)],
+    );
+    let e = read(&client(&s, &m), &Source::Instance, 0, 1_000, |_| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("administrator"), "{e}");
+}
+
+#[tokio::test]
+async fn snapshot_rows_normalize_into_allowlist_changes() {
+    let g = Double::start().await;
+    world(&g);
+    let s = settings(&g.base);
+    let m = Metrics::new();
+    let (_, msgs) = sync(
+        &client(&s, &m),
+        &s,
+        &opts(),
+        &HashMap::new(),
+        None,
+        &m,
+        || 1_000,
+    )
+    .await
+    .unwrap();
+    let ev = normalized(&msgs[1].event);
+    let tokentrail::model::AuditMeaning::Allowlist(c) = ev.meaning else {
+        panic!("{:?}", ev.meaning)
+    };
+    assert_eq!(
+        c.change,
+        tokentrail::model::AllowlistChangeKind::SnapshotProject
+    );
+    assert_eq!(
+        (c.protected_project_id, c.protected_project_path.as_str()),
+        (Some(3001), "payments/ledger")
+    );
+    assert_eq!(
+        (c.member_id, c.member_path.as_deref()),
+        (Some(1337), Some("platform-eng/app-backend"))
+    );
+    assert_eq!(
+        (c.default_permissions, c.policies),
+        (
+            Some(false),
+            vec!["read_jobs".to_string(), "read_packages".to_string()]
+        )
+    );
+    assert!(
+        ev.dedup_key.starts_with("content:"),
+        "a replay collapses, the next sync is a new row"
+    );
+    let inbound = normalized(&msgs[0].event);
+    assert!(
+        matches!(inbound.meaning, tokentrail::model::AuditMeaning::Allowlist(ref c) if c.change == tokentrail::model::AllowlistChangeKind::SnapshotInboundEnabled && c.member_id.is_none())
+    );
+}
+
+#[tokio::test]
+async fn auth_log_pages_follow_cursors_and_refuse_a_loop() {
+    use tokentrail::gitlab::coverage::auth_logs;
+    let g = Double::start().await;
+    let page = |cursor: Option<&str>, origin: i64| {
+        json!({"data": {"project": {"ciJobTokenAuthLogs": {
+            "nodes": [{"lastAuthorizedAt": "2026-05-19T16:00:00Z", "originProject": {"id": format!("gid://gitlab/Project/{origin}"), "fullPath": format!("g/p{origin}")}}],
+            "pageInfo": {"hasNextPage": cursor.is_some(), "endCursor": cursor}}}}})
+    };
+    g.route(
+        "/api/graphql#payments/ledger",
+        vec![Reply::json(&page(Some("c1"), 1))],
+    );
+    g.route(
+        "/api/graphql#payments/ledger#c1",
+        vec![Reply::json(&page(None, 2))],
+    );
+    let s = settings(&g.base);
+    let m = Metrics::new();
+    let ledger = ProjectRef {
+        id: 3001,
+        path: "payments/ledger".into(),
+    };
+    let logs = auth_logs(&client(&s, &m), &ledger, 10).await.unwrap();
+    assert_eq!(logs.iter().map(|l| l.origin.id).collect::<Vec<_>>(), [1, 2]);
+    // A server that hands the same cursor back forever.
+    g.route(
+        "/api/graphql#payments/ledger#c1",
+        vec![Reply::json(&page(Some("c1"), 2))],
+    );
+    let e = auth_logs(&client(&s, &m), &ledger, 10).await.unwrap_err();
+    assert!(e.to_string().contains("pagination loop"), "{e}");
+    // Wrong types.
+    g.route("/api/graphql#payments/ledger", vec![Reply::json(&json!({"data": {"project": {"ciJobTokenAuthLogs": {"nodes": [{"lastAuthorizedAt": "yesterday", "originProject": {"id": "gid://gitlab/Project/1", "fullPath": "a/b"}}]}}}}))]);
+    let e = auth_logs(&client(&s, &m), &ledger, 10).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("lastAuthorizedAt of a/b is not an ISO 8601 time"),
+        "{e}"
+    );
+}

@@ -135,8 +135,9 @@ async fn answer(
     base: String,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    use http_body_util::BodyExt;
     let path = req.uri().path().to_string();
-    let full = match req.uri().query() {
+    let mut full = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
     };
@@ -145,14 +146,33 @@ async fn answer(
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
+    // GraphQL: routed per project as `/api/graphql#<variables.path>[#<variables.after>]`
+    // when such a route exists, else as `/api/graphql`.
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut keys = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<Value>(&body)
+        && let Some(p) = v.pointer("/variables/path").and_then(Value::as_str)
+    {
+        let p = format!("{path}#{p}");
+        if let Some(after) = v.pointer("/variables/after").and_then(Value::as_str) {
+            keys.push(format!("{p}#{after}"));
+        }
+        keys.push(p.clone());
+        full = p;
+    }
+    keys.push(full.clone());
     let reply = {
         let mut st = state.lock().unwrap();
-        st.requests.push((full.clone(), headers));
-        let key = if st.routes.contains_key(&full) {
-            full
-        } else {
-            path
-        };
+        st.requests.push((full, headers));
+        let key = keys
+            .into_iter()
+            .find(|k| st.routes.contains_key(k))
+            .unwrap_or(path);
         match st.routes.get_mut(&key) {
             Some(q) if q.len() > 1 => Some(q.remove(0)),
             Some(q) => q.first().cloned(),
