@@ -92,6 +92,11 @@ pub struct SyncArgs {
     /// incremental, only projects that are new or differ).
     #[arg(long)]
     pub full: bool,
+    /// Stamp the snapshot with this time (RFC 3339 or Unix ms) instead of now: only for a
+    /// GitLab double that stands for another time (the demo's simulated instance) or a
+    /// replay. A real GitLab answers as of now.
+    #[arg(long)]
+    pub as_of: Option<String>,
 }
 
 pub async fn run(settings: &Settings, cmd: GitlabCommand) -> anyhow::Result<()> {
@@ -104,6 +109,12 @@ pub async fn run(settings: &Settings, cmd: GitlabCommand) -> anyhow::Result<()> 
                 dry_run: args.dry_run,
                 full: args.full,
             };
+            let as_of = args
+                .as_of
+                .as_deref()
+                .map(crate::query::params::parse_timestamp)
+                .transpose()
+                .context("--as-of")?;
             let known = sync::load_history(settings).await.context(
                 "the drift check needs the stored allowlist history (tokentrail migrate first)",
             )?;
@@ -119,7 +130,7 @@ pub async fn run(settings: &Settings, cmd: GitlabCommand) -> anyhow::Result<()> 
                 &known,
                 producer.as_ref(),
                 &metrics,
-                || chrono::Utc::now().timestamp_millis(),
+                || as_of.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
             )
             .await?;
             if opts.dry_run {

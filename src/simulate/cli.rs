@@ -32,6 +32,14 @@ pub struct SimulateArgs {
     /// Write the ground truth (expected token-use records and counts) to this JSON file.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Share of protected-project candidates that had an allowlist before the simulation
+    /// starts, never streamed (`tokentrail gitlab sync` reads them from the API double).
+    #[arg(long, default_value_t = 0.0)]
+    pub preexisting_allowlists: f64,
+    /// Write those allowlists as a GitLab API double's files into this directory (served by
+    /// `deploy/local/gitlab-api-double`).
+    #[arg(long)]
+    pub gitlab_api_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -48,9 +56,21 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
         jobs: args.jobs,
         anomaly_share: args.anomaly_share,
         bad_share: args.bad_share,
+        preexisting_allowlists: args.preexisting_allowlists,
         ..SimConfig::default()
     };
     let mut sim = Simulator::new(&cfg);
+    if let Some(dir) = &args.gitlab_api_dir {
+        let lists = sim.preexisting_allowlists();
+        super::gitlab_api::write_api_double(dir, &lists).with_context(|| {
+            format!("writing the GitLab API double's files to {}", dir.display())
+        })?;
+        eprintln!(
+            "{} allowlists that predate the stream written for the GitLab API double in {}",
+            lists.len(),
+            dir.display()
+        );
+    }
     match args.to {
         SimOutput::Ndjson => {
             let stdout = std::io::stdout();
