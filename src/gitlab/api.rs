@@ -141,7 +141,7 @@ pub async fn allowlist(
             Err(e) => return Err(e),
         }
     }
-    entries.sort_by(|a, b| (a.kind as u8, a.id).cmp(&(b.kind as u8, b.id)));
+    entries.sort_by_key(|e| (e.kind as u8, e.id));
     Ok(Allowlist {
         project: project.clone(),
         inbound_enabled,

@@ -225,7 +225,7 @@ impl Client {
                 Err(e) => {
                     self.count("transport_error");
                     // reqwest's message names the URL, which carries no secret.
-                    format!("{}", without_url_query(&e.to_string()))
+                    truncate(&e.to_string(), 300)
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -357,7 +357,7 @@ impl Client {
                     return Err(GitlabError::Unavailable {
                         path: path.into(),
                         attempts: 1,
-                        last: format!("reading the answer: {}", without_url_query(&e.to_string())),
+                        last: format!("reading the answer: {}", truncate(&e.to_string(), 300)),
                     });
                 }
             }
@@ -445,11 +445,6 @@ fn truncate(s: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
     }
-}
-
-/// reqwest errors print the URL; ours carry no secret, but their queries are long.
-fn without_url_query(s: &str) -> String {
-    truncate(s, 300)
 }
 
 /// Percent-encodes a query value (unreserved characters stay).

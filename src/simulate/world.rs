@@ -402,7 +402,7 @@ impl World {
         if cfg.preexisting_allowlists <= 0.0 {
             return;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0f_a11_0_1157);
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_a110_1157);
         let mut t = setup_at - 3_600_000;
         for (ti, p) in self.projects.iter().enumerate() {
             if p.crown
