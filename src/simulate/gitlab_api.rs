@@ -44,6 +44,45 @@ pub fn write_api_double(dir: &Path, lists: &[Preexisting]) -> std::io::Result<()
     Ok(())
 }
 
+/// GitLab's job-token authentication log of every target, as the GraphQL answer the double
+/// serves for `Project.ciJobTokenAuthLogs`: `<dir>/graphql/auth_logs/<target path>.json`,
+/// one node per origin project with its last authorization (every use the simulation made,
+/// whether or not its events were streamed).
+pub fn write_auth_logs(dir: &Path, truth: &super::GroundTruth) -> std::io::Result<()> {
+    use std::collections::BTreeMap;
+    let mut last: BTreeMap<&str, BTreeMap<(i64, &str), i64>> = BTreeMap::new();
+    for u in truth.token_uses.iter().filter(|u| !u.same_project) {
+        let Some(origin) = u.source_project_id else {
+            continue;
+        };
+        let at = last
+            .entry(&u.target_project_path)
+            .or_default()
+            .entry((origin, &u.source_project_path))
+            .or_insert(i64::MIN);
+        *at = (*at).max(u.event_time_ms);
+    }
+    for (target, origins) in last {
+        let nodes: Vec<_> = origins
+            .into_iter()
+            .map(|((id, path), at)| {
+                json!({
+                    "lastAuthorizedAt": chrono::DateTime::from_timestamp_millis(at).unwrap_or_default().to_rfc3339(),
+                    "originProject": {"id": format!("gid://gitlab/Project/{id}"), "fullPath": path},
+                })
+            })
+            .collect();
+        let file = dir.join("graphql/auth_logs").join(format!("{target}.json"));
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let answer = json!({"data": {"project": {"ciJobTokenAuthLogs": {
+            "nodes": nodes, "pageInfo": {"hasNextPage": false, "endCursor": null}}}}});
+        std::fs::write(file, answer.to_string())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{SimConfig, Simulator};
