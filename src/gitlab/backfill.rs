@@ -86,7 +86,17 @@ pub async fn read(
                     reason: format!("event {id}: `created_at` is not a string"),
                 });
             }
-            let key = match obj.get("author_id") {
+            // The API names the type `event_name` (EE::API::Entities::AuditEvent), the stream
+            // `event_type`: copy it across so the normalizer finds it (the dedup key of a
+            // saved event is its id, so this changes no key). An event with neither is
+            // dead-lettered by ingest with the reason, like any untyped stream element.
+            let mut v = v;
+            if v.get("event_type").is_none()
+                && let Some(name) = v.get("event_name").filter(|n| n.is_string()).cloned()
+            {
+                v["event_type"] = name;
+            }
+            let key = match v.get("author_id") {
                 Some(Value::Number(n)) => n.to_string(),
                 _ => String::new(),
             };

@@ -244,3 +244,63 @@ async fn a_preexisting_allowlist_is_known_after_sync_and_drift_is_alerted() {
 fn producer_for(svc: &Services) -> rdkafka::producer::FutureProducer {
     producer(&svc.brokers)
 }
+
+/// `gitlab backfill` after streaming delivered part of the range: the saved event streaming
+/// already delivered is stored once, the one it lost is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfilled_saved_events_are_stored_once_beside_their_streamed_copies() {
+    use tokentrail::gitlab::backfill::{Source, read};
+    let svc = services();
+    let name = unique("it_gitlab_backfill");
+    let mut s = settings(&svc, &name);
+    let g = Double::start().await;
+    s.gitlab.url = g.base.clone();
+    s.gitlab.token = tokentrail::config::Secret::new("glpat-test");
+    create_topic(&svc.brokers, &s.kafka.audit_topics[0], 1).await;
+    create_topic(&svc.brokers, &s.kafka.webhook_topics[0], 1).await;
+    create_topic(&svc.brokers, &s.kafka.dead_letter_topic, 1).await;
+    let ch = clickhouse(&svc.clickhouse_url, &name);
+    tokentrail::store::migrate::migrate(&ch, &name, 0, None).await.unwrap();
+
+    // Streaming delivered the allowlist change (id 552211, its id as a string, as newer
+    // GitLab sends it) but lost the other saved event (id 2).
+    let mut saved = fixture("audit_events");
+    // The API's `event_name` (the documented example predates it); backfill maps it to the
+    // stream's `event_type`.
+    saved[0]["event_name"] = json!("group_deletion_marked");
+    let mut streamed = saved[1].clone();
+    streamed["id"] = json!("552211");
+    streamed["entity_path"] = json!("payments/ledger");
+    streamed["event_type"] = json!("secure_ci_job_token_project_added");
+    let kafka = producer(&svc.brokers);
+    produce(&kafka, &s.kafka.audit_topics[0], &[streamed]).await;
+
+    g.route("/api/v4/groups/payments/audit_events", vec![Reply::json(&saved)]);
+    let client = Client::new(&s.gitlab, None).unwrap();
+    let from = 1_566_000_000_000; // 2019-08-17, one slice
+    let events = read(&client, &Source::Group("payments".into()), from, from + 10 * 86_400_000, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    let payloads: Vec<(String, Vec<u8>)> = events.iter().map(|(k, e)| (k.clone(), e.to_string().into_bytes())).collect();
+    AuditProducer::new(&s, "gitlab-backfill").unwrap().send_all(&payloads).await.unwrap();
+
+    let cancel = CancellationToken::new();
+    let run = {
+        let (s, c) = (s.clone(), cancel.clone());
+        tokio::spawn(async move { app::run(&s, Metrics::new(), Health::default(), c).await.expect("ingest run") })
+    };
+    let keys: Vec<String> = eventually(Duration::from_secs(60), "audit events stored", || async {
+        let n: u64 = ch.query("SELECT count() FROM audit_events").fetch_one().await.unwrap();
+        if n < 3 {
+            return None;
+        }
+        Some(ch.query("SELECT dedup_key FROM audit_events_dedup ORDER BY dedup_key").fetch_all::<String>().await.unwrap())
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap();
+    assert_eq!(keys, ["saved:2", "saved:552211"], "three messages, two events");
+    let changes: u64 = ch.query("SELECT count() FROM allowlist_changes_dedup").fetch_one().await.unwrap();
+    assert_eq!(changes, 1, "the allowlist change once");
+}
