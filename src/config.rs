@@ -44,6 +44,8 @@ pub struct Settings {
     pub alerting: crate::alert::AlertingSettings,
     /// `tokentrail report`: the GitLab instance to link to (see `crate::report::settings`).
     pub report: crate::report::settings::ReportSettings,
+    /// `tokentrail gitlab`: the GitLab API to sync allowlists from (see `crate::gitlab`).
+    pub gitlab: crate::gitlab::settings::GitlabSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -734,7 +736,8 @@ impl Settings {
         self.siem.validate()?;
         self.collect.validate()?;
         self.alerting.validate()?;
-        self.report.validate()
+        self.report.validate()?;
+        self.gitlab.validate()
     }
 
     /// The effective settings as TOML, secrets redacted (`tokentrail ingest --print-config`).

@@ -11,6 +11,7 @@ pub mod config;
 pub mod config_core;
 pub mod correlate;
 pub mod diagnose;
+pub mod gitlab;
 pub mod ingest;
 pub mod kafka;
 pub mod model;

@@ -70,6 +70,10 @@ enum Command {
     /// List, show and acknowledge alerts (ClickHouse `alerts_latest`).
     #[command(subcommand)]
     Alerts(tokentrail::alert::cli::AlertsCommand),
+    /// Read GitLab's API: allowlist snapshots (sync), the authentication log against
+    /// token_use (coverage), saved audit events for a time range (backfill).
+    #[command(subcommand)]
+    Gitlab(tokentrail::gitlab::cli::GitlabCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -151,6 +155,7 @@ async fn run(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Report(args) => tokentrail::report::cli::run(&settings, &args).await,
         Command::Alerts(cmd) => tokentrail::alert::cli::run(&settings, cmd).await,
+        Command::Gitlab(cmd) => tokentrail::gitlab::cli::run(&settings, cmd).await,
     }
 }
 

@@ -199,6 +199,11 @@ pub enum AuditMeaning {
     Other,
 }
 
+/// An observation of GitLab's job-token authentication log, produced by `tokentrail gitlab
+/// coverage` (entity = target project, target = origin project, `created_at` = last
+/// authorized at, `details.coverage_gap`); stored as an audit event of this type.
+pub const AUTH_LOG_EVENT_TYPE: &str = "tokentrail_job_token_auth_log";
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AllowlistChange {
     pub change: AllowlistChangeKind,
@@ -223,6 +228,57 @@ pub enum AllowlistChangeKind {
     InboundEnabled,
     InboundDisabled,
     PoliciesUpdated,
+    /// `tokentrail gitlab sync` read the entry from GitLab's API at the event time
+    /// (`src/gitlab/snapshot.rs`): a full state, not a change GitLab announced.
+    SnapshotProject,
+    SnapshotGroup,
+    /// The history said present; GitLab's API no longer lists the entry.
+    SnapshotProjectAbsent,
+    SnapshotGroupAbsent,
+    SnapshotInboundEnabled,
+    SnapshotInboundDisabled,
+}
+
+impl AllowlistChangeKind {
+    /// Inbound enforcement switched or read (no member).
+    pub fn is_inbound(self) -> bool {
+        use AllowlistChangeKind::*;
+        matches!(
+            self,
+            InboundEnabled | InboundDisabled | SnapshotInboundEnabled | SnapshotInboundDisabled
+        )
+    }
+
+    /// For inbound kinds: whether enforcement is on afterwards.
+    pub fn enables_inbound(self) -> bool {
+        matches!(
+            self,
+            AllowlistChangeKind::InboundEnabled | AllowlistChangeKind::SnapshotInboundEnabled
+        )
+    }
+
+    /// The member is off the allowlist afterwards.
+    pub fn removes(self) -> bool {
+        use AllowlistChangeKind::*;
+        matches!(
+            self,
+            ProjectRemoved | GroupRemoved | SnapshotProjectAbsent | SnapshotGroupAbsent
+        )
+    }
+
+    /// Read from GitLab's API by `tokentrail gitlab sync`, not announced by an audit event.
+    pub fn is_snapshot(self) -> bool {
+        use AllowlistChangeKind::*;
+        matches!(
+            self,
+            SnapshotProject
+                | SnapshotGroup
+                | SnapshotProjectAbsent
+                | SnapshotGroupAbsent
+                | SnapshotInboundEnabled
+                | SnapshotInboundDisabled
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -384,7 +384,10 @@ fn migrate_is_a_pre_install_and_pre_upgrade_hook_and_sync_is_opt_in() {
     assert_eq!(cron.len(), 1);
     assert_eq!(cron[0]["spec"]["schedule"], "0 * * * *");
     let c = &cron[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(c["args"], serde_json::json!(["gitlab", "sync", "--once"]));
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["gitlab", "sync", "--group", "payments"])
+    );
     let ingress = kind(&full, "Ingress");
     assert_eq!(ingress[0]["spec"]["tls"][0]["secretName"], "tokentrail-tls");
     assert_eq!(kind(&full, "ServiceMonitor").len(), 1);

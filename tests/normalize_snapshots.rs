@@ -82,6 +82,14 @@ audit_snap! {
     allowlist_policies_updated_group_display_name => "secure_ci_job_token_policies_updated_group.json";
 }
 
+// Rows `tokentrail gitlab sync` and `coverage` produce (src/gitlab/snapshot.rs, coverage.rs;
+// docs/gitlab-sync.md): allowlist snapshots are allowlist changes, auth-log rows generic.
+audit_snap! {
+    gitlab_sync_snapshot_project_with_policies => "tokentrail_allowlist_snapshot_project.json";
+    gitlab_sync_snapshot_group_absent_with_drift => "tokentrail_allowlist_snapshot_group_absent_drift.json";
+    gitlab_coverage_auth_log_gap => "tokentrail_job_token_auth_log.json";
+}
+
 // Token lifecycle families (docs/gitlab-events.md §2.3).
 audit_snap! {
     lifecycle_personal_access_token_created => "personal_access_token_created.json";

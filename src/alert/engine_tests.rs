@@ -109,6 +109,8 @@ fn only(rule: RuleId) -> AlertingSettings {
         ..ActorScope::default()
     }];
     r.token_lifecycle.enabled = rule == RuleId::TokenLifecycle;
+    r.allowlist_drift.enabled = rule == RuleId::AllowlistDrift;
+    r.coverage_gap.enabled = rule == RuleId::CoverageGap;
     s
 }
 
@@ -177,7 +179,40 @@ fn cases() -> Vec<(RuleId, Input, Input, &'static str)> {
             Input::Event(lifecycle(ActorKind::Human, "created", T0)),
             "g/prot",
         ),
+        (
+            RuleId::AllowlistDrift,
+            Input::Event(snapshot(Some("missing_from_history"))),
+            Input::Event(snapshot(None)),
+            "g/prot",
+        ),
+        (
+            RuleId::CoverageGap,
+            Input::Event(auth_log(true)),
+            Input::Event(auth_log(false)),
+            "g/prot",
+        ),
     ]
+}
+
+/// A `tokentrail gitlab coverage` observation (src/gitlab/coverage.rs).
+fn auth_log(gap: bool) -> Event {
+    let mut ev = audit(AuditMeaning::Other, ActorKind::Human, T0);
+    if let Event::Audit(a) = &mut ev {
+        a.event_type = crate::model::AUTH_LOG_EVENT_TYPE.into();
+        a.target_id = Some(7);
+        a.target_details = "g/origin".into();
+        a.details_json = format!("{{\"coverage_gap\":{gap}}}");
+    }
+    ev
+}
+
+/// A `tokentrail gitlab sync` row, with the drift the sync found (src/gitlab/snapshot.rs).
+fn snapshot(drift: Option<&str>) -> Event {
+    let mut ev = allowlist(AllowlistChangeKind::SnapshotGroup, Some("top/sub"), T0);
+    if let (Event::Audit(a), Some(d)) = (&mut ev, drift) {
+        a.details_json = format!("{{\"drift\":\"{d}\"}}");
+    }
+    ev
 }
 
 fn feed(engine: &mut AlertEngine, input: &Input) -> Vec<Emitted> {
@@ -211,6 +246,8 @@ fn with_exception(rule: RuleId, e: Exception) -> AlertingSettings {
         RuleId::CrownJewel => &mut r.crown_jewel.exceptions,
         RuleId::UnexpectedActor => &mut r.unexpected_actor.exceptions,
         RuleId::TokenLifecycle => &mut r.token_lifecycle.exceptions,
+        RuleId::AllowlistDrift => &mut r.allowlist_drift.exceptions,
+        RuleId::CoverageGap => &mut r.coverage_gap.exceptions,
     };
     list.push(e);
     s.validate().unwrap();

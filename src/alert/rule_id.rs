@@ -39,4 +39,6 @@ rule_ids! {
     CrownJewel => "crown_jewel",
     UnexpectedActor => "unexpected_actor",
     TokenLifecycle => "token_lifecycle",
+    AllowlistDrift => "allowlist_drift",
+    CoverageGap => "coverage_gap",
 }

@@ -74,6 +74,10 @@ pub struct RuleSettings {
     pub crown_jewel: CrownJewelRule,
     pub unexpected_actor: UnexpectedActorRule,
     pub token_lifecycle: TokenLifecycleRule,
+    /// `tokentrail gitlab sync` found GitLab's allowlist different from the history.
+    pub allowlist_drift: BasicRule,
+    /// `tokentrail gitlab coverage` found a use GitLab logged and tokentrail never saw.
+    pub coverage_gap: BasicRule,
 }
 
 /// What every rule's settings have.
@@ -127,6 +131,14 @@ impl RuleSettings {
             }
             RuleId::TokenLifecycle => {
                 let r = &self.token_lifecycle;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::AllowlistDrift => {
+                let r = &self.allowlist_drift;
+                of(r.enabled, r.severity, &r.exceptions)
+            }
+            RuleId::CoverageGap => {
+                let r = &self.coverage_gap;
                 of(r.enabled, r.severity, &r.exceptions)
             }
         }

@@ -135,9 +135,8 @@ impl AllowlistState {
     /// Records one change made at `at_ms`. Returns false (and changes nothing) when the change
     /// names neither the protected project nor, for entry changes, the member.
     pub fn apply(&mut self, change: &AllowlistChange, at_ms: i64) -> bool {
-        use AllowlistChangeKind as K;
         let member = member_of(change);
-        if !matches!(change.change, K::InboundEnabled | K::InboundDisabled) && member.is_none() {
+        if !change.change.is_inbound() && member.is_none() {
             return false;
         }
         let Some(idx) =
@@ -149,7 +148,7 @@ impl AllowlistState {
         t.first_change_ms = t.first_change_ms.min(at_ms);
         t.updated_at_ms = t.updated_at_ms.max(at_ms);
         let Some((kind, id, path)) = member else {
-            let enabled = change.change == K::InboundEnabled;
+            let enabled = change.change.enables_inbound();
             if t.inbound.is_none_or(|(at, _)| at <= at_ms) {
                 t.inbound = Some((at_ms, enabled));
             }
@@ -162,7 +161,7 @@ impl AllowlistState {
         }
         let version = Version {
             at_ms,
-            present: !matches!(change.change, K::ProjectRemoved | K::GroupRemoved),
+            present: !change.change.removes(),
             path,
             default_permissions: change.default_permissions,
             policies: change.policies.clone(),
@@ -368,9 +367,14 @@ impl AllowlistState {
 fn member_of(change: &AllowlistChange) -> Option<(Kind, MemberId, Option<String>)> {
     use AllowlistChangeKind as K;
     let kind = match change.change {
-        K::InboundEnabled | K::InboundDisabled => return None,
-        K::ProjectAdded | K::ProjectRemoved => Kind::Project,
-        K::GroupAdded | K::GroupRemoved => Kind::Group,
+        K::InboundEnabled
+        | K::InboundDisabled
+        | K::SnapshotInboundEnabled
+        | K::SnapshotInboundDisabled => return None,
+        K::ProjectAdded | K::ProjectRemoved | K::SnapshotProject | K::SnapshotProjectAbsent => {
+            Kind::Project
+        }
+        K::GroupAdded | K::GroupRemoved | K::SnapshotGroup | K::SnapshotGroupAbsent => Kind::Group,
         K::PoliciesUpdated => match change.member_type.as_deref() {
             Some(t) if t.eq_ignore_ascii_case("group") => Kind::Group,
             _ => Kind::Project,

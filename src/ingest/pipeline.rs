@@ -194,7 +194,10 @@ impl<'a> Loop<'a> {
                 (false, _) => None,
                 (true, since) => Some(since.unwrap_or_else(std::time::Instant::now)),
             };
-            self.set_paused(self.blocked_since.is_some_and(|t| t.elapsed() >= PAUSE_AFTER))?;
+            self.set_paused(
+                self.blocked_since
+                    .is_some_and(|t| t.elapsed() >= PAUSE_AFTER),
+            )?;
             let read = !blocked || self.paused;
             tokio::select! {
                 biased;

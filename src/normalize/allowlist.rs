@@ -17,15 +17,22 @@ pub fn change_kind(event_type: &str) -> Option<AllowlistChangeKind> {
         "secure_ci_job_token_inbound_enabled" => InboundEnabled,
         "secure_ci_job_token_inbound_disabled" => InboundDisabled,
         "secure_ci_job_token_policies_updated" => PoliciesUpdated,
+        // Written by `tokentrail gitlab sync` from GitLab's API (src/gitlab/snapshot.rs), in
+        // the same orientation and message format as GitLab's own allowlist events.
+        "tokentrail_allowlist_snapshot_project" => SnapshotProject,
+        "tokentrail_allowlist_snapshot_group" => SnapshotGroup,
+        "tokentrail_allowlist_snapshot_project_absent" => SnapshotProjectAbsent,
+        "tokentrail_allowlist_snapshot_group_absent" => SnapshotGroupAbsent,
+        "tokentrail_allowlist_snapshot_inbound_enabled" => SnapshotInboundEnabled,
+        "tokentrail_allowlist_snapshot_inbound_disabled" => SnapshotInboundDisabled,
         _ => return None,
     })
 }
 
 pub fn change(kind: AllowlistChangeKind, ev: &AuditEvent, message: &str) -> AllowlistChange {
-    use AllowlistChangeKind::*;
     // docs/gitlab-events.md §2.1: inbound enable/disable targets `ProjectCiCdSetting`,
     // not a member.
-    let has_member = !matches!(kind, InboundEnabled | InboundDisabled);
+    let has_member = !kind.is_inbound();
     let member_type = has_member
         .then(|| member_type(kind, &ev.target_type))
         .flatten();
@@ -53,8 +60,12 @@ fn member_type(kind: AllowlistChangeKind, target_type: &str) -> Option<String> {
     match target_type {
         "Project" | "Group" => Some(target_type.to_owned()),
         _ => match kind {
-            ProjectAdded | ProjectRemoved => Some("Project".to_owned()),
-            GroupAdded | GroupRemoved => Some("Group".to_owned()),
+            ProjectAdded | ProjectRemoved | SnapshotProject | SnapshotProjectAbsent => {
+                Some("Project".to_owned())
+            }
+            GroupAdded | GroupRemoved | SnapshotGroup | SnapshotGroupAbsent => {
+                Some("Group".to_owned())
+            }
             _ => None,
         },
     }

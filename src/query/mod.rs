@@ -89,6 +89,11 @@ pub const QUERIES: &[NamedQuery] = &[
         files: &[sql_file!("unused-allowlist-entries")],
     },
     NamedQuery {
+        name: "coverage-gaps",
+        question: "Uses GitLab's authentication log saw that tokentrail has no record of (after tokentrail gitlab coverage)",
+        files: &[sql_file!("coverage-gaps")],
+    },
+    NamedQuery {
         name: RECOMMENDED_ALLOWLIST,
         question: "A recommended minimal allowlist per protected project, from observed use",
         files: &[

@@ -32,6 +32,19 @@ pub struct SimulateArgs {
     /// Write the ground truth (expected token-use records and counts) to this JSON file.
     #[arg(long)]
     pub truth: Option<PathBuf>,
+    /// Share of protected-project candidates that had an allowlist before the simulation
+    /// starts, never streamed (`tokentrail gitlab sync` reads them from the API double).
+    #[arg(long, default_value_t = 0.0)]
+    pub preexisting_allowlists: f64,
+    /// Write those allowlists as a GitLab API double's files into this directory (served by
+    /// `deploy/local/gitlab-api-double`).
+    #[arg(long)]
+    pub gitlab_api_dir: Option<PathBuf>,
+    /// A streaming outage: audit-stream messages delivered in `[FROM, TO)` (Unix ms) are
+    /// not published (GitLab dropped them); the ground truth and GitLab's authentication
+    /// log (in --gitlab-api-dir) still have them.
+    #[arg(long, num_args = 2, value_names = ["FROM_MS", "TO_MS"])]
+    pub drop_audit: Option<Vec<i64>>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -48,9 +61,21 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
         jobs: args.jobs,
         anomaly_share: args.anomaly_share,
         bad_share: args.bad_share,
+        preexisting_allowlists: args.preexisting_allowlists,
         ..SimConfig::default()
     };
     let mut sim = Simulator::new(&cfg);
+    if let Some(dir) = &args.gitlab_api_dir {
+        let lists = sim.preexisting_allowlists();
+        super::gitlab_api::write_api_double(dir, &lists).with_context(|| {
+            format!("writing the GitLab API double's files to {}", dir.display())
+        })?;
+        eprintln!(
+            "{} allowlists that predate the stream written for the GitLab API double in {}",
+            lists.len(),
+            dir.display()
+        );
+    }
     match args.to {
         SimOutput::Ndjson => {
             let stdout = std::io::stdout();
@@ -69,10 +94,24 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
                 indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})")
                     .expect("progress template"),
             );
-            let sent = crate::publish::publish(&producer, &topics, sim.by_ref(), args.rate, |n| {
+            let (from, to) = match args.drop_audit.as_deref() {
+                Some([from, to]) => (*from, *to),
+                _ => (0, 0),
+            };
+            let mut dropped = 0u64;
+            let kept = sim.by_ref().filter(|m| {
+                let drop = m.source == crate::model::SourceKind::AuditStream
+                    && (from..to).contains(&m.timestamp_ms);
+                dropped += u64::from(drop);
+                !drop
+            });
+            let sent = crate::publish::publish(&producer, &topics, kept, args.rate, |n| {
                 bar.set_position(n)
             })
             .await?;
+            if dropped > 0 {
+                eprintln!("{dropped} audit-stream messages dropped by the simulated outage");
+            }
             bar.finish_with_message(format!(
                 "messages sent to {} and {}",
                 topics.audit, topics.webhooks
@@ -89,6 +128,10 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
         truth.bad_messages.len(),
         truth.anomalies.len()
     );
+    if let Some(dir) = &args.gitlab_api_dir {
+        super::gitlab_api::write_auth_logs(dir, &truth)
+            .with_context(|| format!("writing the authentication logs to {}", dir.display()))?;
+    }
     if let Some(path) = args.truth {
         std::fs::write(&path, super::truth_to_json(&truth))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -8,6 +8,7 @@
 pub mod cli;
 mod faults;
 mod gitlab;
+pub mod gitlab_api;
 pub mod ndjson;
 mod scenario;
 mod world;
@@ -43,6 +44,12 @@ pub struct SimConfig {
     pub anomaly_share: f64,
     /// Expected unrelated audit events per job.
     pub noise_per_job: f64,
+    /// Share of the protected-project candidates *without* streamed allowlist events that
+    /// had an allowlist before the simulation starts (made an hour before `start_ms`, never
+    /// streamed: `tokentrail gitlab sync` reads them from the API double, see
+    /// `gitlab_api::write_api_double`). 0 (the default) changes nothing.
+    #[serde(default)]
+    pub preexisting_allowlists: f64,
 }
 
 impl Default for SimConfig {
@@ -63,6 +70,7 @@ impl Default for SimConfig {
             bad_share: 0.002,
             anomaly_share: 0.01,
             noise_per_job: 1.0,
+            preexisting_allowlists: 0.0,
         }
     }
 }
@@ -178,6 +186,12 @@ impl Simulator {
     }
 
     /// The ground truth; complete only once the iterator returned `None`.
+    /// The allowlists that existed before `start_ms` (never streamed), as GitLab's API would
+    /// list them then.
+    pub fn preexisting_allowlists(&self) -> Vec<gitlab_api::Preexisting> {
+        self.scenario.preexisting_allowlists()
+    }
+
     pub fn into_truth(self) -> GroundTruth {
         self.scenario.into_truth()
     }

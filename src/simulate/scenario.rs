@@ -120,10 +120,12 @@ impl Scenario {
         let interarrival_mean = (MEAN_JOB_MS as f64 * MEAN_JOBS_PER_PIPELINE / concurrency) as i64;
         let est_span = (cfg.jobs as f64 * MEAN_JOB_MS as f64 / concurrency) as i64;
         let first_job_at = world.plan_allowlists(cfg, cfg.start_ms, est_span * 9 / 10, &mut rng);
+        // Changes before `start_ms` are pre-existing allowlists: never streamed.
         let mut timed: Vec<(i64, Timed)> = world
             .acl
             .iter()
             .enumerate()
+            .filter(|(_, c)| c.at >= cfg.start_ms)
             .map(|(i, c)| (c.at, Timed::Acl(i)))
             .collect();
         if cfg.anomaly_share > 0.0 && !world.bots.is_empty() {
@@ -177,6 +179,20 @@ impl Scenario {
                 self.finished = true;
             }
         }
+    }
+
+    pub fn preexisting_allowlists(&self) -> Vec<super::gitlab_api::Preexisting> {
+        let w = &self.world;
+        w.standing_allowlists(self.cfg.start_ms)
+            .into_iter()
+            .map(|(ti, members)| super::gitlab_api::Preexisting {
+                project: (w.projects[ti].id, w.projects[ti].path.clone()),
+                members: members
+                    .into_iter()
+                    .map(|s| (w.projects[s].id, w.projects[s].path.clone()))
+                    .collect(),
+            })
+            .collect()
     }
 
     pub fn into_truth(self) -> GroundTruth {

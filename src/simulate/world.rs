@@ -286,6 +286,7 @@ impl World {
                 }
             }
         }
+        self.plan_preexisting(cfg, setup_at, &targets, &mut changes);
         // Stale entries are added during setup too, so reserve their slots before `from`.
         let from = t + 50 * targets.len() as i64 + 5_000;
         let span = span_ms.max(1);
@@ -384,6 +385,75 @@ impl World {
         }
         self.acl = changes;
         from
+    }
+
+    /// Allowlists made before the simulation starts (an hour before `setup_at`, never
+    /// streamed): for a `cfg.preexisting_allowlists` share of the projects that have
+    /// dependents but no streamed allowlist. Each dependent is admitted with probability 0.9,
+    /// so some uses come from outside. A separate RNG keeps every other draw unchanged.
+    fn plan_preexisting(
+        &self,
+        cfg: &SimConfig,
+        setup_at: i64,
+        evented: &[usize],
+        changes: &mut Vec<AclChange>,
+    ) {
+        use rand::SeedableRng;
+        if cfg.preexisting_allowlists <= 0.0 {
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_a110_1157);
+        let mut t = setup_at - 3_600_000;
+        for (ti, p) in self.projects.iter().enumerate() {
+            if p.crown
+                || evented.contains(&ti)
+                || !rng.random_bool(cfg.preexisting_allowlists.min(1.0))
+            {
+                continue;
+            }
+            let sources: Vec<usize> = (0..self.projects.len())
+                .filter(|&s| self.projects[s].deps.contains(&ti))
+                .collect();
+            if sources.is_empty() {
+                continue;
+            }
+            let mut push = |op| {
+                changes.push(AclChange {
+                    at: t,
+                    target: ti,
+                    op,
+                    policies: &[],
+                    anomaly: None,
+                });
+                t += 50;
+            };
+            push(AclOp::InboundEnabled);
+            for s in sources {
+                if rng.random_bool(0.9) {
+                    push(AclOp::Added(Member::Project(s)));
+                }
+            }
+        }
+    }
+
+    /// The allowlists that stand at `before_ms` on projects whose history starts before it.
+    pub fn standing_allowlists(&self, before_ms: i64) -> Vec<(usize, Vec<usize>)> {
+        let mut out = Vec::new();
+        for (ti, idx) in self.acl_by_target.iter().enumerate() {
+            if idx.first().is_none_or(|&i| self.acl[i].at >= before_ms) {
+                continue;
+            }
+            let mut members = Vec::new();
+            for &i in idx.iter().filter(|&&i| self.acl[i].at < before_ms) {
+                match self.acl[i].op {
+                    AclOp::Added(Member::Project(s)) => members.push(s),
+                    AclOp::Removed(Member::Project(s)) => members.retain(|&m| m != s),
+                    _ => {}
+                }
+            }
+            out.push((ti, members));
+        }
+        out
     }
 
     fn random_unrelated_source(&self, target: usize, rng: &mut ChaCha8Rng) -> Option<usize> {

@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = migrations![
     "0007_alerts",
     "0008_token_use_rollup",
     "0009_allowlist_state_by_member_id",
+    "0010_allowlist_snapshots",
 ];
 
 /// The migrations bookkeeping table.

@@ -58,6 +58,12 @@ pub struct Metrics {
     pub siem_delivered: IntCounterVec,
     /// Failed SIEM delivery attempts (each is retried or stops the export), by sink.
     pub siem_failures: IntCounterVec,
+    /// `tokentrail gitlab …`: GitLab API requests, by outcome (`ok`, `rate_limited`,
+    /// `server_error`, `transport_error`, `refused`).
+    pub gitlab_requests: IntCounterVec,
+    /// `tokentrail gitlab …`: audit-topic messages produced, by kind (`snapshot`, `drift`,
+    /// `backfill`, `auth_log`).
+    pub gitlab_produced: IntCounterVec,
     /// Collector: HTTP requests answered, by route (configured path) and status code.
     pub collect_requests: IntCounterVec,
     /// Collector: requests refused for a wrong or missing token or signature, by route.
@@ -283,6 +289,18 @@ impl Metrics {
                 "siem_delivery_failures_total",
                 "Failed SIEM delivery attempts",
                 &["sink"],
+            ),
+            gitlab_requests: counter_vec(
+                &r,
+                "gitlab_requests_total",
+                "GitLab API requests made by tokentrail gitlab, by outcome",
+                &["outcome"],
+            ),
+            gitlab_produced: counter_vec(
+                &r,
+                "gitlab_produced_total",
+                "Messages tokentrail gitlab produced to the audit topic, by kind",
+                &["kind"],
             ),
             collect_requests: counter_vec(
                 &r,

@@ -28,7 +28,7 @@ const T: i64 = 1_748_944_800_000;
 const IP: &str = "10.20.30.40";
 const MAINTAINER: i64 = 77;
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .expect("valid time")
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -37,7 +37,7 @@ fn iso(ms: i64) -> String {
 
 /// An audit body shaped like the shared samples.
 #[allow(clippy::too_many_arguments)]
-fn body(
+pub(crate) fn body(
     id: Value,
     event_type: &str,
     author: i64,
@@ -62,7 +62,13 @@ fn body(
 }
 
 /// A job-token use of `target` by job `job` of `source`: auth, then a clone 100 ms later.
-fn use_of(author: i64, at: i64, source: (i64, &str), target: (i64, &str), job: i64) -> [Value; 2] {
+pub(crate) fn use_of(
+    author: i64,
+    at: i64,
+    source: (i64, &str),
+    target: (i64, &str),
+    job: i64,
+) -> [Value; 2] {
     let job_text = job.to_string();
     let auth = body(
         json!(format!("auth-{job}")),
@@ -148,7 +154,7 @@ struct StoredMember {
     member_path: String,
 }
 
-async fn produce(producer: &FutureProducer, topic: &str, bodies: &[Value]) {
+pub(crate) async fn produce(producer: &FutureProducer, topic: &str, bodies: &[Value]) {
     let messages: Vec<Outgoing> = bodies
         .iter()
         .map(|b| Outgoing::new(serde_json::to_vec(b).unwrap()).partition(0))

@@ -10,6 +10,10 @@ mod chdb;
 mod clickhouse_roundtrip;
 mod collect;
 mod delivery;
+mod gitlab_coverage;
+#[path = "../gitlab_double/mod.rs"]
+mod gitlab_double;
+mod gitlab_sync;
 mod ingest;
 mod kafka_roundtrip;
 mod migrations;

@@ -576,7 +576,13 @@ async fn every_named_query_agrees_on_both_engines_and_with_the_ground_truth() {
             "{}: 18.16 vs chdb",
             q.name
         );
-        assert!(!legacy.rows.is_empty(), "{} returned no rows", q.name);
+        // coverage-gaps reads `tokentrail gitlab coverage` observations, which simulated
+        // traffic has none of (tests/integration/gitlab_coverage.rs covers it).
+        assert!(
+            !legacy.rows.is_empty() || q.name == "coverage-gaps",
+            "{} returned no rows",
+            q.name
+        );
         answers.insert(q.name, legacy.text_rows());
     }
 

@@ -4,7 +4,9 @@
 //! (`RuleSettings::common`), suppression and ids are the engine's business. The stateful
 //! new-edge rule is run by the engine over [`super::edges`].
 
+mod allowlist_drift;
 mod allowlist_weakened;
+mod coverage_gap;
 mod crown_jewel;
 mod not_allowlisted;
 mod push;
@@ -37,7 +39,7 @@ pub struct RuleDef {
 }
 
 /// Every rule, in the order its findings are raised for one input.
-pub const REGISTRY: [RuleDef; 7] = [
+pub const REGISTRY: [RuleDef; 9] = [
     not_allowlisted::RULE,
     allowlist_weakened::RULE,
     RuleDef {
@@ -48,6 +50,8 @@ pub const REGISTRY: [RuleDef; 7] = [
     crown_jewel::RULE,
     unexpected_actor::RULE,
     token_lifecycle::RULE,
+    allowlist_drift::RULE,
+    coverage_gap::RULE,
 ];
 
 /// What a rule saw. `source_key`/`target_key` (see [`project_key`]) plus the rule and the
