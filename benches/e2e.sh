@@ -13,7 +13,10 @@
 #      million events, peak RSS (VmHWM) of tokentrail; then checks the stored distinct
 #      counts against the simulator's ground truth.
 #   2. baseline: the Python consumer drains the same audit topic (own consumer group, own
-#      database) and exits at the end of the partitions; same figures; ratio.
+#      database) over HTTP (JSONEachRow) and exits at the end of the partitions; same figures;
+#      ratio.
+#   2b. native: the same consumer with clickhouse-driver over the native TCP protocol and
+#      50k-row batches (the careful home-made consumer); same figures; ratio.
 #   3. freshness: tokentrail ingest runs first, then `simulate --rate RATE` publishes for
 #      FRESH_SECONDS; benches/e2e/probe.py polls ClickHouse every 100 ms for the visible
 #      offsets and compares each audit message's Kafka timestamp (publish time) with the
@@ -24,7 +27,7 @@
 #   TT_E2E_PARTITIONS (3)      partitions of the audit and webhook topics
 #   TT_E2E_RATE (10000)        messages/s published in the freshness phase
 #   TT_E2E_FRESH_SECONDS (60)  length of the paced publication
-#   TT_E2E_PHASES ("backlog baseline freshness")  which phases to run
+#   TT_E2E_PHASES ("backlog baseline native freshness")  which phases to run
 #   TT_E2E_BAD_SHARE (0)       simulate --bad-share (poison share)
 #   TT_E2E_TIMEOUT (1800)      seconds allowed per phase before giving up
 #   TT_E2E_METRICS_PORT (29464) tokentrail's telemetry port (loopback)
@@ -44,7 +47,7 @@ N="${1:-1000000}"
 PARTITIONS="${TT_E2E_PARTITIONS:-3}"
 RATE="${TT_E2E_RATE:-10000}"
 FRESH_SECONDS="${TT_E2E_FRESH_SECONDS:-60}"
-PHASES="${TT_E2E_PHASES:-backlog baseline freshness}"
+PHASES="${TT_E2E_PHASES:-backlog baseline native freshness}"
 BAD_SHARE="${TT_E2E_BAD_SHARE:-0}"
 TIMEOUT="${TT_E2E_TIMEOUT:-1800}"
 METRICS_PORT="${TT_E2E_METRICS_PORT:-29464}"
@@ -262,6 +265,7 @@ phase_backlog() {
   R[tt_cpu_per_m]="$(calc "$cpu / $EVENTS * 1000000")"
   R[tt_rss]="$(hwm_of "$ingest_pid")"
   R[tt_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
+  R[tt_ch_cpu_per_m]="$(calc "${R[tt_ch_cpu]} / $EVENTS * 1000000")"
   R[tt_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
   R[tt_audit_eps]="$(calc "$AUDIT_EVENTS / $secs")"
   save_metrics backlog
@@ -274,40 +278,52 @@ phase_backlog() {
   log "backlog: stored $CHECK; token_use ${R[tt_uses]}"
 }
 
-phase_baseline() {
-  [[ -n "${BACKLOG_AUDIT_TOPIC:-}" ]] || die "the baseline phase needs the backlog phase"
-  local db="py_${RUN}"
+# A Python consumer of the backlog's audit topic into a fresh database; sets R[<prefix>_*].
+run_python_consumer() { # prefix, label, consumer arguments...
+  local prefix="$1" label="$2"
+  shift 2
+  [[ -n "${BACKLOG_AUDIT_TOPIC:-}" ]] || die "the $label phase needs the backlog phase"
+  local db="${prefix}_${RUN}"
   databases+=("$db")
   TOKENTRAIL__CLICKHOUSE__DATABASE="$db" RUST_LOG=warn "$BIN" migrate >/dev/null
-  log "baseline: Python consumer on $BACKLOG_AUDIT_TOPIC into $db"
+  log "$label: Python consumer on $BACKLOG_AUDIT_TOPIC into $db ($*)"
   local t0 t1 ch0 k0
   ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
   t0="$(now)"
   timeout "$TIMEOUT" "$PY" "$ROOT/benches/baseline/consumer.py" --brokers "$BROKERS" \
-    --topic "$BACKLOG_AUDIT_TOPIC" --group "$RUN.baseline" \
-    --clickhouse-url "$TOKENTRAIL__CLICKHOUSE__URL" --database "$db" --exit-at-eof \
-    >"$WORK/py.json" 2>"$WORK/py.err" || { cat "$WORK/py.err" >&2; die "baseline failed"; }
+    --topic "$BACKLOG_AUDIT_TOPIC" --group "$RUN.$prefix" \
+    --clickhouse-url "$TOKENTRAIL__CLICKHOUSE__URL" --database "$db" --exit-at-eof "$@" \
+    >"$WORK/py.json" 2>"$WORK/py.err" || { cat "$WORK/py.err" >&2; die "$label failed"; }
   t1="$(now)"
   local rows cpu secs
   rows="$(jq -r .rows "$WORK/py.json")"
   cpu="$(jq -r .cpu_seconds "$WORK/py.json")"
   secs="$(calc "$t1 - $t0")"
-  R[py_secs]="$secs"
-  R[py_msgs]="$(jq -r .messages "$WORK/py.json")"
-  R[py_events]="$rows"
-  R[py_eps]="$(calc "$rows / $secs")"
-  R[py_mps]="$(calc "${R[py_msgs]} / $secs")"
-  R[py_mbps]="$(calc "$BACKLOG_AUDIT_BYTES / 1000000 / $secs")"
-  R[py_cpu]="$cpu"
-  R[py_cpu_per_m]="$(calc "$cpu / $rows * 1000000")"
-  R[py_rss]="$(( $(jq -r .peak_rss_kb "$WORK/py.json") / 1024 ))"
-  R[py_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
-  R[py_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
+  R[${prefix}_secs]="$secs"
+  R[${prefix}_msgs]="$(jq -r .messages "$WORK/py.json")"
+  R[${prefix}_events]="$rows"
+  R[${prefix}_eps]="$(calc "$rows / $secs")"
+  R[${prefix}_mps]="$(calc "${R[${prefix}_msgs]} / $secs")"
+  R[${prefix}_mbps]="$(calc "$BACKLOG_AUDIT_BYTES / 1000000 / $secs")"
+  R[${prefix}_cpu]="$cpu"
+  R[${prefix}_cpu_per_m]="$(calc "$cpu / $rows * 1000000")"
+  R[${prefix}_rss]="$(( $(jq -r .peak_rss_kb "$WORK/py.json") / 1024 ))"
+  R[${prefix}_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
+  R[${prefix}_ch_cpu_per_m]="$(calc "${R[${prefix}_ch_cpu]} / $rows * 1000000")"
+  R[${prefix}_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
   local distinct same
   distinct="$(sql "SELECT uniqExact(dedup_key) FROM $db.audit_events")"
   same="$(sql "SELECT count() FROM (SELECT DISTINCT dedup_key FROM $db.audit_events) WHERE dedup_key IN (SELECT dedup_key FROM $BACKLOG_DB.audit_events)")"
-  R[py_check]="audit_events $distinct/$TRUTH_AUDIT distinct keys, $same equal to tokentrail's"
-  log "baseline: $rows rows in $(fmt "$secs") s ($(fmt "${R[py_eps]}" 0)/s), CPU $(fmt "$cpu") s; ${R[py_check]}"
+  R[${prefix}_check]="audit_events $distinct/$TRUTH_AUDIT distinct keys, $same equal to tokentrail's"
+  log "$label: $rows rows in $(fmt "$secs") s ($(fmt "${R[${prefix}_eps]}" 0)/s), CPU $(fmt "$cpu") s; ${R[${prefix}_check]}"
+}
+
+phase_baseline() { run_python_consumer py baseline --protocol http; }
+
+# The careful home-made consumer: native protocol, 50k-row batches.
+phase_native() {
+  run_python_consumer nat native --protocol native --batch-rows 50000 \
+    --native-port "${TOKENTRAIL_CH_TCP_PORT:-19000}"
 }
 
 phase_freshness() {
@@ -363,13 +379,14 @@ for phase in $PHASES; do
   case "$phase" in
     backlog) phase_backlog ;;
     baseline) phase_baseline ;;
+    native) phase_native ;;
     freshness) phase_freshness ;;
     *) die "unknown phase $phase" ;;
   esac
 done
 
 # ------------------------------------------------------------------------------- table ---
-row() { printf '%-34s %16s %16s\n' "$@"; }
+row() { printf '%-34s %16s %16s %16s\n' "$@"; }
 v() { # key, decimals
   if [[ -n "${R[$1]:-}" ]]; then fmt "${R[$1]}" "${2:-0}"; else echo "-"; fi
 }
@@ -377,28 +394,33 @@ echo
 echo "tokentrail end to end: run $RUN, $(nproc) cores shared by Kafka, ClickHouse 18.16, the publisher and the consumer"
 echo "(one machine; other jobs on it add noise: repeat runs before comparing figures)"
 echo
-row "backlog of $N messages" "tokentrail" "python baseline"
-row "----------------------------------" "----------------" "----------------"
-row "input" "audit+webhooks" "audit topic"
-row "Kafka messages" "$(v tt_msgs)" "$(v py_msgs)"
-row "events (rows of the main tables)" "$(v tt_events)" "$(v py_events)"
-row "seconds to drain" "$(v tt_secs 1)" "$(v py_secs 1)"
-row "events/s" "$(v tt_eps)" "$(v py_eps)"
-row "messages/s" "$(v tt_mps)" "$(v py_mps)"
-row "MB/s (Kafka log bytes)" "$(v tt_mbps 1)" "$(v py_mbps 1)"
-row "consumer CPU-s" "$(v tt_cpu 1)" "$(v py_cpu 1)"
-row "consumer CPU-s per million events" "$(v tt_cpu_per_m 1)" "$(v py_cpu_per_m 1)"
-row "consumer peak RSS (VmHWM) MB" "$(v tt_rss)" "$(v py_rss)"
-row "ClickHouse CPU-s meanwhile" "$(v tt_ch_cpu 1)" "$(v py_ch_cpu 1)"
-row "Kafka CPU-s meanwhile" "$(v tt_kafka_cpu 1)" "$(v py_kafka_cpu 1)"
-if [[ -n "${R[tt_eps]:-}" && -n "${R[py_eps]:-}" ]]; then
-  echo
-  echo "ratio tokentrail/baseline: events/s $(fmt "$(calc "${R[tt_eps]} / ${R[py_eps]}")" 2)x," \
-    "audit events/s $(fmt "$(calc "${R[tt_audit_eps]} / ${R[py_eps]}")" 2)x," \
-    "CPU-s per million events $(fmt "$(calc "${R[py_cpu_per_m]} / ${R[tt_cpu_per_m]}")" 2)x less"
-fi
+row "backlog of $N messages" "tokentrail" "python HTTP" "python native"
+row "----------------------------------" "----------------" "----------------" "----------------"
+row "input" "audit+webhooks" "audit topic" "audit topic"
+row "Kafka messages" "$(v tt_msgs)" "$(v py_msgs)" "$(v nat_msgs)"
+row "events (rows of the main tables)" "$(v tt_events)" "$(v py_events)" "$(v nat_events)"
+row "seconds to drain" "$(v tt_secs 1)" "$(v py_secs 1)" "$(v nat_secs 1)"
+row "events/s" "$(v tt_eps)" "$(v py_eps)" "$(v nat_eps)"
+row "messages/s" "$(v tt_mps)" "$(v py_mps)" "$(v nat_mps)"
+row "MB/s (Kafka log bytes)" "$(v tt_mbps 1)" "$(v py_mbps 1)" "$(v nat_mbps 1)"
+row "consumer CPU-s" "$(v tt_cpu 1)" "$(v py_cpu 1)" "$(v nat_cpu 1)"
+row "consumer CPU-s per million events" "$(v tt_cpu_per_m 1)" "$(v py_cpu_per_m 1)" "$(v nat_cpu_per_m 1)"
+row "consumer peak RSS (VmHWM) MB" "$(v tt_rss)" "$(v py_rss)" "$(v nat_rss)"
+row "ClickHouse CPU-s meanwhile" "$(v tt_ch_cpu 1)" "$(v py_ch_cpu 1)" "$(v nat_ch_cpu 1)"
+row "ClickHouse CPU-s per million events" "$(v tt_ch_cpu_per_m 1)" "$(v py_ch_cpu_per_m 1)" "$(v nat_ch_cpu_per_m 1)"
+row "Kafka CPU-s meanwhile" "$(v tt_kafka_cpu 1)" "$(v py_kafka_cpu 1)" "$(v nat_kafka_cpu 1)"
+for b in py:baseline nat:native; do
+  p="${b%%:*}"
+  if [[ -n "${R[tt_eps]:-}" && -n "${R[${p}_eps]:-}" ]]; then
+    echo
+    echo "ratio tokentrail/${b#*:}: events/s $(fmt "$(calc "${R[tt_eps]} / ${R[${p}_eps]}")" 2)x," \
+      "audit events/s $(fmt "$(calc "${R[tt_audit_eps]} / ${R[${p}_eps]}")" 2)x," \
+      "CPU-s per million events $(fmt "$(calc "${R[${p}_cpu_per_m]} / ${R[tt_cpu_per_m]}")" 2)x less"
+  fi
+done
 [[ -z "${R[tt_check]:-}" ]] || echo "tokentrail stored (distinct/truth): ${R[tt_check]}; token_use ${R[tt_uses]}"
 [[ -z "${R[py_check]:-}" ]] || echo "baseline stored: ${R[py_check]}"
+[[ -z "${R[nat_check]:-}" ]] || echo "native baseline stored: ${R[nat_check]}"
 if [[ -n "${R[fr_p50]:-}" ]]; then
   echo
   echo "freshness at $(v fr_rate) messages/s ($(v fr_events_rate) events/s) for ${FRESH_SECONDS} s, produce -> queryable (audit rows):"

@@ -14,9 +14,14 @@ One row per GitLab audit event into a table shaped like tokentrail's `audit_even
   them; the harness publishes without poison, so none occur in the benchmark).
 
 Batching: up to --batch-rows rows or --batch-ms since the first row of the batch, then one
-INSERT ... FORMAT JSONEachRow over HTTP, then a synchronous offset commit (at-least-once:
-offsets are committed only after ClickHouse acknowledged the insert). Transient insert
-failures are retried with capped backoff.
+INSERT, then a synchronous offset commit (at-least-once: offsets are committed only after
+ClickHouse acknowledged the insert). Transient insert failures are retried with capped
+backoff. Two ways to insert (--protocol):
+
+* `http` (default): INSERT ... FORMAT JSONEachRow over HTTP, rows serialized by orjson;
+* `native`: clickhouse-driver over ClickHouse's native TCP protocol (column blocks), the
+  careful home-made consumer of issue 19, run with --batch-rows 50000. Uncompressed: on
+  loopback LZ4 only adds CPU on both sides (and needs the lz4 and clickhouse-cityhash wheels).
 
 Why not clickhouse-connect: its client setup reads `system.settings.readonly`, a column
 ClickHouse 18.16 lacks ("Code: 47 ... Unknown identifier: readonly"), so no client can be
@@ -239,6 +244,31 @@ def rows_of(msg, now_ms):
     raise Unusable("not an object or a non-empty array")
 
 
+class ClickHouseNative:
+    """INSERT over the native protocol (clickhouse-driver): rows go as column blocks."""
+
+    def __init__(self, host, port, database, table, timeout_s):
+        from clickhouse_driver import Client  # only this mode needs it
+
+        self.client = Client(host=host, port=port, database=database,
+                             send_receive_timeout=timeout_s, compression=False)
+        self.query = f"INSERT INTO {database}.{table} ({', '.join(COLUMNS)}) VALUES"
+
+    def insert(self, rows):
+        data = [tuple(r[c] for c in COLUMNS) for r in rows]
+        backoff = 0.2
+        for attempt in range(20):
+            try:
+                self.client.execute(self.query, data)
+                return
+            except (OSError, EOFError) as e:  # connection trouble: the driver reconnects
+                err = str(e)
+            print(f"insert attempt {attempt + 1} failed, retrying: {err}", file=sys.stderr)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+        raise RuntimeError("ClickHouse insert kept failing")
+
+
 class ClickHouse:
     def __init__(self, url, database, table, timeout_s):
         self.http = urllib3.PoolManager(
@@ -273,6 +303,9 @@ def main():
     p.add_argument("--topic", required=True)
     p.add_argument("--group", required=True)
     p.add_argument("--clickhouse-url", required=True)
+    p.add_argument("--protocol", choices=("http", "native"), default="http")
+    p.add_argument("--native-port", type=int, default=9000,
+                   help="ClickHouse's native TCP port (--protocol native; the host is the URL's)")
     p.add_argument("--database", required=True)
     p.add_argument("--table", default="audit_events")
     p.add_argument("--batch-rows", type=int, default=10_000)
@@ -281,7 +314,11 @@ def main():
     p.add_argument("--max-seconds", type=float, default=3600)
     a = p.parse_args()
 
-    ch = ClickHouse(a.clickhouse_url, a.database, a.table, timeout_s=30)
+    if a.protocol == "native":
+        host = urllib3.util.parse_url(a.clickhouse_url).host
+        ch = ClickHouseNative(host, a.native_port, a.database, a.table, timeout_s=30)
+    else:
+        ch = ClickHouse(a.clickhouse_url, a.database, a.table, timeout_s=30)
     assigned, at_eof = set(), set()
 
     def on_assign(consumer, parts):
