@@ -205,7 +205,7 @@ async fn migrate_cmd(
         let dialect = match dialect {
             Some(d) => d,
             None => Dialect::for_version(
-                sink::server_version(&client)
+                tokentrail::store::read::server_version(&client)
                     .await
                     .context("reading the server version (or pass --dialect)")?,
             ),

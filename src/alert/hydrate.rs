@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::engine::AlertEngine;
 use super::id::project_key;
-use crate::store::sink::{WriteError, classify};
+use crate::store::read::{ReadError, classify_read};
 use crate::store::tables::alerts::{SELECT, StoredAlert};
 use crate::store::tables::quote_ident;
 
@@ -35,14 +35,14 @@ pub async fn hydrate(
     lookback_ms: i64,
     suppression_window_ms: i64,
     engine: &mut AlertEngine,
-) -> Result<Hydrated, WriteError> {
+) -> Result<Hydrated, ReadError> {
     let db = quote_ident(database);
     // Read once, for both horizons (a scan of the column; 0 when there are no records).
     let newest_record_ms: i64 = client
         .query_raw(&format!("SELECT max(event_time_ms) FROM {db}.token_use"))
         .fetch_one()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     let edges: Vec<EdgeRow> = client
         .query_raw(&format!(
             "SELECT source_project_id, source_project_path, target_project_id, \
@@ -56,7 +56,7 @@ pub async fn hydrate(
         ))
         .fetch_all()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     let mut done = Hydrated {
         edges: edges.len(),
         ..Hydrated::default()
@@ -82,7 +82,7 @@ pub async fn hydrate(
         ))
         .fetch_all()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     done.open_alerts = alerts.len();
     for row in alerts {
         engine.resume_alert(row.into_alert());

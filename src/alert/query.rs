@@ -4,20 +4,20 @@
 use bytes::Bytes;
 
 use super::{Alert, AlertStatus};
-use crate::store::sink::{WriteError, classify};
+use crate::store::read::{ReadError, classify_read};
 use crate::store::tables::alerts::{self, SELECT, StoredAlert};
 use crate::store::tables::{Table, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("ClickHouse: {0}")]
-    Store(#[from] WriteError),
+    #[error("{0}")]
+    Store(#[from] ReadError),
     #[error("no alert with id {0:?}")]
     NotFound(String),
 }
 
 fn store(e: clickhouse::error::Error) -> QueryError {
-    QueryError::Store(classify(&e))
+    QueryError::Store(classify_read(&e))
 }
 
 /// Newest first; `status` filters on `open`/`acked`, `rule` on the rule name.

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::api::{ProjectRef, global_id};
 use super::client::{Client, GitlabError};
 use super::snapshot::{AUTHOR_NAME, rfc3339_ms};
-use crate::store::sink::{WriteError, classify};
+use crate::store::read::{ReadError, classify_read};
 use crate::store::tables::quote_ident;
 
 pub use crate::model::AUTH_LOG_EVENT_TYPE as EVENT_TYPE;
@@ -206,7 +206,7 @@ pub enum CoverageError {
     #[error(transparent)]
     Gitlab(#[from] GitlabError),
     #[error("reading token_use from ClickHouse (tokentrail migrate first): {0}")]
-    Store(#[from] WriteError),
+    Store(#[from] ReadError),
 }
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -220,7 +220,7 @@ pub async fn last_recorded(
     client: &clickhouse::Client,
     database: &str,
     target: &ProjectRef,
-) -> Result<HashMap<String, i64>, WriteError> {
+) -> Result<HashMap<String, i64>, ReadError> {
     let db = quote_ident(database);
     let rows: Vec<LastUse> = client
         .query(&format!(
@@ -232,7 +232,7 @@ pub async fn last_recorded(
         .bind(target.path.as_str())
         .fetch_all()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     Ok(rows
         .into_iter()
         .map(|r| (r.source_project_path.to_ascii_lowercase(), r.last_ms))

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::api::MemberKind;
 use super::snapshot::{Known, KnownEntry};
-use crate::store::sink::{WriteError, classify};
+use crate::store::read::{ReadError, classify_read};
 use crate::store::tables::quote_ident;
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -31,7 +31,7 @@ struct InboundRow {
 pub async fn load(
     client: &clickhouse::Client,
     database: &str,
-) -> Result<HashMap<i64, Known>, WriteError> {
+) -> Result<HashMap<i64, Known>, ReadError> {
     let db = quote_ident(database);
     let entries: Vec<EntryRow> = client
         .query_raw(&format!(
@@ -40,14 +40,14 @@ pub async fn load(
         ))
         .fetch_all()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     let inbound: Vec<InboundRow> = client
         .query_raw(&format!(
             "SELECT protected_project_id, inbound_enabled FROM {db}.allowlist_inbound"
         ))
         .fetch_all()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     let mut out: HashMap<i64, Known> = HashMap::new();
     for r in entries {
         let (Some(pid), Some(mid)) = (r.protected_project_id, r.member_id) else {

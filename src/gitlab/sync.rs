@@ -104,7 +104,7 @@ pub enum SyncError {
     #[error(transparent)]
     Produce(#[from] super::produce::ProduceError),
     #[error("reading the allowlist history from ClickHouse: {0}")]
-    History(#[from] crate::store::sink::WriteError),
+    History(#[from] crate::store::read::ReadError),
 }
 
 /// `history::load` over the configured ClickHouse.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::correlate::allowlist::AllowlistState;
 use crate::model::{AllowlistChange, AllowlistChangeKind};
-use crate::store::sink::{WriteError, classify};
+use crate::store::read::{ReadError, classify_read};
 use crate::store::tables::quote_ident;
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -26,7 +26,7 @@ pub async fn restore(
     client: &clickhouse::Client,
     database: &str,
     state: &mut AllowlistState,
-) -> Result<usize, WriteError> {
+) -> Result<usize, ReadError> {
     let sql = format!(
         "SELECT event_time_ms, change, protected_project_id, protected_project_path, \
          member_type, member_id, member_path, default_permissions, policies \
@@ -38,11 +38,11 @@ pub async fn restore(
             .query_raw(&sql)
             .fetch_all()
             .await
-            .map_err(|e| match classify(&e) {
-                WriteError::Fatal {
+            .map_err(|e| match classify_read(&e) {
+                ReadError::Fatal {
                     code: Some(60),
                     message,
-                } => WriteError::Fatal {
+                } => ReadError::Fatal {
                     code: Some(60),
                     message: format!(
                         "{message} (has `tokentrail migrate` run for database {database}?)"

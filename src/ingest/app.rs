@@ -23,8 +23,9 @@ use crate::correlate::actors::KnownBots;
 use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
 use crate::kafka::dead_letter::{DeadLetterError, DeadLetterProducer};
 use crate::kafka::producer;
+use crate::store::read::{self, ReadError};
 use crate::store::schema::Dialect;
-use crate::store::sink::{self, ClickHouseSink, WriteError};
+use crate::store::sink::{self, ClickHouseSink};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 
@@ -81,7 +82,7 @@ impl IngestApp {
             stage.correlator_mut().allowlist_mut(),
         )
         .await
-        .map_err(IngestError::Store)?;
+        .map_err(IngestError::Read)?;
         tracing::info!(
             changes = restored,
             "allowlist state restored from ClickHouse"
@@ -89,7 +90,7 @@ impl IngestApp {
         let mut bots = KnownBots::default();
         let learned = bot_history::restore(store.client(), database, &mut bots)
             .await
-            .map_err(IngestError::Store)?;
+            .map_err(IngestError::Read)?;
         tracing::info!(bots = learned, "known bot users restored from ClickHouse");
         let mut alerts = AlertEngine::new(&settings.alerting);
         if settings.alerting.enabled {
@@ -101,7 +102,7 @@ impl IngestApp {
                 &mut alerts,
             )
             .await
-            .map_err(IngestError::Store)?;
+            .map_err(IngestError::Read)?;
             tracing::info!(?hydrated, "alerting state restored from ClickHouse");
         }
         let alert_outputs = AlertOutputs::new(
@@ -226,19 +227,19 @@ async fn wait_for_clickhouse(
     let mut backoff =
         crate::retry::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        match sink::server_version(client).await {
+        match read::server_version(client).await {
             Ok(v) => {
                 tracing::info!(version = %v, "connected to ClickHouse");
                 return Ok(Dialect::for_version(v));
             }
-            Err(WriteError::Retryable { message, .. }) => {
+            Err(ReadError::Retryable { message, .. }) => {
                 tracing::warn!("ClickHouse not reachable yet: {message}");
             }
-            Err(other) => return Err(IngestError::Store(other)),
+            Err(other) => return Err(IngestError::Read(other)),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = cancel.cancelled() => return Err(IngestError::Store(WriteError::Retryable {
+            _ = cancel.cancelled() => return Err(IngestError::Read(ReadError::Retryable {
                 code: None, message: "shutdown before ClickHouse became reachable".into() })),
         }
     }

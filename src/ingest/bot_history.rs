@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::correlate::actors::{KnownBots, MAX_KNOWN_BOTS};
-use crate::store::sink::{WriteError, classify};
+use crate::store::read::{ReadError, classify_read};
 use crate::store::tables::quote_ident;
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -19,7 +19,7 @@ pub async fn restore(
     client: &clickhouse::Client,
     database: &str,
     bots: &mut KnownBots,
-) -> Result<usize, WriteError> {
+) -> Result<usize, ReadError> {
     // A coarse filter; `KnownBots::learn` applies GitLab's exact naming rules.
     let sql = format!(
         "SELECT user_id, any(username) AS bot_username FROM {}.jobs \
@@ -31,7 +31,7 @@ pub async fn restore(
         .query_raw(&sql)
         .fetch_all()
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     let mut learned = 0;
     // Oldest first, so the cap forgets the same users it would have forgotten live.
     for row in rows.into_iter().rev() {

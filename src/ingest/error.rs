@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::alert::output::OutputError;
 use crate::kafka::dead_letter::{DeadLetterError, GuardTripped};
+use crate::store::read::ReadError;
 use crate::store::sink::WriteError;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,9 @@ pub enum IngestError {
     Guard(#[from] GuardTripped),
     #[error("ClickHouse: {0}")]
     Store(WriteError),
+    /// Reading the histories at start-up (or the server version) failed.
+    #[error("{0}")]
+    Read(ReadError),
     #[error(transparent)]
     AlertOutput(Arc<OutputError>),
     #[error("message from unconfigured topic {0:?}")]

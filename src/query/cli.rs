@@ -123,7 +123,7 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<String
     }
     let params = args.to_params(chrono::Utc::now().timestamp_millis())?;
     let client = sink::client(&settings.clickhouse);
-    let version = sink::server_version(&client)
+    let version = crate::store::read::server_version(&client)
         .await
         .context("reading the ClickHouse server version")?;
     let result = super::run(

@@ -63,7 +63,7 @@ pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let scope = args.scope(now_ms)?;
     let client = sink::client(&settings.clickhouse);
-    let version = sink::server_version(&client)
+    let version = crate::store::read::server_version(&client)
         .await
         .context("reading the ClickHouse server version")?;
     let bar = indicatif::ProgressBar::with_draw_target(

@@ -3,14 +3,14 @@
 
 use clickhouse::Client;
 
+use super::read::{self, ReadError, classify_read};
 use super::schema::{self, Dialect, MIGRATIONS, MIGRATIONS_TABLE, RenderOptions};
-use super::sink::{self, WriteError};
 use super::tables::quote_ident;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("ClickHouse: {0}")]
-    Store(#[from] WriteError),
+    Store(#[from] ReadError),
     #[error(transparent)]
     Template(#[from] schema::TemplateError),
     #[error("migration {version} ({name}) failed: {source}\nstatement:\n{statement}")]
@@ -69,7 +69,7 @@ async fn bookkeeping_exists(system: &Client, database: &str) -> Result<bool, Mig
         .bind(MIGRATIONS_TABLE)
         .fetch_one()
         .await
-        .map_err(|e| sink::classify(&e))?;
+        .map_err(|e| classify_read(&e))?;
     Ok(n > 0)
 }
 
@@ -84,7 +84,7 @@ pub async fn migrate(
     let system = client.clone().with_database("system");
     let dialect = match dialect {
         Some(d) => d,
-        None => Dialect::for_version(sink::server_version(&system).await?),
+        None => Dialect::for_version(read::server_version(&system).await?),
     };
     let opts = RenderOptions {
         database: database.to_string(),
@@ -119,7 +119,7 @@ pub async fn migrate(
         ))
         .fetch_all::<AppliedRow>()
         .await
-        .map_err(|e| sink::classify(&e))?
+        .map_err(|e| classify_read(&e))?
         .into_iter()
         .map(|r| r.version)
         .collect();

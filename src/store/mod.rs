@@ -3,6 +3,7 @@
 pub mod block;
 pub mod client;
 pub mod migrate;
+pub mod read;
 pub mod rowbinary;
 pub mod schema;
 pub mod sink;

@@ -14,7 +14,7 @@ use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::block::{Block, TopicPartition, WriteReceipt};
-use super::schema::{Dialect, ServerVersion};
+use super::schema::Dialect;
 use super::tables::Table;
 use crate::config::RetrySettings;
 use crate::retry::Backoff;
@@ -156,19 +156,6 @@ pub struct ClickHouseSink {
 }
 
 pub use super::client::client;
-
-/// `SELECT version()` of the server behind `client`.
-pub async fn server_version(client: &Client) -> Result<ServerVersion, WriteError> {
-    let text: String = client
-        .query("SELECT version()")
-        .fetch_one()
-        .await
-        .map_err(|e| classify(&e))?;
-    ServerVersion::parse(&text).ok_or_else(|| WriteError::Fatal {
-        code: None,
-        message: format!("cannot parse server version {text:?}"),
-    })
-}
 
 impl ClickHouseSink {
     pub fn new(

@@ -67,7 +67,9 @@ async fn store(name: &str) -> (ClickHouseSink, clickhouse::Client, Metrics) {
     tokentrail::store::migrate::migrate(&client, name, 0, None)
         .await
         .unwrap();
-    let version = sink::server_version(&client).await.unwrap();
+    let version = tokentrail::store::read::server_version(&client)
+        .await
+        .unwrap();
     let metrics = Metrics::new();
     let store = ClickHouseSink::new(
         client.clone(),
@@ -134,7 +136,9 @@ async fn a_rejected_combined_insert_is_bisected_to_the_bad_row() {
 async fn a_read_only_user_is_fatal_and_names_the_privilege() {
     let name = unique("it_sink_ro");
     let (_, client, metrics) = store(&name).await;
-    let version = sink::server_version(&client).await.unwrap();
+    let version = tokentrail::store::read::server_version(&client)
+        .await
+        .unwrap();
     let read_only = ClickHouseSink::new(
         client.with_setting("readonly", "1"),
         name.clone(),

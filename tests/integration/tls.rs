@@ -15,7 +15,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
 use tokentrail::config::{Secret, Settings};
-use tokentrail::store::sink::{self, WriteError};
+use tokentrail::store::read::ReadError;
+use tokentrail::store::sink;
 use tokentrail::telemetry::metrics::Metrics;
 
 use crate::common::*;
@@ -258,7 +259,9 @@ async fn mutual_tls_to_kafka_and_https_to_clickhouse() {
         .await
         .expect("delivered over mTLS");
     let client = sink::client(&s.clickhouse);
-    let version = sink::server_version(&client).await.expect("HTTPS");
+    let version = tokentrail::store::read::server_version(&client)
+        .await
+        .expect("HTTPS");
     assert!(version.to_string().starts_with("18."), "{version}");
 }
 
@@ -364,9 +367,11 @@ async fn tls_server(t: &Tls, cert: &str, key: &str) -> String {
     format!("https://{addr}")
 }
 
-async fn version_error(s: &Settings) -> WriteError {
+async fn version_error(s: &Settings) -> ReadError {
     let client = sink::client(&s.clickhouse);
-    sink::server_version(&client).await.expect_err("must fail")
+    tokentrail::store::read::server_version(&client)
+        .await
+        .expect_err("must fail")
 }
 
 #[tokio::test]
@@ -377,7 +382,7 @@ async fn clickhouse_misconfigurations_fail_clearly_naming_the_endpoint() {
     let mut unknown_ca = s.clone();
     unknown_ca.clickhouse.tls.ca_file = t.file("other-ca.pem");
     match version_error(&unknown_ca).await {
-        WriteError::Fatal { message, .. } => assert!(
+        ReadError::Fatal { message, .. } => assert!(
             message.contains(&t.ch_https) && message.contains("UnknownIssuer"),
             "{message}"
         ),
@@ -387,7 +392,7 @@ async fn clickhouse_misconfigurations_fail_clearly_naming_the_endpoint() {
     let mut expired = s.clone();
     expired.clickhouse.url = tls_server(&t, "expired.pem", "expired.key").await;
     match version_error(&expired).await {
-        WriteError::Fatal { message, .. } => assert!(
+        ReadError::Fatal { message, .. } => assert!(
             message.contains(&expired.clickhouse.url) && message.contains("certificate expired"),
             "{message}"
         ),
@@ -407,7 +412,7 @@ async fn clickhouse_misconfigurations_fail_clearly_naming_the_endpoint() {
     wrong.clickhouse.user = "tt_reader".into();
     wrong.clickhouse.password = Secret::new("not-the-password");
     match version_error(&wrong).await {
-        WriteError::Fatal { message, .. } => {
+        ReadError::Fatal { message, .. } => {
             assert!(message.contains("clickhouse.password"), "{message}");
             assert!(!message.contains("not-the-password"), "{message}");
         }
