@@ -31,7 +31,7 @@
 #   TT_E2E_BAD_SHARE (0)       simulate --bad-share (poison share)
 #   TT_E2E_TIMEOUT (1800)      seconds allowed per phase before giving up
 #   TT_E2E_METRICS_PORT (29464) tokentrail's telemetry port (loopback)
-#   TT_E2E_KEEP (0)            1 keeps the databases
+#   TT_E2E_KEEP (0)            1 keeps the databases and topics
 #   TT_E2E_OUT (unset)         directory for each phase's last /metrics scrape
 #   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
 #   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
