@@ -17,9 +17,6 @@ use std::time::Duration;
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokentrail::ingest::app;
-use tokentrail::telemetry::{metrics::Metrics, server::Health};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -271,15 +268,7 @@ async fn allowlisted_is_decided_at_each_uses_event_time() {
 
     let producer = producer(&svc.brokers);
     produce(&producer, &s.kafka.audit_topics[0], &events).await;
-    let cancel = CancellationToken::new();
-    let run = {
-        let (s, c) = (s.clone(), cancel.clone());
-        tokio::spawn(async move {
-            app::run(&s, Metrics::new(), Health::default(), c)
-                .await
-                .expect("ingest run")
-        })
-    };
+    let run = RunningIngest::start(&s);
     let expected_events = events.len() as u64;
     eventually(Duration::from_secs(60), "audit events stored", || async {
         let n: u64 = client
@@ -291,8 +280,7 @@ async fn allowlisted_is_decided_at_each_uses_event_time() {
     })
     .await;
     // Graceful shutdown decides whatever the correlator still holds and writes it.
-    cancel.cancel();
-    run.await.unwrap();
+    run.stop().await;
 
     let uses: Vec<StoredUse> = client
         .query("SELECT job_id, allowlisted FROM token_use_dedup ORDER BY job_id")

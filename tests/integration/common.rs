@@ -388,3 +388,33 @@ pub async fn read_dead_letters(brokers: &str, topic: &str) -> Vec<DeadLetterCopy
         }
     }
 }
+
+/// `tokentrail ingest` (`app::run`) in the background until [`RunningIngest::stop`].
+pub struct RunningIngest {
+    cancel: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<tokentrail::ingest::app::RunSummary>,
+}
+
+impl RunningIngest {
+    pub fn start(s: &Settings) -> Self {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (s, c) = (s.clone(), cancel.clone());
+        let handle = tokio::spawn(async move {
+            tokentrail::ingest::app::run(
+                &s,
+                tokentrail::telemetry::metrics::Metrics::new(),
+                tokentrail::telemetry::server::Health::default(),
+                c,
+            )
+            .await
+            .expect("ingest run")
+        });
+        RunningIngest { cancel, handle }
+    }
+
+    /// Cancels the run and waits for it to drain and stop.
+    pub async fn stop(self) -> tokentrail::ingest::app::RunSummary {
+        self.cancel.cancel();
+        self.handle.await.expect("ingest task")
+    }
+}

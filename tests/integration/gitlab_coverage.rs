@@ -12,10 +12,7 @@ use tokentrail::gitlab::api::{ProjectRef, Scope};
 use tokentrail::gitlab::client::Client;
 use tokentrail::gitlab::coverage::check;
 use tokentrail::gitlab::produce::AuditProducer;
-use tokentrail::ingest::app;
 use tokentrail::query::{self, Binding, params::QueryParams, recommend::RecommendOptions};
-use tokentrail::telemetry::{metrics::Metrics, server::Health};
-use tokio_util::sync::CancellationToken;
 
 use crate::allowlist::{iso, produce, use_of};
 use crate::common::*;
@@ -110,15 +107,7 @@ async fn a_three_hour_streaming_gap_shows_exactly_the_missing_edges() {
 
     let kafka = producer(&svc.brokers);
     produce(&kafka, &s.kafka.audit_topics[0], &delivered).await;
-    let cancel = CancellationToken::new();
-    let run = {
-        let (s, c) = (s.clone(), cancel.clone());
-        tokio::spawn(async move {
-            app::run(&s, Metrics::new(), Health::default(), c)
-                .await
-                .expect("ingest run")
-        })
-    };
+    let run = RunningIngest::start(&s);
     eventually(Duration::from_secs(60), "delivered uses stored", || async {
         let n: u64 = ch
             .query("SELECT count() FROM token_use_dedup")
@@ -191,8 +180,7 @@ async fn a_three_hour_streaming_gap_shows_exactly_the_missing_edges() {
         (a.len() >= 3).then_some(a)
     })
     .await;
-    cancel.cancel();
-    run.await.unwrap();
+    run.stop().await;
     let got: Vec<(String, String)> = alerts
         .into_iter()
         .map(|a| (a.source_project_path, a.target_project_path))

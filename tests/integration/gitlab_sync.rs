@@ -15,9 +15,7 @@ use tokentrail::gitlab::api::Scope;
 use tokentrail::gitlab::client::Client;
 use tokentrail::gitlab::produce::AuditProducer;
 use tokentrail::gitlab::sync::{SyncOptions, load_history, sync};
-use tokentrail::ingest::app;
-use tokentrail::telemetry::{metrics::Metrics, server::Health};
-use tokio_util::sync::CancellationToken;
+use tokentrail::telemetry::metrics::Metrics;
 
 use crate::allowlist::{produce, use_of};
 use crate::common::*;
@@ -134,15 +132,7 @@ async fn a_preexisting_allowlist_is_known_after_sync_and_drift_is_alerted() {
     let kafka = producer_for(&svc);
     produce(&kafka, &s.kafka.audit_topics[0], &events).await;
 
-    let cancel = CancellationToken::new();
-    let run = {
-        let (s, c) = (s.clone(), cancel.clone());
-        tokio::spawn(async move {
-            app::run(&s, Metrics::new(), Health::default(), c)
-                .await
-                .expect("ingest run")
-        })
-    };
+    let run = RunningIngest::start(&s);
     eventually(Duration::from_secs(60), "both uses stored", || async {
         let n: u64 = ch
             .query("SELECT count() FROM token_use_dedup")
@@ -206,8 +196,7 @@ async fn a_preexisting_allowlist_is_known_after_sync_and_drift_is_alerted() {
         (a.len() >= 3).then_some(a)
     })
     .await;
-    cancel.cancel();
-    run.await.unwrap();
+    run.stop().await;
     let got: Vec<(String, String, String)> = alerts
         .into_iter()
         .map(|a| (a.rule, a.action, a.source_project_path))
@@ -303,15 +292,7 @@ async fn backfilled_saved_events_are_stored_once_beside_their_streamed_copies() 
         .await
         .unwrap();
 
-    let cancel = CancellationToken::new();
-    let run = {
-        let (s, c) = (s.clone(), cancel.clone());
-        tokio::spawn(async move {
-            app::run(&s, Metrics::new(), Health::default(), c)
-                .await
-                .expect("ingest run")
-        })
-    };
+    let run = RunningIngest::start(&s);
     let keys: Vec<String> = eventually(Duration::from_secs(60), "audit events stored", || async {
         let n: u64 = ch
             .query("SELECT count() FROM audit_events")
@@ -329,8 +310,7 @@ async fn backfilled_saved_events_are_stored_once_beside_their_streamed_copies() 
         )
     })
     .await;
-    cancel.cancel();
-    run.await.unwrap();
+    run.stop().await;
     assert_eq!(
         keys,
         ["saved:2", "saved:552211"],
