@@ -133,11 +133,10 @@ impl DeadLetterProducer {
             })
     }
 
-    /// Sends and waits for Kafka's acknowledgement (ingest). Transient failures (brokers
-    /// down, delivery timeouts) are retried with capped backoff until Kafka takes the copy or
-    /// `cancel` fires; a refusal that retrying cannot fix is returned at once.
-    /// Writes `item` and waits for Kafka's acknowledgement, retrying transient faults until
-    /// `cancel` (the writer's store-rejected rows).
+    /// Sends and waits for Kafka's acknowledgement (ingest's writer, for rows the store
+    /// refused). Transient failures (brokers down, delivery timeouts) are retried with capped
+    /// backoff until Kafka takes the copy or `cancel` fires; a refusal that retrying cannot
+    /// fix is returned at once.
     pub async fn send(
         &self,
         item: &DeadLetterItem<'_>,

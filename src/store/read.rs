@@ -7,7 +7,7 @@
 use clickhouse::Client;
 
 use super::schema::ServerVersion;
-use super::sink::{WriteError, classify};
+use super::sink::{WriteError, classify, code_suffix};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -17,10 +17,6 @@ pub enum ReadError {
     /// Waiting cannot help: fix the schema (`tokentrail migrate`), the user or the query.
     #[error("ClickHouse query failed{}: {message}", code_suffix(*.code))]
     Fatal { code: Option<u32>, message: String },
-}
-
-fn code_suffix(code: Option<u32>) -> String {
-    code.map(|c| format!(" (code {c})")).unwrap_or_default()
 }
 
 impl ReadError {

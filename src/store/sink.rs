@@ -35,7 +35,7 @@ pub enum WriteError {
     Fatal { code: Option<u32>, message: String },
 }
 
-fn code_suffix(code: Option<u32>) -> String {
+pub(super) fn code_suffix(code: Option<u32>) -> String {
     code.map(|c| format!(" (code {c})")).unwrap_or_default()
 }
 
