@@ -165,13 +165,7 @@ async fn allowlisted_is_decided_at_each_uses_event_time() {
     let name = unique("it_allowlist");
     let mut s = settings(&svc, &name);
     s.alerting.enabled = true;
-    create_topic(&svc.brokers, &s.kafka.audit_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.webhook_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.dead_letter_topic, 1).await;
-    let client = clickhouse(&svc.clickhouse_url, &name);
-    tokentrail::store::migrate::migrate(&client, &name, 0, None)
-        .await
-        .unwrap();
+    let client = prepare_ingest(&svc, &s).await;
 
     let app = |path| (1337, path);
     let hour = 3_600_000;

@@ -418,3 +418,21 @@ impl RunningIngest {
         self.handle.await.expect("ingest task")
     }
 }
+
+/// The topics `s` ingests from and dead-letters to, one partition each, and its migrated
+/// database; returns a client of that database.
+pub async fn prepare_ingest(svc: &Services, s: &Settings) -> clickhouse::Client {
+    for topic in [
+        &s.kafka.audit_topics[0],
+        &s.kafka.webhook_topics[0],
+        &s.kafka.dead_letter_topic,
+    ] {
+        create_topic(&svc.brokers, topic, 1).await;
+    }
+    let database = &s.clickhouse.database;
+    let client = clickhouse(&svc.clickhouse_url, database);
+    tokentrail::store::migrate::migrate(&client, database, 0, None)
+        .await
+        .unwrap();
+    client
+}

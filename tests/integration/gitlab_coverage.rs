@@ -49,13 +49,7 @@ async fn a_three_hour_streaming_gap_shows_exactly_the_missing_edges() {
     let g = Double::start().await;
     s.gitlab.url = g.base.clone();
     s.gitlab.token = tokentrail::config::Secret::new("glpat-test");
-    create_topic(&svc.brokers, &s.kafka.audit_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.webhook_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.dead_letter_topic, 1).await;
-    let ch = clickhouse(&svc.clickhouse_url, &name);
-    tokentrail::store::migrate::migrate(&ch, &name, 0, None)
-        .await
-        .unwrap();
+    let ch = prepare_ingest(&svc, &s).await;
 
     let app_backend = (1337, "platform-eng/app-backend");
     let tools = (1338, "platform-eng/tools");

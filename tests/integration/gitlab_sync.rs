@@ -75,13 +75,7 @@ async fn a_preexisting_allowlist_is_known_after_sync_and_drift_is_alerted() {
     s.gitlab.token = tokentrail::config::Secret::new("glpat-test");
     s.gitlab.initial_backoff_ms = 10;
     s.gitlab.max_backoff_ms = 50;
-    create_topic(&svc.brokers, &s.kafka.audit_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.webhook_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.dead_letter_topic, 1).await;
-    let ch = clickhouse(&svc.clickhouse_url, &name);
-    tokentrail::store::migrate::migrate(&ch, &name, 0, None)
-        .await
-        .unwrap();
+    let ch = prepare_ingest(&svc, &s).await;
 
     // GitLab: ledger admits platform-eng/app-backend (1337), added long before tokentrail ran.
     gitlab_world(&g, fixture("allowlist"));
@@ -245,13 +239,7 @@ async fn backfilled_saved_events_are_stored_once_beside_their_streamed_copies() 
     let g = Double::start().await;
     s.gitlab.url = g.base.clone();
     s.gitlab.token = tokentrail::config::Secret::new("glpat-test");
-    create_topic(&svc.brokers, &s.kafka.audit_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.webhook_topics[0], 1).await;
-    create_topic(&svc.brokers, &s.kafka.dead_letter_topic, 1).await;
-    let ch = clickhouse(&svc.clickhouse_url, &name);
-    tokentrail::store::migrate::migrate(&ch, &name, 0, None)
-        .await
-        .unwrap();
+    let ch = prepare_ingest(&svc, &s).await;
 
     // Streaming delivered the allowlist change (id 552211, its id as a string, as newer
     // GitLab sends it) but lost the other saved event (id 2).
