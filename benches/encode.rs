@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
     for rec in &traffic {
         let tp: TopicPartition = (Arc::from(rec.topic), 0);
         let events = normalize(&rec.input(&rec.headers), &Limits::default()).events;
-        let records = stage.on_events(&tp, rec.offset, &events);
+        let records = stage.on_events(&tp, rec.offset, Some(rec.timestamp_ms), &events);
         messages.push((tp, rec.offset, events, records));
     }
     let tail = stage.flush_all();

@@ -50,7 +50,7 @@ fn main() {
     let mut sim = Simulator::new(&cfg);
     let mut stage = CorrelationStage::new(&CorrelateSettings::default());
     for p in 0..PARTITIONS {
-        stage.assign(&(Arc::from("audit"), p as i32));
+        stage.assign(&(Arc::from("audit"), p as i32), SourceKind::AuditStream);
     }
     let mut got: HashMap<Key, Option<bool>> = HashMap::new();
     let mut sent = 0u64;
@@ -67,7 +67,12 @@ fn main() {
             .unwrap_or(0)
             % PARTITIONS;
         let tp: TopicPartition = (Arc::from(topic), partition as i32);
-        for r in stage.on_events(&tp, offset as i64, &m.normalize(topic).events) {
+        for r in stage.on_events(
+            &tp,
+            offset as i64,
+            Some(m.timestamp_ms),
+            &m.normalize(topic).events,
+        ) {
             got.insert(key(&r), r.allowlisted);
         }
     }

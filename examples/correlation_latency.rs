@@ -116,13 +116,13 @@ fn main() {
         };
         let mut stage = CorrelationStage::new(&settings);
         for p in 0..PARTITIONS {
-            stage.assign(&(Arc::from("audit"), p as i32));
+            stage.assign(&(Arc::from("audit"), p as i32), SourceKind::AuditStream);
         }
         let mut got: HashSet<Key> = HashSet::new();
         let mut holds: Vec<i64> = Vec::new();
         let mut matched_holds: Vec<i64> = Vec::new();
         for (offset, (tp, delivered_ms, events)) in normalized.iter().enumerate() {
-            for r in stage.on_events(tp, offset as i64, events) {
+            for r in stage.on_events(tp, offset as i64, Some(*delivered_ms), events) {
                 holds.push(delivered_ms - r.event_time_ms);
                 if r.correlation == CORRELATION_MATCHED {
                     matched_holds.push(delivered_ms - r.event_time_ms);

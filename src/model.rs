@@ -311,7 +311,7 @@ pub struct WebhookEvent {
 }
 
 /// What a job webhook says about one job: the enrichment for token-use records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
     pub job_id: i64,
     pub job_name: String,

@@ -2,10 +2,11 @@
 //!
 //! Job and pipeline webhooks are the only source of pipeline id, ref, runner and username for
 //! a job (docs/gitlab-events.md §4). Records are enriched when they are emitted, i.e. after the
-//! join has held the authentication for `window + lateness`; a webhook that arrives later than that
-//! does not update records already emitted. That is deliberate: the `jobs` table in the store has
-//! the same data and can be joined on `job_id` in SQL, so holding records longer would only add
-//! memory and latency.
+//! join has held the authentication for `window + lateness`; the pipeline's watermark waits
+//! for the webhook partitions as well (`ingest::correlation`), so the webhooks received up to
+//! then have been read. A webhook that arrives later than that does not update records already
+//! emitted. That is deliberate: the `jobs` table in the store has the same data and can be
+//! joined on `job_id` in SQL, so holding records longer would only add memory and latency.
 //!
 //! Eviction is FIFO by first insertion (an update keeps the job's place). A job is usually
 //! announced several times (created, running, finished); evicting the oldest-announced job

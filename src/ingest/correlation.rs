@@ -14,6 +14,15 @@
 //! minimum over recently active partitions minus `lateness_ms`. Events of one author share a
 //! partition (GitLab deliveries are keyed by author id), so a lagging partition must hold the
 //! watermark back, or its events would be judged late during a backlog.
+//!
+//! Webhook partitions take part too, with the time the collector received each message (the
+//! Kafka timestamp, which a webhook sender cannot set). Records take their job's pipeline,
+//! ref, runner and username from the job webhooks when they are decided; while a backlog is
+//! drained, the audit partitions are often read ahead of the webhooks, and without this most
+//! records were decided before their job's webhook was read (benches/README.md, "Records
+//! drained from a backlog"). For the same reason a webhook partition is not let run more than
+//! [`WEBHOOK_LEAD_MS`] ahead of the audit partitions: the job cache is bounded, and jobs read
+//! too early would be evicted before their authentications arrive.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -22,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::CorrelateSettings;
 use crate::correlate::{Correlator, CorrelatorConfig};
-use crate::model::{AuditMeaning, Event, TokenUse};
+use crate::model::{AuditMeaning, Event, SourceKind, TokenUse};
 use crate::store::block::TopicPartition;
 
 /// A message whose events may still be held by the correlator.
@@ -33,9 +42,16 @@ struct Held {
     max_event_ms: i64,
 }
 
+/// How far (in event time) a webhook partition may be read ahead of the slowest active audit
+/// partition before it is paused; it resumes at half of it. A minute of jobs is far below the
+/// job cache (`correlate.max_jobs`) at any rate GitLab sends, and long enough that the pause
+/// does not flap.
+pub const WEBHOOK_LEAD_MS: i64 = 60_000;
+
 #[derive(Debug)]
 struct PartitionClock {
-    /// `None` until the partition delivered its first audit event.
+    source: SourceKind,
+    /// `None` until the partition delivered its first timed message.
     max_event_ms: Option<i64>,
     last_seen: Instant,
 }
@@ -58,6 +74,8 @@ pub struct CorrelationStage {
     max_pending: usize,
     /// Set while partitions ahead of the slowest are held back (see `partitions_ahead`).
     aligning: bool,
+    /// Webhook partitions paused for leading the audit partitions by [`WEBHOOK_LEAD_MS`].
+    webhooks_leading: Vec<TopicPartition>,
 }
 
 impl CorrelationStage {
@@ -81,10 +99,11 @@ impl CorrelationStage {
             flushed_everything: false,
             max_pending: settings.max_pending,
             aligning: false,
+            webhooks_leading: Vec::new(),
         }
     }
 
-    /// Audit partitions the consumer should pause so the slowest one catches up.
+    /// Partitions the consumer should pause so the slowest one catches up.
     ///
     /// The watermark follows the slowest active partition, so while catching up a backlog a
     /// partition that librdkafka happens to serve faster piles its events up in the
@@ -92,7 +111,20 @@ impl CorrelationStage {
     /// matches into `auth_only` records. So once half of `max_pending` is held, every
     /// partition whose newest event is more than `lateness_ms` ahead of the slowest active
     /// one is paused, until the held events drop below a quarter of `max_pending`.
+    ///
+    /// Apart from that, a webhook partition more than [`WEBHOOK_LEAD_MS`] ahead of the slowest
+    /// active audit partition is paused until it is less than half of that ahead.
     pub fn partitions_ahead(&mut self) -> Vec<TopicPartition> {
+        let mut pause = self.webhooks_ahead();
+        for tp in self.piling_up() {
+            if !pause.contains(&tp) {
+                pause.push(tp);
+            }
+        }
+        pause
+    }
+
+    fn piling_up(&mut self) -> Vec<TopicPartition> {
         let held = self.correlator.pending();
         if held > self.max_pending / 2 {
             self.aligning = true;
@@ -104,13 +136,7 @@ impl CorrelationStage {
         }
         // The reference is the slowest partition still delivering; a paused one goes quiet
         // but stays paused while it is ahead of that reference.
-        let Some(slowest) = self
-            .clocks
-            .values()
-            .filter(|c| c.last_seen.elapsed() < self.idle_flush)
-            .filter_map(|c| c.max_event_ms)
-            .min()
-        else {
+        let Some(slowest) = self.slowest_active(|_| true) else {
             return Vec::new();
         };
         self.clocks
@@ -121,6 +147,39 @@ impl CorrelationStage {
             })
             .map(|(tp, _)| tp.clone())
             .collect()
+    }
+
+    fn webhooks_ahead(&mut self) -> Vec<TopicPartition> {
+        let Some(slowest_audit) = self.slowest_active(|s| s == SourceKind::AuditStream) else {
+            self.webhooks_leading.clear();
+            return Vec::new();
+        };
+        let leading = &self.webhooks_leading;
+        let now_leading: Vec<TopicPartition> = self
+            .clocks
+            .iter()
+            .filter(|(_, c)| c.source == SourceKind::Webhook)
+            .filter(|(tp, c)| {
+                let lead = if leading.contains(tp) {
+                    WEBHOOK_LEAD_MS / 2
+                } else {
+                    WEBHOOK_LEAD_MS
+                };
+                c.max_event_ms.is_some_and(|t| t > slowest_audit + lead)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        self.webhooks_leading.clone_from(&now_leading);
+        now_leading
+    }
+
+    /// The oldest newest-event time over the partitions of `source` still delivering.
+    fn slowest_active(&self, source: impl Fn(SourceKind) -> bool) -> Option<i64> {
+        self.clocks
+            .values()
+            .filter(|c| source(c.source) && c.last_seen.elapsed() < self.idle_flush)
+            .filter_map(|c| c.max_event_ms)
+            .min()
     }
 
     /// Event time below which no more records are expected: the watermark less the longest
@@ -139,11 +198,13 @@ impl CorrelationStage {
         &self.correlator
     }
 
-    /// Feeds the events of one message; returns the records that became final.
+    /// Feeds the events of one message, received by the collector at `received_ms` (its
+    /// Kafka timestamp); returns the records that became final.
     pub fn on_events(
         &mut self,
         tp: &TopicPartition,
         offset: i64,
+        received_ms: Option<i64>,
         events: &[Event],
     ) -> Vec<TokenUse> {
         let mut records = Vec::new();
@@ -160,11 +221,18 @@ impl CorrelationStage {
                         );
                     }
                     records.extend(self.correlator.on_audit(ev));
-                    self.observe(tp, ev.created_at_ms);
+                    self.observe(tp, SourceKind::AuditStream, ev.created_at_ms);
                 }
                 Event::Webhook(wh) => {
                     for job in &wh.jobs {
                         self.correlator.on_job(job);
+                    }
+                    // The hook's own times are the sender's word; the receive time is not.
+                    match received_ms.or((wh.event_time_ms > 0).then_some(wh.event_time_ms)) {
+                        Some(t) => self.observe(tp, SourceKind::Webhook, t),
+                        None => {
+                            self.touch(tp, SourceKind::Webhook);
+                        }
                     }
                 }
             }
@@ -186,25 +254,33 @@ impl CorrelationStage {
         records
     }
 
-    /// An audit partition was assigned: until it delivers an event (or stays silent for the
-    /// idle period), it holds the watermark back, so its backlog is not judged late.
-    pub fn assign(&mut self, tp: &TopicPartition) {
+    /// A partition was assigned: until it delivers a message (or stays silent for the idle
+    /// period), it holds the watermark back, so its backlog is not judged late, nor decided
+    /// before the webhooks of its jobs are read.
+    pub fn assign(&mut self, tp: &TopicPartition, source: SourceKind) {
         self.clocks.insert(
             tp.clone(),
             PartitionClock {
+                source,
                 max_event_ms: None,
                 last_seen: Instant::now(),
             },
         );
     }
 
-    fn observe(&mut self, tp: &TopicPartition, event_ms: i64) {
+    fn observe(&mut self, tp: &TopicPartition, source: SourceKind, event_ms: i64) {
+        let clock = self.touch(tp, source);
+        clock.max_event_ms = Some(clock.max_event_ms.map_or(event_ms, |m| m.max(event_ms)));
+    }
+
+    fn touch(&mut self, tp: &TopicPartition, source: SourceKind) -> &mut PartitionClock {
         let clock = self.clocks.entry(tp.clone()).or_insert(PartitionClock {
+            source,
             max_event_ms: None,
             last_seen: Instant::now(),
         });
-        clock.max_event_ms = Some(clock.max_event_ms.map_or(event_ms, |m| m.max(event_ms)));
         clock.last_seen = Instant::now();
+        clock
     }
 
     /// Minimum newest-event time over partitions active within the idle period, minus
@@ -299,6 +375,7 @@ impl CorrelationStage {
         self.undecided.remove(tp);
         self.unwritten.remove(tp);
         self.clocks.remove(tp);
+        self.webhooks_leading.retain(|t| t != tp);
     }
 }
 
@@ -374,12 +451,12 @@ pub(crate) mod tests {
     fn held_message_pins_the_commit_until_decided_and_written() {
         let mut stage = CorrelationStage::new(&settings());
         let tp: TopicPartition = (Arc::from("t"), 0);
-        assert!(stage.on_events(&tp, 5, &[auth(10_000, 1)]).is_empty());
+        assert!(stage.on_events(&tp, 5, None, &[auth(10_000, 1)]).is_empty());
         assert_eq!(stage.commit_cap(&tp), Some(5), "pinned while undecided");
         assert!(stage.take_decided().is_empty());
 
         // Much later event time: the first auth is decided (auth_only) and released.
-        let records = stage.on_events(&tp, 6, &[auth(20_000, 2)]);
+        let records = stage.on_events(&tp, 6, None, &[auth(20_000, 2)]);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].action, "auth");
         let released = stage.take_decided();
@@ -408,9 +485,9 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&settings());
         let p0: TopicPartition = (Arc::from("t"), 0);
         let p1: TopicPartition = (Arc::from("t"), 1);
-        stage.on_events(&p1, 0, &[auth(1_000, 1)]);
+        stage.on_events(&p1, 0, None, &[auth(1_000, 1)]);
         // Partition 0 races far ahead; partition 1's auth must not be decided yet.
-        let records = stage.on_events(&p0, 0, &[auth(100_000, 2)]);
+        let records = stage.on_events(&p0, 0, None, &[auth(100_000, 2)]);
         assert!(records.is_empty(), "{records:?}");
     }
 
@@ -419,12 +496,12 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&settings());
         let p0: TopicPartition = (Arc::from("t"), 0);
         let p1: TopicPartition = (Arc::from("t"), 1);
-        stage.assign(&p0);
-        stage.assign(&p1);
-        stage.on_events(&p0, 0, &[auth(1_000, 1)]);
-        let records = stage.on_events(&p0, 1, &[auth(100_000, 2)]);
+        stage.assign(&p0, SourceKind::AuditStream);
+        stage.assign(&p1, SourceKind::AuditStream);
+        stage.on_events(&p0, 0, None, &[auth(1_000, 1)]);
+        let records = stage.on_events(&p0, 1, None, &[auth(100_000, 2)]);
         assert!(records.is_empty(), "p1 has not been read yet: {records:?}");
-        let records = stage.on_events(&p1, 0, &[auth(100_000, 3)]);
+        let records = stage.on_events(&p1, 0, None, &[auth(100_000, 3)]);
         assert_eq!(
             records.len(),
             1,
@@ -432,11 +509,152 @@ pub(crate) mod tests {
         );
     }
 
+    /// A backlog whose audit partition is read before the webhook partition: records wait
+    /// for the webhooks, so each takes its job's pipeline. Before webhook partitions held
+    /// the watermark, most records were decided with no job known (benches/README.md).
+    #[test]
+    fn records_of_a_backlog_wait_for_their_jobs_webhooks() {
+        use crate::simulate::{SimConfig, generate};
+        let (messages, _) = generate(&SimConfig::small());
+        let mut stage = CorrelationStage::new(&CorrelateSettings::default());
+        let audit: TopicPartition = (Arc::from("audit"), 0);
+        let hooks: TopicPartition = (Arc::from("webhooks"), 0);
+        stage.assign(&audit, SourceKind::AuditStream);
+        stage.assign(&hooks, SourceKind::Webhook);
+        let (audits, webhooks): (Vec<_>, Vec<_>) = messages
+            .iter()
+            .partition(|m| m.source == SourceKind::AuditStream);
+        let mut pipelines = HashMap::new();
+        let mut records = Vec::new();
+        // The audit partition is read far ahead: a third of it before the first webhook.
+        let ahead = audits.len() / 3;
+        let mut feed = |stage: &mut CorrelationStage,
+                        tp: &TopicPartition,
+                        offset,
+                        m: &&crate::simulate::SimMessage| {
+            let events = m.normalize(&tp.0).events;
+            for e in &events {
+                if let Event::Webhook(wh) = e {
+                    for job in &wh.jobs {
+                        if let Some(p) = job.pipeline_id {
+                            pipelines.insert(job.job_id, p);
+                        }
+                    }
+                }
+            }
+            stage.on_events(tp, offset, Some(m.timestamp_ms), &events)
+        };
+        for (i, m) in audits.iter().take(ahead).enumerate() {
+            records.extend(feed(&mut stage, &audit, i as i64, m));
+        }
+        let (mut a, mut w) = (ahead, 0);
+        while a < audits.len() || w < webhooks.len() {
+            if w < webhooks.len() {
+                records.extend(feed(&mut stage, &hooks, w as i64, &webhooks[w]));
+                w += 1;
+            }
+            if a < audits.len() {
+                records.extend(feed(&mut stage, &audit, a as i64, &audits[a]));
+                a += 1;
+            }
+        }
+        records.extend(stage.flush_all());
+        let with_job: Vec<&TokenUse> = records
+            .iter()
+            .filter(|r| r.job_id.is_some_and(|j| pipelines.contains_key(&j)))
+            .collect();
+        assert!(with_job.len() > 100, "{} records", with_job.len());
+        let bare = with_job.iter().filter(|r| r.pipeline_id.is_none()).count();
+        assert_eq!(
+            bare,
+            0,
+            "{bare} of {} records lack their job's pipeline",
+            with_job.len()
+        );
+    }
+
+    /// A job hook whose own time says `hook_ms` (the sender's word).
+    fn job_hook(hook_ms: i64, job: i64) -> Event {
+        Event::Webhook(crate::model::WebhookEvent {
+            dedup_key: format!("idem:{job}-{hook_ms}"),
+            event_header: "Job Hook".into(),
+            object_kind: "build".into(),
+            project_id: Some(1),
+            project_path: "g/src".into(),
+            event_time_ms: hook_ms,
+            payload_json: "{}".into(),
+            jobs: vec![crate::model::JobInfo {
+                job_id: job,
+                pipeline_id: Some(job * 10),
+                ..Default::default()
+            }],
+        })
+    }
+
+    #[test]
+    fn a_webhook_partition_is_timed_by_receipt_not_by_the_hook_s_own_times() {
+        let mut stage = CorrelationStage::new(&settings());
+        let audit: TopicPartition = (Arc::from("audit"), 0);
+        let hooks: TopicPartition = (Arc::from("webhooks"), 0);
+        stage.assign(&audit, SourceKind::AuditStream);
+        stage.assign(&hooks, SourceKind::Webhook);
+        // A hostile or broken sender dates its hooks in 1970: were that the partition's
+        // time, it would hold every record back (and pause every audit partition) for good.
+        stage.on_events(&hooks, 0, Some(200_000), &[job_hook(1, 1)]);
+        stage.on_events(&audit, 0, None, &[auth(1_000, 1)]);
+        let records = stage.on_events(&audit, 1, None, &[auth(100_000, 2)]);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].pipeline_id, Some(10));
+    }
+
+    #[test]
+    fn a_webhook_partition_holds_records_back_until_it_is_read_that_far() {
+        let mut stage = CorrelationStage::new(&settings());
+        let audit: TopicPartition = (Arc::from("audit"), 0);
+        let hooks: TopicPartition = (Arc::from("webhooks"), 0);
+        stage.on_events(&hooks, 0, Some(500), &[job_hook(500, 9)]);
+        stage.on_events(&audit, 0, None, &[auth(1_000, 1)]);
+        let records = stage.on_events(&audit, 1, None, &[auth(100_000, 2)]);
+        assert!(
+            records.is_empty(),
+            "job 1's hook is not read yet: {records:?}"
+        );
+        let records = stage.on_events(&hooks, 1, Some(90_000), &[job_hook(900, 1)]);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].pipeline_id, Some(10));
+    }
+
+    #[test]
+    fn a_webhook_partition_far_ahead_of_the_audits_is_paused_until_half_as_far() {
+        let mut stage = CorrelationStage::new(&settings());
+        let audit: TopicPartition = (Arc::from("audit"), 0);
+        let hooks: TopicPartition = (Arc::from("webhooks"), 0);
+        stage.on_events(&audit, 0, None, &[auth(1_000, 1)]);
+        stage.on_events(&hooks, 0, Some(1_000 + WEBHOOK_LEAD_MS), &[job_hook(0, 1)]);
+        assert!(
+            stage.partitions_ahead().is_empty(),
+            "not more than the lead"
+        );
+        stage.on_events(&hooks, 1, Some(2_000 + WEBHOOK_LEAD_MS), &[job_hook(0, 2)]);
+        assert_eq!(stage.partitions_ahead(), vec![hooks.clone()]);
+        stage.on_events(&audit, 1, None, &[auth(1_500 + WEBHOOK_LEAD_MS / 2, 3)]);
+        assert_eq!(
+            stage.partitions_ahead(),
+            vec![hooks.clone()],
+            "still over half"
+        );
+        stage.on_events(&audit, 2, None, &[auth(3_000 + WEBHOOK_LEAD_MS / 2, 4)]);
+        assert!(
+            stage.partitions_ahead().is_empty(),
+            "resumed at half the lead"
+        );
+    }
+
     #[test]
     fn record_key_is_stable_and_distinguishes_records() {
         let mut stage = CorrelationStage::new(&settings());
         let tp: TopicPartition = (Arc::from("t"), 0);
-        let mut records = stage.on_events(&tp, 0, &[auth(1_000, 1), auth(50_000, 2)]);
+        let mut records = stage.on_events(&tp, 0, None, &[auth(1_000, 1), auth(50_000, 2)]);
         records.extend(stage.flush_all());
         assert_eq!(records.len(), 2);
         let keys: Vec<String> = records.iter().map(record_key).collect();
@@ -453,17 +671,17 @@ pub(crate) mod tests {
         });
         let p0: TopicPartition = (Arc::from("a"), 0);
         let p1: TopicPartition = (Arc::from("a"), 1);
-        stage.on_events(&p1, 0, &[auth(100, 1)]);
+        stage.on_events(&p1, 0, None, &[auth(100, 1)]);
         assert!(stage.partitions_ahead().is_empty(), "little is held");
         for (i, t) in (10_000..10_009).enumerate() {
-            stage.on_events(&p0, i as i64, &[auth(t, 10 + i as i64)]);
+            stage.on_events(&p0, i as i64, None, &[auth(t, 10 + i as i64)]);
         }
         // 10 held > 16 / 2: p0 is 9.9 s ahead of p1, which holds the watermark back.
         assert_eq!(stage.partitions_ahead(), vec![p0.clone()]);
         // p1 catches up: the watermark passes p0's events, they are decided, and with
         // fewer than 16 / 4 held the pause ends.
-        stage.on_events(&p1, 1, &[auth(20_000, 2)]);
-        stage.on_events(&p0, 9, &[auth(20_000, 3)]);
+        stage.on_events(&p1, 1, None, &[auth(20_000, 2)]);
+        stage.on_events(&p0, 9, None, &[auth(20_000, 3)]);
         assert!(stage.correlator().pending() < 4);
         assert!(stage.partitions_ahead().is_empty());
     }

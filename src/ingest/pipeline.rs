@@ -375,8 +375,8 @@ impl<'a> Loop<'a> {
             )
         };
         for tp in &assigned {
-            if self.kinds.get(&*tp.0) == Some(&SourceKind::AuditStream) {
-                self.work.assign_audit_partition(tp);
+            if let Some(&source) = self.kinds.get(&*tp.0) {
+                self.work.assign_partition(tp, source);
             }
         }
         self.held_back.retain(|tp| !revoked.contains(tp));

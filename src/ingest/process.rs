@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
 use crate::kafka::offsets::OffsetTracker;
-use crate::model::{Event, InputMessage, Normalized, TokenUse};
+use crate::model::{Event, InputMessage, Normalized, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
@@ -97,7 +97,7 @@ impl Processor {
         self.batcher
             .open()
             .consumed(tracker, &tp, input.offset, input.timestamp_ms);
-        self.on_events(&tp, input.offset, &mut events, now_ms);
+        self.on_events(&tp, input.offset, input.timestamp_ms, &mut events, now_ms);
         self.last_position = Some((tp, input.offset));
     }
 
@@ -148,9 +148,9 @@ impl Processor {
         fresh
     }
 
-    /// An audit partition was assigned: the correlator's watermark waits for it.
-    pub fn assign_audit_partition(&mut self, tp: &TopicPartition) {
-        self.stage.assign(tp);
+    /// A partition was assigned: the correlator's watermark waits for it.
+    pub fn assign_partition(&mut self, tp: &TopicPartition, source: SourceKind) {
+        self.stage.assign(tp, source);
     }
 
     /// A partition was revoked: its open rows and held events go (the new owner re-reads
@@ -165,7 +165,7 @@ impl Processor {
         self.stage.commit_cap(tp)
     }
 
-    /// Audit partitions to pause for watermark alignment
+    /// Partitions to pause for watermark alignment
     /// (`CorrelationStage::partitions_ahead`).
     pub fn partitions_ahead(&mut self) -> Vec<TopicPartition> {
         self.stage.partitions_ahead()
@@ -201,10 +201,17 @@ impl Processor {
         }
     }
 
-    /// Routes one message's events (message `offset` of `tp`): bot authors re-classified,
-    /// event rows, the alert rules over the events, then the correlation stage and the
-    /// records it decided.
-    fn on_events(&mut self, tp: &TopicPartition, offset: i64, events: &mut [Event], now_ms: i64) {
+    /// Routes one message's events (message `offset` of `tp`, received at `received_ms`): bot
+    /// authors re-classified, event rows, the alert rules over the events, then the
+    /// correlation stage and the records it decided.
+    fn on_events(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        received_ms: Option<i64>,
+        events: &mut [Event],
+        now_ms: i64,
+    ) {
         self.recognize_bots(events);
         let events = &*events;
         for event in events {
@@ -217,7 +224,7 @@ impl Processor {
         }
         let alerts = self.alerts.on_events(events);
         self.push_alerts(tp, offset, alerts, now_ms);
-        let records = self.stage.on_events(tp, offset, events);
+        let records = self.stage.on_events(tp, offset, received_ms, events);
         if let Some(settled) = self.stage.settled_before() {
             self.alerts.advance_clock(settled);
         }
@@ -375,6 +382,7 @@ mod tests {
             work.on_events(
                 &tp,
                 offset,
+                None,
                 &mut [auth(t, t)],
                 offset * STATS_EXPORT_INTERVAL_MS,
             );
