@@ -15,14 +15,8 @@
 //! partition (GitLab deliveries are keyed by author id), so a lagging partition must hold the
 //! watermark back, or its events would be judged late during a backlog.
 //!
-//! Webhook partitions take part too, with the time the collector received each message (the
-//! Kafka timestamp, which a webhook sender cannot set). Records take their job's pipeline,
-//! ref, runner and username from the job webhooks when they are decided; while a backlog is
-//! drained, the audit partitions are often read ahead of the webhooks, and without this most
-//! records were decided before their job's webhook was read (benches/README.md, "Records
-//! drained from a backlog"). For the same reason a webhook partition is not let run more than
-//! [`WEBHOOK_LEAD_MS`] ahead of the audit partitions: the job cache is bounded, and jobs read
-//! too early would be evicted before their authentications arrive.
+//! The partitions' clocks, which also make records wait for their jobs' webhooks, are in
+//! [`super::clocks`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -34,6 +28,8 @@ use crate::correlate::{Correlator, CorrelatorConfig};
 use crate::model::{AuditMeaning, Event, SourceKind, TokenUse};
 use crate::store::block::TopicPartition;
 
+use super::clocks::PartitionClocks;
+
 /// A message whose events may still be held by the correlator.
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -42,30 +38,15 @@ struct Held {
     max_event_ms: i64,
 }
 
-/// How far (in event time) a webhook partition may be read ahead of the slowest active audit
-/// partition before it is paused; it resumes at half of it. A minute of jobs is far below the
-/// job cache (`correlate.max_jobs`) at any rate GitLab sends, and long enough that the pause
-/// does not flap.
-pub const WEBHOOK_LEAD_MS: i64 = 60_000;
-
-#[derive(Debug)]
-struct PartitionClock {
-    source: SourceKind,
-    /// `None` until the partition delivered its first timed message.
-    max_event_ms: Option<i64>,
-    last_seen: Instant,
-}
-
 /// Offsets decided by the correlator whose records are in a batch not yet durable.
 pub type Released = Vec<(TopicPartition, i64)>;
 
 pub struct CorrelationStage {
     correlator: Correlator,
-    lateness_ms: i64,
     /// Event-time span after which a held event is certainly decided (window + max hold).
     horizon_ms: i64,
     idle_flush: Duration,
-    clocks: HashMap<TopicPartition, PartitionClock>,
+    clocks: PartitionClocks,
     undecided: HashMap<TopicPartition, VecDeque<Held>>,
     /// Decided but not yet durable: offset → number of batches in flight referring to it.
     unwritten: HashMap<TopicPartition, BTreeMap<i64, u32>>,
@@ -74,8 +55,6 @@ pub struct CorrelationStage {
     max_pending: usize,
     /// Set while partitions ahead of the slowest are held back (see `partitions_ahead`).
     aligning: bool,
-    /// Webhook partitions paused for leading the audit partitions by [`WEBHOOK_LEAD_MS`].
-    webhooks_leading: Vec<TopicPartition>,
 }
 
 impl CorrelationStage {
@@ -89,17 +68,18 @@ impl CorrelationStage {
         });
         CorrelationStage {
             correlator,
-            lateness_ms: settings.lateness_ms,
             horizon_ms: settings.window_ms + settings.max_hold_ms,
             idle_flush: Duration::from_millis(settings.idle_flush_ms),
-            clocks: HashMap::new(),
+            clocks: PartitionClocks::new(
+                settings.lateness_ms,
+                Duration::from_millis(settings.idle_flush_ms),
+            ),
             undecided: HashMap::new(),
             unwritten: HashMap::new(),
             last_event: Instant::now(),
             flushed_everything: false,
             max_pending: settings.max_pending,
             aligning: false,
-            webhooks_leading: Vec::new(),
         }
     }
 
@@ -108,78 +88,17 @@ impl CorrelationStage {
     /// The watermark follows the slowest active partition, so while catching up a backlog a
     /// partition that librdkafka happens to serve faster piles its events up in the
     /// correlator. Past `max_pending` they would be evicted and decided early, turning
-    /// matches into `auth_only` records. So once half of `max_pending` is held, every
-    /// partition whose newest event is more than `lateness_ms` ahead of the slowest active
-    /// one is paused, until the held events drop below a quarter of `max_pending`.
-    ///
-    /// Apart from that, a webhook partition more than [`WEBHOOK_LEAD_MS`] ahead of the slowest
-    /// active audit partition is paused until it is less than half of that ahead.
+    /// matches into `auth_only` records. So once half of `max_pending` is held, the audit
+    /// partitions ahead are paused (`PartitionClocks::to_pause`), until the held events drop
+    /// below a quarter of `max_pending`. Webhook partitions far ahead are paused regardless.
     pub fn partitions_ahead(&mut self) -> Vec<TopicPartition> {
-        let mut pause = self.webhooks_ahead();
-        for tp in self.piling_up() {
-            if !pause.contains(&tp) {
-                pause.push(tp);
-            }
-        }
-        pause
-    }
-
-    fn piling_up(&mut self) -> Vec<TopicPartition> {
         let held = self.correlator.pending();
         if held > self.max_pending / 2 {
             self.aligning = true;
         } else if held < self.max_pending / 4 {
             self.aligning = false;
         }
-        if !self.aligning {
-            return Vec::new();
-        }
-        // The reference is the slowest partition still delivering; a paused one goes quiet
-        // but stays paused while it is ahead of that reference.
-        let Some(slowest) = self.slowest_active(|_| true) else {
-            return Vec::new();
-        };
-        self.clocks
-            .iter()
-            .filter(|(_, c)| {
-                c.max_event_ms
-                    .is_some_and(|t| t > slowest + self.lateness_ms)
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect()
-    }
-
-    fn webhooks_ahead(&mut self) -> Vec<TopicPartition> {
-        let Some(slowest_audit) = self.slowest_active(|s| s == SourceKind::AuditStream) else {
-            self.webhooks_leading.clear();
-            return Vec::new();
-        };
-        let leading = &self.webhooks_leading;
-        let now_leading: Vec<TopicPartition> = self
-            .clocks
-            .iter()
-            .filter(|(_, c)| c.source == SourceKind::Webhook)
-            .filter(|(tp, c)| {
-                let lead = if leading.contains(tp) {
-                    WEBHOOK_LEAD_MS / 2
-                } else {
-                    WEBHOOK_LEAD_MS
-                };
-                c.max_event_ms.is_some_and(|t| t > slowest_audit + lead)
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        self.webhooks_leading.clone_from(&now_leading);
-        now_leading
-    }
-
-    /// The oldest newest-event time over the partitions of `source` still delivering.
-    fn slowest_active(&self, source: impl Fn(SourceKind) -> bool) -> Option<i64> {
-        self.clocks
-            .values()
-            .filter(|c| source(c.source) && c.last_seen.elapsed() < self.idle_flush)
-            .filter_map(|c| c.max_event_ms)
-            .min()
+        self.clocks.to_pause(self.aligning)
     }
 
     /// Event time below which no more records are expected: the watermark less the longest
@@ -209,6 +128,8 @@ impl CorrelationStage {
     ) -> Vec<TokenUse> {
         let mut records = Vec::new();
         let mut max_correlatable: Option<i64> = None;
+        let mut max_audit: Option<i64> = None;
+        let mut webhook = false;
         for event in events {
             match event {
                 Event::Audit(ev) => {
@@ -221,21 +142,22 @@ impl CorrelationStage {
                         );
                     }
                     records.extend(self.correlator.on_audit(ev));
-                    self.observe(tp, SourceKind::AuditStream, ev.created_at_ms);
+                    max_audit =
+                        Some(max_audit.map_or(ev.created_at_ms, |m| m.max(ev.created_at_ms)));
                 }
                 Event::Webhook(wh) => {
                     for job in &wh.jobs {
                         self.correlator.on_job(job);
                     }
-                    // The hook's own times are the sender's word; the receive time is not.
-                    match received_ms.or((wh.event_time_ms > 0).then_some(wh.event_time_ms)) {
-                        Some(t) => self.observe(tp, SourceKind::Webhook, t),
-                        None => {
-                            self.touch(tp, SourceKind::Webhook);
-                        }
-                    }
+                    webhook = true;
                 }
             }
+        }
+        if let Some(event_ms) = max_audit {
+            self.clocks.audit_read(tp, received_ms, event_ms);
+        }
+        if webhook {
+            self.clocks.webhook_read(tp, received_ms);
         }
         if let Some(max_event_ms) = max_correlatable {
             self.flushed_everything = false;
@@ -248,53 +170,15 @@ impl CorrelationStage {
                     max_event_ms,
                 });
         }
-        if let Some(wm) = self.watermark() {
+        if let Some(wm) = self.clocks.watermark() {
             records.extend(self.correlator.advance(wm));
         }
         records
     }
 
-    /// A partition was assigned: until it delivers a message (or stays silent for the idle
-    /// period), it holds the watermark back, so its backlog is not judged late, nor decided
-    /// before the webhooks of its jobs are read.
+    /// A partition was assigned: the watermark waits for it (`PartitionClocks::assign`).
     pub fn assign(&mut self, tp: &TopicPartition, source: SourceKind) {
-        self.clocks.insert(
-            tp.clone(),
-            PartitionClock {
-                source,
-                max_event_ms: None,
-                last_seen: Instant::now(),
-            },
-        );
-    }
-
-    fn observe(&mut self, tp: &TopicPartition, source: SourceKind, event_ms: i64) {
-        let clock = self.touch(tp, source);
-        clock.max_event_ms = Some(clock.max_event_ms.map_or(event_ms, |m| m.max(event_ms)));
-    }
-
-    fn touch(&mut self, tp: &TopicPartition, source: SourceKind) -> &mut PartitionClock {
-        let clock = self.clocks.entry(tp.clone()).or_insert(PartitionClock {
-            source,
-            max_event_ms: None,
-            last_seen: Instant::now(),
-        });
-        clock.last_seen = Instant::now();
-        clock
-    }
-
-    /// Minimum newest-event time over partitions active within the idle period, minus
-    /// lateness; `None` while an active partition has not delivered anything yet.
-    fn watermark(&self) -> Option<i64> {
-        let mut min: Option<i64> = None;
-        for clock in self.clocks.values() {
-            if clock.last_seen.elapsed() >= self.idle_flush {
-                continue;
-            }
-            let m = clock.max_event_ms?;
-            min = Some(min.map_or(m, |x| x.min(m)));
-        }
-        min.map(|m| m - self.lateness_ms)
+        self.clocks.assign(tp, source);
     }
 
     /// Called periodically: after `idle_flush` without correlatable events, decides everything.
@@ -374,8 +258,7 @@ impl CorrelationStage {
     pub fn revoke(&mut self, tp: &TopicPartition) {
         self.undecided.remove(tp);
         self.unwritten.remove(tp);
-        self.clocks.remove(tp);
-        self.webhooks_leading.retain(|t| t != tp);
+        self.clocks.revoke(tp);
     }
 }
 
@@ -409,6 +292,7 @@ pub fn record_key(r: &TokenUse) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::ingest::clocks::WEBHOOK_LEAD_MS;
     use crate::model::{ActorKind, AuditEvent};
     use std::sync::Arc;
 
@@ -601,8 +485,8 @@ pub(crate) mod tests {
         // A hostile or broken sender dates its hooks in 1970: were that the partition's
         // time, it would hold every record back (and pause every audit partition) for good.
         stage.on_events(&hooks, 0, Some(200_000), &[job_hook(1, 1)]);
-        stage.on_events(&audit, 0, None, &[auth(1_000, 1)]);
-        let records = stage.on_events(&audit, 1, None, &[auth(100_000, 2)]);
+        stage.on_events(&audit, 0, Some(1_000), &[auth(1_000, 1)]);
+        let records = stage.on_events(&audit, 1, Some(100_000), &[auth(100_000, 2)]);
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].pipeline_id, Some(10));
     }
@@ -613,8 +497,8 @@ pub(crate) mod tests {
         let audit: TopicPartition = (Arc::from("audit"), 0);
         let hooks: TopicPartition = (Arc::from("webhooks"), 0);
         stage.on_events(&hooks, 0, Some(500), &[job_hook(500, 9)]);
-        stage.on_events(&audit, 0, None, &[auth(1_000, 1)]);
-        let records = stage.on_events(&audit, 1, None, &[auth(100_000, 2)]);
+        stage.on_events(&audit, 0, Some(1_000), &[auth(1_000, 1)]);
+        let records = stage.on_events(&audit, 1, Some(100_000), &[auth(100_000, 2)]);
         assert!(
             records.is_empty(),
             "job 1's hook is not read yet: {records:?}"
@@ -629,7 +513,7 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&settings());
         let audit: TopicPartition = (Arc::from("audit"), 0);
         let hooks: TopicPartition = (Arc::from("webhooks"), 0);
-        stage.on_events(&audit, 0, None, &[auth(1_000, 1)]);
+        stage.on_events(&audit, 0, Some(1_000), &[auth(1_000, 1)]);
         stage.on_events(&hooks, 0, Some(1_000 + WEBHOOK_LEAD_MS), &[job_hook(0, 1)]);
         assert!(
             stage.partitions_ahead().is_empty(),
@@ -637,13 +521,23 @@ pub(crate) mod tests {
         );
         stage.on_events(&hooks, 1, Some(2_000 + WEBHOOK_LEAD_MS), &[job_hook(0, 2)]);
         assert_eq!(stage.partitions_ahead(), vec![hooks.clone()]);
-        stage.on_events(&audit, 1, None, &[auth(1_500 + WEBHOOK_LEAD_MS / 2, 3)]);
+        stage.on_events(
+            &audit,
+            1,
+            Some(1_500 + WEBHOOK_LEAD_MS / 2),
+            &[auth(1_500 + WEBHOOK_LEAD_MS / 2, 3)],
+        );
         assert_eq!(
             stage.partitions_ahead(),
             vec![hooks.clone()],
             "still over half"
         );
-        stage.on_events(&audit, 2, None, &[auth(3_000 + WEBHOOK_LEAD_MS / 2, 4)]);
+        stage.on_events(
+            &audit,
+            2,
+            Some(3_000 + WEBHOOK_LEAD_MS / 2),
+            &[auth(3_000 + WEBHOOK_LEAD_MS / 2, 4)],
+        );
         assert!(
             stage.partitions_ahead().is_empty(),
             "resumed at half the lead"

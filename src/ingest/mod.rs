@@ -11,6 +11,7 @@ pub mod batch;
 pub mod batcher;
 pub mod bot_history;
 pub mod caught_up;
+pub mod clocks;
 pub mod commit;
 pub mod correlation;
 pub mod error;
