@@ -159,7 +159,8 @@ async fn run(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
     }
 }
 
-async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Result<()> {
+/// The `/metrics` and health endpoints of a long-running command, served from the start.
+async fn serve_telemetry(settings: &Settings) -> anyhow::Result<(Metrics, Health)> {
     let metrics = Metrics::new();
     let health = Health::default();
     telemetry::server::serve_configured(
@@ -168,6 +169,11 @@ async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Resul
         health.clone(),
     )
     .await?;
+    Ok((metrics, health))
+}
+
+async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Result<()> {
+    let (metrics, health) = serve_telemetry(settings).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(tokentrail::signals::cancel_on_signal(cancel.clone()));
     tokentrail::ingest::app::IngestApp::build(settings, metrics, health, &cancel)
@@ -179,14 +185,7 @@ async fn ingest(settings: &Settings, exit_when_caught_up: bool) -> anyhow::Resul
 }
 
 async fn collect(settings: &Settings) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
-    let health = Health::default();
-    telemetry::server::serve_configured(
-        &settings.telemetry.listen,
-        metrics.clone(),
-        health.clone(),
-    )
-    .await?;
+    let (metrics, health) = serve_telemetry(settings).await?;
     let collector = tokentrail::collect::Collector::bind(settings, metrics, health).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(tokentrail::signals::cancel_on_signal(cancel.clone()));

@@ -221,12 +221,7 @@ fn publish_failed(shared: &Shared, dest: &Destination, error: PublishError) -> R
         "too_large" => tracing::error!(route = %dest.path, "answering 413: {error}"),
         _ => tracing::warn!(route = %dest.path, "answering 503: {error}"),
     }
-    shared
-        .metrics
-        .collect_rejected
-        .with_label_values(&[reason])
-        .inc();
-    response
+    rejected(shared, reason, response)
 }
 
 /// The answer to a failed write, and the `rejected_total` reason it counts under.

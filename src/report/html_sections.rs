@@ -72,11 +72,7 @@ pub fn projects(out: &mut String, report: &Report, links: &Links) {
             p.entries.len(),
             p.missing.len(),
             p.recommended.len(),
-            if p.over_limit {
-                " (over GitLab's limit)"
-            } else {
-                ""
-            }
+            over_limit_note(p.over_limit)
         );
         let _ = writeln!(
             out,
@@ -186,11 +182,7 @@ pub fn unprotected(out: &mut String, report: &Report, links: &Links) {
             p.consumers,
             p.uses,
             p.recommended.len(),
-            if p.over_limit {
-                " (over GitLab's limit)"
-            } else {
-                ""
-            }
+            over_limit_note(p.over_limit)
         );
         let _ = writeln!(
             out,
@@ -312,4 +304,13 @@ pub fn permission_mapping(out: &mut String) {
         );
     }
     out.push_str("</tbody></table>\n</section>\n");
+}
+
+/// Said after an allowlist's entry count when it exceeds what GitLab accepts.
+fn over_limit_note(over_limit: bool) -> &'static str {
+    if over_limit {
+        " (over GitLab's limit)"
+    } else {
+        ""
+    }
 }

@@ -203,6 +203,13 @@ pub const POLICY_SETS: &[&[&str]] = &[
 ];
 
 impl World {
+    /// The projects that depend on project `target`.
+    fn consumers_of(&self, target: usize) -> Vec<usize> {
+        (0..self.projects.len())
+            .filter(|&s| self.projects[s].deps.contains(&target))
+            .collect()
+    }
+
     pub fn new(cfg: &SimConfig, rng: &mut ChaCha8Rng) -> World {
         let groups = make_groups(cfg.groups.max(1), rng);
         let mut projects = make_projects(cfg.projects.max(2), &groups, rng);
@@ -254,9 +261,7 @@ impl World {
             if p.crown || !rng.random_bool(0.4) {
                 continue;
             }
-            let sources: Vec<usize> = (0..self.projects.len())
-                .filter(|&s| self.projects[s].deps.contains(&ti))
-                .collect();
+            let sources = self.consumers_of(ti);
             if sources.is_empty() {
                 continue;
             }
@@ -411,9 +416,7 @@ impl World {
             {
                 continue;
             }
-            let sources: Vec<usize> = (0..self.projects.len())
-                .filter(|&s| self.projects[s].deps.contains(&ti))
-                .collect();
+            let sources = self.consumers_of(ti);
             if sources.is_empty() {
                 continue;
             }
