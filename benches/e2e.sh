@@ -34,6 +34,9 @@
 #   TT_E2E_KEEP (0)            1 keeps the databases and topics
 #   TT_E2E_OUT (unset)         directory for each phase's last /metrics scrape
 #   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
+#   TT_E2E_PROFILE (unset)     FILE.svg: a flame graph of tokentrail draining the backlog
+#                              (perf, DWARF call graphs, inferno); the run's figures then
+#                              include perf's overhead and do not count
 #   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
 #   to `tokentrail ingest` unchanged, for tuning runs.
 #
@@ -48,6 +51,7 @@ PARTITIONS="${TT_E2E_PARTITIONS:-3}"
 RATE="${TT_E2E_RATE:-10000}"
 FRESH_SECONDS="${TT_E2E_FRESH_SECONDS:-60}"
 PHASES="${TT_E2E_PHASES:-backlog baseline native freshness}"
+PROFILE="${TT_E2E_PROFILE:-}"
 BAD_SHARE="${TT_E2E_BAD_SHARE:-0}"
 TIMEOUT="${TT_E2E_TIMEOUT:-1800}"
 METRICS_PORT="${TT_E2E_METRICS_PORT:-29464}"
@@ -57,12 +61,14 @@ services="$ROOT/deploy/local/services"
 started_services=0
 ingest_pid=""
 probe_pid=""
+perf_pid=""
 databases=()
 WORK="$(mktemp -d /tmp/tokentrail-e2e.XXXXXX)"
 
 cleanup() {
   local rc=$?
   if [[ -n "$probe_pid" ]]; then kill "$probe_pid" 2>/dev/null || true; fi
+  if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid" 2>/dev/null || true; fi
   if [[ -n "$ingest_pid" ]]; then
     kill -TERM "$ingest_pid" 2>/dev/null || true
     wait "$ingest_pid" 2>/dev/null || true
@@ -181,6 +187,26 @@ start_ingest() {
   ingest_pid=$!
 }
 
+# perf samples tokentrail's threads with DWARF call graphs (release builds have debug info
+# but no frame pointers); inferno folds the stacks and draws the SVG.
+start_profile() {
+  command -v perf >/dev/null && command -v inferno-flamegraph >/dev/null \
+    || die "TT_E2E_PROFILE needs perf and inferno (cargo install inferno)"
+  perf record -F 199 --call-graph dwarf,16384 -o "$WORK/perf.data" -p "$ingest_pid" \
+    >"$WORK/perf.out" 2>&1 &
+  perf_pid=$!
+}
+
+stop_profile() {
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  perf_pid=""
+  perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/stacks.folded"
+  inferno-flamegraph --title "tokentrail ingest draining a $N-message backlog" \
+    <"$WORK/stacks.folded" >"$PROFILE"
+  log "backlog: flame graph in $PROFILE ($(wc -l <"$WORK/stacks.folded") distinct stacks)"
+}
+
 stop_ingest() {
   kill -TERM "$ingest_pid" 2>/dev/null || true
   wait "$ingest_pid" 2>/dev/null || true
@@ -255,7 +281,9 @@ phase_backlog() {
   log "backlog: tokentrail ingest"
   t0="$(now)"
   start_ingest
+  [[ -z "$PROFILE" ]] || start_profile
   wait_drained "$SENT" "$(( $(date +%s) + TIMEOUT ))"
+  [[ -z "$PROFILE" ]] || stop_profile
   local secs cpu
   secs="$(calc "$DONE_AT - $t0")"
   cpu="$(cpu_of "$ingest_pid")"

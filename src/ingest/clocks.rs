@@ -15,16 +15,23 @@
 //! backlog, the audit partitions were read ahead of the webhooks and most records were decided
 //! before their job's webhook was read (benches/README.md, "Records drained from a backlog").
 //! So an audit message counts as *covered* once every active webhook partition has been read
-//! to its receipt time plus `lateness_ms` (GitLab may deliver a job's webhook a little after
-//! the job's first authentication), and the watermark stays below the events of messages not
-//! yet covered. In live traffic the webhooks are read as they arrive and this holds nothing
-//! back beyond the lateness the event clock already waits.
+//! to its receipt time, and a little further: `lateness_ms` more, in the hooks' own times or
+//! in receipt time, whichever comes first (GitLab may deliver a job's webhook a little after
+//! the job's first authentication). The watermark stays below the events of messages not yet
+//! covered. The hooks' own times only shorten that margin, so a sender dating its hooks
+//! wrongly cannot hold anything back; receipt time alone would make the margin seconds of
+//! *receipt*, which is hours of traffic when a backlog was produced faster than GitLab sends
+//! (benches/e2e.sh publishes 88 hours of simulated traffic in 16 s). In live traffic the
+//! webhooks are read as they arrive and this holds nothing back beyond the lateness the
+//! event clock already waits.
 //!
 //! Pauses: a webhook partition more than [`WEBHOOK_LEAD_MS`] ahead of the audit partitions
 //! (in receipt time) is paused, so the bounded job cache (`correlate.max_jobs`) still holds a
 //! job when its authentications are read. While events pile up in the correlator (the
-//! caller says when), audit partitions ahead of the slowest audit partition, or ahead of the
-//! webhooks, are paused.
+//! caller says when), audit partitions more than `lateness_ms` ahead of the slowest audit
+//! partition, or ahead of the webhooks in receipt time, are paused, and resumed once they are
+//! no longer ahead at all: resuming at the pausing threshold made equally fast partitions take
+//! turns every few milliseconds, and each pause discards the partition's prefetched messages.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -41,7 +48,7 @@ pub const WEBHOOK_LEAD_MS: i64 = 60_000;
 #[derive(Debug)]
 struct Clock {
     source: SourceKind,
-    /// Newest audit event time; `None` until the first one (always for webhook partitions).
+    /// Newest event time: audit `created_at`, or a hook's own time; `None` until the first.
     max_event_ms: Option<i64>,
     /// Newest receipt time; `None` until the first message.
     max_received_ms: Option<i64>,
@@ -53,6 +60,7 @@ struct Clock {
 struct Uncovered {
     seq: u64,
     received_ms: i64,
+    event_ms: i64,
 }
 
 #[derive(Debug)]
@@ -67,6 +75,7 @@ pub struct PartitionClocks {
     uncovered_min: VecDeque<(u64, i64)>,
     next_seq: u64,
     webhooks_leading: Vec<TopicPartition>,
+    audits_paused: Vec<TopicPartition>,
 }
 
 impl PartitionClocks {
@@ -79,6 +88,7 @@ impl PartitionClocks {
             uncovered_min: VecDeque::new(),
             next_seq: 0,
             webhooks_leading: Vec::new(),
+            audits_paused: Vec::new(),
         }
     }
 
@@ -92,6 +102,7 @@ impl PartitionClocks {
     pub fn revoke(&mut self, tp: &TopicPartition) {
         self.clocks.remove(tp);
         self.webhooks_leading.retain(|t| t != tp);
+        self.audits_paused.retain(|t| t != tp);
     }
 
     /// An audit message: its newest event time and its receipt time, if Kafka gave one (one
@@ -115,15 +126,24 @@ impl PartitionClocks {
         self.uncovered.push_back(Uncovered {
             seq,
             received_ms: received_ms.unwrap_or(i64::MIN),
+            event_ms,
         });
     }
 
-    /// A webhook message. One without a receipt time stops its partition gating anything:
-    /// nothing could ever be compared with it.
-    pub fn webhook_read(&mut self, tp: &TopicPartition, received_ms: Option<i64>) {
+    /// A webhook message, with the hook's own time if it has one. One without a receipt time
+    /// stops its partition gating anything: nothing could ever be compared with it.
+    pub fn webhook_read(
+        &mut self,
+        tp: &TopicPartition,
+        received_ms: Option<i64>,
+        hook_ms: Option<i64>,
+    ) {
         let clock = self.seen(tp, SourceKind::Webhook);
         let r = received_ms.unwrap_or(i64::MAX);
         clock.max_received_ms = Some(clock.max_received_ms.map_or(r, |m| m.max(r)));
+        if let Some(h) = hook_ms {
+            clock.max_event_ms = Some(clock.max_event_ms.map_or(h, |m| m.max(h)));
+        }
     }
 
     /// A message of `tp`: the partition is still delivering.
@@ -146,10 +166,7 @@ impl PartitionClocks {
             events = Some(events.map_or(m, |x| x.min(m)));
         }
         let events = events? - self.lateness_ms;
-        match self.webhooks_read_to() {
-            Some(read_to) => self.cover(read_to.saturating_sub(self.lateness_ms)),
-            None => self.cover(i64::MAX),
-        }
+        self.cover();
         Some(match self.uncovered_min.front() {
             Some(&(_, first_uncovered)) => events.min(first_uncovered),
             None => events,
@@ -161,38 +178,44 @@ impl PartitionClocks {
     pub fn to_pause(&mut self, piling_up: bool) -> Vec<TopicPartition> {
         let mut pause = self.webhooks_ahead();
         if piling_up {
-            for tp in self.audits_ahead() {
-                if !pause.contains(&tp) {
-                    pause.push(tp);
-                }
-            }
+            pause.extend(self.audits_ahead());
+        } else {
+            self.audits_paused.clear();
         }
         pause
     }
 
     /// Audit partitions more than `lateness_ms` ahead of the slowest one (in event time), or
-    /// of the webhooks (in receipt time). The reference is the slowest partition still
-    /// delivering; a paused one goes quiet but stays paused while it is ahead of it.
-    fn audits_ahead(&self) -> Vec<TopicPartition> {
+    /// ahead of the webhooks (in receipt time); a paused one stays paused while it is ahead at
+    /// all. The reference is the slowest partition still delivering; a paused one goes quiet
+    /// but counts for its idle period.
+    fn audits_ahead(&mut self) -> Vec<TopicPartition> {
         let slowest = self
             .active(SourceKind::AuditStream)
             .filter_map(|c| c.max_event_ms)
             .min();
-        let webhooks = self.webhooks_read_to();
-        self.clocks
+        let webhooks = self.webhooks_read_to().map(|(received, _)| received);
+        let paused = &self.audits_paused;
+        let now_paused: Vec<TopicPartition> = self
+            .clocks
             .iter()
             .filter(|(_, c)| c.source == SourceKind::AuditStream)
-            .filter(|(_, c)| {
+            .filter(|(tp, c)| {
+                let margin = if paused.contains(tp) {
+                    0
+                } else {
+                    self.lateness_ms
+                };
                 let by_event = slowest
                     .zip(c.max_event_ms)
-                    .is_some_and(|(s, t)| t > s + self.lateness_ms);
-                let by_receipt = webhooks
-                    .zip(c.max_received_ms)
-                    .is_some_and(|(w, r)| r > w.saturating_add(self.lateness_ms));
+                    .is_some_and(|(s, t)| t > s + margin);
+                let by_receipt = webhooks.zip(c.max_received_ms).is_some_and(|(w, r)| r > w);
                 by_event || by_receipt
             })
             .map(|(tp, _)| tp.clone())
-            .collect()
+            .collect();
+        self.audits_paused.clone_from(&now_paused);
+        now_paused
     }
 
     fn webhooks_ahead(&mut self) -> Vec<TopicPartition> {
@@ -224,18 +247,32 @@ impl PartitionClocks {
         now_leading
     }
 
-    /// The receipt time every active webhook partition has been read to: `None` when none is
-    /// active, `i64::MIN` while one has delivered nothing yet.
-    fn webhooks_read_to(&self) -> Option<i64> {
+    /// The receipt time and the hook time every active webhook partition has been read to:
+    /// `None` when none is active, `i64::MIN` while one has delivered nothing yet.
+    fn webhooks_read_to(&self) -> Option<(i64, i64)> {
         self.active(SourceKind::Webhook)
-            .map(|c| c.max_received_ms.unwrap_or(i64::MIN))
-            .min()
+            .map(|c| {
+                (
+                    c.max_received_ms.unwrap_or(i64::MIN),
+                    c.max_event_ms.unwrap_or(i64::MIN),
+                )
+            })
+            .reduce(|(r, h), (r2, h2)| (r.min(r2), h.min(h2)))
     }
 
-    /// Audit messages received up to `received_ms` are covered by the webhooks.
-    fn cover(&mut self, received_ms: i64) {
+    /// Moves the audit messages the webhooks have been read past out of `uncovered`.
+    fn cover(&mut self) {
+        let read_to = self.webhooks_read_to();
         while let Some(first) = self.uncovered.front().copied() {
-            if first.received_ms > received_ms {
+            let covered = match read_to {
+                None => true,
+                Some((received, hooks)) => {
+                    received >= first.received_ms
+                        && (received >= first.received_ms.saturating_add(self.lateness_ms)
+                            || hooks >= first.event_ms.saturating_add(self.lateness_ms))
+                }
+            };
+            if !covered {
                 break;
             }
             self.uncovered.pop_front();
@@ -291,19 +328,19 @@ mod tests {
             Some(9_000),
             "no webhook read: below the first audit"
         );
-        c.webhook_read(&hooks, Some(10_500));
+        c.webhook_read(&hooks, Some(10_500), None);
         assert_eq!(
             c.watermark(),
             Some(9_000),
             "not read to lateness past the first"
         );
-        c.webhook_read(&hooks, Some(11_000));
+        c.webhook_read(&hooks, Some(11_000), None);
         assert_eq!(
             c.watermark(),
             Some(48_000),
             "first covered: below the second's event"
         );
-        c.webhook_read(&hooks, Some(51_000));
+        c.webhook_read(&hooks, Some(51_000), None);
         assert_eq!(
             c.watermark(),
             Some(48_000),
@@ -314,7 +351,7 @@ mod tests {
     #[test]
     fn messages_without_a_receipt_time_gate_nothing() {
         let (mut c, audit, hooks) = clocks();
-        c.webhook_read(&hooks, Some(1));
+        c.webhook_read(&hooks, Some(1), None);
         c.audit_read(&audit, None, 9_000);
         assert_eq!(
             c.watermark(),
@@ -322,7 +359,7 @@ mod tests {
             "an audit without one is covered"
         );
         let (mut c, audit, hooks) = clocks();
-        c.webhook_read(&hooks, None);
+        c.webhook_read(&hooks, None, None);
         c.audit_read(&audit, Some(10_000), 9_000);
         assert_eq!(
             c.watermark(),
@@ -335,14 +372,63 @@ mod tests {
     #[test]
     fn audits_ahead_of_the_webhooks_pause_only_while_events_pile_up() {
         let (mut c, audit, hooks) = clocks();
-        c.webhook_read(&hooks, Some(10_000));
+        c.webhook_read(&hooks, Some(10_000), None);
         c.audit_read(&audit, Some(30_000), 29_000);
         assert!(c.to_pause(false).is_empty());
         assert_eq!(c.to_pause(true), vec![audit.clone()]);
-        c.webhook_read(&hooks, Some(29_500));
+        c.webhook_read(&hooks, Some(29_999), None);
+        assert_eq!(c.to_pause(true), vec![audit.clone()], "not read to it yet");
+        c.webhook_read(&hooks, Some(30_000), None);
+        assert!(c.to_pause(true).is_empty(), "the webhooks reached it");
+    }
+
+    #[test]
+    fn the_hooks_own_times_can_only_shorten_the_margin() {
+        let (mut c, audit, hooks) = clocks();
+        c.audit_read(&audit, Some(10_000), 9_000);
+        c.audit_read(&audit, Some(10_001), 60_000);
+        // Read to the audit's receipt, and hooks dated past its event plus lateness.
+        c.webhook_read(&hooks, Some(10_000), Some(10_000));
+        assert_eq!(c.watermark(), Some(59_000), "first covered without waiting");
+        // Hooks dated in the future do not cover what the webhooks were not read to.
+        let (mut c, audit, hooks) = clocks();
+        c.audit_read(&audit, Some(10_000), 9_000);
+        c.webhook_read(&hooks, Some(9_999), Some(i64::MAX / 2));
+        assert_eq!(c.watermark(), Some(8_000));
+        c.audit_read(&audit, Some(10_001), 60_000);
+        assert_eq!(
+            c.watermark(),
+            Some(9_000),
+            "still below the uncovered first"
+        );
+        // Hooks dated in 1970 hold nothing: receipt time alone covers after lateness.
+        let (mut c, audit, hooks) = clocks();
+        c.audit_read(&audit, Some(10_000), 9_000);
+        c.audit_read(&audit, Some(10_001), 60_000);
+        c.webhook_read(&hooks, Some(11_000), Some(1));
+        assert_eq!(c.watermark(), Some(59_000));
+    }
+
+    #[test]
+    fn a_paused_audit_partition_resumes_only_once_it_is_not_ahead_at_all() {
+        let mut c = PartitionClocks::new(1_000, Duration::from_secs(60));
+        let p0: TopicPartition = (Arc::from("audit"), 0);
+        let p1: TopicPartition = (Arc::from("audit"), 1);
+        c.audit_read(&p0, None, 10_000);
+        c.audit_read(&p1, None, 8_000);
+        assert_eq!(c.to_pause(true), vec![p0.clone()]);
+        c.audit_read(&p1, None, 9_500);
+        assert_eq!(
+            c.to_pause(true),
+            vec![p0.clone()],
+            "within lateness, still ahead"
+        );
+        c.audit_read(&p1, None, 10_000);
+        assert!(c.to_pause(true).is_empty());
+        c.audit_read(&p1, None, 10_500);
         assert!(
             c.to_pause(true).is_empty(),
-            "within lateness of the webhooks"
+            "p1 within lateness of p0: neither pauses"
         );
     }
 }

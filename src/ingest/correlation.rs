@@ -129,7 +129,7 @@ impl CorrelationStage {
         let mut records = Vec::new();
         let mut max_correlatable: Option<i64> = None;
         let mut max_audit: Option<i64> = None;
-        let mut webhook = false;
+        let mut webhook: Option<Option<i64>> = None;
         for event in events {
             match event {
                 Event::Audit(ev) => {
@@ -149,15 +149,16 @@ impl CorrelationStage {
                     for job in &wh.jobs {
                         self.correlator.on_job(job);
                     }
-                    webhook = true;
+                    let hook_ms = (wh.event_time_ms > 0).then_some(wh.event_time_ms);
+                    webhook = Some(webhook.flatten().max(hook_ms));
                 }
             }
         }
         if let Some(event_ms) = max_audit {
             self.clocks.audit_read(tp, received_ms, event_ms);
         }
-        if webhook {
-            self.clocks.webhook_read(tp, received_ms);
+        if let Some(hook_ms) = webhook {
+            self.clocks.webhook_read(tp, received_ms, hook_ms);
         }
         if let Some(max_event_ms) = max_correlatable {
             self.flushed_everything = false;
