@@ -94,6 +94,7 @@ impl From<DialectArg> for Dialect {
 }
 
 fn main() -> ExitCode {
+    tokentrail::allocator::tune();
     let cli = Cli::parse();
     for name in diagnose::unread_setting_variables(
         std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()),
