@@ -72,7 +72,7 @@ fn related(users: &[&str], ips: &[&str]) -> Value {
 
 fn token_use(r: &TokenUseRecord) -> Value {
     let t = &r.token_use;
-    let verb = action_verb(&t.action);
+    let verb = action_verb(t.action.as_str());
     // `api` accepts access/change/creation/info; `authentication` accepts start/end/info.
     let (category, kind) = match verb {
         ActionVerb::Read => ("api", "access"),

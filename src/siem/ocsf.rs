@@ -157,7 +157,7 @@ fn token_use(r: &TokenUseRecord) -> Value {
     let mut ev = classification(
         (6, "Application Activity"),
         (API_ACTIVITY, "API Activity"),
-        api_activity(action_verb(&t.action)),
+        api_activity(action_verb(t.action.as_str())),
         r.severity(),
         t.event_time_ms,
     );

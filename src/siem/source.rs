@@ -8,7 +8,7 @@ use clickhouse::Client;
 use serde::Deserialize;
 
 use super::record::{AlertRecord, LifecycleRecord, RecordKind, SiemRecord, TokenUseRecord};
-use crate::model::{ActorKind, TokenUse};
+use crate::model::{Action, ActorKind, Correlation, TokenUse};
 use crate::store::tables::alerts::{self, StoredAlert};
 use crate::store::tables::quote_ident;
 
@@ -111,7 +111,7 @@ struct TokenUseRow {
     source_project_path: String,
     target_project_id: Option<i64>,
     target_project_path: String,
-    action: String,
+    action: Action,
     job_id: Option<i64>,
     pipeline_id: Option<i64>,
     git_ref: Option<String>,
@@ -120,7 +120,7 @@ struct TokenUseRow {
     ip_address: String,
     same_project: u8,
     allowlisted: Option<u8>,
-    correlation: String,
+    correlation: Correlation,
     gap_ms: i64,
     ingested_at_ms: i64,
 }

@@ -335,7 +335,7 @@ fn expected_latest_use(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>>
                     s(src),
                     s(tgt),
                     ts(last.event_time_ms),
-                    last.action.clone(),
+                    last.action.to_string(),
                     last.actor_name.clone(),
                     s(last.actor_kind.as_str()),
                     job,
@@ -457,7 +457,11 @@ fn expected_token_used_where_by(
         .filter(|u| in_window(u, p) && used_by(u))
     {
         groups
-            .entry((&u.source_project_path, &u.target_project_path, &u.action))
+            .entry((
+                &u.source_project_path,
+                &u.target_project_path,
+                u.action.as_str(),
+            ))
             .or_default()
             .push(u);
     }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use tokentrail::model::{ActorKind, TokenUse};
+use tokentrail::model::{ActorKind, Correlation, TokenUse};
 use tokentrail::siem::record::{AlertRecord, LifecycleRecord, SiemRecord, TokenUseRecord};
 
 pub fn token_use_matched() -> SiemRecord {
@@ -30,7 +30,7 @@ pub fn token_use_matched() -> SiemRecord {
             ip_address: "10.20.30.40".into(),
             same_project: false,
             allowlisted: Some(true),
-            correlation: "auth+resource".into(),
+            correlation: Correlation::Matched,
             gap_ms: 37,
         },
     })
@@ -60,7 +60,7 @@ pub fn token_use_auth_only() -> SiemRecord {
             ip_address: "unknown".into(),
             same_project: false,
             allowlisted: None,
-            correlation: "auth_only".into(),
+            correlation: Correlation::AuthOnly,
             gap_ms: 0,
         },
     })

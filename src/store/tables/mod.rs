@@ -280,7 +280,7 @@ pub fn encode_token_use(rec: &TokenUse, record_key: &str, ingested_at_ms: i64, b
         .string(&rec.source_project_path)
         .opt_i64(rec.target_project_id)
         .string(&rec.target_project_path)
-        .string(&rec.action)
+        .string(rec.action.as_str())
         .opt_i64(rec.job_id)
         .opt_i64(rec.pipeline_id)
         .opt_string(rec.git_ref.as_deref())
@@ -289,7 +289,7 @@ pub fn encode_token_use(rec: &TokenUse, record_key: &str, ingested_at_ms: i64, b
         .string(&rec.ip_address)
         .bool(rec.same_project)
         .opt_bool(rec.allowlisted)
-        .string(&rec.correlation)
+        .string(rec.correlation.as_str())
         .i64(rec.gap_ms)
         .i64(ingested_at_ms);
 }
