@@ -83,6 +83,13 @@ impl ActorKind {
             ActorKind::Unknown => "unknown",
         }
     }
+
+    /// Stored text back to the kind; text no release writes reads as `Unknown`, so a stored
+    /// row is never dropped over it.
+    pub fn parse(text: &str) -> ActorKind {
+        serde_json::from_value(serde_json::Value::String(text.to_owned()))
+            .unwrap_or(ActorKind::Unknown)
+    }
 }
 
 /// Why a message (or one element of a batched array) could not be used.

@@ -11,7 +11,7 @@
 //! plus the custom `csN`/`cnN` pairs with their `…Label` keys; the key order is fixed so that
 //! the same record always renders to the same bytes.
 
-use super::record::{AlertRecord, LifecycleRecord, Severity, SiemRecord, TokenUseRecord};
+use super::record::{AlertRecord, LifecycleRecord, Severity, SiemRecord, StoredTokenUse};
 use super::{PRODUCT, PRODUCT_VERSION, VENDOR};
 
 /// Escapes a header field (vendor, product, version, signature id, name).
@@ -116,7 +116,7 @@ pub fn to_cef(record: &SiemRecord) -> String {
     )
 }
 
-fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
+fn token_use(r: &StoredTokenUse) -> (String, String, Extension) {
     let t = &r.token_use;
     let mut e = Extension::new();
     e.put("rt", t.event_time_ms)

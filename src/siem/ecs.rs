@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::record::{
     ActionVerb, AlertRecord, LifecycleChange, LifecycleRecord, Severity, SiemRecord,
-    TokenUseRecord, action_verb, lifecycle_change, lifecycle_failed, rfc3339_ms,
+    StoredTokenUse, action_verb, lifecycle_change, lifecycle_failed, rfc3339_ms,
 };
 use super::{PRODUCT, PRODUCT_VERSION, VENDOR};
 
@@ -70,7 +70,7 @@ fn related(users: &[&str], ips: &[&str]) -> Value {
     Value::Object(r)
 }
 
-fn token_use(r: &TokenUseRecord) -> Value {
+fn token_use(r: &StoredTokenUse) -> Value {
     let t = &r.token_use;
     let verb = action_verb(t.action.as_str());
     // `api` accepts access/change/creation/info; `authentication` accepts start/end/info.

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::record::{
     ActionVerb, AlertRecord, LifecycleChange, LifecycleRecord, Severity, SiemRecord,
-    TokenUseRecord, action_verb, lifecycle_change, lifecycle_failed,
+    StoredTokenUse, action_verb, lifecycle_change, lifecycle_failed,
 };
 use super::{PRODUCT, PRODUCT_VERSION, VENDOR};
 use crate::model::ActorKind;
@@ -152,7 +152,7 @@ fn api_activity(verb: ActionVerb) -> (u32, &'static str) {
     }
 }
 
-fn token_use(r: &TokenUseRecord) -> Value {
+fn token_use(r: &StoredTokenUse) -> Value {
     let t = &r.token_use;
     let mut ev = classification(
         (6, "Application Activity"),

@@ -4,17 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ActorKind, TokenUse};
-
-/// A stored token-use record: the correlator's [`TokenUse`] plus its storage identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TokenUseRecord {
-    /// Stable across replays (`token_use.record_key`): the SIEM's event id.
-    pub record_key: String,
-    pub ingested_at_ms: i64,
-    #[serde(flatten)]
-    pub token_use: TokenUse,
-}
+use crate::model::ActorKind;
+pub use crate::store::tables::token_use::StoredTokenUse;
 
 /// A row of `token_lifecycle`: an access token, deploy token or deploy key changing state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +66,7 @@ pub struct AlertRecord {
 /// One exportable record of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SiemRecord {
-    TokenUse(TokenUseRecord),
+    TokenUse(StoredTokenUse),
     Lifecycle(LifecycleRecord),
     Alert(AlertRecord),
 }
@@ -189,7 +180,9 @@ pub fn lifecycle_failed(operation: &str) -> bool {
     operation.ends_with("_failed")
 }
 
-impl TokenUseRecord {
+/// How the feed describes a token-use row (the row itself is the table's, declared in
+/// src/store/tables/token_use.rs).
+impl StoredTokenUse {
     /// The one-line description CEF and OCSF carry.
     pub fn message(&self) -> String {
         let t = &self.token_use;

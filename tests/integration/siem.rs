@@ -371,7 +371,7 @@ async fn insert_token_use(
     };
     rec.token_use.event_time_ms = event_time_ms;
     let mut row = Vec::new();
-    tables::encode_token_use(&rec.token_use, key, ingested_at_ms, &mut row);
+    tables::token_use::encode(&rec.token_use, key, ingested_at_ms, &mut row);
     let mut insert = client.insert_formatted_with(Table::TokenUse.insert_sql(db));
     insert.send(row.into()).await.unwrap();
     insert.end().await.unwrap();

@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use tokentrail::model::{ActorKind, Correlation, TokenUse};
-use tokentrail::siem::record::{AlertRecord, LifecycleRecord, SiemRecord, TokenUseRecord};
+use tokentrail::siem::record::{AlertRecord, LifecycleRecord, SiemRecord, StoredTokenUse};
 
 pub fn token_use_matched() -> SiemRecord {
-    SiemRecord::TokenUse(TokenUseRecord {
+    SiemRecord::TokenUse(StoredTokenUse {
         record_key: "tu:4f1c9a".into(),
         ingested_at_ms: 1_735_787_045_900,
         token_use: TokenUse {
@@ -37,7 +37,7 @@ pub fn token_use_matched() -> SiemRecord {
 }
 
 pub fn token_use_auth_only() -> SiemRecord {
-    SiemRecord::TokenUse(TokenUseRecord {
+    SiemRecord::TokenUse(StoredTokenUse {
         record_key: "tu:auth-only-9".into(),
         ingested_at_ms: 1_735_787_100_000,
         token_use: TokenUse {
