@@ -519,7 +519,9 @@ impl AlertStatus {
     }
 }
 
-/// One alert as stored (a row of `alerts`) and as sent (Kafka value, webhook body).
+/// One alert as stored (a row of `alerts`), as sent (Kafka value, webhook body) and as read
+/// back (`store::tables::alerts::StoredAlert`, which adds the row's version) by the
+/// `alerts` CLI, start-up hydration, the report and the SIEM feed: the one alert type.
 /// `event_time_ms` and the actor/job fields describe the latest triggering event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

@@ -7,7 +7,7 @@
 use clickhouse::Client;
 use serde::Deserialize;
 
-use super::record::{AlertRecord, LifecycleRecord, RecordKind, SiemRecord};
+use super::record::{LifecycleRecord, RecordKind, SiemRecord};
 use crate::model::ActorKind;
 use crate::store::tables::alerts::{self, StoredAlert};
 use crate::store::tables::token_use::{self, StoredTokenUse};
@@ -154,28 +154,9 @@ impl From<StoredAlert> for SourceRow {
         SourceRow {
             cursor: Cursor {
                 order_ms: r.updated_at_ms,
-                key: r.alert_id.clone(),
+                key: r.alert.alert_id.clone(),
             },
-            record: SiemRecord::Alert(AlertRecord {
-                alert_id: r.alert_id,
-                rule: r.rule,
-                severity: r.severity,
-                summary: r.summary,
-                first_seen_ms: r.first_seen_ms,
-                last_seen_ms: r.last_seen_ms,
-                count: r.count,
-                source_project_path: r.source_project_path,
-                target_project_path: r.target_project_path,
-                actor_id: Some(r.actor_id),
-                actor_kind: r.actor_kind,
-                action: r.action,
-                job_id: r.job_id,
-                event_time_ms: r.event_time_ms,
-                details: r.details,
-                status: r.status,
-                acked_by: Some(r.acked_by),
-                updated_at_ms: r.updated_at_ms,
-            }),
+            record: SiemRecord::Alert(r),
         }
     }
 }

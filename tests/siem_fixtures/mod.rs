@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use tokentrail::model::{ActorKind, Correlation, TokenUse};
-use tokentrail::siem::record::{AlertRecord, LifecycleRecord, SiemRecord, StoredTokenUse};
+use tokentrail::model::{ActorKind, Alert, AlertStatus, Correlation, Severity, TokenUse};
+use tokentrail::siem::record::{LifecycleRecord, SiemRecord, StoredAlert, StoredTokenUse};
 
 pub fn token_use_matched() -> SiemRecord {
     SiemRecord::TokenUse(StoredTokenUse {
@@ -85,24 +85,28 @@ pub fn lifecycle() -> SiemRecord {
 }
 
 pub fn alert() -> SiemRecord {
-    SiemRecord::Alert(AlertRecord {
-        alert_id: "al-7e2d".into(),
-        rule: "cross_project_not_allowlisted".into(),
-        severity: "high".into(),
-        summary: "platform/deployer reached platform/secrets | not allowlisted\nsee details".into(),
-        first_seen_ms: 1_735_787_045_123,
-        last_seen_ms: 1_735_787_345_123,
-        count: 3,
-        source_project_path: "platform/deployer".into(),
-        target_project_path: "platform/secrets".into(),
-        actor_id: Some(4021),
-        actor_kind: "human".into(),
-        action: "secret.read".into(),
-        job_id: Some(777_001),
-        event_time_ms: 1_735_787_345_123,
-        details: r#"{"jobs":[777001,777003],"note":"a=b \\ c ✓"}"#.into(),
-        status: "acked".into(),
-        acked_by: Some("sec-oncall".into()),
+    SiemRecord::Alert(StoredAlert {
+        alert: Alert {
+            alert_id: "al-7e2d".into(),
+            rule: "cross_project_not_allowlisted".into(),
+            severity: Severity::High,
+            summary: "platform/deployer reached platform/secrets | not allowlisted\nsee details"
+                .into(),
+            first_seen_ms: 1_735_787_045_123,
+            last_seen_ms: 1_735_787_345_123,
+            count: 3,
+            source_project_path: "platform/deployer".into(),
+            target_project_path: "platform/secrets".into(),
+            actor_id: 4021,
+            actor_kind: "human".into(),
+            action: "secret.read".into(),
+            job_id: Some(777_001),
+            event_time_ms: 1_735_787_345_123,
+            details: serde_json::from_str(r#"{"jobs":[777001,777003],"note":"a=b \\ c ✓"}"#)
+                .unwrap(),
+            status: AlertStatus::Acked,
+            acked_by: "sec-oncall".into(),
+        },
         updated_at_ms: 1_735_787_400_000,
     })
 }
