@@ -6,6 +6,7 @@
 //! at-least-once, replay-safe pipeline in [`ingest`]. See ARCHITECTURE.md.
 
 pub mod alert;
+pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod config_core;

@@ -10,7 +10,6 @@
 //! See docs/siem.md for the mapping tables and the reasons behind them.
 
 pub mod cef;
-pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod ecs;

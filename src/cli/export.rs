@@ -2,8 +2,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::export::Exporter;
 use crate::config::Settings;
+use crate::siem::export::Exporter;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 
@@ -11,10 +11,10 @@ use crate::telemetry::server::Health;
 pub struct ExportArgs {
     /// Output format (default: siem.format).
     #[arg(long, value_enum)]
-    pub format: Option<super::encode::Format>,
+    pub format: Option<crate::siem::encode::Format>,
     /// Where to deliver (default: siem.sink).
     #[arg(long, value_enum)]
-    pub sink: Option<super::config::SinkKind>,
+    pub sink: Option<crate::siem::config::SinkKind>,
     /// Backfill from this time (RFC 3339, inclusive) instead of following; needs --to.
     #[arg(long, requires = "to", value_parser = parse_rfc3339_ms)]
     pub from: Option<i64>,

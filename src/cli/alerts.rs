@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use super::query;
+use crate::alert::query;
 use crate::config::Settings;
 use crate::model::Alert;
 use crate::output_escape::escape_controls;
