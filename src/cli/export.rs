@@ -37,7 +37,15 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
-    let mut exporter = Exporter::new(settings, format, sink, metrics.clone(), cancel.clone())?;
+    let mut exporter = Exporter::new(
+        &settings.clickhouse,
+        &settings.kafka,
+        &settings.siem,
+        format,
+        sink,
+        metrics.clone(),
+        cancel.clone(),
+    )?;
     if let (Some(from), Some(to)) = (args.from, args.to) {
         anyhow::ensure!(from < to, "--from must be before --to");
         let bar = indicatif::ProgressBar::new(0).with_message("records exported");
@@ -63,7 +71,11 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     )
     .await?;
     exporter
-        .follow(settings, settings.siem.state_file.clone().into(), cancel)
+        .follow(
+            &settings.siem,
+            settings.siem.state_file.clone().into(),
+            cancel,
+        )
         .await?;
     Ok(())
 }

@@ -115,17 +115,17 @@ pub async fn run(settings: &Settings, cmd: GitlabCommand) -> anyhow::Result<()> 
                 .map(crate::query::params::parse_timestamp)
                 .transpose()
                 .context("--as-of")?;
-            let known = sync::load_history(settings).await.context(
+            let known = sync::load_history(&settings.clickhouse).await.context(
                 "the drift check needs the stored allowlist history (tokentrail migrate first)",
             )?;
             let producer = if opts.dry_run {
                 None
             } else {
-                Some(AuditProducer::new(settings, "gitlab-sync")?)
+                Some(AuditProducer::new(&settings.kafka, "gitlab-sync")?)
             };
             let (report, msgs) = sync::sync(
                 &client,
-                settings,
+                &settings.gitlab,
                 &opts,
                 &known,
                 producer.as_ref(),
@@ -169,7 +169,7 @@ async fn coverage(
     listing.finish();
     let ch = crate::store::client::client(&settings.clickhouse);
     let producer = (!args.dry_run)
-        .then(|| AuditProducer::new(settings, "gitlab-coverage"))
+        .then(|| AuditProducer::new(&settings.kafka, "gitlab-coverage"))
         .transpose()?;
     let progress = Progress::bar(projects.len() as u64, "authentication logs read");
     let report = crate::gitlab::coverage::check(
@@ -230,7 +230,7 @@ async fn backfill(
     let events = read(client, &source, from, to, |p| progress.inc(p.len() as u64)).await?;
     progress.finish();
     let producer = (!args.dry_run)
-        .then(|| AuditProducer::new(settings, "gitlab-backfill"))
+        .then(|| AuditProducer::new(&settings.kafka, "gitlab-backfill"))
         .transpose()?;
     emit(producer.as_ref(), metrics, "backfill", &events).await?;
     eprintln!(
