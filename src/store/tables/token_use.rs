@@ -4,7 +4,7 @@
 use serde::de::SeqAccess;
 use serde::{Deserialize, Deserializer};
 
-use super::{Columns, ReadRow, read_row};
+use super::read_row::{Columns, ReadRow, read_row};
 use crate::model::{ActorKind, TokenUse};
 use crate::store::rowbinary::RowWriter;
 
@@ -128,7 +128,7 @@ impl<'de> Deserialize<'de> for StoredTokenUse {
 mod tests {
     use super::*;
     use crate::model::{Action, Correlation};
-    use crate::store::tables::{read_back, select_columns};
+    use crate::store::tables::read_row::{read_back, select_columns};
 
     #[test]
     fn the_select_list_reads_the_inserted_columns_in_order() {
