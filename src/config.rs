@@ -4,7 +4,10 @@
 //! Every validation error names the key it is about. Secrets are wrapped in [`Secret`], which
 //! never prints its value (Debug, Display and Serialize all redact it). Both live in
 //! [`crate::config_core`], below every section, so a component's own section (`siem::config`,
-//! `alert::settings`, `report::settings`) never imports this assembly of all sections.
+//! `alert::settings`, `report::settings`, `gitlab::settings`, `kafka::settings`,
+//! `store::settings`, `retry::RetrySettings`) never imports this assembly of all sections.
+//! Code that needs the whole [`Settings`] is above the components (`crate::cli`, `ingest`,
+//! `collect`).
 
 use std::path::Path;
 
