@@ -32,7 +32,7 @@ fn key(r: &TokenUse) -> Key {
         r.job_id,
         r.source_project_id,
         r.target_project_id,
-        r.action.clone(),
+        r.action.to_string(),
         r.event_time_ms,
     )
 }

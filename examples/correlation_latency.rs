@@ -20,9 +20,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokentrail::config::CorrelateSettings;
-use tokentrail::correlate::CORRELATION_MATCHED;
 use tokentrail::ingest::correlation::CorrelationStage;
-use tokentrail::model::{SourceKind, TokenUse};
+use tokentrail::model::{Correlation, SourceKind, TokenUse};
 use tokentrail::simulate::{self, SimConfig};
 use tokentrail::store::block::TopicPartition;
 
@@ -35,7 +34,7 @@ fn key(r: &TokenUse) -> Key {
         r.job_id,
         r.source_project_id,
         r.target_project_id,
-        r.action.clone(),
+        r.action.to_string(),
         r.event_time_ms,
     )
 }
@@ -124,7 +123,7 @@ fn main() {
         for (offset, (tp, delivered_ms, events)) in normalized.iter().enumerate() {
             for r in stage.on_events(tp, offset as i64, Some(*delivered_ms), events) {
                 holds.push(delivered_ms - r.event_time_ms);
-                if r.correlation == CORRELATION_MATCHED {
+                if r.correlation == Correlation::Matched {
                     matched_holds.push(delivered_ms - r.event_time_ms);
                 }
                 got.insert(key(&r));

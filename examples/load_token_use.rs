@@ -49,7 +49,7 @@ fn main() -> std::io::Result<()> {
             u.job_id = u.job_id.map(|j| j + round * 10_000_000);
             u.pipeline_id = u.pipeline_id.map(|p| p + round * 10_000_000);
             buf.clear();
-            tables::encode_token_use(&u, &format!("bench-{i:010}"), 1, &mut buf);
+            tables::token_use::encode(&u, &format!("bench-{i:010}"), 1, &mut buf);
             out.write_all(&buf)?;
         }
         return out.flush();

@@ -4,13 +4,14 @@
 //! Every validation error names the key it is about. Secrets are wrapped in [`Secret`], which
 //! never prints its value (Debug, Display and Serialize all redact it). Both live in
 //! [`crate::config_core`], below every section, so a component's own section (`siem::config`,
-//! `alert::settings`, `report::settings`) never imports this assembly of all sections.
+//! `alert::settings`, `report::settings`, `gitlab::settings`, `kafka::settings`,
+//! `store::settings`, `retry::RetrySettings`) never imports this assembly of all sections.
+//! Code that needs the whole [`Settings`] is above the components (`crate::cli`, `ingest`,
+//! `collect`).
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::config_core::invalid;
 pub use crate::config_core::{ConfigError, Secret, looks_secret, url_without_userinfo};
@@ -19,7 +20,12 @@ use crate::correlate::{CorrelatorConfig, DEFAULT_LATENESS_MS};
 mod secret_files;
 mod tls;
 
-pub use tls::{ClickHouseTlsSettings, KafkaSaslSettings, KafkaTlsSettings, SASL_MECHANISMS};
+pub use crate::kafka::settings::{
+    KafkaSaslSettings, KafkaSettings, KafkaTlsSettings, LibrdkafkaOptions,
+};
+pub use crate::retry::RetrySettings;
+pub use crate::store::settings::{ClickHouseSettings, ClickHouseTlsSettings};
+pub use tls::SASL_MECHANISMS;
 
 /// The environment prefix; `TOKENTRAIL__KAFKA__BROKERS` sets `kafka.brokers`.
 pub const ENV_PREFIX: &str = "TOKENTRAIL";
@@ -50,51 +56,6 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct KafkaSettings {
-    /// Comma-separated bootstrap servers.
-    pub brokers: String,
-    pub group_id: String,
-    /// Topics carrying GitLab audit-event streaming bodies.
-    pub audit_topics: Vec<String>,
-    /// Topics carrying GitLab webhook bodies.
-    pub webhook_topics: Vec<String>,
-    /// Where unusable messages go, with the reason in headers.
-    pub dead_letter_topic: String,
-    /// librdkafka prefetch cap per partition (`queued.max.messages.kbytes`): bounds memory.
-    pub max_prefetch_kbytes: u32,
-    /// Static group membership (`group.instance.id`): a process restarted with the same id
-    /// (after a crash or `kill -9`) gets its partitions back at once instead of after the
-    /// session timeout. Must be unique per running process (e.g. the pod or host name);
-    /// empty (the default) means dynamic membership.
-    pub group_instance_id: String,
-    /// TLS to the brokers: CA, client certificate (see `config::tls`).
-    pub tls: KafkaTlsSettings,
-    /// SASL PLAIN, SCRAM or OAUTHBEARER (see `config::tls`).
-    pub sasl: KafkaSaslSettings,
-    /// Passed through to librdkafka verbatim (e.g. `client.rack`, `ssl.endpoint.identification.algorithm`).
-    /// Values of keys that look secret are redacted when printed.
-    pub options: LibrdkafkaOptions,
-}
-
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClickHouseSettings {
-    /// Printed with any user-info redacted.
-    #[serde(serialize_with = "redact_url_userinfo")]
-    pub url: String,
-    pub database: String,
-    pub user: String,
-    pub password: Secret,
-    /// Seconds before an insert is abandoned and retried.
-    pub insert_timeout_secs: u64,
-    /// Table retention for servers that support TTL (`tokentrail migrate`); 0 keeps forever.
-    pub retention_days: u32,
-    /// CA and client certificate for an `https://` URL.
-    pub tls: ClickHouseTlsSettings,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct BatchSettings {
     /// Flush when this many rows are buffered (all tables together).
     pub max_rows: usize,
@@ -102,13 +63,6 @@ pub struct BatchSettings {
     pub max_bytes: usize,
     /// Flush at least this often (milliseconds) when rows are buffered.
     pub max_wait_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetrySettings {
-    pub initial_backoff_ms: u64,
-    pub max_backoff_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -169,53 +123,6 @@ pub struct ShutdownSettings {
     pub deadline_secs: u64,
 }
 
-impl Default for KafkaSettings {
-    fn default() -> Self {
-        KafkaSettings {
-            brokers: "127.0.0.1:19092".into(),
-            group_id: "tokentrail-ingest".into(),
-            audit_topics: vec!["gitlab.audit_events".into()],
-            webhook_topics: vec!["gitlab.webhooks".into()],
-            dead_letter_topic: "tokentrail.dlq".into(),
-            // With `fetch.queue.backoff.ms` at 10 ms (`kafka::consumer`) a full queue refills at
-            // once, so 4 MiB per partition keeps the loop fed; the memory goes to batches.
-            max_prefetch_kbytes: 4 * 1024,
-            group_instance_id: String::new(),
-            tls: KafkaTlsSettings::default(),
-            sasl: KafkaSaslSettings::default(),
-            options: LibrdkafkaOptions::default(),
-        }
-    }
-}
-
-impl fmt::Debug for ClickHouseSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClickHouseSettings")
-            .field("url", &url_without_userinfo(&self.url))
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &self.password)
-            .field("insert_timeout_secs", &self.insert_timeout_secs)
-            .field("retention_days", &self.retention_days)
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
-impl Default for ClickHouseSettings {
-    fn default() -> Self {
-        ClickHouseSettings {
-            url: "http://127.0.0.1:18123".into(),
-            database: "default".into(),
-            user: "default".into(),
-            password: Secret::default(),
-            insert_timeout_secs: 30,
-            retention_days: 0,
-            tls: ClickHouseTlsSettings::default(),
-        }
-    }
-}
-
 impl Default for BatchSettings {
     fn default() -> Self {
         // ClickHouse's work is mostly per INSERT and part (benches/README.md: 20k-row batches
@@ -225,15 +132,6 @@ impl Default for BatchSettings {
             max_rows: 40_000,
             max_bytes: 24 * 1024 * 1024,
             max_wait_ms: 1_000,
-        }
-    }
-}
-
-impl Default for RetrySettings {
-    fn default() -> Self {
-        RetrySettings {
-            initial_backoff_ms: 200,
-            max_backoff_ms: 10_000,
         }
     }
 }
@@ -515,39 +413,6 @@ fn check_destination(
     Ok(())
 }
 
-fn redact_url_userinfo<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&url_without_userinfo(url))
-}
-
-/// librdkafka options passed through verbatim. Debug and Serialize redact secret-looking keys.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct LibrdkafkaOptions(pub BTreeMap<String, String>);
-
-impl LibrdkafkaOptions {
-    fn redacted(&self) -> BTreeMap<&str, &str> {
-        self.0
-            .iter()
-            .map(|(k, v)| {
-                let v = if looks_secret(k) { "***" } else { v.as_str() };
-                (k.as_str(), v)
-            })
-            .collect()
-    }
-}
-
-impl fmt::Debug for LibrdkafkaOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.redacted().fmt(f)
-    }
-}
-
-impl Serialize for LibrdkafkaOptions {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.redacted().serialize(s)
-    }
-}
-
 impl Settings {
     /// Loads defaults, then the optional TOML file, then `TOKENTRAIL__…` variables, and validates.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -815,6 +680,37 @@ pub(crate) fn test_env(
 mod tests {
     use super::test_env as env;
     use super::*;
+
+    // The `[siem]` section (`siem::config`), loaded and printed with the rest.
+    #[test]
+    fn the_selected_sink_must_be_complete_and_errors_name_the_key() {
+        let err =
+            Settings::load_with_env(None, env(&[("TOKENTRAIL__SIEM__SINK", "hec")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: siem.hec.token: must be set for the hec sink"
+        );
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("TOKENTRAIL__SIEM__SINK", "syslog"),
+                ("TOKENTRAIL__SIEM__FORMAT", "cef"),
+                ("TOKENTRAIL__SIEM__SYSLOG__ADDRESS", "siem.example:6514"),
+                ("TOKENTRAIL__SIEM__SYSLOG__TLS", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.siem.syslog.tls);
+        assert_eq!(s.siem.format, crate::siem::encode::Format::Cef);
+    }
+
+    #[test]
+    fn the_hec_token_is_never_printed() {
+        let mut s = Settings::default();
+        s.siem.hec.token = Secret::new("hec-secret-123");
+        assert!(!s.to_redacted_toml().contains("hec-secret-123"));
+        assert!(!format!("{s:?}").contains("hec-secret-123"));
+    }
 
     #[test]
     fn printed_settings_carry_no_credential() {

@@ -2,8 +2,9 @@
 //! [`Secret`] wrapper that never prints its value, and URL credential redaction.
 //!
 //! A leaf module: the sections that live with their components (`siem::config`,
-//! `alert::settings`, `report::settings`) and the assembly of all of them (`crate::config`)
-//! both use it, so no section has to import the assembly that includes it.
+//! `alert::settings`, `report::settings`, `gitlab::settings`, `kafka::settings`,
+//! `store::settings`) and the assembly of all of them (`crate::config`) both use it, so no
+//! section has to import the assembly that includes it.
 
 use std::fmt;
 

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod allocator;
+pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod config_core;

@@ -59,21 +59,21 @@ enum Command {
         dialect: Option<DialectArg>,
     },
     /// Generate realistic GitLab traffic (with its ground truth) into Kafka or as NDJSON.
-    Simulate(tokentrail::simulate::cli::SimulateArgs),
+    Simulate(tokentrail::cli::simulate::SimulateArgs),
     /// Feed a SIEM: follow new token-use, lifecycle and alert rows in ClickHouse, or
     /// backfill a time range with --from/--to.
-    Export(tokentrail::siem::cli::ExportArgs),
+    Export(tokentrail::cli::export::ExportArgs),
     /// Run a named auditor query (`tokentrail query list` shows them).
-    Query(Box<tokentrail::query::cli::QueryArgs>),
+    Query(Box<tokentrail::cli::query::QueryArgs>),
     /// Write an audit report (HTML, Markdown or JSON) of job-token use in a window.
-    Report(Box<tokentrail::report::cli::ReportArgs>),
+    Report(Box<tokentrail::cli::report::ReportArgs>),
     /// List, show and acknowledge alerts (ClickHouse `alerts_latest`).
     #[command(subcommand)]
-    Alerts(tokentrail::alert::cli::AlertsCommand),
+    Alerts(tokentrail::cli::alerts::AlertsCommand),
     /// Read GitLab's API: allowlist snapshots (sync), the authentication log against
     /// token_use (coverage), saved audit events for a time range (backfill).
     #[command(subcommand)]
-    Gitlab(tokentrail::gitlab::cli::GitlabCommand),
+    Gitlab(tokentrail::cli::gitlab::GitlabCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,15 +148,15 @@ async fn run(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Migrate { dry_run, dialect } => {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
         }
-        Command::Simulate(args) => tokentrail::simulate::cli::run(&settings, args).await,
-        Command::Export(args) => tokentrail::siem::cli::run(&settings, args).await,
+        Command::Simulate(args) => tokentrail::cli::simulate::run(&settings, args).await,
+        Command::Export(args) => tokentrail::cli::export::run(&settings, args).await,
         Command::Query(args) => {
-            print!("{}", tokentrail::query::cli::run(&settings, &args).await?);
+            print!("{}", tokentrail::cli::query::run(&settings, &args).await?);
             Ok(())
         }
-        Command::Report(args) => tokentrail::report::cli::run(&settings, &args).await,
-        Command::Alerts(cmd) => tokentrail::alert::cli::run(&settings, cmd).await,
-        Command::Gitlab(cmd) => tokentrail::gitlab::cli::run(&settings, cmd).await,
+        Command::Report(args) => tokentrail::cli::report::run(&settings, &args).await,
+        Command::Alerts(cmd) => tokentrail::cli::alerts::run(&settings, cmd).await,
+        Command::Gitlab(cmd) => tokentrail::cli::gitlab::run(&settings, cmd).await,
     }
 }
 

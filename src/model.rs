@@ -83,6 +83,13 @@ impl ActorKind {
             ActorKind::Unknown => "unknown",
         }
     }
+
+    /// Stored text back to the kind; text no release writes reads as `Unknown`, so a stored
+    /// row is never dropped over it.
+    pub fn parse(text: &str) -> ActorKind {
+        serde_json::from_value(serde_json::Value::String(text.to_owned()))
+            .unwrap_or(ActorKind::Unknown)
+    }
 }
 
 /// Why a message (or one element of a batched array) could not be used.
@@ -186,7 +193,7 @@ pub enum AuditMeaning {
     JobTokenAuth { job_id: Option<i64> },
     /// A resource event that names the accessed project (the target) and the action.
     ResourceAccess {
-        action: String,
+        action: Action,
         pipeline_id: Option<i64>,
         upstream_project_path: Option<String>,
         upstream_pipeline_id: Option<i64>,
@@ -332,6 +339,120 @@ pub struct JobInfo {
     pub source_project_path: Option<String>,
 }
 
+/// What a token use did to its target: tokentrail's action vocabulary (docs/gitlab-events.md
+/// §5.3), `<resource>.<verb>` such as `repository.read`, or [`Action::AUTH`].
+///
+/// Open-ended text rather than an enum: the normalizer names actions from a fixed table
+/// (src/normalize/resource.rs), but rows read back from `token_use` carry whatever a release
+/// stored, and the text is stored, exported and hashed into `record_key`
+/// (src/ingest/correlation.rs) exactly as [`Action::as_str`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Action(std::borrow::Cow<'static, str>);
+
+impl Action {
+    /// A job-token authentication with no resource event found for it.
+    pub const AUTH: Action = Action::known("auth");
+    /// A downstream pipeline created in another project (`multi_project_downstream_pipeline_created`).
+    pub const PIPELINE_TRIGGER: Action = Action::known("pipeline.trigger");
+
+    /// An action of the vocabulary, without allocating.
+    pub const fn known(name: &'static str) -> Action {
+        Action(std::borrow::Cow::Borrowed(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Action {
+    fn from(text: String) -> Action {
+        Action(std::borrow::Cow::Owned(text))
+    }
+}
+
+impl From<&str> for Action {
+    fn from(text: &str) -> Action {
+        Action(std::borrow::Cow::Owned(text.to_owned()))
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Action {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How a token-use record was put together (src/correlate/mod.rs describes each). Stored,
+/// exported and hashed into `record_key` as [`Correlation::as_str`], so those strings never
+/// change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Correlation {
+    /// An authentication joined with the resource event of the same request.
+    #[serde(rename = "auth+resource")]
+    Matched,
+    /// An authentication with no resource event (action [`Action::AUTH`]).
+    #[serde(rename = "auth_only")]
+    AuthOnly,
+    /// A downstream-pipeline event that matched no authentication.
+    #[serde(rename = "resource_lineage")]
+    Lineage,
+}
+
+impl Correlation {
+    pub const ALL: [Correlation; 3] = [
+        Correlation::Matched,
+        Correlation::AuthOnly,
+        Correlation::Lineage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Correlation::Matched => "auth+resource",
+            Correlation::AuthOnly => "auth_only",
+            Correlation::Lineage => "resource_lineage",
+        }
+    }
+
+    /// The stored text back to the kind; `None` for text no release writes.
+    pub fn parse(text: &str) -> Option<Correlation> {
+        Correlation::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// Read from its text in every format: JSON, and the `token_use.correlation` column read as
+/// RowBinary, where a derived enum would expect a variant index instead.
+impl<'de> Deserialize<'de> for Correlation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Correlation, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Correlation::parse(&text).ok_or_else(|| {
+            serde::de::Error::unknown_variant(
+                &text,
+                &["auth+resource", "auth_only", "resource_lineage"],
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for Correlation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A correlated job-token use: who, from which project, reached which project, doing what.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TokenUse {
@@ -346,7 +467,7 @@ pub struct TokenUse {
     pub target_project_path: String,
     /// Vocabulary from docs/gitlab-events.md §5.3, e.g. `repository.read`; `auth` when no resource
     /// event was found for the authentication.
-    pub action: String,
+    pub action: Action,
     pub job_id: Option<i64>,
     pub pipeline_id: Option<i64>,
     pub git_ref: Option<String>,
@@ -356,8 +477,7 @@ pub struct TokenUse {
     pub same_project: bool,
     /// Whether the source was on the target's inbound allowlist at the time; `None` if unknown.
     pub allowlisted: Option<bool>,
-    /// `auth+resource`, `auth_only`, ...
-    pub correlation: String,
+    pub correlation: Correlation,
     /// Milliseconds between the authentication and the resource event.
     pub gap_ms: i64,
 }
@@ -399,7 +519,9 @@ impl AlertStatus {
     }
 }
 
-/// One alert as stored (a row of `alerts`) and as sent (Kafka value, webhook body).
+/// One alert as stored (a row of `alerts`), as sent (Kafka value, webhook body) and as read
+/// back (`store::tables::alerts::StoredAlert`, which adds the row's version) by the
+/// `alerts` CLI, start-up hydration, the report and the SIEM feed: the one alert type.
 /// `event_time_ms` and the actor/job fields describe the latest triggering event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -421,4 +543,37 @@ pub struct Alert {
     pub details: serde_json::Value,
     pub status: AlertStatus,
     pub acked_by: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_text_is_the_same_everywhere() {
+        for c in Correlation::ALL {
+            let json = serde_json::to_value(c).unwrap();
+            assert_eq!(json, c.as_str());
+            assert_eq!(serde_json::from_value::<Correlation>(json).unwrap(), c);
+            assert_eq!(Correlation::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(
+            Correlation::ALL.map(Correlation::as_str),
+            ["auth+resource", "auth_only", "resource_lineage"]
+        );
+        assert!(serde_json::from_str::<Correlation>("\"matched\"").is_err());
+    }
+
+    #[test]
+    fn an_action_is_its_text() {
+        let read = Action::known("repository.read");
+        assert_eq!(serde_json::to_string(&read).unwrap(), "\"repository.read\"");
+        assert_eq!(
+            serde_json::from_str::<Action>("\"repository.read\"").unwrap(),
+            read
+        );
+        assert_eq!(Action::from("repository.read".to_string()), read);
+        assert_eq!(Action::AUTH.as_str(), "auth");
+        assert_eq!(Action::PIPELINE_TRIGGER.to_string(), "pipeline.trigger");
+    }
 }

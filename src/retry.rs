@@ -2,6 +2,25 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+/// `[retry]`: the backoff of the ClickHouse writer (`store::sink`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            initial_backoff_ms: 200,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
 /// Delays that double from `initial` up to `max`, then stay at `max`.
 #[derive(Debug, Clone)]
 pub struct Backoff {

@@ -3,7 +3,7 @@ mod common;
 
 use common::*;
 use tokentrail::correlate::{Correlator, CorrelatorConfig};
-use tokentrail::model::{ActorKind, AllowlistChangeKind, AuditEvent, TokenUse};
+use tokentrail::model::{ActorKind, AllowlistChangeKind, AuditEvent, Correlation, TokenUse};
 
 fn feed(c: &mut Correlator, events: &[AuditEvent]) -> Vec<TokenUse> {
     events.iter().flat_map(|e| c.on_audit(e)).collect()
@@ -28,7 +28,7 @@ fn sample_record() -> TokenUse {
         source_project_path: "platform/app-backend".to_string(),
         target_project_id: Some(2001),
         target_project_path: "payments/ledger-service".to_string(),
-        action: "repository.read".to_string(),
+        action: "repository.read".into(),
         job_id: Some(987_654),
         pipeline_id: None,
         git_ref: None,
@@ -37,7 +37,7 @@ fn sample_record() -> TokenUse {
         ip_address: "10.20.30.40".to_string(),
         same_project: false,
         allowlisted: Some(true),
-        correlation: "auth+resource".to_string(),
+        correlation: Correlation::Matched,
         gap_ms: 2777,
     }
 }
@@ -155,7 +155,7 @@ fn ambiguous_pair_waits_until_window_closes() {
     assert_eq!(out.len(), 2, "one matched record and one auth_only");
     assert_eq!(
         out.iter()
-            .filter(|r| r.correlation == "auth+resource")
+            .filter(|r| r.correlation == Correlation::Matched)
             .count(),
         1
     );
@@ -179,7 +179,7 @@ fn auto_watermark_closes_and_keeps_late_arrivals_inside_lateness() {
     let out = c.on_audit(&auth(3, "c", t + 20_000, SOURCE, 30));
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].job_id, out[0].gap_ms), (Some(10), 2_000));
-    assert_eq!(out[0].correlation, "auth+resource");
+    assert_eq!(out[0].correlation, Correlation::Matched);
     assert_eq!(c.stats().late_events, 0);
     assert_eq!(c.stats().watermark_ms, Some(t + 10_000));
 }
@@ -194,7 +194,7 @@ fn too_late_resource_is_counted_late_and_unmatched() {
     c.on_audit(&auth(1, "a", t, SOURCE, 10));
     let out = c.on_audit(&auth(2, "b", t + 20_000, SOURCE, 20));
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].correlation, "auth_only");
+    assert_eq!(out[0].correlation, Correlation::AuthOnly);
     let out = c.on_audit(&resource(1, "a", t + 2_000, TARGET, "artifact.read"));
     assert!(out.is_empty());
     let out = c.advance(t + 10_001 + WINDOW);
@@ -238,7 +238,7 @@ fn one_resource_never_joins_two_auths() {
     let (out, c) = run(&events);
     let matched: Vec<_> = out
         .iter()
-        .filter(|r| r.correlation == "auth+resource")
+        .filter(|r| r.correlation == Correlation::Matched)
         .collect();
     assert_eq!(matched.len(), 1);
     assert_eq!(matched[0].job_id, Some(2));
@@ -256,7 +256,7 @@ fn equal_gaps_prefer_auth_before_resource() {
     let (out, _) = run(&events);
     let m = out
         .iter()
-        .find(|r| r.correlation == "auth+resource")
+        .find(|r| r.correlation == Correlation::Matched)
         .unwrap();
     assert_eq!((m.job_id, m.gap_ms), (Some(1), 100));
 }
@@ -296,7 +296,7 @@ fn a_resource_never_joins_a_later_authentication() {
     ];
     let (out, stats) = run(&events);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].correlation, "auth_only");
+    assert_eq!(out[0].correlation, Correlation::AuthOnly);
     assert_eq!(stats.stats().unmatched_resources, 1);
 }
 
@@ -349,7 +349,7 @@ fn eviction_emits_oldest_auths_and_counts_them() {
     }
     let jobs: Vec<_> = out.iter().map(|r| r.job_id).collect();
     assert_eq!(jobs, vec![Some(100), Some(101)]);
-    assert!(out.iter().all(|r| r.correlation == "auth_only"));
+    assert!(out.iter().all(|r| r.correlation == Correlation::AuthOnly));
     let s = c.stats();
     assert_eq!((s.evicted.pending_auths, s.pending_auths), (2, 3));
     assert_eq!(c.flush_all().len(), 3);
@@ -405,7 +405,7 @@ fn busy_key_is_committed_after_max_hold_without_loss() {
     assert_eq!(out.len(), 120);
     assert!(
         out.iter()
-            .all(|r| r.gap_ms == 300 && r.correlation == "auth+resource")
+            .all(|r| r.gap_ms == 300 && r.correlation == Correlation::Matched)
     );
     let mut jobs: Vec<_> = out.iter().map(|r| r.job_id.unwrap()).collect();
     jobs.sort_unstable();
@@ -427,7 +427,7 @@ fn downstream_pipeline_without_auth_is_lineage() {
     let (out, c) = run(&[ev]);
     assert_eq!(out.len(), 1);
     let r = &out[0];
-    assert_eq!(r.correlation, "resource_lineage");
+    assert_eq!(r.correlation, Correlation::Lineage);
     assert_eq!(r.action, "pipeline.trigger");
     assert_eq!(
         (r.source_project_id, r.source_project_path.as_str()),
@@ -450,7 +450,7 @@ fn downstream_pipeline_with_auth_is_a_normal_join() {
     ];
     let (out, c) = run(&events);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].correlation, "auth+resource");
+    assert_eq!(out[0].correlation, Correlation::Matched);
     assert_eq!(
         (out[0].action.as_str(), out[0].job_id),
         ("pipeline.trigger", Some(987_654))

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use common::*;
 use proptest::prelude::*;
 use tokentrail::correlate::{Correlator, CorrelatorConfig};
-use tokentrail::model::{ActorKind, AuditEvent, AuditMeaning, TokenUse};
+use tokentrail::model::{ActorKind, AuditEvent, AuditMeaning, Correlation, TokenUse};
 
 const T0: i64 = 1_750_000_000_000;
 
@@ -112,7 +112,7 @@ fn scenario(jobs: &[(i64, u8, Kind, i64)]) -> (Vec<AuditEvent>, Vec<TokenUse>, u
             source_project_path: src.1.to_string(),
             target_project_id: Some(dst.0),
             target_project_path: dst.1.to_string(),
-            action: "repository.read".to_string(),
+            action: "repository.read".into(),
             job_id: Some(idx),
             pipeline_id: None,
             git_ref: None,
@@ -121,7 +121,7 @@ fn scenario(jobs: &[(i64, u8, Kind, i64)]) -> (Vec<AuditEvent>, Vec<TokenUse>, u
             ip_address: ip.clone(),
             same_project: false,
             allowlisted: None,
-            correlation: "auth+resource".to_string(),
+            correlation: Correlation::Matched,
             gap_ms: gap,
         };
         match kind {
@@ -135,8 +135,8 @@ fn scenario(jobs: &[(i64, u8, Kind, i64)]) -> (Vec<AuditEvent>, Vec<TokenUse>, u
                 expected.push(TokenUse {
                     target_project_id: None,
                     target_project_path: String::new(),
-                    action: "auth".to_string(),
-                    correlation: "auth_only".to_string(),
+                    action: "auth".into(),
+                    correlation: Correlation::AuthOnly,
                     ..rec(t, 0)
                 });
             }
@@ -148,10 +148,10 @@ fn scenario(jobs: &[(i64, u8, Kind, i64)]) -> (Vec<AuditEvent>, Vec<TokenUse>, u
                 events.push(downstream(*author, &ip, t, dst, src.1, 7));
                 expected.push(TokenUse {
                     source_project_id: None,
-                    action: "pipeline.trigger".to_string(),
+                    action: "pipeline.trigger".into(),
                     job_id: None,
                     pipeline_id: Some(7),
-                    correlation: "resource_lineage".to_string(),
+                    correlation: Correlation::Lineage,
                     ..rec(t, 0)
                 });
             }
@@ -228,7 +228,7 @@ fn matched_pairs(out: &[TokenUse], events: &[AuditEvent]) -> Vec<(String, String
     };
     let mut pairs: Vec<_> = out
         .iter()
-        .filter(|r| r.correlation == "auth+resource")
+        .filter(|r| r.correlation == Correlation::Matched)
         .map(|r| {
             let a = find(&|e| e.target_id == r.job_id && e.target_type == "Ci::Build");
             let t = find(&|e| e.entity_id == r.target_project_id && e.target_id.is_none());

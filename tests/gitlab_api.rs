@@ -101,7 +101,7 @@ async fn sync_reads_every_page_and_every_allowlist_with_policies() {
     let m = Metrics::new();
     let (report, msgs) = sync(
         &client(&s, &m),
-        &s,
+        &s.gitlab,
         &opts(),
         &HashMap::new(),
         None,
@@ -301,7 +301,7 @@ async fn a_forbidden_allowlist_is_listed_and_the_others_are_synced() {
     let m = Metrics::new();
     let (report, msgs) = sync(
         &client(&s, &m),
-        &s,
+        &s.gitlab,
         &opts(),
         &HashMap::new(),
         None,
@@ -624,7 +624,7 @@ async fn snapshot_rows_normalize_into_allowlist_changes() {
     let m = Metrics::new();
     let (_, msgs) = sync(
         &client(&s, &m),
-        &s,
+        &s.gitlab,
         &opts(),
         &HashMap::new(),
         None,

@@ -2,7 +2,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use serde_json::Value;
-use tokentrail::model::{SourceKind, TokenUse};
+use tokentrail::model::{Correlation, SourceKind, TokenUse};
 use tokentrail::simulate::ndjson::{from_ndjson_line, to_ndjson_line};
 use tokentrail::simulate::{
     GroundTruth, SimConfig, SimMessage, Simulator, generate, truth_from_json, truth_to_json,
@@ -85,7 +85,7 @@ fn key(u: &TokenUse) -> Key {
         u.job_id.unwrap(),
         u.source_project_id.unwrap(),
         u.target_project_id,
-        u.action.clone(),
+        u.action.to_string(),
         u.event_time_ms,
     )
 }
@@ -307,7 +307,7 @@ fn every_token_use_belongs_to_a_hooked_job() {
         truth
             .token_uses
             .iter()
-            .any(|u| u.correlation == "auth_only")
+            .any(|u| u.correlation == Correlation::AuthOnly)
     );
     assert!(truth.token_uses.iter().any(|u| u.same_project));
     assert!(truth.token_uses.iter().any(|u| u.allowlisted == Some(true)));

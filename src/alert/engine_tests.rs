@@ -4,8 +4,8 @@
 use super::*;
 use crate::alert::settings::{ActorScope, Expiry};
 use crate::model::{
-    ActorKind, AllowlistChange, AllowlistChangeKind, AuditEvent, AuditMeaning, TokenLifecycle,
-    TokenUse,
+    ActorKind, AllowlistChange, AllowlistChangeKind, AuditEvent, AuditMeaning, Correlation,
+    TokenLifecycle, TokenUse,
 };
 
 const T0: i64 = 1_748_944_800_000;
@@ -32,7 +32,7 @@ fn use_(source: &str, target: &str, action: &str, t: i64) -> TokenUse {
         ip_address: "10.0.0.1".into(),
         same_project: source == target,
         allowlisted: Some(true),
-        correlation: "auth+resource".into(),
+        correlation: Correlation::Matched,
         gap_ms: 5,
     }
 }

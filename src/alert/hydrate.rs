@@ -85,7 +85,7 @@ pub async fn hydrate(
         .map_err(|e| classify_read(&e))?;
     done.open_alerts = alerts.len();
     for row in alerts {
-        engine.resume_alert(row.into_alert());
+        engine.resume_alert(row.alert);
     }
     Ok(done)
 }

@@ -11,7 +11,6 @@
 //! - [`hydrate`]: start-up state from ClickHouse (known edges, open alerts).
 //! - [`query`]: `tokentrail alerts list|show|ack`.
 
-pub mod cli;
 pub mod edges;
 pub mod engine;
 pub mod hydrate;

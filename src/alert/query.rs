@@ -75,7 +75,7 @@ pub async fn ack(
     let row = show(client, database, alert_id).await?;
     // Strictly newer than the row it replaces, even with a clock behind the writer's.
     let version = now_ms.max(row.updated_at_ms + 1);
-    let mut alert = row.into_alert();
+    let mut alert = row.alert;
     alert.status = AlertStatus::Acked;
     alert.acked_by = by.to_string();
     let mut buf = Vec::new();

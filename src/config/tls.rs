@@ -4,77 +4,10 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{ConfigError, Secret, invalid};
-
-/// TLS to the Kafka brokers (`security.protocol` SSL, or SASL_SSL with `[kafka.sasl]`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaTlsSettings {
-    /// TLS with the system's CA certificates; setting any file below implies it.
-    pub enabled: bool,
-    /// PEM CA certificate(s) that signed the brokers' certificates (`ssl.ca.location`).
-    pub ca_file: String,
-    /// PEM client certificate for mutual TLS (`ssl.certificate.location`), with `key_file`.
-    pub cert_file: String,
-    /// PEM private key of `cert_file` (`ssl.key.location`).
-    pub key_file: String,
-    /// Passphrase of an encrypted `key_file` (`ssl.key.password`); or `key_password_file`.
-    pub key_password: Secret,
-}
-
-impl KafkaTlsSettings {
-    pub fn is_on(&self) -> bool {
-        self.enabled || !self.ca_file.is_empty() || !self.cert_file.is_empty()
-    }
-}
+use super::{ClickHouseTlsSettings, ConfigError, KafkaSaslSettings, KafkaTlsSettings, invalid};
 
 /// SASL mechanisms librdkafka implements itself in this build (GSSAPI would need cyrus-sasl).
 pub const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
-
-/// SASL authentication to the Kafka brokers.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaSaslSettings {
-    /// Empty (no SASL), `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER` (OIDC).
-    pub mechanism: String,
-    /// PLAIN and SCRAM user name.
-    pub username: String,
-    /// PLAIN and SCRAM password; or `password_file`.
-    pub password: Secret,
-    /// OAUTHBEARER: the OIDC token endpoint (client-credentials grant).
-    pub oauthbearer_token_endpoint_url: String,
-    pub oauthbearer_client_id: String,
-    /// OAUTHBEARER client secret; or `oauthbearer_client_secret_file`.
-    pub oauthbearer_client_secret: Secret,
-    /// OAUTHBEARER scope (optional).
-    pub oauthbearer_scope: String,
-}
-
-impl KafkaSaslSettings {
-    pub fn is_on(&self) -> bool {
-        !self.mechanism.is_empty()
-    }
-}
-
-/// HTTPS to ClickHouse: used when `clickhouse.url` is `https://`; system roots by default.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClickHouseTlsSettings {
-    /// PEM CA certificate(s) to trust instead of the system's.
-    pub ca_file: String,
-    /// PEM client certificate for mutual TLS, with `key_file`.
-    pub cert_file: String,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert_file`.
-    pub key_file: String,
-}
-
-impl ClickHouseTlsSettings {
-    pub fn is_set(&self) -> bool {
-        !(self.ca_file.is_empty() && self.cert_file.is_empty() && self.key_file.is_empty())
-    }
-}
 
 /// librdkafka options the `[kafka.tls]` and `[kafka.sasl]` keys set; `kafka.options` may not
 /// set them as well once those keys are used.

@@ -49,7 +49,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use crate::model::ActorKind;
+use crate::model::{Action, ActorKind};
 
 /// What the authentication contributes to a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub struct ResourceSide {
     pub actor_kind: ActorKind,
     pub project_id: Option<i64>,
     pub project_path: String,
-    pub action: String,
+    pub action: Action,
     pub upstream_project_path: Option<String>,
     pub upstream_pipeline_id: Option<i64>,
 }

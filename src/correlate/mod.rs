@@ -32,17 +32,12 @@ pub mod join;
 
 use serde::Serialize;
 
-use crate::model::{ActorKind, AuditEvent, AuditMeaning, JobInfo, TokenUse};
+use crate::model::{Action, ActorKind, AuditEvent, AuditMeaning, Correlation, JobInfo, TokenUse};
 use allowlist::{AllowlistState, same_project};
 use enrich::JobCache;
 use join::{AuthSide, Join, Outcome, ResourceSide, Side};
 
 pub const TOKEN_TYPE: &str = "ci_job_token";
-pub const ACTION_AUTH: &str = "auth";
-pub const ACTION_TRIGGER: &str = "pipeline.trigger";
-pub const CORRELATION_MATCHED: &str = "auth+resource";
-pub const CORRELATION_AUTH_ONLY: &str = "auth_only";
-pub const CORRELATION_LINEAGE: &str = "resource_lineage";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CorrelatorConfig {
@@ -404,7 +399,7 @@ impl Correlator {
             source_project_path: source_path,
             target_project_id: None,
             target_project_path: String::new(),
-            action: ACTION_AUTH.to_string(),
+            action: Action::AUTH,
             job_id: auth.job_id,
             pipeline_id: job.and_then(|j| j.pipeline_id),
             git_ref: job.and_then(|j| j.git_ref.as_deref().map(str::to_string)),
@@ -413,7 +408,7 @@ impl Correlator {
             ip_address: ip,
             same_project: false,
             allowlisted: None,
-            correlation: CORRELATION_AUTH_ONLY.to_string(),
+            correlation: Correlation::AuthOnly,
             gap_ms: 0,
         };
         if let Some((t_res, res)) = res {
@@ -422,7 +417,7 @@ impl Correlator {
             rec.target_project_id = res.project_id;
             rec.target_project_path = res.project_path;
             rec.action = res.action;
-            rec.correlation = CORRELATION_MATCHED.to_string();
+            rec.correlation = Correlation::Matched;
             rec.same_project = same_project(
                 rec.source_project_id,
                 &rec.source_project_path,
@@ -457,7 +452,7 @@ fn lineage(actor_id: i64, ip: String, t: i64, res: ResourceSide) -> TokenUse {
         source_project_path: source_path,
         target_project_id: res.project_id,
         target_project_path: res.project_path,
-        action: ACTION_TRIGGER.to_string(),
+        action: Action::PIPELINE_TRIGGER,
         job_id: None,
         pipeline_id: res.upstream_pipeline_id,
         git_ref: None,
@@ -465,7 +460,7 @@ fn lineage(actor_id: i64, ip: String, t: i64, res: ResourceSide) -> TokenUse {
         token_type: TOKEN_TYPE.to_string(),
         ip_address: ip,
         allowlisted: None,
-        correlation: CORRELATION_LINEAGE.to_string(),
+        correlation: Correlation::Lineage,
         gap_ms: 0,
     }
 }
@@ -488,8 +483,8 @@ fn sort_key(r: &TokenUse) -> SortKey<'_> {
         &r.ip_address,
         r.job_id,
         &r.target_project_path,
-        &r.action,
-        &r.correlation,
+        r.action.as_str(),
+        r.correlation.as_str(),
         r.gap_ms,
     )
 }

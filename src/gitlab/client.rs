@@ -76,7 +76,7 @@ pub struct Client {
 impl Client {
     pub fn new(settings: &GitlabSettings, metrics: Option<Metrics>) -> Result<Client, GitlabError> {
         let base = settings.base().map_err(|e| match e {
-            crate::config::ConfigError::Invalid { key, reason } => {
+            crate::config_core::ConfigError::Invalid { key, reason } => {
                 GitlabError::Config { key, reason }
             }
             other => GitlabError::Config {

@@ -9,13 +9,12 @@
 //!   read by `history.rs`; `sync.rs` runs it; `produce.rs` writes to the audit topic.
 //! - `coverage.rs`: GitLab's authentication log against `token_use` (coverage gaps).
 //! - `backfill.rs`: saved audit events of a time range, re-read into the audit topic.
-//! - `progress.rs`: progress on stderr; `cli.rs`: the subcommands.
+//! - `progress.rs`: progress on stderr. The subcommands are `cli::gitlab`.
 //!
 //! A stage: it uses `kafka`, `store`, `retry` and `telemetry` below it, nothing uses it.
 
 pub mod api;
 pub mod backfill;
-pub mod cli;
 pub mod client;
 pub mod coverage;
 pub mod history;

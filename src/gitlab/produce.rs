@@ -8,8 +8,8 @@ use futures::future::try_join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::config::Settings;
 use crate::kafka::client::{client_config, redact_error};
+use crate::kafka::settings::KafkaSettings;
 
 /// Kafka header naming the command that produced a message (provenance for readers).
 pub const PRODUCER_HEADER: &str = "tokentrail-producer";
@@ -37,15 +37,14 @@ pub struct AuditProducer {
 }
 
 impl AuditProducer {
-    pub fn new(settings: &Settings, producer_name: &'static str) -> Result<Self, ProduceError> {
-        let topic = settings
-            .kafka
+    pub fn new(kafka: &KafkaSettings, producer_name: &'static str) -> Result<Self, ProduceError> {
+        let topic = kafka
             .audit_topics
             .first()
             .cloned()
             .ok_or(ProduceError::NoTopic)?;
         let producer = client_config(
-            &settings.kafka,
+            kafka,
             &[("linger.ms", "20"), ("partitioner", "murmur2_random")],
             &[
                 ("enable.idempotence", "true".into()),

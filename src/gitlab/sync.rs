@@ -9,8 +9,9 @@ use super::client::{Client, GitlabError};
 use super::history;
 use super::produce::AuditProducer;
 use super::progress::Progress;
+use super::settings::GitlabSettings;
 use super::snapshot::{self, Known, Message};
-use crate::config::Settings;
+use crate::store::settings::ClickHouseSettings;
 use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub struct SyncReport {
 /// and `--dry-run` without ClickHouse can give their own.
 pub async fn sync(
     client: &Client,
-    settings: &Settings,
+    settings: &GitlabSettings,
     opts: &SyncOptions,
     known: &HashMap<i64, Known>,
     producer: Option<&AuditProducer>,
@@ -58,7 +59,7 @@ pub async fn sync(
     let empty = Known::default();
     for p in &projects {
         progress.inc(1);
-        let a = match api::allowlist(client, p, settings.gitlab.graphql_policies).await {
+        let a = match api::allowlist(client, p, settings.graphql_policies).await {
             Ok(a) => a,
             // One project the token may not read (or one deleted meanwhile) must not hide
             // every other: listed in the summary, and the command fails at the end.
@@ -108,7 +109,9 @@ pub enum SyncError {
 }
 
 /// `history::load` over the configured ClickHouse.
-pub async fn load_history(settings: &Settings) -> Result<HashMap<i64, Known>, SyncError> {
-    let ch = crate::store::client::client(&settings.clickhouse);
-    Ok(history::load(&ch, &settings.clickhouse.database).await?)
+pub async fn load_history(
+    clickhouse: &ClickHouseSettings,
+) -> Result<HashMap<i64, Known>, SyncError> {
+    let ch = crate::store::client::client(clickhouse);
+    Ok(history::load(&ch, &clickhouse.database).await?)
 }

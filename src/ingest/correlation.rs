@@ -294,7 +294,7 @@ pub fn record_key(r: &TokenUse) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::ingest::clocks::WEBHOOK_LEAD_MS;
-    use crate::model::{ActorKind, AuditEvent};
+    use crate::model::{Action, ActorKind, AuditEvent, Correlation};
     use std::sync::Arc;
 
     fn settings() -> CorrelateSettings {
@@ -556,6 +556,44 @@ pub(crate) mod tests {
         assert_ne!(keys[0], keys[1]);
         assert_eq!(keys[0], record_key(&records[0].clone()));
         assert_eq!(keys[0].len(), 32);
+    }
+
+    /// Keys already stored must come out the same: the values are SHA-256 of the fields as
+    /// `record_key` feeds them, computed independently of this code.
+    #[test]
+    fn record_keys_are_pinned() {
+        let matched = TokenUse {
+            event_time_ms: 1_700_000_000_123,
+            actor_id: 42,
+            actor_name: "ada".into(),
+            actor_username: None,
+            actor_kind: ActorKind::Human,
+            source_project_id: Some(101),
+            source_project_path: "g/src".into(),
+            target_project_id: None,
+            target_project_path: "g/dst".into(),
+            action: Action::known("repository.read"),
+            job_id: Some(777),
+            pipeline_id: None,
+            git_ref: None,
+            runner_id: None,
+            token_type: "ci_job_token".into(),
+            ip_address: "10.0.0.1".into(),
+            same_project: false,
+            allowlisted: None,
+            correlation: Correlation::Matched,
+            gap_ms: 37,
+        };
+        assert_eq!(record_key(&matched), "d506f65ed7ccd0b97a9bcad56ffc8584");
+        let auth_only = TokenUse {
+            event_time_ms: 1_700_000_000_000,
+            target_project_path: String::new(),
+            action: Action::AUTH,
+            correlation: Correlation::AuthOnly,
+            gap_ms: 0,
+            ..matched
+        };
+        assert_eq!(record_key(&auth_only), "34d0ab9d38f2efbfb6eb890bc48f046a");
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl Processor {
         for record in &records {
             self.metrics
                 .token_uses
-                .with_label_values(&[&record.correlation])
+                .with_label_values(&[record.correlation.as_str()])
                 .inc();
             route::push_token_use(
                 self.batcher.open(),

@@ -67,7 +67,7 @@ pub fn push_token_use(
     ingested_at_ms: i64,
 ) {
     batch.push_row(Table::TokenUse, tp, offset, |b| {
-        tables::encode_token_use(record, record_key, ingested_at_ms, b)
+        tables::token_use::encode(record, record_key, ingested_at_ms, b)
     });
 }
 

@@ -9,7 +9,8 @@
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 
-use crate::config::{KafkaSettings, looks_secret};
+use super::settings::KafkaSettings;
+use crate::config_core::looks_secret;
 
 /// `defaults` may be overridden by `kafka.options`; `forced` may not (validation rejects
 /// options that try).
@@ -156,7 +157,14 @@ pub fn error_kind(err: &rdkafka::error::KafkaError) -> String {
 #[cfg(test)]
 mod security_tests {
     use super::*;
-    use crate::config::{Secret, Settings};
+    use crate::config_core::Secret;
+
+    /// Only the `[kafka]` section, so `s.kafka.…` reads as the settings file does (the whole
+    /// `config::Settings` is above this module).
+    #[derive(Default)]
+    struct Settings {
+        kafka: KafkaSettings,
+    }
     use rdkafka::producer::FutureProducer;
     use rdkafka::types::RDKafkaConfRes;
 

@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 use rdkafka::types::RDKafkaErrorCode as C;
 
 use super::client::{client_config, redact_error};
-use crate::config::KafkaSettings;
+use super::settings::KafkaSettings;
 
 fn plaintext_to_tls(f: &Faults) -> String {
     format!(

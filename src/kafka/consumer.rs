@@ -14,7 +14,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::client::client_config;
 use super::offsets::OffsetTracker;
-use crate::config::KafkaSettings;
+use super::settings::KafkaSettings;
 use crate::model::SourceKind;
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;

@@ -9,3 +9,4 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod offsets;
 pub mod producer;
+pub mod settings;

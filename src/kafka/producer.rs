@@ -4,7 +4,7 @@ use rdkafka::producer::FutureProducer;
 
 use super::client::{client_config, redact_error};
 use super::connect_check;
-use crate::config::KafkaSettings;
+use super::settings::KafkaSettings;
 
 /// An idempotent producer (`acks=all`), used for the dead-letter topic, the alert output,
 /// the SIEM Kafka sink and `simulate`; after a connection check (`connect_check`).

@@ -4,7 +4,7 @@
 use super::json::{self, Map, Value};
 
 use super::fields::{get, loose_id, loose_str, loose_text};
-use crate::model::{AuditEvent, AuditMeaning};
+use crate::model::{Action, AuditEvent, AuditMeaning};
 
 /// Event types that only mean a resource access when their entity is a project (they can
 /// also be scoped to groups, where there is no project to name as the target).
@@ -30,8 +30,8 @@ pub fn resource_access(
     custom_message: Option<&Value<'_>>,
     details: Option<&Map<'_>>,
 ) -> Option<AuditMeaning> {
-    let simple = |action: &str| AuditMeaning::ResourceAccess {
-        action: action.to_owned(),
+    let simple = |action: &'static str| AuditMeaning::ResourceAccess {
+        action: Action::known(action),
         pipeline_id: None,
         upstream_project_path: None,
         upstream_pipeline_id: None,
@@ -40,7 +40,7 @@ pub fn resource_access(
         // docs/gitlab-events.md §2.2: target is the artifact's pipeline (`Ci::Pipeline`),
         // else the build.
         "job_artifact_downloaded" => Some(AuditMeaning::ResourceAccess {
-            action: "artifact.read".to_owned(),
+            action: Action::known("artifact.read"),
             pipeline_id: (ev.target_type == "Ci::Pipeline")
                 .then_some(ev.target_id)
                 .flatten(),
@@ -51,7 +51,7 @@ pub fn resource_access(
         // docs/gitlab-events.md §2.2: entity = downstream project, target = downstream pipeline,
         // and the upstream (source) side lives in details.
         "multi_project_downstream_pipeline_created" => Some(AuditMeaning::ResourceAccess {
-            action: "pipeline.trigger".to_owned(),
+            action: Action::PIPELINE_TRIGGER,
             pipeline_id: ev
                 .target_id
                 .or_else(|| ev.target_details.trim().parse().ok()),

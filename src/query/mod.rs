@@ -7,7 +7,6 @@
 //! [`params`]. `recommended-allowlist` runs two such files and finishes in Rust
 //! ([`recommend`]).
 
-pub mod cli;
 pub mod params;
 pub mod recommend;
 pub mod render;

@@ -162,21 +162,9 @@ pub async fn fetch(req: &Request<'_>, progress: &dyn Fn(&str)) -> Result<ReportD
     let open_alerts = open.len() as u64;
     let alerts = open
         .into_iter()
+        .map(|row| row.alert)
         .filter(|a| a.last_seen_ms >= req.scope.from_ms && a.first_seen_ms < req.scope.to_ms)
         .take(LISTED_ROWS as usize)
-        .map(|a| AlertItem {
-            last_seen: utc(a.last_seen_ms),
-            rule: a.rule,
-            severity: a.severity,
-            status: a.status,
-            summary: a.summary,
-            source: a.source_project_path,
-            target: a.target_project_path,
-            actor_kind: a.actor_kind,
-            actor_id: a.actor_id,
-            job_id: a.job_id,
-            count: a.count,
-        })
         .collect();
     Ok(ReportData {
         scope: req.scope.clone(),

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::escape::{Links, html as h};
+use super::model::utc;
 use super::permissions::{self, Permissions};
 use super::view::{EntryUse, Recommended, Report};
 
@@ -272,15 +273,21 @@ pub fn alerts(out: &mut String, report: &Report, links: &Links) {
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-            h(&a.last_seen),
+            h(&utc(a.last_seen_ms)),
             h(&a.rule),
-            h(&a.severity),
+            h(a.severity.as_str()),
             h(&a.summary),
             h(&a.actor_kind),
             a.actor_id,
-            link(links.project(&a.source), &a.source),
-            link(links.project(&a.target), &a.target),
-            link(links.job(&a.source, a.job_id), &job),
+            link(
+                links.project(&a.source_project_path),
+                &a.source_project_path
+            ),
+            link(
+                links.project(&a.target_project_path),
+                &a.target_project_path
+            ),
+            link(links.job(&a.source_project_path, a.job_id), &job),
             a.count
         );
     }

@@ -206,13 +206,19 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",
-            m(&a.last_seen),
+            m(&utc(a.last_seen_ms)),
             m(&a.rule),
-            m(&a.severity),
+            m(a.severity.as_str()),
             m(&a.summary),
-            link(links.project(&a.source), &a.source),
-            link(links.project(&a.target), &a.target),
-            link(links.job(&a.source, a.job_id), &job)
+            link(
+                links.project(&a.source_project_path),
+                &a.source_project_path
+            ),
+            link(
+                links.project(&a.target_project_path),
+                &a.target_project_path
+            ),
+            link(links.job(&a.source_project_path, a.job_id), &job)
         );
     }
     let _ = writeln!(

@@ -6,10 +6,9 @@
 //! `data` reads ClickHouse through the named queries into a plain [`model::ReportData`];
 //! everything after that is pure: `view` (sections and figures), `graph` (aggregation and
 //! layout), `permissions` (action → GitLab permission), then `html`/`svg`, `markdown`, or
-//! serde for JSON. `cli` is the command. See docs/report.md.
+//! serde for JSON. The command is `cli::report`. See docs/report.md.
 
 pub mod allowlists;
-pub mod cli;
 pub mod data;
 pub mod escape;
 pub mod graph;

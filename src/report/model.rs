@@ -1,8 +1,10 @@
 //! What `data.rs` reads from ClickHouse, as plain values: one field per named query the
 //! report runs. Everything else in the report is computed from this by pure functions.
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
+use crate::model::Alert;
 use crate::query::recommend::Recommendation;
 
 /// The report's window and scope.
@@ -99,20 +101,30 @@ pub struct Change {
     pub author_kind: String,
 }
 
-/// An alert from `alerts_latest`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AlertItem {
-    pub last_seen: String,
-    pub rule: String,
-    pub severity: String,
-    pub status: String,
-    pub summary: String,
-    pub source: String,
-    pub target: String,
-    pub actor_kind: String,
-    pub actor_id: i64,
-    pub job_id: Option<i64>,
-    pub count: u64,
+/// The report's alerts (from `alerts_latest`) as its JSON lists them: the last-seen time as
+/// UTC text and the source and target as `source`/`target`, the names the report has used
+/// since it first listed alerts, so the JSON a reader scripts against stays the same.
+pub fn serialize_alerts<S: Serializer>(alerts: &[Alert], s: S) -> Result<S::Ok, S::Error> {
+    struct Listed<'a>(&'a Alert);
+    impl Serialize for Listed<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let a = self.0;
+            let mut item = s.serialize_struct("AlertItem", 11)?;
+            item.serialize_field("last_seen", &utc(a.last_seen_ms))?;
+            item.serialize_field("rule", &a.rule)?;
+            item.serialize_field("severity", a.severity.as_str())?;
+            item.serialize_field("status", a.status.as_str())?;
+            item.serialize_field("summary", &a.summary)?;
+            item.serialize_field("source", &a.source_project_path)?;
+            item.serialize_field("target", &a.target_project_path)?;
+            item.serialize_field("actor_kind", &a.actor_kind)?;
+            item.serialize_field("actor_id", &a.actor_id)?;
+            item.serialize_field("job_id", &a.job_id)?;
+            item.serialize_field("count", &a.count)?;
+            item.end()
+        }
+    }
+    s.collect_seq(alerts.iter().map(Listed))
 }
 
 /// Everything the report is built from.
@@ -128,7 +140,9 @@ pub struct ReportData {
     #[serde(skip)]
     pub recommendations: Vec<Recommendation>,
     pub changes: Vec<Change>,
-    pub alerts: Vec<AlertItem>,
+    /// Open alerts seen in the window (up to `data::LISTED_ROWS`).
+    #[serde(serialize_with = "serialize_alerts")]
+    pub alerts: Vec<Alert>,
     /// Open alerts in `alerts_latest` (all of them, not only those listed).
     pub open_alerts: u64,
 }

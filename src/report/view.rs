@@ -8,7 +8,8 @@ use serde::Serialize;
 
 pub use super::allowlists::{Entry, EntryUse, Missing, ProtectedProject, Recommended, Unprotected};
 use super::graph::{self, EdgeStatus, Graph};
-use super::model::{AlertItem, Change, OutsideUse, ReportData, Scope, in_group};
+use super::model::{Change, OutsideUse, ReportData, Scope, in_group, serialize_alerts};
+use crate::model::Alert;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Headline {
@@ -36,7 +37,8 @@ pub struct Report {
     pub unprotected: Vec<Unprotected>,
     pub outside_uses: Vec<OutsideUse>,
     pub changes: Vec<Change>,
-    pub alerts: Vec<AlertItem>,
+    #[serde(serialize_with = "serialize_alerts")]
+    pub alerts: Vec<Alert>,
 }
 
 /// Builds the report, graph aggregated above `aggregate_above` projects.
@@ -124,7 +126,7 @@ pub fn build(data: &ReportData, gitlab_url: &str, aggregate_above: usize) -> Rep
         alerts: data
             .alerts
             .iter()
-            .filter(|a| pair_in(&a.source, &a.target))
+            .filter(|a| pair_in(&a.source_project_path, &a.target_project_path))
             .cloned()
             .collect(),
     }

@@ -4,6 +4,7 @@
 use super::model::*;
 use super::view::{EntryUse, build};
 use super::{Format, render};
+use crate::model::{Alert, AlertStatus, Severity};
 use crate::query::recommend::{Entry, EntryKind, Recommendation};
 
 const HOSTILE_PATH: &str = "evil/<script>alert(\"p\")</script>";
@@ -164,18 +165,25 @@ pub(super) fn fixture() -> ReportData {
             author_name: HOSTILE_NAME.into(),
             author_kind: "human".into(),
         }],
-        alerts: vec![AlertItem {
-            last_seen: "2025-06-03 10:05:00".into(),
+        alerts: vec![Alert {
+            alert_id: "not_allowlisted:1".into(),
             rule: "not_allowlisted".into(),
-            severity: "high".into(),
-            status: "open".into(),
+            severity: Severity::High,
             summary: format!("{HOSTILE_PATH} reached pay/ledger"),
-            source: HOSTILE_PATH.into(),
-            target: "pay/ledger".into(),
-            actor_kind: "human".into(),
-            actor_id: 5,
-            job_id: Some(99),
+            first_seen_ms: 1_748_944_800_000,
+            // 2025-06-03 10:05:00 UTC
+            last_seen_ms: 1_748_945_100_000,
             count: 2,
+            source_project_path: HOSTILE_PATH.into(),
+            target_project_path: "pay/ledger".into(),
+            actor_id: 5,
+            actor_kind: "human".into(),
+            action: "repository.read".into(),
+            job_id: Some(99),
+            event_time_ms: 1_748_945_100_000,
+            details: serde_json::json!({}),
+            status: AlertStatus::Open,
+            acked_by: String::new(),
         }],
         open_alerts: 3,
     }

@@ -11,7 +11,7 @@
 //! plus the custom `csN`/`cnN` pairs with their `…Label` keys; the key order is fixed so that
 //! the same record always renders to the same bytes.
 
-use super::record::{AlertRecord, LifecycleRecord, Severity, SiemRecord, TokenUseRecord};
+use super::record::{LifecycleRecord, Severity, SiemRecord, StoredAlert, StoredTokenUse};
 use super::{PRODUCT, PRODUCT_VERSION, VENDOR};
 
 /// Escapes a header field (vendor, product, version, signature id, name).
@@ -66,12 +66,6 @@ impl Extension {
         self.0.push((key, value.to_string()));
         self
     }
-    fn opt<T: ToString>(&mut self, key: &'static str, value: Option<T>) -> &mut Self {
-        if let Some(v) = value {
-            self.put(key, v);
-        }
-        self
-    }
     /// A custom field and its label (`cs1Label=... cs1=...`), only when there is a
     /// non-empty value (an empty custom field says nothing and confuses parsers).
     fn custom<T: ToString>(
@@ -116,7 +110,7 @@ pub fn to_cef(record: &SiemRecord) -> String {
     )
 }
 
-fn token_use(r: &TokenUseRecord) -> (String, String, Extension) {
+fn token_use(r: &StoredTokenUse) -> (String, String, Extension) {
     let t = &r.token_use;
     let mut e = Extension::new();
     e.put("rt", t.event_time_ms)
@@ -209,35 +203,36 @@ fn lifecycle(r: &LifecycleRecord) -> (String, String, Extension) {
     )
 }
 
-fn alert(r: &AlertRecord) -> (String, String, Extension) {
+fn alert(r: &StoredAlert) -> (String, String, Extension) {
+    let a = &r.alert;
     let mut e = Extension::new();
     e.put("rt", r.updated_at_ms)
-        .put("start", r.first_seen_ms)
-        .put("end", r.last_seen_ms)
-        .put("cnt", r.count)
-        .put("externalId", &r.alert_id)
+        .put("start", a.first_seen_ms)
+        .put("end", a.last_seen_ms)
+        .put("cnt", a.count)
+        .put("externalId", &a.alert_id)
         .put("cat", "alert")
-        .put("act", &r.action)
-        .opt("suid", r.actor_id)
+        .put("act", &a.action)
+        .put("suid", a.actor_id)
         .custom(
             "cs1",
             "cs1Label",
             "sourceProject",
-            Some(&r.source_project_path),
+            Some(&a.source_project_path),
         )
         .custom(
             "cs2",
             "cs2Label",
             "targetProject",
-            Some(&r.target_project_path),
+            Some(&a.target_project_path),
         )
-        .custom("cs3", "cs3Label", "alertStatus", Some(&r.status))
-        .custom("cs4", "cs4Label", "details", Some(&r.details))
-        .custom("cs5", "cs5Label", "ackedBy", r.acked_by.as_ref())
-        .custom("cs6", "cs6Label", "actorKind", Some(&r.actor_kind))
-        .custom("cn1", "cn1Label", "jobId", r.job_id)
-        .put("msg", &r.summary);
-    (format!("alert:{}", r.rule), r.summary.clone(), e)
+        .custom("cs3", "cs3Label", "alertStatus", Some(a.status.as_str()))
+        .custom("cs4", "cs4Label", "details", Some(a.details.to_string()))
+        .custom("cs5", "cs5Label", "ackedBy", Some(&a.acked_by))
+        .custom("cs6", "cs6Label", "actorKind", Some(&a.actor_kind))
+        .custom("cn1", "cn1Label", "jobId", a.job_id)
+        .put("msg", &a.summary);
+    (format!("alert:{}", a.rule), a.summary.clone(), e)
 }
 
 #[cfg(test)]

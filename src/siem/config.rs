@@ -258,39 +258,3 @@ impl SiemSettings {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::config::Settings;
-    use crate::config::test_env as env;
-
-    #[test]
-    fn the_selected_sink_must_be_complete_and_errors_name_the_key() {
-        let err =
-            Settings::load_with_env(None, env(&[("TOKENTRAIL__SIEM__SINK", "hec")])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid configuration: siem.hec.token: must be set for the hec sink"
-        );
-        let s = Settings::load_with_env(
-            None,
-            env(&[
-                ("TOKENTRAIL__SIEM__SINK", "syslog"),
-                ("TOKENTRAIL__SIEM__FORMAT", "cef"),
-                ("TOKENTRAIL__SIEM__SYSLOG__ADDRESS", "siem.example:6514"),
-                ("TOKENTRAIL__SIEM__SYSLOG__TLS", "true"),
-            ]),
-        )
-        .unwrap();
-        assert!(s.siem.syslog.tls);
-        assert_eq!(s.siem.format, crate::siem::encode::Format::Cef);
-    }
-
-    #[test]
-    fn the_hec_token_is_never_printed() {
-        let mut s = Settings::default();
-        s.siem.hec.token = crate::config::Secret::new("hec-secret-123");
-        assert!(!s.to_redacted_toml().contains("hec-secret-123"));
-        assert!(!format!("{s:?}").contains("hec-secret-123"));
-    }
-}

@@ -9,8 +9,8 @@
 use serde_json::{Map, Value, json};
 
 use super::record::{
-    ActionVerb, AlertRecord, LifecycleChange, LifecycleRecord, Severity, SiemRecord,
-    TokenUseRecord, action_verb, lifecycle_change, lifecycle_failed, rfc3339_ms,
+    ActionVerb, LifecycleChange, LifecycleRecord, Severity, SiemRecord, StoredAlert,
+    StoredTokenUse, action_verb, lifecycle_change, lifecycle_failed, rfc3339_ms,
 };
 use super::{PRODUCT, PRODUCT_VERSION, VENDOR};
 
@@ -70,9 +70,9 @@ fn related(users: &[&str], ips: &[&str]) -> Value {
     Value::Object(r)
 }
 
-fn token_use(r: &TokenUseRecord) -> Value {
+fn token_use(r: &StoredTokenUse) -> Value {
     let t = &r.token_use;
-    let verb = action_verb(&t.action);
+    let verb = action_verb(t.action.as_str());
     // `api` accepts access/change/creation/info; `authentication` accepts start/end/info.
     let (category, kind) = match verb {
         ActionVerb::Read => ("api", "access"),
@@ -164,43 +164,41 @@ fn lifecycle(r: &LifecycleRecord) -> Value {
     })
 }
 
-fn alert(r: &AlertRecord) -> Value {
-    let mut doc = json!({
-        "message": r.summary,
+fn alert(r: &StoredAlert) -> Value {
+    let a = &r.alert;
+    json!({
+        "message": a.summary,
         "event": {
             "kind": "alert",
             // `intrusion_detection` accepts allowed/denied/info.
             "category": ["intrusion_detection"],
             "type": ["info"],
-            "action": r.rule,
-            "start": rfc3339_ms(r.first_seen_ms),
-            "end": rfc3339_ms(r.last_seen_ms),
-            "created": rfc3339_ms(r.first_seen_ms),
+            "action": a.rule,
+            "start": rfc3339_ms(a.first_seen_ms),
+            "end": rfc3339_ms(a.last_seen_ms),
+            "created": rfc3339_ms(a.first_seen_ms),
         },
-        "rule": { "id": r.rule, "name": r.rule },
+        "rule": { "id": a.rule, "name": a.rule },
         "labels": {
-            "alert_status": r.status,
-            "target_project": r.target_project_path,
+            "alert_status": a.status,
+            "target_project": a.target_project_path,
         },
         "gitlab": {
             "alert": {
-                "id": r.alert_id,
-                "severity": r.severity,
-                "status": r.status,
-                "count": r.count,
-                "acked_by": r.acked_by,
-                "details": r.details_value(),
+                "id": a.alert_id,
+                "severity": a.severity,
+                "status": a.status,
+                "count": a.count,
+                "acked_by": a.acked_by,
+                "details": a.details,
             },
-            "source_project": { "path": r.source_project_path },
-            "target_project": { "path": r.target_project_path },
-            "actor_kind": r.actor_kind,
-            "action": r.action,
-            "job": { "id": r.job_id },
-            "event_time": rfc3339_ms(r.event_time_ms),
+            "source_project": { "path": a.source_project_path },
+            "target_project": { "path": a.target_project_path },
+            "actor_kind": a.actor_kind,
+            "action": a.action,
+            "job": { "id": a.job_id },
+            "event_time": rfc3339_ms(a.event_time_ms),
         },
-    });
-    if let Some(id) = r.actor_id {
-        doc["user"] = json!({ "id": id.to_string() });
-    }
-    doc
+        "user": { "id": a.actor_id.to_string() },
+    })
 }

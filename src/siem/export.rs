@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::config::SinkKind;
+use super::config::{SiemSettings, SinkKind};
 use super::delivery::SinkError;
 use super::encode::{Format, encode};
 use super::record::RecordKind;
 use super::sink::Sink;
 use super::source::{self, Cursor, PageMode, SourceError, TableReader, TableSpec};
 use super::state::{ExportState, StateError, TableState};
-use crate::config::Settings;
+use crate::kafka::settings::KafkaSettings;
+use crate::store::settings::ClickHouseSettings;
 use crate::store::sink as store_sink;
 use crate::telemetry::metrics::Metrics;
 
@@ -53,18 +54,20 @@ fn now_ms() -> i64 {
 
 impl Exporter {
     pub fn new(
-        settings: &Settings,
+        clickhouse: &ClickHouseSettings,
+        kafka: &KafkaSettings,
+        siem: &SiemSettings,
         format: Format,
         sink: SinkKind,
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> Result<Exporter, ExportError> {
-        let client = store_sink::client(&settings.clickhouse);
+        let client = store_sink::client(clickhouse);
         Ok(Exporter {
-            reader: TableReader::new(client, &settings.clickhouse.database),
-            sink: Sink::new(settings, sink, format, metrics, cancel)?,
+            reader: TableReader::new(client, &clickhouse.database),
+            sink: Sink::new(kafka, siem, sink, format, metrics, cancel)?,
             format,
-            batch_rows: settings.siem.batch_rows,
+            batch_rows: siem.batch_rows,
         })
     }
 
@@ -128,11 +131,10 @@ impl Exporter {
     /// Follows the tables until `cancel` fires, resuming from `state_file`.
     pub async fn follow(
         &mut self,
-        settings: &Settings,
+        siem: &SiemSettings,
         state_file: PathBuf,
         cancel: CancellationToken,
     ) -> Result<(), ExportError> {
-        let siem = &settings.siem;
         let mut state = ExportState::load(&state_file)?;
         let poll = Duration::from_millis(siem.poll_interval_ms);
         while !cancel.is_cancelled() {

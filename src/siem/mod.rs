@@ -1,7 +1,7 @@
 //! The SIEM feed: token-use records, token lifecycle events and alerts, rendered as OCSF,
 //! Elastic ECS or ArcSight CEF, and delivered at-least-once to Kafka, syslog or Splunk HEC.
 //!
-//! * [`record`] — the input records (what ClickHouse or the alerts topic hold).
+//! * [`record`] — the input records (rows read back from ClickHouse).
 //! * [`ocsf`], [`ecs`], [`cef`] — pure mappings, one file per format; [`encode`] picks one.
 //! * [`syslog`] — pure RFC 5424 formatting and RFC 6587 octet-counting framing.
 //! * [`sink`] and `sink_*` — delivery with retry and capped backoff.
@@ -10,7 +10,6 @@
 //! See docs/siem.md for the mapping tables and the reasons behind them.
 
 pub mod cef;
-pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod ecs;

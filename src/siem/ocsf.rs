@@ -21,11 +21,11 @@
 use serde_json::{Map, Value, json};
 
 use super::record::{
-    ActionVerb, AlertRecord, LifecycleChange, LifecycleRecord, Severity, SiemRecord,
-    TokenUseRecord, action_verb, lifecycle_change, lifecycle_failed,
+    ActionVerb, LifecycleChange, LifecycleRecord, Severity, SiemRecord, StoredAlert,
+    StoredTokenUse, action_verb, lifecycle_change, lifecycle_failed,
 };
 use super::{PRODUCT, PRODUCT_VERSION, VENDOR};
-use crate::model::ActorKind;
+use crate::model::{ActorKind, Alert};
 
 /// The OCSF release the events declare in `metadata.version`.
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -152,12 +152,12 @@ fn api_activity(verb: ActionVerb) -> (u32, &'static str) {
     }
 }
 
-fn token_use(r: &TokenUseRecord) -> Value {
+fn token_use(r: &StoredTokenUse) -> Value {
     let t = &r.token_use;
     let mut ev = classification(
         (6, "Application Activity"),
         (API_ACTIVITY, "API Activity"),
-        api_activity(action_verb(&t.action)),
+        api_activity(action_verb(t.action.as_str())),
         r.severity(),
         t.event_time_ms,
     );
@@ -262,13 +262,10 @@ fn lifecycle(r: &LifecycleRecord) -> Value {
 }
 
 /// Finding `activity_id`: 1 Create, 2 Update, 3 Close.
-fn finding_activity(r: &AlertRecord) -> (u32, &'static str) {
-    match r.status.as_str() {
+fn finding_activity(a: &Alert) -> (u32, &'static str) {
+    match a.status.as_str() {
         "resolved" | "closed" | "suppressed" => (3, "Close"),
-        "open" | "new"
-            if r.acked_by.as_deref().unwrap_or("").is_empty()
-                && r.last_seen_ms == r.first_seen_ms =>
-        {
+        "open" | "new" if a.acked_by.is_empty() && a.last_seen_ms == a.first_seen_ms => {
             (1, "Create")
         }
         _ => (2, "Update"),
@@ -286,8 +283,9 @@ fn finding_status(status: &str) -> (u32, String) {
     }
 }
 
-fn alert(r: &AlertRecord) -> Value {
-    let activity = finding_activity(r);
+fn alert(r: &StoredAlert) -> Value {
+    let a = &r.alert;
+    let activity = finding_activity(a);
     let mut ev = classification(
         (2, "Findings"),
         (DETECTION_FINDING, "Detection Finding"),
@@ -295,48 +293,46 @@ fn alert(r: &AlertRecord) -> Value {
         r.severity(),
         r.updated_at_ms,
     );
-    let (status_id, status) = finding_status(&r.status);
+    let (status_id, status) = finding_status(a.status.as_str());
     let mut resources = Vec::new();
-    if !r.target_project_path.is_empty() {
-        resources.push(project(&r.target_project_path, None));
+    if !a.target_project_path.is_empty() {
+        resources.push(project(&a.target_project_path, None));
     }
-    let mut extra = json!({
-        "message": r.summary,
+    let extra = json!({
+        "message": a.summary,
         "status_id": status_id,
         "status": status,
         "is_alert": activity.0 != 3,
-        "count": r.count,
-        "start_time": r.first_seen_ms,
-        "end_time": r.last_seen_ms,
-        "metadata": metadata(&format!("{}@{}", r.alert_id, r.updated_at_ms), "alerts", Some(r.updated_at_ms)),
+        "count": a.count,
+        "start_time": a.first_seen_ms,
+        "end_time": a.last_seen_ms,
+        "metadata": metadata(&format!("{}@{}", a.alert_id, r.updated_at_ms), "alerts", Some(r.updated_at_ms)),
         "finding_info": {
-            "uid": r.alert_id,
-            "title": r.summary,
-            "types": [r.rule],
-            "analytic": { "uid": r.rule, "name": r.rule, "type_id": 1, "type": "Rule" },
-            "created_time": r.first_seen_ms,
-            "first_seen_time": r.first_seen_ms,
-            "last_seen_time": r.last_seen_ms,
+            "uid": a.alert_id,
+            "title": a.summary,
+            "types": [a.rule],
+            "analytic": { "uid": a.rule, "name": a.rule, "type_id": 1, "type": "Rule" },
+            "created_time": a.first_seen_ms,
+            "first_seen_time": a.first_seen_ms,
+            "last_seen_time": a.last_seen_ms,
             "modified_time": r.updated_at_ms,
         },
         "resources": resources,
         "unmapped": { "gitlab": {
-            "source_project_path": r.source_project_path,
-            "target_project_path": r.target_project_path,
-            "action": r.action,
-            "job_id": r.job_id,
-            "actor_kind": r.actor_kind,
-            "event_time": r.event_time_ms,
-            "acked_by": r.acked_by,
-            "details": r.details_value(),
+            "source_project_path": a.source_project_path,
+            "target_project_path": a.target_project_path,
+            "action": a.action,
+            "job_id": a.job_id,
+            "actor_kind": a.actor_kind,
+            "event_time": a.event_time_ms,
+            "acked_by": a.acked_by,
+            "details": a.details,
+        }},
+        "actor": { "user": {
+            "uid": a.actor_id.to_string(),
+            "type": a.actor_kind,
         }},
     });
-    if let Some(actor_id) = r.actor_id {
-        extra["actor"] = json!({ "user": {
-            "uid": actor_id.to_string(),
-            "type": r.actor_kind,
-        }});
-    }
     insert_all(&mut ev, extra);
     Value::Object(ev)
 }

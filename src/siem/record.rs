@@ -1,20 +1,12 @@
-//! The records the SIEM feed exports, as read back from ClickHouse (or, for alerts, from the
-//! `tokentrail.alerts` topic). They are plain data; the format mappers are pure functions of
-//! them, so the same record always renders to the same bytes.
+//! The records the SIEM feed exports, as read back from ClickHouse: the tables' own read rows
+//! (`StoredTokenUse`, `StoredAlert`) and the lifecycle row. They are plain data; the format
+//! mappers are pure functions of them, so the same record always renders to the same bytes.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ActorKind, TokenUse};
-
-/// A stored token-use record: the correlator's [`TokenUse`] plus its storage identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TokenUseRecord {
-    /// Stable across replays (`token_use.record_key`): the SIEM's event id.
-    pub record_key: String,
-    pub ingested_at_ms: i64,
-    #[serde(flatten)]
-    pub token_use: TokenUse,
-}
+use crate::model::ActorKind;
+pub use crate::store::tables::alerts::StoredAlert;
+pub use crate::store::tables::token_use::StoredTokenUse;
 
 /// A row of `token_lifecycle`: an access token, deploy token or deploy key changing state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,48 +28,12 @@ pub struct LifecycleRecord {
     pub target_details: String,
 }
 
-/// An alert as the feed exports it: read from the `alerts` table (through
-/// `store::tables::alerts::StoredAlert`, the table's one read row) or parsed from the JSON on
-/// `tokentrail.alerts`, whose unknown fields are ignored so the alerting stage can grow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertRecord {
-    pub alert_id: String,
-    pub rule: String,
-    /// `info`, `low`, `medium`, `high` or `critical` (anything else maps to unknown).
-    pub severity: String,
-    pub summary: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub count: u64,
-    #[serde(default)]
-    pub source_project_path: String,
-    #[serde(default)]
-    pub target_project_path: String,
-    #[serde(default)]
-    pub actor_id: Option<i64>,
-    #[serde(default)]
-    pub actor_kind: String,
-    #[serde(default)]
-    pub action: String,
-    #[serde(default)]
-    pub job_id: Option<i64>,
-    pub event_time_ms: i64,
-    /// Rule-specific evidence as JSON text (an object), kept verbatim.
-    #[serde(default)]
-    pub details: String,
-    /// `open`, `acked`, `resolved`, ...
-    pub status: String,
-    #[serde(default)]
-    pub acked_by: Option<String>,
-    pub updated_at_ms: i64,
-}
-
 /// One exportable record of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SiemRecord {
-    TokenUse(TokenUseRecord),
+    TokenUse(StoredTokenUse),
     Lifecycle(LifecycleRecord),
-    Alert(AlertRecord),
+    Alert(StoredAlert),
 }
 
 /// The kind of a record: also the syslog MSGID and the ClickHouse table it came from.
@@ -189,7 +145,9 @@ pub fn lifecycle_failed(operation: &str) -> bool {
     operation.ends_with("_failed")
 }
 
-impl TokenUseRecord {
+/// How the feed describes a token-use row (the row itself is the table's, declared in
+/// src/store/tables/token_use.rs).
+impl StoredTokenUse {
     /// The one-line description CEF and OCSF carry.
     pub fn message(&self) -> String {
         let t = &self.token_use;
@@ -228,18 +186,11 @@ impl LifecycleRecord {
     }
 }
 
-impl AlertRecord {
+/// An alert state as the feed exports it (the row is the table's, declared in
+/// src/store/tables/alerts.rs).
+impl StoredAlert {
     pub fn severity(&self) -> Severity {
-        Severity::parse(&self.severity)
-    }
-
-    /// `details` parsed as JSON; text that is not JSON is kept as a string.
-    pub fn details_value(&self) -> serde_json::Value {
-        if self.details.trim().is_empty() {
-            return serde_json::Value::Object(Default::default());
-        }
-        serde_json::from_str(&self.details)
-            .unwrap_or_else(|_| serde_json::Value::String(self.details.clone()))
+        Severity::parse(self.alert.severity.as_str())
     }
 }
 
@@ -258,7 +209,7 @@ impl SiemRecord {
         match self {
             SiemRecord::TokenUse(r) => r.record_key.clone(),
             SiemRecord::Lifecycle(r) => r.dedup_key.clone(),
-            SiemRecord::Alert(r) => format!("{}@{}", r.alert_id, r.updated_at_ms),
+            SiemRecord::Alert(r) => format!("{}@{}", r.alert.alert_id, r.updated_at_ms),
         }
     }
 

@@ -12,7 +12,7 @@ use super::encode::{Encoded, Format};
 use super::sink_hec::HecSink;
 use super::sink_kafka::KafkaSink;
 use super::sink_syslog::SyslogSink;
-use crate::config::Settings;
+use crate::kafka::settings::KafkaSettings;
 use crate::telemetry::metrics::Metrics;
 
 /// The configured sink.
@@ -24,15 +24,15 @@ pub enum Sink {
 
 impl Sink {
     pub fn new(
-        settings: &Settings,
+        kafka: &KafkaSettings,
+        siem: &SiemSettings,
         kind: SinkKind,
         format: Format,
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> Result<Sink, SinkError> {
-        let siem: &SiemSettings = &settings.siem;
         Ok(match kind {
-            SinkKind::Kafka => Sink::Kafka(KafkaSink::new(settings, metrics, cancel)?),
+            SinkKind::Kafka => Sink::Kafka(KafkaSink::new(kafka, siem, metrics, cancel)?),
             SinkKind::Syslog => Sink::Syslog(SyslogSink::new(siem, metrics, cancel)?),
             SinkKind::Hec => Sink::Hec(HecSink::new(siem, format, metrics, cancel)?),
         })

@@ -11,11 +11,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-use super::config::RetryPolicy;
+use super::config::{RetryPolicy, SiemSettings};
 use super::delivery::{AttemptError, SinkError, after_failure};
 use super::encode::Encoded;
 use super::retry::Backoff;
-use crate::config::Settings;
+use crate::kafka::settings::KafkaSettings;
 use crate::kafka::{client, producer};
 use crate::telemetry::metrics::Metrics;
 
@@ -31,18 +31,19 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(
-        settings: &Settings,
+        kafka: &KafkaSettings,
+        siem: &SiemSettings,
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> Result<Self, SinkError> {
-        let producer = producer::producer(&settings.kafka).map_err(|e| SinkError::Setup {
+        let producer = producer::producer(kafka).map_err(|e| SinkError::Setup {
             sink: SINK,
             message: e.to_string(),
         })?;
         Ok(KafkaSink {
             producer,
-            topic: settings.siem.kafka.topic.clone(),
-            retry: settings.siem.retry.clone(),
+            topic: siem.kafka.topic.clone(),
+            retry: siem.retry.clone(),
             metrics,
             cancel,
         })

@@ -7,10 +7,11 @@
 use clickhouse::Client;
 use serde::Deserialize;
 
-use super::record::{AlertRecord, LifecycleRecord, RecordKind, SiemRecord, TokenUseRecord};
-use crate::model::{ActorKind, TokenUse};
+use super::record::{LifecycleRecord, RecordKind, SiemRecord};
+use crate::model::ActorKind;
 use crate::store::tables::alerts::{self, StoredAlert};
-use crate::store::tables::quote_ident;
+use crate::store::tables::token_use::{self, StoredTokenUse};
+use crate::store::tables::{Table, quote_ident};
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading {table} from ClickHouse: {source}")]
@@ -48,31 +49,25 @@ pub struct TableSpec {
     select: &'static str,
 }
 
-const TOKEN_USE_COLUMNS: &str = "record_key, event_time_ms, actor_id, actor_name, \
-    actor_username, toString(actor_kind), source_project_id, source_project_path, \
-    target_project_id, target_project_path, toString(action), job_id, pipeline_id, git_ref, \
-    runner_id, toString(token_type), ip_address, same_project, allowlisted, \
-    toString(correlation), gap_ms, ingested_at_ms";
-
 const LIFECYCLE_COLUMNS: &str = "dedup_key, event_time_ms, toString(event_type), \
     toString(token_kind), toString(operation), token_id, toString(scope_type), scope_id, \
     scope_path, author_id, author_name, toString(actor_kind), target_details";
 
 pub const TOKEN_USE: TableSpec = TableSpec {
     kind: RecordKind::TokenUse,
-    table: "token_use",
+    table: Table::TokenUse.name(),
     follow_column: "ingested_at_ms",
     time_column: "event_time_ms",
     key_column: "record_key",
     replacing: true,
-    select: TOKEN_USE_COLUMNS,
+    select: token_use::SELECT,
 };
 
 /// `token_lifecycle` has no insert time: it is followed by event time with a longer
 /// look-back (see `siem.lifecycle_lookback_ms`).
 pub const TOKEN_LIFECYCLE: TableSpec = TableSpec {
     kind: RecordKind::TokenLifecycle,
-    table: "token_lifecycle",
+    table: Table::TokenLifecycle.name(),
     follow_column: "event_time_ms",
     time_column: "event_time_ms",
     key_column: "dedup_key",
@@ -82,7 +77,7 @@ pub const TOKEN_LIFECYCLE: TableSpec = TableSpec {
 
 pub const ALERTS: TableSpec = TableSpec {
     kind: RecordKind::Alert,
-    table: "alerts",
+    table: Table::Alerts.name(),
     follow_column: "updated_at_ms",
     time_column: "updated_at_ms",
     key_column: "alert_id",
@@ -97,32 +92,6 @@ pub fn spec(kind: RecordKind) -> &'static TableSpec {
         RecordKind::TokenLifecycle => &TOKEN_LIFECYCLE,
         RecordKind::Alert => &ALERTS,
     }
-}
-
-#[derive(clickhouse::Row, Deserialize)]
-struct TokenUseRow {
-    record_key: String,
-    event_time_ms: i64,
-    actor_id: i64,
-    actor_name: String,
-    actor_username: Option<String>,
-    actor_kind: String,
-    source_project_id: Option<i64>,
-    source_project_path: String,
-    target_project_id: Option<i64>,
-    target_project_path: String,
-    action: String,
-    job_id: Option<i64>,
-    pipeline_id: Option<i64>,
-    git_ref: Option<String>,
-    runner_id: Option<i64>,
-    token_type: String,
-    ip_address: String,
-    same_project: u8,
-    allowlisted: Option<u8>,
-    correlation: String,
-    gap_ms: i64,
-    ingested_at_ms: i64,
 }
 
 #[derive(clickhouse::Row, Deserialize)]
@@ -142,44 +111,14 @@ struct LifecycleRow {
     target_details: String,
 }
 
-/// The stored text of an actor kind back to the enum; unknown text is `Unknown`.
-pub fn parse_actor_kind(text: &str) -> ActorKind {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).unwrap_or(ActorKind::Unknown)
-}
-
-impl From<TokenUseRow> for SourceRow {
-    fn from(r: TokenUseRow) -> Self {
+impl From<StoredTokenUse> for SourceRow {
+    fn from(r: StoredTokenUse) -> Self {
         SourceRow {
             cursor: Cursor {
                 order_ms: r.ingested_at_ms,
                 key: r.record_key.clone(),
             },
-            record: SiemRecord::TokenUse(TokenUseRecord {
-                record_key: r.record_key,
-                ingested_at_ms: r.ingested_at_ms,
-                token_use: TokenUse {
-                    event_time_ms: r.event_time_ms,
-                    actor_id: r.actor_id,
-                    actor_name: r.actor_name,
-                    actor_username: r.actor_username,
-                    actor_kind: parse_actor_kind(&r.actor_kind),
-                    source_project_id: r.source_project_id,
-                    source_project_path: r.source_project_path,
-                    target_project_id: r.target_project_id,
-                    target_project_path: r.target_project_path,
-                    action: r.action,
-                    job_id: r.job_id,
-                    pipeline_id: r.pipeline_id,
-                    git_ref: r.git_ref,
-                    runner_id: r.runner_id,
-                    token_type: r.token_type,
-                    ip_address: r.ip_address,
-                    same_project: r.same_project != 0,
-                    allowlisted: r.allowlisted.map(|a| a != 0),
-                    correlation: r.correlation,
-                    gap_ms: r.gap_ms,
-                },
-            }),
+            record: SiemRecord::TokenUse(r),
         }
     }
 }
@@ -203,7 +142,7 @@ impl From<LifecycleRow> for SourceRow {
                 scope_path: r.scope_path,
                 author_id: r.author_id,
                 author_name: r.author_name,
-                actor_kind: parse_actor_kind(&r.actor_kind),
+                actor_kind: ActorKind::parse(&r.actor_kind),
                 target_details: r.target_details,
             }),
         }
@@ -215,28 +154,9 @@ impl From<StoredAlert> for SourceRow {
         SourceRow {
             cursor: Cursor {
                 order_ms: r.updated_at_ms,
-                key: r.alert_id.clone(),
+                key: r.alert.alert_id.clone(),
             },
-            record: SiemRecord::Alert(AlertRecord {
-                alert_id: r.alert_id,
-                rule: r.rule,
-                severity: r.severity,
-                summary: r.summary,
-                first_seen_ms: r.first_seen_ms,
-                last_seen_ms: r.last_seen_ms,
-                count: r.count,
-                source_project_path: r.source_project_path,
-                target_project_path: r.target_project_path,
-                actor_id: Some(r.actor_id),
-                actor_kind: r.actor_kind,
-                action: r.action,
-                job_id: r.job_id,
-                event_time_ms: r.event_time_ms,
-                details: r.details,
-                status: r.status,
-                acked_by: Some(r.acked_by),
-                updated_at_ms: r.updated_at_ms,
-            }),
+            record: SiemRecord::Alert(r),
         }
     }
 }
@@ -342,7 +262,7 @@ impl TableReader {
         };
         let mut rows: Vec<SourceRow> = match spec.kind {
             RecordKind::TokenUse => q
-                .fetch_all::<TokenUseRow>()
+                .fetch_all::<StoredTokenUse>()
                 .await
                 .map_err(err)?
                 .into_iter()

@@ -5,7 +5,6 @@
 //! same bytes. `Simulator` is an iterator that keeps only the jobs currently "in flight"
 //! in memory (plus the ground truth), so large runs can be streamed to Kafka or NDJSON.
 
-pub mod cli;
 mod faults;
 mod gitlab;
 pub mod gitlab_api;

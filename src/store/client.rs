@@ -18,7 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{ClickHouseSettings, ClickHouseTlsSettings, url_without_userinfo};
+use super::settings::{ClickHouseSettings, ClickHouseTlsSettings};
+use crate::config_core::url_without_userinfo;
 
 /// Idle connections are dropped before the server's `keep_alive_timeout` (3 s in
 /// deploy/local/lib/clickhouse.sh) closes them. The same values as the crate's own client.

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::block::{Block, TopicPartition, WriteReceipt};
 use super::schema::Dialect;
 use super::tables::Table;
-use crate::config::RetrySettings;
 use crate::retry::Backoff;
+use crate::retry::RetrySettings;
 use crate::telemetry::metrics::Metrics;
 
 /// How a failed insert should be handled.

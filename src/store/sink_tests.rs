@@ -13,7 +13,7 @@ use super::block::{Block, RowMark};
 use super::schema::Dialect;
 use super::sink::{ClickHouseSink, SinkError, WriteError};
 use super::tables::Table;
-use crate::config::RetrySettings;
+use crate::retry::RetrySettings;
 use crate::telemetry::metrics::Metrics;
 
 /// ClickHouse's code for a value it cannot parse (the data is at fault).

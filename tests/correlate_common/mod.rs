@@ -73,7 +73,7 @@ pub fn auth(author: i64, ip: &str, t: i64, project: (i64, &str), job: i64) -> Au
 /// A resource event: entity = the accessed project (the target).
 pub fn resource(author: i64, ip: &str, t: i64, project: (i64, &str), action: &str) -> AuditEvent {
     let meaning = AuditMeaning::ResourceAccess {
-        action: action.to_string(),
+        action: action.into(),
         pipeline_id: None,
         upstream_project_path: None,
         upstream_pipeline_id: None,
@@ -95,7 +95,7 @@ pub fn downstream(
     upstream_pipeline: i64,
 ) -> AuditEvent {
     let meaning = AuditMeaning::ResourceAccess {
-        action: "pipeline.trigger".to_string(),
+        action: "pipeline.trigger".into(),
         pipeline_id: Some(999_000),
         upstream_project_path: Some(upstream_path.to_string()),
         upstream_pipeline_id: Some(upstream_pipeline),

@@ -158,7 +158,7 @@ async fn a_three_hour_streaming_gap_shows_exactly_the_missing_edges() {
         .iter()
         .map(|(k, e)| (k.clone(), e.to_string().into_bytes()))
         .collect();
-    AuditProducer::new(&s, "gitlab-coverage")
+    AuditProducer::new(&s.kafka, "gitlab-coverage")
         .unwrap()
         .send_all(&payloads)
         .await

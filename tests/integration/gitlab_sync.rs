@@ -81,17 +81,17 @@ async fn a_preexisting_allowlist_is_known_after_sync_and_drift_is_alerted() {
     gitlab_world(&g, fixture("allowlist"));
     let metrics = Metrics::new();
     let client = Client::new(&s.gitlab, Some(metrics.clone())).unwrap();
-    let producer = AuditProducer::new(&s, "gitlab-sync").unwrap();
+    let producer = AuditProducer::new(&s.kafka, "gitlab-sync").unwrap();
     let opts = SyncOptions {
         scope: Scope::Group("payments".into()),
         dry_run: false,
         full: false,
     };
     if std::env::var("TOKENTRAIL_TEST_SKIP_SYNC").is_err() {
-        let known = load_history(&s).await.unwrap();
+        let known = load_history(&s.clickhouse).await.unwrap();
         let (report, _) = sync(
             &client,
-            &s,
+            &s.gitlab,
             &opts,
             &known,
             Some(&producer),
@@ -156,14 +156,14 @@ async fn a_preexisting_allowlist_is_known_after_sync_and_drift_is_alerted() {
     changed[0]["id"] = json!(1500);
     changed[0]["path_with_namespace"] = json!("platform-eng/new-deployer");
     gitlab_world(&g, changed);
-    let known = load_history(&s).await.unwrap();
+    let known = load_history(&s.clickhouse).await.unwrap();
     assert!(
         known.contains_key(&3001),
         "the first snapshot is the history now"
     );
     let (report, _) = sync(
         &client,
-        &s,
+        &s.gitlab,
         &opts,
         &known,
         Some(&producer),
@@ -274,7 +274,7 @@ async fn backfilled_saved_events_are_stored_once_beside_their_streamed_copies() 
         .iter()
         .map(|(k, e)| (k.clone(), e.to_string().into_bytes()))
         .collect();
-    AuditProducer::new(&s, "gitlab-backfill")
+    AuditProducer::new(&s.kafka, "gitlab-backfill")
         .unwrap()
         .send_all(&payloads)
         .await

@@ -40,10 +40,10 @@ fn dataset() -> &'static Dataset {
         let (messages, truth) = simulate::generate(&SimConfig::small());
         let mut token_use = Vec::new();
         for (i, u) in truth.token_uses.iter().enumerate() {
-            tables::encode_token_use(u, &record_key(i), 1, &mut token_use);
+            tables::token_use::encode(u, &record_key(i), 1, &mut token_use);
             // A replayed copy of every 7th record: the FINAL views must hide it.
             if i % 7 == 0 {
-                tables::encode_token_use(u, &record_key(i), 2, &mut token_use);
+                tables::token_use::encode(u, &record_key(i), 2, &mut token_use);
             }
         }
         let (mut allowlist_rows, mut lifecycle_rows, mut job_rows) =
@@ -335,7 +335,7 @@ fn expected_latest_use(truth: &GroundTruth, p: &QueryParams) -> Vec<Vec<String>>
                     s(src),
                     s(tgt),
                     ts(last.event_time_ms),
-                    last.action.clone(),
+                    last.action.to_string(),
                     last.actor_name.clone(),
                     s(last.actor_kind.as_str()),
                     job,
@@ -457,7 +457,11 @@ fn expected_token_used_where_by(
         .filter(|u| in_window(u, p) && used_by(u))
     {
         groups
-            .entry((&u.source_project_path, &u.target_project_path, &u.action))
+            .entry((
+                &u.source_project_path,
+                &u.target_project_path,
+                u.action.as_str(),
+            ))
             .or_default()
             .push(u);
     }
@@ -748,7 +752,7 @@ async fn token_used_where_finds_a_pipelines_records_that_lack_its_id_through_job
             u.pipeline_id = None;
             stripped += 1;
         }
-        tables::encode_token_use(&u, &record_key(i), 1, &mut token_use);
+        tables::token_use::encode(&u, &record_key(i), 1, &mut token_use);
     }
     assert!(stripped > 0);
     let batches = with_token_use(data, vec![token_use]);
@@ -847,15 +851,15 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
     }
     let (mut first, mut replay_1, mut replay_2) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (u, key)) in uses.iter().enumerate() {
-        tables::encode_token_use(u, key, 1, &mut first);
+        tables::token_use::encode(u, key, 1, &mut first);
         if i % 7 == 0 {
-            tables::encode_token_use(u, key, 2, &mut first);
+            tables::token_use::encode(u, key, 2, &mut first);
         }
         if i % 5 == 0 {
-            tables::encode_token_use(u, key, 3, &mut replay_1);
+            tables::token_use::encode(u, key, 3, &mut replay_1);
         }
         if i % 3 == 0 {
-            tables::encode_token_use(u, key, 4, &mut replay_2);
+            tables::token_use::encode(u, key, 4, &mut replay_2);
         }
     }
     let batches = with_token_use(data, vec![first, replay_1, replay_2]);

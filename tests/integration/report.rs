@@ -45,7 +45,7 @@ async fn report_on_clickhouse_18_16_and_in_a_real_browser() {
 
     let mut token_use = Vec::new();
     for (i, u) in uses.iter().enumerate() {
-        tables::encode_token_use(u, &format!("tu-{i:08}"), 1, &mut token_use);
+        tables::token_use::encode(u, &format!("tu-{i:08}"), 1, &mut token_use);
     }
     let (mut allowlist, mut lifecycle, mut jobs) = (Vec::new(), Vec::new(), Vec::new());
     let mut seen = BTreeSet::new();

@@ -117,7 +117,8 @@ async fn rsyslog_receives_framed_rfc5424_messages_over_tcp() {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     let mut sink = Sink::new(
-        &settings,
+        &settings.kafka,
+        &settings.siem,
         SinkKind::Syslog,
         Format::Cef,
         metrics.clone(),
@@ -272,7 +273,8 @@ async fn hec_receives_batches_and_retries_after_503() {
     let settings = hec_settings(Settings::default(), addr, HEC_TOKEN);
     let metrics = Metrics::new();
     let mut sink = Sink::new(
-        &settings,
+        &settings.kafka,
+        &settings.siem,
         SinkKind::Hec,
         Format::Ocsf,
         metrics.clone(),
@@ -314,7 +316,8 @@ async fn hec_receives_batches_and_retries_after_503() {
     // CEF lines travel as JSON strings.
     let cef = vec![encode(Format::Cef, &siem_fixtures::lifecycle())];
     let mut sink = Sink::new(
-        &settings,
+        &settings.kafka,
+        &settings.siem,
         SinkKind::Hec,
         Format::Cef,
         metrics.clone(),
@@ -332,7 +335,8 @@ async fn hec_with_a_wrong_token_stops_instead_of_dropping() {
     let (server, addr) = HecServer::start(0).await;
     let settings = hec_settings(Settings::default(), addr, "wrong");
     let mut sink = Sink::new(
-        &settings,
+        &settings.kafka,
+        &settings.siem,
         SinkKind::Hec,
         Format::Ecs,
         Metrics::new(),
@@ -371,7 +375,7 @@ async fn insert_token_use(
     };
     rec.token_use.event_time_ms = event_time_ms;
     let mut row = Vec::new();
-    tables::encode_token_use(&rec.token_use, key, ingested_at_ms, &mut row);
+    tables::token_use::encode(&rec.token_use, key, ingested_at_ms, &mut row);
     let mut insert = client.insert_formatted_with(Table::TokenUse.insert_sql(db));
     insert.send(row.into()).await.unwrap();
     insert.end().await.unwrap();
@@ -421,7 +425,9 @@ async fn backfill_exports_a_time_range_from_clickhouse_to_hec() {
     let (server, addr) = HecServer::start(0).await;
     let settings = hec_settings(settings, addr, HEC_TOKEN);
     let mut exporter = Exporter::new(
-        &settings,
+        &settings.clickhouse,
+        &settings.kafka,
+        &settings.siem,
         Format::Ecs,
         SinkKind::Hec,
         Metrics::new(),
@@ -477,7 +483,9 @@ async fn follow_exports_new_rows_and_resumes_after_a_restart() {
             let cancel = cancel.clone();
             async move {
                 let mut exporter = Exporter::new(
-                    &settings,
+                    &settings.clickhouse,
+                    &settings.kafka,
+                    &settings.siem,
                     Format::Ocsf,
                     SinkKind::Hec,
                     Metrics::new(),
@@ -485,7 +493,10 @@ async fn follow_exports_new_rows_and_resumes_after_a_restart() {
                 )
                 .unwrap();
                 let state = settings.siem.state_file.clone().into();
-                exporter.follow(&settings, state, cancel).await.unwrap();
+                exporter
+                    .follow(&settings.siem, state, cancel)
+                    .await
+                    .unwrap();
             }
         });
         (cancel, handle)

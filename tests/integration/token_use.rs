@@ -109,7 +109,7 @@ async fn simulated_traffic_yields_the_ground_truth_token_uses() {
                 r.job_id,
                 r.source_project_id,
                 r.target_project_id,
-                r.action.clone(),
+                r.action.to_string(),
                 r.event_time_ms,
             )
         })

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use tokentrail::model::{ActorKind, TokenUse};
-use tokentrail::siem::record::{AlertRecord, LifecycleRecord, SiemRecord, TokenUseRecord};
+use tokentrail::model::{ActorKind, Alert, AlertStatus, Correlation, Severity, TokenUse};
+use tokentrail::siem::record::{LifecycleRecord, SiemRecord, StoredAlert, StoredTokenUse};
 
 pub fn token_use_matched() -> SiemRecord {
-    SiemRecord::TokenUse(TokenUseRecord {
+    SiemRecord::TokenUse(StoredTokenUse {
         record_key: "tu:4f1c9a".into(),
         ingested_at_ms: 1_735_787_045_900,
         token_use: TokenUse {
@@ -30,14 +30,14 @@ pub fn token_use_matched() -> SiemRecord {
             ip_address: "10.20.30.40".into(),
             same_project: false,
             allowlisted: Some(true),
-            correlation: "auth+resource".into(),
+            correlation: Correlation::Matched,
             gap_ms: 37,
         },
     })
 }
 
 pub fn token_use_auth_only() -> SiemRecord {
-    SiemRecord::TokenUse(TokenUseRecord {
+    SiemRecord::TokenUse(StoredTokenUse {
         record_key: "tu:auth-only-9".into(),
         ingested_at_ms: 1_735_787_100_000,
         token_use: TokenUse {
@@ -60,7 +60,7 @@ pub fn token_use_auth_only() -> SiemRecord {
             ip_address: "unknown".into(),
             same_project: false,
             allowlisted: None,
-            correlation: "auth_only".into(),
+            correlation: Correlation::AuthOnly,
             gap_ms: 0,
         },
     })
@@ -85,24 +85,28 @@ pub fn lifecycle() -> SiemRecord {
 }
 
 pub fn alert() -> SiemRecord {
-    SiemRecord::Alert(AlertRecord {
-        alert_id: "al-7e2d".into(),
-        rule: "cross_project_not_allowlisted".into(),
-        severity: "high".into(),
-        summary: "platform/deployer reached platform/secrets | not allowlisted\nsee details".into(),
-        first_seen_ms: 1_735_787_045_123,
-        last_seen_ms: 1_735_787_345_123,
-        count: 3,
-        source_project_path: "platform/deployer".into(),
-        target_project_path: "platform/secrets".into(),
-        actor_id: Some(4021),
-        actor_kind: "human".into(),
-        action: "secret.read".into(),
-        job_id: Some(777_001),
-        event_time_ms: 1_735_787_345_123,
-        details: r#"{"jobs":[777001,777003],"note":"a=b \\ c ✓"}"#.into(),
-        status: "acked".into(),
-        acked_by: Some("sec-oncall".into()),
+    SiemRecord::Alert(StoredAlert {
+        alert: Alert {
+            alert_id: "al-7e2d".into(),
+            rule: "cross_project_not_allowlisted".into(),
+            severity: Severity::High,
+            summary: "platform/deployer reached platform/secrets | not allowlisted\nsee details"
+                .into(),
+            first_seen_ms: 1_735_787_045_123,
+            last_seen_ms: 1_735_787_345_123,
+            count: 3,
+            source_project_path: "platform/deployer".into(),
+            target_project_path: "platform/secrets".into(),
+            actor_id: 4021,
+            actor_kind: "human".into(),
+            action: "secret.read".into(),
+            job_id: Some(777_001),
+            event_time_ms: 1_735_787_345_123,
+            details: serde_json::from_str(r#"{"jobs":[777001,777003],"note":"a=b \\ c ✓"}"#)
+                .unwrap(),
+            status: AlertStatus::Acked,
+            acked_by: "sec-oncall".into(),
+        },
         updated_at_ms: 1_735_787_400_000,
     })
 }

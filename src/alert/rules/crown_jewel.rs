@@ -20,7 +20,7 @@ fn crown_jewel(r: &TokenUse, cfg: &CrownJewelRule) -> Option<Finding> {
     let admin = cfg
         .admin_action_prefixes
         .iter()
-        .any(|p| !p.is_empty() && r.action.starts_with(p.as_str()));
+        .any(|p| !p.is_empty() && r.action.as_str().starts_with(p.as_str()));
     let crown = !r.same_project
         && cfg
             .patterns

@@ -93,7 +93,7 @@ impl Finding {
             target_project_path: r.target_project_path.clone(),
             actor_id: r.actor_id,
             actor_kind: r.actor_kind.as_str().to_string(),
-            action: r.action.clone(),
+            action: r.action.to_string(),
             job_id: r.job_id,
             event_time_ms: r.event_time_ms,
             details,

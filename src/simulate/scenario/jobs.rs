@@ -6,7 +6,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use super::{Downstream, Person, Scenario};
-use crate::model::{ActorKind, TokenUse};
+use crate::model::{Action, ActorKind, Correlation, TokenUse};
 use crate::simulate::gitlab;
 use crate::simulate::world::{AclChange, AclOp, Member, POLICY_SETS};
 
@@ -328,7 +328,7 @@ impl Scenario {
             source_project_path: src.path.clone(),
             target_project_id: tid,
             target_project_path: tpath,
-            action: plan.action.to_string(),
+            action: Action::known(plan.action),
             job_id: Some(job.id),
             pipeline_id: Some(p.id),
             git_ref: Some(p.git_ref.clone()),
@@ -338,11 +338,10 @@ impl Scenario {
             same_project: plan.target == Some(s),
             allowlisted,
             correlation: if plan.target.is_some() {
-                "auth+resource"
+                Correlation::Matched
             } else {
-                "auth_only"
-            }
-            .to_string(),
+                Correlation::AuthOnly
+            },
             gap_ms: event_time - auth_at,
         };
         self.push_use(u);

@@ -1,9 +1,12 @@
 //! The `alerts` table, declared once: its inserted columns, the encoder that fills them, the
-//! select list and row type it is read back through (by `tokentrail alerts`, start-up
-//! hydration and the SIEM feed), and the conversion back to [`Alert`].
+//! select list and row type it is read back through (by `tokentrail alerts`, the report,
+//! start-up hydration and the SIEM feed): [`StoredAlert`], the one [`Alert`] type plus its
+//! version.
 
-use serde::Deserialize;
+use serde::de::SeqAccess;
+use serde::{Deserialize, Deserializer};
 
+use super::read_row::{Columns, ReadRow, read_row};
 use crate::model::{Alert, AlertStatus, Severity};
 use crate::store::rowbinary::RowWriter;
 
@@ -61,74 +64,132 @@ pub fn encode(alert: &Alert, updated_at_ms: i64, buf: &mut Vec<u8>) {
         .i64(updated_at_ms);
 }
 
-/// One stored alert row, as [`SELECT`] reads it.
-#[derive(clickhouse::Row, Deserialize, Debug, Clone)]
+/// One stored alert row, as [`SELECT`] reads it: the alert and its version.
+#[derive(clickhouse::Row, Debug, Clone, PartialEq)]
 pub struct StoredAlert {
-    pub alert_id: String,
-    pub rule: String,
-    pub severity: String,
-    pub summary: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub count: u64,
-    pub source_project_path: String,
-    pub target_project_path: String,
-    pub actor_id: i64,
-    pub actor_kind: String,
-    pub action: String,
-    pub job_id: Option<i64>,
-    pub event_time_ms: i64,
-    pub details: String,
-    pub status: String,
-    pub acked_by: String,
+    pub alert: Alert,
+    /// The version column: when this state of the alert was written.
     pub updated_at_ms: i64,
 }
 
-impl StoredAlert {
-    /// The alert as the engine holds it. A severity the code does not know reads as high,
-    /// and details that are not JSON as null: a stored row is never dropped.
-    pub fn into_alert(self) -> Alert {
-        let severity = serde_json::from_value(serde_json::Value::String(self.severity))
-            .unwrap_or(Severity::High);
-        Alert {
-            alert_id: self.alert_id,
-            rule: self.rule,
-            severity,
-            summary: self.summary,
-            first_seen_ms: self.first_seen_ms,
-            last_seen_ms: self.last_seen_ms,
-            count: self.count,
-            source_project_path: self.source_project_path,
-            target_project_path: self.target_project_path,
-            actor_id: self.actor_id,
-            actor_kind: self.actor_kind,
-            action: self.action,
-            job_id: self.job_id,
-            event_time_ms: self.event_time_ms,
-            details: serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null),
-            status: if self.status == "acked" {
+impl ReadRow for StoredAlert {
+    const COLUMNS: &'static [&'static str] = COLUMNS;
+
+    /// A severity the code does not know reads as high, details that are not JSON as null,
+    /// and any status but `acked` as open: a stored row is never dropped.
+    fn read<'de, A: SeqAccess<'de>>(c: &mut Columns<'de, A>) -> Result<Self, A::Error> {
+        let alert = Alert {
+            alert_id: c.column()?,
+            rule: c.column()?,
+            severity: serde_json::from_value(serde_json::Value::String(c.column()?))
+                .unwrap_or(Severity::High),
+            summary: c.column()?,
+            first_seen_ms: c.column()?,
+            last_seen_ms: c.column()?,
+            count: c.column()?,
+            source_project_path: c.column()?,
+            target_project_path: c.column()?,
+            actor_id: c.column()?,
+            actor_kind: c.column()?,
+            action: c.column()?,
+            job_id: c.column()?,
+            event_time_ms: c.column()?,
+            details: serde_json::from_str(&c.column::<String>()?)
+                .unwrap_or(serde_json::Value::Null),
+            status: if c.column::<String>()? == "acked" {
                 AlertStatus::Acked
             } else {
                 AlertStatus::Open
             },
-            acked_by: self.acked_by,
-        }
+            acked_by: c.column()?,
+        };
+        Ok(StoredAlert {
+            alert,
+            updated_at_ms: c.column()?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredAlert {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_row(d)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tables::read_row::{read_back, select_columns};
 
     #[test]
     fn the_select_list_reads_the_inserted_columns_in_order() {
-        let read: Vec<&str> = SELECT
-            .split("), ")
-            .map(|item| {
-                let inner = item.split_once('(').map_or(item, |(_, rest)| rest);
-                inner.split([')', ' ']).next().unwrap_or(inner).trim()
-            })
-            .collect();
-        assert_eq!(read, COLUMNS);
+        assert_eq!(select_columns(SELECT), COLUMNS);
+    }
+
+    #[tokio::test]
+    async fn rows_read_back_as_they_were_encoded() {
+        let alert = |status, acked_by: &str, job_id| Alert {
+            alert_id: "not_allowlisted:a->b:1".into(),
+            rule: "not_allowlisted".into(),
+            severity: Severity::Critical,
+            summary: "a | b=c\r\n ✓".into(),
+            first_seen_ms: 1_748_944_800_000,
+            last_seen_ms: 1_748_944_900_000,
+            count: 3,
+            source_project_path: "g/a".into(),
+            target_project_path: "g/b".into(),
+            actor_id: 4821,
+            actor_kind: "human".into(),
+            action: "repository.read".into(),
+            job_id,
+            event_time_ms: 1_748_944_900_000,
+            details: serde_json::json!({"jobs": [1, 2], "note": "a=b \\ c"}),
+            status,
+            acked_by: acked_by.into(),
+        };
+        let want = vec![
+            StoredAlert {
+                alert: alert(AlertStatus::Open, "", Some(7)),
+                updated_at_ms: 1,
+            },
+            StoredAlert {
+                alert: alert(AlertStatus::Acked, "sec", None),
+                updated_at_ms: 2,
+            },
+        ];
+        let mut bytes = Vec::new();
+        for s in &want {
+            encode(&s.alert, s.updated_at_ms, &mut bytes);
+        }
+        assert_eq!(read_back::<StoredAlert>(bytes).await, want);
+    }
+
+    #[tokio::test]
+    async fn text_the_code_does_not_know_still_reads() {
+        let mut bytes = Vec::new();
+        RowWriter::new(&mut bytes)
+            .string("id")
+            .string("rule")
+            .string("severe")
+            .string("summary")
+            .i64(1)
+            .i64(2)
+            .u64(1)
+            .string("g/a")
+            .string("g/b")
+            .i64(5)
+            .string("human")
+            .string("repository.read")
+            .opt_i64(None)
+            .i64(2)
+            .string("not json")
+            .string("resolved")
+            .string("")
+            .i64(3);
+        let [row] = read_back::<StoredAlert>(bytes).await.try_into().unwrap();
+        assert_eq!(row.alert.severity, Severity::High);
+        assert_eq!(row.alert.details, serde_json::Value::Null);
+        assert_eq!(row.alert.status, AlertStatus::Open);
+        assert_eq!(row.updated_at_ms, 3);
     }
 }

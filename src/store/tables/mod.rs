@@ -3,11 +3,18 @@
 //! The column lists here are the contract with `schemas/clickhouse/*.sql`: an insert names its
 //! columns explicitly, so MATERIALIZED/ALIAS columns added by newer migrations never change
 //! the encoding. The `schema_matches_encoders` integration test checks both agree.
+//!
+//! A table that is read back has its own module (`alerts`, `token_use`): columns, encoder,
+//! select list and read row together. A read row is the model type plus the stored-only
+//! columns, read column by column in the encoder's order ([`read_row::ReadRow`]), so the
+//! fields are declared once, in `crate::model`.
 
 pub mod alerts;
+pub mod read_row;
+pub mod token_use;
 
 use super::rowbinary::RowWriter;
-use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, TokenUse, WebhookEvent};
+use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, WebhookEvent};
 
 /// Where a row came from in Kafka; stored so every row can be traced to its message.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +55,7 @@ impl Table {
         matches!(self, Table::Alerts)
     }
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Table::AuditEvents => "audit_events",
             Table::WebhookEvents => "webhook_events",
@@ -119,30 +126,7 @@ impl Table {
                 "source_project_path",
                 "updated_at_ms",
             ],
-            Table::TokenUse => &[
-                "record_key",
-                "event_time_ms",
-                "actor_id",
-                "actor_name",
-                "actor_username",
-                "actor_kind",
-                "source_project_id",
-                "source_project_path",
-                "target_project_id",
-                "target_project_path",
-                "action",
-                "job_id",
-                "pipeline_id",
-                "git_ref",
-                "runner_id",
-                "token_type",
-                "ip_address",
-                "same_project",
-                "allowlisted",
-                "correlation",
-                "gap_ms",
-                "ingested_at_ms",
-            ],
+            Table::TokenUse => token_use::COLUMNS,
             Table::AllowlistChanges => &[
                 "dedup_key",
                 "event_time_ms",
@@ -264,34 +248,6 @@ pub fn encode_job(job: &JobInfo, updated_at_ms: i64, buf: &mut Vec<u8>) {
         .opt_i64(job.source_project_id)
         .opt_string(job.source_project_path.as_deref())
         .i64(updated_at_ms);
-}
-
-/// `record_key` identifies the record across replays (see `correlate`), so a replayed
-/// correlation replaces rather than duplicates it.
-pub fn encode_token_use(rec: &TokenUse, record_key: &str, ingested_at_ms: i64, buf: &mut Vec<u8>) {
-    RowWriter::new(buf)
-        .string(record_key)
-        .i64(rec.event_time_ms)
-        .i64(rec.actor_id)
-        .string(&rec.actor_name)
-        .opt_string(rec.actor_username.as_deref())
-        .string(rec.actor_kind.as_str())
-        .opt_i64(rec.source_project_id)
-        .string(&rec.source_project_path)
-        .opt_i64(rec.target_project_id)
-        .string(&rec.target_project_path)
-        .string(&rec.action)
-        .opt_i64(rec.job_id)
-        .opt_i64(rec.pipeline_id)
-        .opt_string(rec.git_ref.as_deref())
-        .opt_i64(rec.runner_id)
-        .string(&rec.token_type)
-        .string(&rec.ip_address)
-        .bool(rec.same_project)
-        .opt_bool(rec.allowlisted)
-        .string(&rec.correlation)
-        .i64(rec.gap_ms)
-        .i64(ingested_at_ms);
 }
 
 pub fn encode_allowlist_change(ev: &AuditEvent, change: &AllowlistChange, buf: &mut Vec<u8>) {

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::data::{self, Request};
-use super::model::Scope;
-use super::{Format, graph, view};
 use crate::config::Settings;
 use crate::query::{Binding, params};
+use crate::report::data::{self, Request};
+use crate::report::model::Scope;
+use crate::report::{Format, graph, view};
 use crate::store::sink;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -104,7 +104,7 @@ pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<()> {
     let queried = started.elapsed();
     let base = settings.report.gitlab_base().unwrap_or("");
     let report = view::build(&data, base, graph::AGGREGATE_ABOVE);
-    let text = super::render(&report, args.format);
+    let text = crate::report::render(&report, args.format);
     std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
         "report written to {} ({} bytes): {} token uses, {} cross-project edges, {} protected \

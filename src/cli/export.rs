@@ -2,8 +2,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::export::Exporter;
 use crate::config::Settings;
+use crate::siem::export::Exporter;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 
@@ -11,10 +11,10 @@ use crate::telemetry::server::Health;
 pub struct ExportArgs {
     /// Output format (default: siem.format).
     #[arg(long, value_enum)]
-    pub format: Option<super::encode::Format>,
+    pub format: Option<crate::siem::encode::Format>,
     /// Where to deliver (default: siem.sink).
     #[arg(long, value_enum)]
-    pub sink: Option<super::config::SinkKind>,
+    pub sink: Option<crate::siem::config::SinkKind>,
     /// Backfill from this time (RFC 3339, inclusive) instead of following; needs --to.
     #[arg(long, requires = "to", value_parser = parse_rfc3339_ms)]
     pub from: Option<i64>,
@@ -37,7 +37,15 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     tokio::spawn(crate::signals::cancel_on_signal(cancel.clone()));
-    let mut exporter = Exporter::new(settings, format, sink, metrics.clone(), cancel.clone())?;
+    let mut exporter = Exporter::new(
+        &settings.clickhouse,
+        &settings.kafka,
+        &settings.siem,
+        format,
+        sink,
+        metrics.clone(),
+        cancel.clone(),
+    )?;
     if let (Some(from), Some(to)) = (args.from, args.to) {
         anyhow::ensure!(from < to, "--from must be before --to");
         let bar = indicatif::ProgressBar::new(0).with_message("records exported");
@@ -63,7 +71,11 @@ pub async fn run(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     )
     .await?;
     exporter
-        .follow(settings, settings.siem.state_file.clone().into(), cancel)
+        .follow(
+            &settings.siem,
+            settings.siem.state_file.clone().into(),
+            cancel,
+        )
         .await?;
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::ValueEnum;
 
-use super::{SimConfig, Simulator, ndjson};
 use crate::config::Settings;
+use crate::simulate::{SimConfig, Simulator, ndjson};
 
 #[derive(clap::Args)]
 pub struct SimulateArgs {
@@ -67,7 +67,7 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
     let mut sim = Simulator::new(&cfg);
     if let Some(dir) = &args.gitlab_api_dir {
         let lists = sim.preexisting_allowlists();
-        super::gitlab_api::write_api_double(dir, &lists).with_context(|| {
+        crate::simulate::gitlab_api::write_api_double(dir, &lists).with_context(|| {
             format!("writing the GitLab API double's files to {}", dir.display())
         })?;
         eprintln!(
@@ -129,11 +129,11 @@ pub async fn run(settings: &Settings, args: SimulateArgs) -> anyhow::Result<()> 
         truth.anomalies.len()
     );
     if let Some(dir) = &args.gitlab_api_dir {
-        super::gitlab_api::write_auth_logs(dir, &truth)
+        crate::simulate::gitlab_api::write_auth_logs(dir, &truth)
             .with_context(|| format!("writing the authentication logs to {}", dir.display()))?;
     }
     if let Some(path) = args.truth {
-        std::fs::write(&path, super::truth_to_json(&truth))
+        std::fs::write(&path, crate::simulate::truth_to_json(&truth))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

@@ -2,11 +2,11 @@
 
 use anyhow::Context;
 
-use super::params::{self, QueryParams};
-use super::recommend::RecommendOptions;
-use super::render::Format;
-use super::{Binding, QUERIES, TOKEN_USED_WHERE};
 use crate::config::Settings;
+use crate::query::params::{self, QueryParams};
+use crate::query::recommend::RecommendOptions;
+use crate::query::render::Format;
+use crate::query::{Binding, QUERIES, TOKEN_USED_WHERE};
 use crate::store::sink;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,7 +43,7 @@ pub struct QueryArgs {
     #[arg(long, default_value_t = 90)]
     pub days: i64,
     /// recommended-allowlist: entry limit (GitLab allows 200).
-    #[arg(long, default_value_t = super::recommend::GITLAB_ALLOWLIST_LIMIT)]
+    #[arg(long, default_value_t = crate::query::recommend::GITLAB_ALLOWLIST_LIMIT)]
     pub max_entries: usize,
     /// recommended-allowlist: largest share of a group's known projects that may be
     /// unobserved for the group to replace its observed projects' entries.
@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, args: &QueryArgs) -> anyhow::Result<String
     let version = crate::store::read::server_version(&client)
         .await
         .context("reading the ClickHouse server version")?;
-    let result = super::run(
+    let result = crate::query::run(
         &client,
         Binding::for_version(version),
         &args.name,

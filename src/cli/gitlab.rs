@@ -2,13 +2,13 @@
 
 use anyhow::Context;
 
-use super::api::Scope;
-use super::client::Client;
-use super::produce::AuditProducer;
-use super::progress::Progress;
-use super::snapshot::rfc3339_ms;
-use super::sync::{self, SyncOptions};
 use crate::config::Settings;
+use crate::gitlab::api::Scope;
+use crate::gitlab::client::Client;
+use crate::gitlab::produce::AuditProducer;
+use crate::gitlab::progress::Progress;
+use crate::gitlab::snapshot::rfc3339_ms;
+use crate::gitlab::sync::{self, SyncOptions};
 use crate::telemetry::metrics::Metrics;
 
 #[derive(clap::Subcommand)]
@@ -115,17 +115,17 @@ pub async fn run(settings: &Settings, cmd: GitlabCommand) -> anyhow::Result<()> 
                 .map(crate::query::params::parse_timestamp)
                 .transpose()
                 .context("--as-of")?;
-            let known = sync::load_history(settings).await.context(
+            let known = sync::load_history(&settings.clickhouse).await.context(
                 "the drift check needs the stored allowlist history (tokentrail migrate first)",
             )?;
             let producer = if opts.dry_run {
                 None
             } else {
-                Some(AuditProducer::new(settings, "gitlab-sync")?)
+                Some(AuditProducer::new(&settings.kafka, "gitlab-sync")?)
             };
             let (report, msgs) = sync::sync(
                 &client,
-                settings,
+                &settings.gitlab,
                 &opts,
                 &known,
                 producer.as_ref(),
@@ -164,14 +164,15 @@ async fn coverage(
         crate::query::params::parse_duration(&args.tolerance).context("--tolerance")?;
     let listing = Progress::spinner("projects listed");
     let projects =
-        super::api::projects(client, &args.scope.scope(), |p| listing.inc(p.len() as u64)).await?;
+        crate::gitlab::api::projects(client, &args.scope.scope(), |p| listing.inc(p.len() as u64))
+            .await?;
     listing.finish();
     let ch = crate::store::client::client(&settings.clickhouse);
     let producer = (!args.dry_run)
-        .then(|| AuditProducer::new(settings, "gitlab-coverage"))
+        .then(|| AuditProducer::new(&settings.kafka, "gitlab-coverage"))
         .transpose()?;
     let progress = Progress::bar(projects.len() as u64, "authentication logs read");
-    let report = super::coverage::check(
+    let report = crate::gitlab::coverage::check(
         client,
         &ch,
         &settings.clickhouse.database,
@@ -207,7 +208,7 @@ async fn backfill(
     metrics: &Metrics,
     args: BackfillArgs,
 ) -> anyhow::Result<()> {
-    use super::backfill::{Source, read};
+    use crate::gitlab::backfill::{Source, read};
     let source = match (&args.group, &args.project, args.instance) {
         (Some(g), None, false) => Source::Group(g.clone()),
         (None, Some(p), false) => Source::Project(p.clone()),
@@ -229,7 +230,7 @@ async fn backfill(
     let events = read(client, &source, from, to, |p| progress.inc(p.len() as u64)).await?;
     progress.finish();
     let producer = (!args.dry_run)
-        .then(|| AuditProducer::new(settings, "gitlab-backfill"))
+        .then(|| AuditProducer::new(&settings.kafka, "gitlab-backfill"))
         .transpose()?;
     emit(producer.as_ref(), metrics, "backfill", &events).await?;
     eprintln!(

@@ -2,8 +2,9 @@
 
 use clap::Subcommand;
 
-use super::query;
+use crate::alert::query;
 use crate::config::Settings;
+use crate::model::Alert;
 use crate::output_escape::escape_controls;
 use crate::store::sink;
 use crate::store::tables::alerts::StoredAlert;
@@ -57,7 +58,7 @@ pub async fn run(settings: &Settings, cmd: AlertsCommand) -> anyhow::Result<()> 
             }
         }
         AlertsCommand::Show { id } => {
-            let alert = query::show(&client, db, &id).await?.into_alert();
+            let alert = query::show(&client, db, &id).await?.alert;
             println!("{}", serde_json::to_string_pretty(&alert)?);
         }
         AlertsCommand::Ack { id, by } => {
@@ -79,19 +80,18 @@ pub async fn run(settings: &Settings, cmd: AlertsCommand) -> anyhow::Result<()> 
 
 fn print_row(row: StoredAlert, json: bool) {
     if json {
-        let alert = row.into_alert();
         println!(
             "{}",
-            serde_json::to_string(&alert).expect("alert serializes")
+            serde_json::to_string(&row.alert).expect("alert serializes")
         );
         return;
     }
-    println!("{}", list_line(&row));
+    println!("{}", list_line(&row.alert));
 }
 
 /// One `alerts list` table line. Every text column is escaped: summaries quote project paths
 /// and names from GitLab payloads, and a raw `\r\n` there would forge a line.
-fn list_line(row: &StoredAlert) -> String {
+fn list_line(row: &Alert) -> String {
     let last_seen = chrono::DateTime::from_timestamp_millis(row.last_seen_ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default();
@@ -99,8 +99,8 @@ fn list_line(row: &StoredAlert) -> String {
         "{:<32}  {:<18}  {:<8}  {:<6}  {:>6}  {:<24}  {}",
         escape_controls(&row.alert_id),
         escape_controls(&row.rule),
-        escape_controls(&row.severity),
-        escape_controls(&row.status),
+        escape_controls(row.severity.as_str()),
+        escape_controls(row.status.as_str()),
         row.count,
         last_seen,
         escape_controls(&row.summary)
@@ -110,12 +110,13 @@ fn list_line(row: &StoredAlert) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{AlertStatus, Severity};
 
-    fn row(summary: &str) -> StoredAlert {
-        StoredAlert {
+    fn row(summary: &str) -> Alert {
+        Alert {
             alert_id: "a1".into(),
             rule: "not_allowlisted".into(),
-            severity: "high".into(),
+            severity: Severity::High,
             summary: summary.into(),
             first_seen_ms: 0,
             last_seen_ms: 1_748_945_742_123,
@@ -127,10 +128,9 @@ mod tests {
             action: String::new(),
             job_id: None,
             event_time_ms: 0,
-            details: String::new(),
-            status: "open".into(),
+            details: serde_json::Value::Null,
+            status: AlertStatus::Open,
             acked_by: String::new(),
-            updated_at_ms: 0,
         }
     }
 
