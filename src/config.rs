@@ -93,7 +93,8 @@ pub struct CorrelateSettings {
     /// Maximum time between a job-token authentication and its resource event.
     pub window_ms: i64,
     /// Bound on held authentications and resource events (evictions are counted). Above
-    /// half of it, audit partitions ahead of the slowest are paused until a quarter is.
+    /// half of it, audit partitions ahead of the slowest, or of the webhooks, are paused
+    /// until a quarter is (`ingest::clocks`).
     pub max_pending: usize,
     /// Bound on the job-id → job webhook cache used for enrichment.
     pub max_jobs: usize,

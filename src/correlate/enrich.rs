@@ -81,6 +81,11 @@ impl JobCache {
         self.map.len()
     }
 
+    /// The next new job evicts one.
+    pub fn is_full(&self) -> bool {
+        self.cap > 0 && self.map.len() >= self.cap
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

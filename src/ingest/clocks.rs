@@ -27,7 +27,9 @@
 //!
 //! Pauses: a webhook partition more than [`WEBHOOK_LEAD_MS`] ahead of the audit partitions
 //! (in receipt time) is paused, so the bounded job cache (`correlate.max_jobs`) still holds a
-//! job when its authentications are read. While events pile up in the correlator (the
+//! job when its authentications are read; once the cache is full, more than `lateness_ms`
+//! ahead, since each job read then evicts one (a backlog published faster than GitLab sends
+//! puts many jobs in a minute of receipt: benches/e2e.sh's 10 M messages took 146 s). While events pile up in the correlator (the
 //! caller says when), audit partitions more than `lateness_ms` ahead of the slowest audit
 //! partition, or ahead of the webhooks in receipt time, are paused, and resumed once they are
 //! no longer ahead at all: resuming at the pausing threshold made equally fast partitions take
@@ -175,8 +177,9 @@ impl PartitionClocks {
 
     /// Partitions to pause now. `piling_up`: the correlator holds so many events that the
     /// partitions read faster than the slowest must wait.
-    pub fn to_pause(&mut self, piling_up: bool) -> Vec<TopicPartition> {
-        let mut pause = self.webhooks_ahead();
+    /// `jobs_full`: the job cache is full, so webhooks read ahead evict jobs still needed.
+    pub fn to_pause(&mut self, piling_up: bool, jobs_full: bool) -> Vec<TopicPartition> {
+        let mut pause = self.webhooks_ahead(jobs_full);
         if piling_up {
             pause.extend(self.audits_ahead());
         } else {
@@ -218,7 +221,12 @@ impl PartitionClocks {
         now_paused
     }
 
-    fn webhooks_ahead(&mut self) -> Vec<TopicPartition> {
+    fn webhooks_ahead(&mut self, jobs_full: bool) -> Vec<TopicPartition> {
+        let (start, keep) = if jobs_full {
+            (self.lateness_ms, 0)
+        } else {
+            (WEBHOOK_LEAD_MS, WEBHOOK_LEAD_MS / 2)
+        };
         let Some(slowest_audit) = self
             .active(SourceKind::AuditStream)
             .filter_map(|c| c.max_received_ms)
@@ -233,11 +241,7 @@ impl PartitionClocks {
             .iter()
             .filter(|(_, c)| c.source == SourceKind::Webhook)
             .filter(|(tp, c)| {
-                let lead = if leading.contains(tp) {
-                    WEBHOOK_LEAD_MS / 2
-                } else {
-                    WEBHOOK_LEAD_MS
-                };
+                let lead = if leading.contains(tp) { keep } else { start };
                 c.max_received_ms
                     .is_some_and(|r| r != i64::MAX && r > slowest_audit + lead)
             })
@@ -366,7 +370,7 @@ mod tests {
             Some(8_000),
             "a webhook without one stops gating"
         );
-        assert!(c.to_pause(true).is_empty(), "nor is it ever ahead");
+        assert!(c.to_pause(true, false).is_empty(), "nor is it ever ahead");
     }
 
     #[test]
@@ -374,12 +378,19 @@ mod tests {
         let (mut c, audit, hooks) = clocks();
         c.webhook_read(&hooks, Some(10_000), None);
         c.audit_read(&audit, Some(30_000), 29_000);
-        assert!(c.to_pause(false).is_empty());
-        assert_eq!(c.to_pause(true), vec![audit.clone()]);
+        assert!(c.to_pause(false, false).is_empty());
+        assert_eq!(c.to_pause(true, false), vec![audit.clone()]);
         c.webhook_read(&hooks, Some(29_999), None);
-        assert_eq!(c.to_pause(true), vec![audit.clone()], "not read to it yet");
+        assert_eq!(
+            c.to_pause(true, false),
+            vec![audit.clone()],
+            "not read to it yet"
+        );
         c.webhook_read(&hooks, Some(30_000), None);
-        assert!(c.to_pause(true).is_empty(), "the webhooks reached it");
+        assert!(
+            c.to_pause(true, false).is_empty(),
+            "the webhooks reached it"
+        );
     }
 
     #[test]
@@ -416,19 +427,35 @@ mod tests {
         let p1: TopicPartition = (Arc::from("audit"), 1);
         c.audit_read(&p0, None, 10_000);
         c.audit_read(&p1, None, 8_000);
-        assert_eq!(c.to_pause(true), vec![p0.clone()]);
+        assert_eq!(c.to_pause(true, false), vec![p0.clone()]);
         c.audit_read(&p1, None, 9_500);
         assert_eq!(
-            c.to_pause(true),
+            c.to_pause(true, false),
             vec![p0.clone()],
             "within lateness, still ahead"
         );
         c.audit_read(&p1, None, 10_000);
-        assert!(c.to_pause(true).is_empty());
+        assert!(c.to_pause(true, false).is_empty());
         c.audit_read(&p1, None, 10_500);
         assert!(
-            c.to_pause(true).is_empty(),
+            c.to_pause(true, false).is_empty(),
             "p1 within lateness of p0: neither pauses"
         );
+    }
+
+    #[test]
+    fn with_the_job_cache_full_webhooks_may_lead_only_by_lateness() {
+        let (mut c, audit, hooks) = clocks();
+        c.audit_read(&audit, Some(10_000), 9_000);
+        c.webhook_read(&hooks, Some(10_000 + 2 * 1_000), None);
+        assert!(
+            c.to_pause(false, false).is_empty(),
+            "within the minute's lead"
+        );
+        assert_eq!(c.to_pause(false, true), vec![hooks.clone()]);
+        c.audit_read(&audit, Some(11_999), 11_000);
+        assert_eq!(c.to_pause(false, true), vec![hooks.clone()], "still ahead");
+        c.audit_read(&audit, Some(12_000), 11_000);
+        assert!(c.to_pause(false, true).is_empty(), "the audits reached it");
     }
 }

@@ -98,7 +98,8 @@ impl CorrelationStage {
         } else if held < self.max_pending / 4 {
             self.aligning = false;
         }
-        self.clocks.to_pause(self.aligning)
+        self.clocks
+            .to_pause(self.aligning, self.correlator.jobs_full())
     }
 
     /// Event time below which no more records are expected: the watermark less the longest
