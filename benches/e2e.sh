@@ -35,8 +35,8 @@
 #   TT_E2E_OUT (unset)         directory for each phase's last /metrics scrape
 #   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
 #   TT_E2E_PROFILE (unset)     FILE.svg: a flame graph of tokentrail draining the backlog
-#                              (perf, DWARF call graphs, inferno); the run's figures then
-#                              include perf's overhead and do not count
+#                              (perf, DWARF call graphs, inferno), and FILE.folded its stacks;
+#                              the run's figures then include perf's overhead and do not count
 #   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
 #   to `tokentrail ingest` unchanged, for tuning runs.
 #
@@ -201,10 +201,12 @@ stop_profile() {
   kill -INT "$perf_pid" 2>/dev/null || true
   wait "$perf_pid" 2>/dev/null || true
   perf_pid=""
-  perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/stacks.folded"
-  inferno-flamegraph --title "tokentrail ingest draining a $N-message backlog" \
-    <"$WORK/stacks.folded" >"$PROFILE"
-  log "backlog: flame graph in $PROFILE ($(wc -l <"$WORK/stacks.folded") distinct stacks)"
+  local folded="${PROFILE%.svg}.folded"
+  perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$folded"
+  # Frames under 0.1 % of the samples are left out of the drawing (not of the .folded file).
+  inferno-flamegraph --minwidth 0.1 --title "tokentrail ingest draining a $N-message backlog" \
+    <"$folded" >"$PROFILE"
+  log "backlog: flame graph in $PROFILE, its stacks in $folded ($(wc -l <"$folded") distinct)"
 }
 
 stop_ingest() {
