@@ -374,9 +374,13 @@ impl<'a> Loop<'a> {
                 std::mem::take(&mut shared.assigned),
             )
         };
+        // Only audit partitions hold the watermark from their assignment on. A webhook
+        // partition gates records from its first message: an empty webhook topic (webhooks
+        // not configured) would otherwise hold every record back for the idle period after
+        // each rebalance.
         for tp in &assigned {
-            if let Some(&source) = self.kinds.get(&*tp.0) {
-                self.work.assign_partition(tp, source);
+            if self.kinds.get(&*tp.0) == Some(&SourceKind::AuditStream) {
+                self.work.assign_partition(tp, SourceKind::AuditStream);
             }
         }
         self.held_back.retain(|tp| !revoked.contains(tp));
