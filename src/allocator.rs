@@ -5,9 +5,10 @@
 //! and unmaps it on free, but each such free raises the threshold to that buffer's size (the
 //! "dynamic threshold"), so the next batches' buffers come from the heap instead, where freed
 //! space fragments and the peak grows. A threshold set with `mallopt` stays fixed. Measured on
-//! the 1 M-message backlog (benches/README.md, "Peak memory and the allocator"): peak RSS
-//! 361 MB with glibc's default, 276 MB with 4 MiB, same CPU within noise; 128 KiB gave
-//! 253 MB for 8 % more CPU (mmap and page faults for every mid-sized buffer).
+//! the 1 M-message backlog, quiet machine (benches/README.md, "The cost of waiting for the
+//! webhooks, and peak memory"): peak RSS 375 MB with glibc's default, 267 MB with 4 MiB, for
+//! about 6 % more CPU (page faults on freshly mapped buffers); 128 KiB gave 253 MB for 8 %
+//! more on a busy machine.
 //!
 //! An operator's `MALLOC_MMAP_THRESHOLD_` wins: glibc has read it already, and it is left be.
 

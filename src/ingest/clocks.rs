@@ -95,8 +95,9 @@ impl PartitionClocks {
     }
 
     /// A partition was assigned: until it delivers a message (or stays silent for the idle
-    /// period) it holds the watermark back, so its backlog is not judged late, nor decided
-    /// before the webhooks of its jobs are read.
+    /// period) it holds the watermark back, so its backlog is not judged late. The pipeline
+    /// assigns audit partitions only: a webhook partition gates from its first message, so
+    /// an empty webhook topic holds nothing back after a rebalance.
     pub fn assign(&mut self, tp: &TopicPartition, source: SourceKind) {
         self.clocks.insert(tp.clone(), Clock::new(source));
     }

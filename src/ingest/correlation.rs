@@ -130,7 +130,8 @@ impl CorrelationStage {
         let mut records = Vec::new();
         let mut max_correlatable: Option<i64> = None;
         let mut max_audit: Option<i64> = None;
-        let mut webhook: Option<Option<i64>> = None;
+        let mut webhook = false;
+        let mut newest_hook_ms: Option<i64> = None;
         for event in events {
             match event {
                 Event::Audit(ev) => {
@@ -151,15 +152,16 @@ impl CorrelationStage {
                         self.correlator.on_job(job);
                     }
                     let hook_ms = (wh.event_time_ms > 0).then_some(wh.event_time_ms);
-                    webhook = Some(webhook.flatten().max(hook_ms));
+                    webhook = true;
+                    newest_hook_ms = newest_hook_ms.max(hook_ms);
                 }
             }
         }
         if let Some(event_ms) = max_audit {
             self.clocks.audit_read(tp, received_ms, event_ms);
         }
-        if let Some(hook_ms) = webhook {
-            self.clocks.webhook_read(tp, received_ms, hook_ms);
+        if webhook {
+            self.clocks.webhook_read(tp, received_ms, newest_hook_ms);
         }
         if let Some(max_event_ms) = max_correlatable {
             self.flushed_everything = false;
