@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Times every named query on N simulated token-use rows (default 10,000,000) in a fresh
-# database on the local ClickHouse server: median of 5 runs per query.
+# database on the local ClickHouse server: median of 5 runs per query, first with the parts
+# as loaded (background merges still running), then with every table merged; prints the
+# storage per table after the load and after the merge.
 #
 #   eval "$(deploy/local/services env)"
 #   benches/queries.sh [N]
 #
 # Rows come from examples/load_token_use.rs (the simulator's ground truth repeated with
 # shifted times) as RowBinary piped into the server's HTTP interface (the materialized views
-# of migration 0008 feed the daily rollups during the load). The allowlist,
+# of migration 0011 fill the lookup tables during the load); then `tokentrail seal` seals
+# every day, as ingest does on its timer. The allowlist,
 # token-lifecycle and jobs tables get the rows of the same simulated stream. Each timing is
 # one `tokentrail query <name> --format csv` process: connect, version check, query, render.
 set -euo pipefail
@@ -34,14 +37,19 @@ start=$(date +%s.%N)
 insert token_use "$N"
 for t in allowlist_changes token_lifecycle jobs; do insert "$t" 0; done
 loaded=$(date +%s.%N)
-# Merge the inserted parts as a long-running ingest would have (the daily rollups of
-# migration 0008 were fed by their materialized views during the load).
-for t in token_use token_use_pairs_daily token_use_actors_daily; do
-  curl -sS --fail-with-body "$URL/" --data-binary "OPTIMIZE TABLE $DB.$t FINAL"
-done
+# Seal every ended day, as ingest does on its timer (`tokentrail seal`).
+"$BIN" seal
+sealed=$(date +%s.%N)
 rows=$(curl -sS "$URL/" --data-binary "SELECT count() FROM $DB.token_use")
-printf 'loaded %s token_use rows into %s in %.1f s (merged in %.1f s)\n' "$rows" "$DB" \
-  "$(echo "$loaded - $start" | bc)" "$(echo "$(date +%s.%N) - $loaded" | bc)"
+printf 'loaded %s token_use rows into %s in %.1f s; sealed in %.1f s\n' "$rows" "$DB" \
+  "$(echo "$loaded - $start" | bc)" "$(echo "$sealed - $loaded" | bc)"
+
+storage() {
+  printf '\n%-28s %8s %14s %14s\n' table parts rows bytes
+  curl -sS "$URL/" --data-binary "SELECT table, count(), sum(rows), sum(bytes_on_disk) FROM system.parts \
+    WHERE active AND database = '$DB' GROUP BY table ORDER BY sum(bytes_on_disk) DESC FORMAT TSV" |
+    while IFS=$'\t' read -r t p r b; do printf '%-28s %8s %14s %14s\n' "$t" "$p" "$r" "$b"; done
+}
 
 # A project with many uses, for the filtered variants.
 PROJECT=$(curl -sS "$URL/" --data-binary \
@@ -61,22 +69,35 @@ median_ms() { # command...
   printf '%s\n' "${times[@]}" | sort -n | sed -n 3p
 }
 
-printf '\n%-52s %10s\n' "query (N=$N)" "median ms"
-printf '%-52s %10s\n' "----------------------------------------------------" "----------"
-run() { # label, args...
-  local label="$1"; shift
-  printf '%-52s %10s\n' "$label" "$(median_ms "$BIN" query "$@" --format csv)"
+all_queries() { # label
+  printf '\n%-52s %10s\n' "query (N=$N, $1)" "median ms"
+  printf '%-52s %10s\n' "----------------------------------------------------" "----------"
+  run() { # label, args...
+    local label="$1"; shift
+    printf '%-52s %10s\n' "$label" "$(median_ms "$BIN" query "$@" --format csv)"
+  }
+  for q in latest-use actors actor-kinds actions-over-time changes allowlist-vs-use \
+           outside-allowlist unused-allowlist-entries recommended-allowlist; do
+    run "$q" "$q"
+  done
+  run "token-used-where --job $JOB" token-used-where --job "$JOB"
+  run "token-used-where --pipeline $PIPELINE" token-used-where --pipeline "$PIPELINE"
+  run "token-used-where --project $SOURCE" token-used-where --project "$SOURCE"
+  run "latest-use --project $PROJECT" latest-use --project "$PROJECT"
+  run "actions-over-time --project $PROJECT" actions-over-time --project "$PROJECT"
+  run "outside-allowlist --since 7d" outside-allowlist --since 7d
 }
-for q in latest-use actors actor-kinds actions-over-time changes allowlist-vs-use \
-         outside-allowlist unused-allowlist-entries recommended-allowlist; do
-  run "$q" "$q"
+
+storage
+all_queries "parts as loaded"
+# Merge every part, as a long-running server eventually does.
+merge_start=$(date +%s.%N)
+for t in $(curl -sS "$URL/" --data-binary "SELECT name FROM system.tables WHERE database = '$DB' AND engine LIKE '%MergeTree'"); do
+  curl -sS --fail-with-body "$URL/" --data-binary "OPTIMIZE TABLE $DB.$t FINAL"
 done
-run "token-used-where --job $JOB" token-used-where --job "$JOB"
-run "token-used-where --pipeline $PIPELINE" token-used-where --pipeline "$PIPELINE"
-run "token-used-where --project $SOURCE" token-used-where --project "$SOURCE"
-run "latest-use --project $PROJECT" latest-use --project "$PROJECT"
-run "actions-over-time --project $PROJECT" actions-over-time --project "$PROJECT"
-run "outside-allowlist --since 7d" outside-allowlist --since 7d
+printf '\nmerged in %.1f s\n' "$(echo "$(date +%s.%N) - $merge_start" | bc)"
+storage
+all_queries "merged"
 
 if [[ "${KEEP:-0}" != 1 ]]; then
   curl -sS "$URL/" --data-binary "DROP DATABASE $DB"

@@ -58,6 +58,9 @@ enum Command {
         #[arg(long, value_enum)]
         dialect: Option<DialectArg>,
     },
+    /// Summarize every ended UTC day of token_use that changed since it was last sealed, for
+    /// the named queries (ingest does this every `clickhouse.seal_every_secs`).
+    Seal,
     /// Generate realistic GitLab traffic (with its ground truth) into Kafka or as NDJSON.
     Simulate(tokentrail::cli::simulate::SimulateArgs),
     /// Feed a SIEM: follow new token-use, lifecycle and alert rows in ClickHouse, or
@@ -148,6 +151,7 @@ async fn run(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Migrate { dry_run, dialect } => {
             migrate_cmd(&settings, dry_run, dialect.map(Into::into)).await
         }
+        Command::Seal => seal_cmd(&settings).await,
         Command::Simulate(args) => tokentrail::cli::simulate::run(&settings, args).await,
         Command::Export(args) => tokentrail::cli::export::run(&settings, args).await,
         Command::Query(args) => {
@@ -191,6 +195,21 @@ async fn collect(settings: &Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(tokentrail::signals::cancel_on_signal(cancel.clone()));
     collector.run(cancel).await?;
+    Ok(())
+}
+
+async fn seal_cmd(settings: &Settings) -> anyhow::Result<()> {
+    let client = sink::client(&settings.clickhouse);
+    let started = std::time::Instant::now();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let report = tokentrail::store::seal::seal(&client, now_ms, now_ms)
+        .await
+        .context("sealing days of token_use")?;
+    println!(
+        "sealed {} days of token_use in {:.1} s",
+        report.days,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -12,9 +12,9 @@
 -- "at its last use" is the correlator's allowlisted flag, computed from the allowlist history
 -- at the time of the use (ties at the same millisecond broken by record_key).
 --
--- The uses are read from the daily rollup token_use_pairs_daily for the UTC days that lie
+-- The uses are read from token_use_pairs_sealed for the sealed UTC days that lie
 -- wholly inside the window and from token_use (without FINAL, uniqExact(record_key)) for
--- the rest of the window; see schemas/README.md, "Reading the rollups". A protected
+-- the rest of the window; see schemas/README.md, "Reading the sealed days". A protected
 -- project's numeric id is the greatest id seen for its path.
 --
 -- Parameters:
@@ -64,44 +64,20 @@ FROM
         max(last_ms) AS n_last_ms
     FROM
     (
-        -- Rollup rows of whole days: each row's own use count.
+        -- Sealed days wholly inside the window: each row's own use count.
         SELECT
             target_project_path AS target,
             source_project_path AS source,
             target_id,
-            toInt64(finalizeAggregation(uses)) AS n,
-            finalizeAggregation(last_ms) AS last_ms,
-            finalizeAggregation(last_allowlisted) AS last_allowlisted
-        FROM token_use_pairs_daily
+            toInt64(uses) AS n,
+            last_ms,
+            last_allowlisted
+        FROM token_use_pairs_sealed
+        PREWHERE (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)
         WHERE same_project = 0
           AND day_ms > 0
           AND day_ms >= {from_ms:Int64}
           AND day_ms + 86400000 <= {to_ms:Int64}
-        UNION ALL
-        -- A key with rows in several parts not merged yet: what a replayed use counted
-        -- twice above (the merged count minus the sum of the rows' counts).
-        -- A part never holds a key twice, so only partitions with more than one active part
-        -- (system.parts) are searched for such keys: once merged, a month costs nothing here.
-        SELECT
-            target_project_path AS target,
-            source_project_path AS source,
-            target_id,
-            toInt64(uniqExactMerge(uses)) - toInt64(sum(finalizeAggregation(uses))) AS n,
-            toInt64(0) AS last_ms,
-            '' AS last_allowlisted
-        FROM token_use_pairs_daily
-        PREWHERE key_hash IN (SELECT key_hash FROM token_use_pairs_daily
-                              WHERE _partition_id IN (SELECT partition_id FROM system.parts
-                                                      WHERE active AND database = currentDatabase() AND table = 'token_use_pairs_daily'
-                                                      GROUP BY partition_id HAVING count() > 1)
-                                AND same_project = 0 AND day_ms > 0 AND day_ms >= {from_ms:Int64}
-                                AND day_ms + 86400000 <= {to_ms:Int64}
-                              GROUP BY key_hash HAVING count() > 1)
-        WHERE same_project = 0
-          AND day_ms > 0
-          AND day_ms >= {from_ms:Int64}
-          AND day_ms + 86400000 <= {to_ms:Int64}
-        GROUP BY target_project_path, source_project_path, day_ms, action, target_id, source_id, same_project
         UNION ALL
         -- The rest of the window (its first and last partial day) from token_use.
         SELECT
@@ -117,11 +93,13 @@ FROM
              AND event_time_ms < {to_ms:Int64}
              AND NOT (intDiv(event_time_ms, 86400000) * 86400000 > 0
                       AND intDiv(event_time_ms, 86400000) * 86400000 >= {from_ms:Int64}
-                      AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64})
+                      AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64}
+                      AND intDiv(event_time_ms, 86400000) * 86400000 IN (SELECT day_ms FROM token_use_sealed_days))
         WHERE same_project = 0
           AND (event_time < toDateTime(greatest(least(intDiv({from_ms:Int64}, 1000) + 86401, 4294967295), 0))
                OR event_time >= toDateTime(greatest(least(intDiv({to_ms:Int64}, 1000) - 86401, 4294967295), 0))
-               OR event_time < toDateTime(86401))
+               OR event_time < toDateTime(86401)
+               OR event_time >= toDateTime(intDiv((SELECT day_ms FROM token_use_unsealed_from), 1000)))
         GROUP BY target_project_path, source_project_path
     )
     GROUP BY target, source

@@ -3,10 +3,9 @@
 -- the known projects under it that were NOT observed as consumers: the unobserved projects a
 -- group entry would admit.
 --
--- Reads the paths from the daily rollup token_use_pairs_daily, which has a row for every
--- (target, source) pair of every day token_use holds (its view sees every insert, and its
--- days expire no earlier than token_use's rows), so it names the same paths as token_use
--- in a few hundred thousand rows instead of every use. Job paths come from jobs without
+-- Reads the paths from token_use_pairs, which has a row for every (target, source) pair
+-- token_use holds (its view sees every insert, and a pair expires with its last use), so
+-- it names the same paths as token_use in a few thousand rows instead of every use. Job paths come from jobs without
 -- FINAL: a replayed or updated job row carries a path that was seen either way.
 --
 -- Parameters: none.
@@ -16,9 +15,9 @@
 SELECT DISTINCT path
 FROM
 (
-    SELECT DISTINCT source_project_path AS path FROM token_use_pairs_daily
+    SELECT DISTINCT source_project_path AS path FROM token_use_pairs
     UNION ALL
-    SELECT DISTINCT target_project_path AS path FROM token_use_pairs_daily
+    SELECT DISTINCT target_project_path AS path FROM token_use_pairs
     UNION ALL
     SELECT DISTINCT project_path AS path FROM jobs
 )

@@ -10,11 +10,12 @@
 -- Ties at the same millisecond are broken by (action, record_key), so the answer is
 -- deterministic on every engine.
 --
--- Reads the daily rollup token_use_pairs_daily for the UTC days that lie wholly inside the
+-- Reads token_use_pairs_sealed for the sealed UTC days that lie wholly inside the
 -- window and token_use (without FINAL, uniqExact(record_key)) for the rest of the window;
--- the two never cover the same use. See schemas/clickhouse/0008_token_use_rollup.sql for
--- the rollup's duplicate-proof states and the string encoding of its "latest use" columns,
--- and schemas/README.md ("Reading the rollups") for the three parts of this query.
+-- the two never cover the same use. See schemas/clickhouse/0011_token_use_sealed_days.sql for
+-- why a sealed day is exact under replays, src/store/seal.rs for the string encoding of its
+-- "latest use" columns, and schemas/README.md ("Reading the sealed days") for the two parts
+-- of this query.
 --
 -- Example:
 --   clickhouse-client -d tokentrail --param_project='' --param_from_ms=0 \
@@ -31,51 +32,24 @@ SELECT
     toUInt64(sum(n)) AS uses
 FROM
 (
-    -- Rollup rows of whole days: each row's own use count.
+    -- Sealed days wholly inside the window: each row's own use count.
     SELECT
         source_project_path AS source,
         target_project_path AS target,
-        toInt64(finalizeAggregation(uses)) AS n,
-        finalizeAggregation(last_ms) AS last_ms,
-        finalizeAggregation(last_use) AS last_use,
-        finalizeAggregation(last_job) AS last_job
-    FROM token_use_pairs_daily
-    PREWHERE {project:String} = ''
+        toInt64(uses) AS n,
+        last_ms,
+        last_use,
+        last_job
+    FROM token_use_pairs_sealed
+    PREWHERE (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)
+         AND ({project:String} = ''
          OR source_project_path = {project:String}
          OR target_project_path = {project:String}
          OR toString(source_id) = {project:String}
-         OR toString(target_id) = {project:String}
+         OR toString(target_id) = {project:String})
     WHERE day_ms > 0
       AND day_ms >= {from_ms:Int64}
       AND day_ms + 86400000 <= {to_ms:Int64}
-    UNION ALL
-    -- A key with rows in several parts not merged yet: what a replayed use counted twice
-    -- above (the merged count minus the sum of the rows' counts; 0 without duplicates).
-    -- A part never holds a key twice, so only partitions with more than one active part
-    -- (system.parts) are searched for such keys: once merged, a month costs nothing here.
-    SELECT
-        source_project_path AS source,
-        target_project_path AS target,
-        toInt64(uniqExactMerge(uses)) - toInt64(sum(finalizeAggregation(uses))) AS n,
-        toInt64(0) AS last_ms,
-        '' AS last_use,
-        '' AS last_job
-    FROM token_use_pairs_daily
-    PREWHERE key_hash IN (SELECT key_hash FROM token_use_pairs_daily
-                          WHERE _partition_id IN (SELECT partition_id FROM system.parts
-                                                  WHERE active AND database = currentDatabase() AND table = 'token_use_pairs_daily'
-                                                  GROUP BY partition_id HAVING count() > 1)
-                            AND day_ms > 0 AND day_ms >= {from_ms:Int64} AND day_ms + 86400000 <= {to_ms:Int64}
-                          GROUP BY key_hash HAVING count() > 1)
-    WHERE day_ms > 0
-      AND day_ms >= {from_ms:Int64}
-      AND day_ms + 86400000 <= {to_ms:Int64}
-      AND ({project:String} = ''
-           OR source_project_path = {project:String}
-           OR target_project_path = {project:String}
-           OR toString(source_id) = {project:String}
-           OR toString(target_id) = {project:String})
-    GROUP BY target_project_path, source_project_path, day_ms, action, target_id, source_id, same_project
     UNION ALL
     -- The rest of the window (its first and last partial day) from token_use.
     SELECT
@@ -93,10 +67,12 @@ FROM
          AND event_time_ms < {to_ms:Int64}
          AND NOT (intDiv(event_time_ms, 86400000) * 86400000 > 0
                   AND intDiv(event_time_ms, 86400000) * 86400000 >= {from_ms:Int64}
-                  AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64})
+                  AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64}
+                  AND intDiv(event_time_ms, 86400000) * 86400000 IN (SELECT day_ms FROM token_use_sealed_days))
     WHERE (event_time < toDateTime(greatest(least(intDiv({from_ms:Int64}, 1000) + 86401, 4294967295), 0))
            OR event_time >= toDateTime(greatest(least(intDiv({to_ms:Int64}, 1000) - 86401, 4294967295), 0))
-           OR event_time < toDateTime(86401))
+           OR event_time < toDateTime(86401)
+           OR event_time >= toDateTime(intDiv((SELECT day_ms FROM token_use_unsealed_from), 1000)))
       AND ({project:String} = ''
            OR source_project_path = {project:String}
            OR target_project_path = {project:String}

@@ -3,18 +3,21 @@
 --
 -- Give at least one of job_id, pipeline_id or project: `tokentrail query token-used-where`
 -- refuses to run without one (the whole history is what latest-use and actions-over-time
--- answer, from the rollups). Without any, this SQL scans every use.
+-- answer, from the sealed days). Without any, this SQL scans every use.
 --
 -- Reads token_use without FINAL: a replayed record is stored again under the same
 -- record_key with the same content, so counts are uniqExact(record_key) and
 -- min/max/uniqExact give the answer token_use_dedup would give. How it stays fast:
+--   * the rows are restricted to (target, source) pairs, a prefix of token_use's sorting
+--     key, so only those pairs' granules are read: the pairs a project has ever been the
+--     source of (token_use_pairs), and those of the job's or pipeline's records
+--     (token_use_jobs, token_use_pipelines, and the jobs table's jobs of that pipeline).
+--     Views fill the three tables on every insert into token_use, and their rows expire
+--     no earlier than token_use's; with no filter the set is every pair;
+--   * a job's records are also restricted to the months of its days, so the partition
+--     index skips the rest;
 --   * the job and pipeline filters are the PREWHERE, so only the rows of that job or
---     pipeline are read beyond those two columns;
---   * a project is found through the daily rollup token_use_pairs_daily: the
---     (target, source) pairs it has ever been the source of, which is a prefix of
---     token_use's sorting key, so only those pairs' granules are read. The rollup has a
---     row for every pair of every day token_use holds (its view sees every insert, and its
---     days expire no earlier than token_use's rows); with project '' the set is every pair.
+--     pipeline are read beyond those two columns.
 --
 -- Parameters:
 --   {job_id:Int64}       the job (CI_JOB_ID) whose token was used; 0 = any job
@@ -46,12 +49,27 @@ PREWHERE ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
                                    WHERE {pipeline_id:Int64} != 0
                                      AND ifNull(pipeline_id, 0) = {pipeline_id:Int64}))
 WHERE (target_project_path, source_project_path) IN
-      (SELECT DISTINCT target_project_path, source_project_path
-       FROM token_use_pairs_daily
+      (SELECT target_project_path, source_project_path
+       FROM token_use_pairs
        WHERE {project:String} = ''
           OR source_project_path = {project:String}
           OR (toString(toInt64OrZero({project:String})) = {project:String}
               AND source_id = toInt64OrZero({project:String})))
+  AND ({job_id:Int64} = 0
+       OR (target_project_path, source_project_path) IN
+          (SELECT target_project_path, source_project_path FROM token_use_jobs WHERE job_id = {job_id:Int64}))
+  AND ({pipeline_id:Int64} = 0
+       OR (target_project_path, source_project_path) IN
+          (SELECT target_project_path, source_project_path FROM token_use_pipelines WHERE pipeline_id = {pipeline_id:Int64})
+       OR (target_project_path, source_project_path) IN
+          (SELECT target_project_path, source_project_path FROM token_use_jobs
+           WHERE job_id IN (SELECT job_id FROM jobs WHERE {pipeline_id:Int64} != 0 AND ifNull(pipeline_id, 0) = {pipeline_id:Int64})))
+  -- The months of the job's or pipeline's records (2100-01-01 when there are none): lets
+  -- the partition index skip the others.
+  AND ({job_id:Int64} = 0
+       OR event_time >= toDateTime(greatest(least(intDiv((SELECT if(count() = 0, toInt64(4102444800000), min(day_ms)) FROM token_use_jobs WHERE job_id = {job_id:Int64}), 1000), 4294967295), 0)))
+  AND ({job_id:Int64} = 0
+       OR event_time < toDateTime(greatest(least(intDiv((SELECT max(day_ms) FROM token_use_jobs WHERE job_id = {job_id:Int64}), 1000) + 86400, 4294967295), 0)))
   AND event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''

@@ -3,9 +3,9 @@
 -- reached the protected project; a group entry when any project under the group did.
 --
 -- Only the last use per (protected project, source) pair is needed, which replayed copies
--- of a record cannot change. It is the greatest last_ms of the daily rollup
--- token_use_pairs_daily over the days that ended before now, and of token_use for today up
--- to now (the two cover every use before now exactly once). Only protected projects'
+-- of a record cannot change. It is the greatest last_ms of token_use_pairs_sealed over the
+-- sealed days that ended before now, and of token_use for today up to now and for the days
+-- not sealed (the two cover every use before now exactly once). Only protected projects'
 -- pairs are read: they are a prefix of both tables' sorting keys.
 --
 -- Parameters:
@@ -51,25 +51,31 @@ FROM
             max(last_ms) AS used_last_ms
         FROM
         (
-            -- Days that ended before now, from the daily rollup.
+            -- Sealed days that ended before now.
             SELECT
                 target_project_path AS target,
                 source_project_path AS source,
-                finalizeAggregation(last_ms) AS last_ms
-            FROM token_use_pairs_daily
-            WHERE day_ms + 86400000 <= {now_ms:Int64}
+                last_ms
+            FROM token_use_pairs_sealed
+            PREWHERE (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)
+            WHERE day_ms > 0
+              AND day_ms + 86400000 <= {now_ms:Int64}
               AND target_project_path IN (SELECT protected_project_path FROM allowlist_state WHERE present = 1)
             UNION ALL
-            -- Today, up to now, from token_use.
+            -- Today up to now, and the days not sealed, from token_use.
             SELECT
                 target_project_path AS target,
                 source_project_path AS source,
                 max(event_time_ms) AS last_ms
             FROM token_use
-            PREWHERE event_time_ms >= intDiv({now_ms:Int64}, 86400000) * 86400000
-                 AND event_time_ms < {now_ms:Int64}
-            -- Implied by the PREWHERE; lets the partition index skip every other month.
-            WHERE event_time >= toDateTime(greatest(least(intDiv({now_ms:Int64}, 86400000) * 86400, 4294967295), 0))
+            PREWHERE event_time_ms < {now_ms:Int64}
+                 AND NOT (intDiv(event_time_ms, 86400000) * 86400000 > 0
+                          AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {now_ms:Int64}
+                          AND intDiv(event_time_ms, 86400000) * 86400000 IN (SELECT day_ms FROM token_use_sealed_days))
+            -- Implied by the PREWHERE; lets the partition index skip the sealed months.
+            WHERE (event_time >= toDateTime(greatest(least(intDiv({now_ms:Int64}, 86400000) * 86400, 4294967295), 0))
+                   OR event_time < toDateTime(86401)
+                   OR event_time >= toDateTime(intDiv((SELECT day_ms FROM token_use_unsealed_from), 1000)))
               AND target_project_path IN (SELECT protected_project_path FROM allowlist_state WHERE present = 1)
             GROUP BY target_project_path, source_project_path
         )

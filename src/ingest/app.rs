@@ -15,7 +15,7 @@ pub use super::pipeline::RunSummary;
 use super::pipeline::{Loop, LoopIo};
 use super::process::Processor;
 use super::writer::{Done, Sealed, Writer};
-use super::{allowlist_history, bot_history};
+use super::{allowlist_history, bot_history, seal_timer};
 use crate::alert::output::AlertOutputs;
 use crate::alert::{self, AlertEngine};
 use crate::config::Settings;
@@ -165,6 +165,12 @@ impl IngestApp {
             AlertDispatch::spawn(alert_outputs, writer_cancel.clone(), metrics.clone());
         let (sealed_tx, sealed_rx) = mpsc::channel::<Sealed>(1);
         let (done_tx, done_rx) = mpsc::channel::<Result<Done, IngestError>>(2);
+        let sealing = seal_timer::spawn(
+            store.client().clone(),
+            Duration::from_secs(settings.clickhouse.seal_every_secs),
+            metrics.clone(),
+            cancel.clone(),
+        );
         let writer = Writer {
             store,
             dlq: dlq.clone(),
@@ -211,6 +217,9 @@ impl IngestApp {
         let _ = writer.await;
         let summary = ingest.finish();
         let _ = dispatcher.await;
+        if let Some(sealing) = sealing {
+            sealing.abort();
+        }
         if result.is_ok() {
             health.set_unready("stopped");
         }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod pipeline;
 pub mod process;
 pub mod route;
+pub mod seal_timer;
 pub mod writer;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod migrate;
 pub mod read;
 pub mod rowbinary;
 pub mod schema;
+pub mod seal;
 pub mod settings;
 pub mod sink;
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = migrations![
     "0008_token_use_rollup",
     "0009_allowlist_state_by_member_id",
     "0010_allowlist_snapshots",
+    "0011_token_use_sealed_days",
 ];
 
 /// The migrations bookkeeping table.

@@ -21,6 +21,9 @@ pub struct ClickHouseSettings {
     pub insert_timeout_secs: u64,
     /// Table retention for servers that support TTL (`tokentrail migrate`); 0 keeps forever.
     pub retention_days: u32,
+    /// How often `tokentrail ingest` seals ended days of token_use for the named queries
+    /// (`store::seal`); 0 leaves sealing to `tokentrail seal`.
+    pub seal_every_secs: u64,
     /// CA and client certificate for an `https://` URL.
     pub tls: ClickHouseTlsSettings,
 }
@@ -34,6 +37,7 @@ impl fmt::Debug for ClickHouseSettings {
             .field("password", &self.password)
             .field("insert_timeout_secs", &self.insert_timeout_secs)
             .field("retention_days", &self.retention_days)
+            .field("seal_every_secs", &self.seal_every_secs)
             .field("tls", &self.tls)
             .finish()
     }
@@ -48,6 +52,7 @@ impl Default for ClickHouseSettings {
             password: Secret::default(),
             insert_timeout_secs: 30,
             retention_days: 0,
+            seal_every_secs: 300,
             tls: ClickHouseTlsSettings::default(),
         }
     }

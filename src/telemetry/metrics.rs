@@ -87,6 +87,11 @@ pub struct Metrics {
     /// Seconds from the triggering event's time to the rules engine raising the alert row, by
     /// rule: GitLab's delivery, Kafka and the correlation hold, without batching and outputs.
     pub alert_raise_latency: HistogramVec,
+    /// Ingest's sealing passes over token_use's ended days (`store::seal`), by outcome
+    /// (`ok`, `error`).
+    pub seal_passes: IntCounterVec,
+    /// Days of token_use sealed (first sealings and re-sealings after late rows).
+    pub sealed_days: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -191,6 +196,13 @@ impl Metrics {
         r.register(Box::new(collect_in_flight.clone()))
             .expect("unique metric");
         Metrics {
+            seal_passes: counter_vec(
+                &r,
+                "seal_passes_total",
+                "Sealing passes over ended days of token_use, by outcome",
+                &["outcome"],
+            ),
+            sealed_days: counter(&r, "sealed_days_total", "Days of token_use sealed"),
             consumed: counter_vec(
                 &r,
                 "messages_consumed_total",
