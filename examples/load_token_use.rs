@@ -6,7 +6,7 @@
 //! `token_use N`: N token-use rows. The simulator's ground truth (seed 42, default world)
 //! is the template; it is repeated with its times shifted by the simulated span and job and
 //! pipeline ids offset, so the distribution of projects, actors and actions stays realistic
-//! while generation stays fast. `allowlist_changes`, `token_lifecycle`, `jobs`: the rows the
+//! while generation stays fast. The whole history is then shifted to end an hour before now. `allowlist_changes`, `token_lifecycle`, `jobs`: the rows the
 //! pipeline would store for the same simulated stream (N is ignored).
 //! `columns <table>` prints the insert column list.
 
@@ -42,10 +42,17 @@ fn main() -> std::io::Result<()> {
         let template = &truth.token_uses;
         let first = template.first().map_or(0, |u| u.event_time_ms);
         let span = template.last().map_or(1, |u| u.event_time_ms - first + 1);
+        // The history ends an hour ago, as a live deployment's does: every earlier day can be
+        // sealed, and only today's hours are read from token_use.
+        let rounds = n.div_ceil(template.len() as u64) as i64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let shift = now_ms - 3_600_000 - (first + rounds * span);
         for i in 0..n {
             let round = (i / template.len() as u64) as i64;
             let mut u = template[(i % template.len() as u64) as usize].clone();
-            u.event_time_ms += round * span;
+            u.event_time_ms += round * span + shift;
             u.job_id = u.job_id.map(|j| j + round * 10_000_000);
             u.pipeline_id = u.pipeline_id.map(|p| p + round * 10_000_000);
             buf.clear();

@@ -2,7 +2,8 @@
 //!
 //! `app` builds and runs it; `pipeline` is the loop that reads as the whole flow; `process`
 //! is the pure per-message work, `batcher` the flush policy, `writer` the store step and
-//! `commit` the last step.
+//! `commit` the last step. `seal_timer` runs beside the loop, outside the commit barrier:
+//! it seals ended days of token_use for the named queries.
 
 pub mod alert_dispatch;
 pub mod allowlist_history;

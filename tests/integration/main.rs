@@ -23,6 +23,7 @@ mod queries;
 mod report;
 mod resilience;
 mod scratch_broker;
+mod seal;
 mod siem;
 #[path = "../siem_fixtures/mod.rs"]
 mod siem_fixtures;
