@@ -197,10 +197,47 @@ FROM {{db}}.token_use
 WHERE isNotNull(pipeline_id)
 GROUP BY pipeline_id, target_project_path, source_project_path, day_ms;
 
+-- The uses outside the allowlist (allowlisted = 0, not same-project; a fraction of a percent of
+-- the records), copied with the columns outside-allowlist reads. A replay copies a record
+-- again, which that query's uniqExact/min/max/groupUniqArray cannot see.
+CREATE TABLE IF NOT EXISTS {{db}}.token_use_outside_allowlist
+(
+    target_project_path String,
+    source_project_path String,
+    target_id           Int64,
+    source_id           Int64,
+    event_time_ms       Int64,
+    record_key          String,
+    job_id              Nullable(Int64),
+    action              {{lc_string}},
+    actor_id            Int64
+)
+ENGINE = MergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(event_time_ms, 1000)))
+ORDER BY (target_project_path, source_project_path, event_time_ms)
+{{ttl:intDiv(event_time_ms, 1000)}}
+SETTINGS index_granularity = 8192;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.token_use_outside_allowlist_mv
+TO {{db}}.token_use_outside_allowlist
+AS SELECT
+    target_project_path,
+    source_project_path,
+    ifNull(target_project_id, 0) AS target_id,
+    ifNull(source_project_id, 0) AS source_id,
+    event_time_ms,
+    record_key,
+    job_id,
+    action,
+    actor_id
+FROM {{db}}.token_use
+WHERE allowlisted = 0 AND same_project = 0;
+
 -- Backfill from the rows token_use already holds. The views exist first, so a row inserted
 -- while this runs may be counted by both: the day counts then stay above what a seal reads
 -- only by rows that the seal's summary also holds (a count only needs to grow with every
--- insert), and the three lookup tables collapse repeats.
+-- insert), the three lookup tables collapse repeats, and outside-allowlist's reader cannot
+-- see a repeated record.
 INSERT INTO {{db}}.token_use_day_inserts
 SELECT intDiv(event_time_ms, 86400000) * 86400000 AS day_ms, count() AS rows
 FROM {{db}}.token_use
@@ -225,3 +262,9 @@ SELECT assumeNotNull(pipeline_id) AS pipeline_id, target_project_path, source_pr
 FROM {{db}}.token_use
 WHERE isNotNull(pipeline_id)
 GROUP BY pipeline_id, target_project_path, source_project_path, day_ms;
+
+INSERT INTO {{db}}.token_use_outside_allowlist
+SELECT target_project_path, source_project_path, ifNull(target_project_id, 0) AS target_id,
+       ifNull(source_project_id, 0) AS source_id, event_time_ms, record_key, job_id, action, actor_id
+FROM {{db}}.token_use
+WHERE allowlisted = 0 AND same_project = 0;

@@ -25,18 +25,40 @@ SELECT
     toUInt64(sum(j)) AS jobs
 FROM
 (
-    -- Sealed days wholly inside the window (daily buckets only). A (day, pair, action) has
-    -- several rows only for several project ids; those rows carry their job ids, so the
-    -- distinct jobs across them are counted, not added.
+    -- Sealed days wholly inside the window (daily buckets only), a (day, pair, action) with
+    -- one row: its own use and job counts.
+    SELECT
+        day_ms AS bucket,
+        source_project_path AS source,
+        target_project_path AS target,
+        toString(action) AS action,
+        toInt64(uses) AS n,
+        toInt64(jobs) AS j
+    FROM token_use_pairs_sealed
+    PREWHERE (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)
+         AND variants = 1
+         AND ({project:String} = ''
+              OR source_project_path = {project:String}
+              OR target_project_path = {project:String}
+              OR toString(source_id) = {project:String}
+              OR toString(target_id) = {project:String})
+    WHERE {bucket_ms:Int64} = 86400000
+      AND day_ms > 0
+      AND day_ms >= {from_ms:Int64}
+      AND day_ms + 86400000 <= {to_ms:Int64}
+    UNION ALL
+    -- The same for a (day, pair, action) with several rows (several project ids): their job
+    -- ids are kept, so the distinct jobs across them are counted, not added.
     SELECT
         day_ms AS bucket,
         source_project_path AS source,
         target_project_path AS target,
         toString(action) AS action,
         toInt64(sum(uses)) AS n,
-        toInt64(if(count() > 1, length(groupUniqArrayArray(job_ids)), sum(jobs))) AS j
+        toInt64(length(groupUniqArrayArray(job_ids))) AS j
     FROM token_use_pairs_sealed
     PREWHERE (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)
+         AND variants > 1
          AND ({project:String} = ''
               OR source_project_path = {project:String}
               OR target_project_path = {project:String}

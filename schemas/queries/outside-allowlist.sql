@@ -3,10 +3,11 @@
 -- the allowlist history; same-project uses never count). Uses whose allowlist state was
 -- unknown (no allowlist history for the target yet) are not included.
 --
--- Reads token_use without FINAL: a replayed record is stored again under the same
--- record_key with the same content, so counts are uniqExact(record_key) and
--- min/max/uniqExact give the answer token_use_dedup would give. The two flag columns are
--- the PREWHERE: uses outside the allowlist are rare, so only their rows are read further.
+-- Reads token_use_outside_allowlist, the copy of token_use's uses outside the allowlist that
+-- a view makes on every insert (migration 0011), without FINAL: a replayed record is copied
+-- again under the same record_key with the same content, so counts are
+-- uniqExact(record_key) and min/max/uniqExact give the answer token_use_dedup would give.
+-- Such uses are rare, so the table is a fraction of a percent of token_use.
 --
 -- Parameters:
 --   {project:String}  project path or numeric id (matches source or target); '' = all
@@ -25,17 +26,15 @@ SELECT
     uniqExact(actor_id) AS actors,
     toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
     toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
-FROM token_use
-PREWHERE allowlisted = 0
-     AND same_project = 0
+FROM token_use_outside_allowlist
 WHERE event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
        OR source_project_path = {project:String}
        OR target_project_path = {project:String}
        OR (toString(toInt64OrZero({project:String})) = {project:String}
-           AND (ifNull(source_project_id, 0) = toInt64OrZero({project:String})
-                OR ifNull(target_project_id, 0) = toInt64OrZero({project:String}))))
+           AND (source_id = toInt64OrZero({project:String})
+                OR target_id = toInt64OrZero({project:String}))))
 GROUP BY target_project_path, source_project_path
 ORDER BY uses DESC, target, source
 LIMIT {limit:UInt64}

@@ -55,21 +55,25 @@ WHERE (target_project_path, source_project_path) IN
           OR source_project_path = {project:String}
           OR (toString(toInt64OrZero({project:String})) = {project:String}
               AND source_id = toInt64OrZero({project:String})))
-  AND ({job_id:Int64} = 0
-       OR (target_project_path, source_project_path) IN
-          (SELECT target_project_path, source_project_path FROM token_use_jobs WHERE job_id = {job_id:Int64}))
-  AND ({pipeline_id:Int64} = 0
-       OR (target_project_path, source_project_path) IN
-          (SELECT target_project_path, source_project_path FROM token_use_pipelines WHERE pipeline_id = {pipeline_id:Int64})
-       OR (target_project_path, source_project_path) IN
-          (SELECT target_project_path, source_project_path FROM token_use_jobs
-           WHERE job_id IN (SELECT job_id FROM jobs WHERE {pipeline_id:Int64} != 0 AND ifNull(pipeline_id, 0) = {pipeline_id:Int64})))
-  -- The months of the job's or pipeline's records (2100-01-01 when there are none): lets
-  -- the partition index skip the others.
-  AND ({job_id:Int64} = 0
-       OR event_time >= toDateTime(greatest(least(intDiv((SELECT if(count() = 0, toInt64(4102444800000), min(day_ms)) FROM token_use_jobs WHERE job_id = {job_id:Int64}), 1000), 4294967295), 0)))
-  AND ({job_id:Int64} = 0
-       OR event_time < toDateTime(greatest(least(intDiv((SELECT max(day_ms) FROM token_use_jobs WHERE job_id = {job_id:Int64}), 1000) + 86400, 4294967295), 0)))
+  -- Each condition is one IN or one range on a key column, with the "no filter" case
+  -- folded into its constant, so the primary and partition indexes can use it (an OR of a
+  -- parameter test and an index condition would disable them on 18.16).
+  AND (target_project_path, source_project_path) IN
+      (SELECT target_project_path, source_project_path FROM token_use_pairs WHERE {job_id:Int64} = 0
+       UNION ALL
+       SELECT target_project_path, source_project_path FROM token_use_jobs WHERE job_id = {job_id:Int64})
+  AND (target_project_path, source_project_path) IN
+      (SELECT target_project_path, source_project_path FROM token_use_pairs WHERE {pipeline_id:Int64} = 0
+       UNION ALL
+       SELECT target_project_path, source_project_path FROM token_use_pipelines WHERE pipeline_id = {pipeline_id:Int64}
+       UNION ALL
+       SELECT target_project_path, source_project_path FROM token_use_jobs
+       WHERE job_id IN (SELECT job_id FROM jobs WHERE {pipeline_id:Int64} != 0 AND ifNull(pipeline_id, 0) = {pipeline_id:Int64}))
+  -- The months of the job's records (none: 2100-01-01), so the partition index skips the rest.
+  AND event_time >= toDateTime(greatest(least(intDiv(if({job_id:Int64} = 0, toInt64(0),
+          (SELECT if(count() = 0, toInt64(4102444800000), min(day_ms)) FROM token_use_jobs WHERE job_id = {job_id:Int64})), 1000), 4294967295), 0))
+  AND event_time < toDateTime(greatest(least(intDiv(if({job_id:Int64} = 0, toInt64(4294967295000),
+          (SELECT toInt64(max(day_ms)) FROM token_use_jobs WHERE job_id = {job_id:Int64})), 1000) + 86400, 4294967295), 0))
   AND event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
