@@ -72,9 +72,10 @@ FROM
 -- One row per (day, pair, action, ids, same_project) and sealing. last_use, last_job and
 -- last_allowlisted are the encoded "latest use" strings of src/store/seal.rs (max of a
 -- string that starts with the use's time, so max picks the latest use). Use counts of rows
--- add up (a record is in one row); job counts do not when one (day, pair, action) has rows
--- for several ids (`variants` > 1, e.g. a project id missing from some records): those
--- rows keep their job ids so the queries can count distinct jobs across them.
+-- add up (a record is in one row); job counts do not across days (a job's uses can span
+-- midnight) or across the rows of one (day, pair, action) with several project ids
+-- (`variants` > 1), so each row keeps its distinct job ids (`job_ids`) for the queries that
+-- count jobs over more than one row.
 CREATE TABLE IF NOT EXISTS {{db}}.token_use_pairs_sealed
 (
     day_ms              Int64,
@@ -92,7 +93,8 @@ CREATE TABLE IF NOT EXISTS {{db}}.token_use_pairs_sealed
     last_job            String,
     last_allowlisted    String,
     variants            UInt64,
-    job_ids             Array(Int64)
+    job_ids             Array(Int64),
+    first_ms            Int64
 )
 ENGINE = MergeTree()
 PARTITION BY toYYYYMM(toDateTime(intDiv(day_ms, 1000)))

@@ -21,10 +21,14 @@ SELECT
     source,
     target,
     action,
-    toUInt64(sum(n)) AS uses,
-    toUInt64(sum(j)) AS jobs
+    toUInt64(n) AS uses,
+    toUInt64(j) AS jobs
 FROM
 (
+    -- Three disjoint parts, each with one row per (bucket, source, target, action), so no
+    -- outer GROUP BY is needed (it cost 0.7 s at 100M rows): a sealed day's (pair, action)
+    -- has either one row (first part) or several (second), and the third reads only the
+    -- buckets the sealed days do not cover.
     -- Sealed days wholly inside the window (daily buckets only), a (day, pair, action) with
     -- one row: its own use and job counts.
     SELECT
@@ -78,7 +82,7 @@ FROM
         target_project_path AS target,
         toString(action) AS action,
         toInt64(uniqExact(record_key)) AS n,
-        toInt64(uniqExact(job_id)) AS j
+        toInt64(uniqExactIf(assumeNotNull(job_id), isNotNull(job_id))) AS j
     FROM token_use
     PREWHERE event_time_ms >= {from_ms:Int64}
          AND event_time_ms < {to_ms:Int64}
@@ -99,6 +103,5 @@ FROM
            OR toString(ifNull(target_project_id, 0)) = {project:String})
     GROUP BY bucket, source, target, action
 )
-GROUP BY bucket, source, target, action
 ORDER BY bucket_start, source, target, action
 LIMIT {limit:UInt64}

@@ -32,15 +32,55 @@
 --   tokentrail query token-used-where --job 987654
 --   tokentrail query token-used-where --project platform/app-backend --since 7d
 SELECT
-    source_project_path AS source,
-    target_project_path AS target,
+    source,
+    target,
     action,
-    uniqExact(record_key) AS uses,
-    uniqExact(job_id) AS jobs,
-    toString(toDateTime(intDiv(min(event_time_ms), 1000), 'UTC')) AS first_used,
-    toString(toDateTime(intDiv(max(event_time_ms), 1000), 'UTC')) AS last_used
-FROM token_use
-PREWHERE ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
+    toUInt64(sum(n)) AS uses,
+    toUInt64(length(groupUniqArrayArray(job_set))) AS jobs,
+    toString(toDateTime(intDiv(min(first_ms), 1000), 'UTC')) AS first_used,
+    toString(toDateTime(intDiv(max(last_ms), 1000), 'UTC')) AS last_used
+FROM
+(
+    -- Without a job or pipeline: the sealed days wholly inside the window, from their
+    -- summaries (job ids kept per row, so distinct jobs are counted across days).
+    SELECT
+        source_project_path AS source,
+        target_project_path AS target,
+        toString(action) AS action,
+        toInt64(uses) AS n,
+        job_ids AS job_set,
+        first_ms,
+        last_ms
+    FROM token_use_pairs_sealed
+    PREWHERE (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)
+         AND ({project:String} = ''
+              OR source_project_path = {project:String}
+              OR (toString(toInt64OrZero({project:String})) = {project:String}
+                  AND source_id = toInt64OrZero({project:String})))
+    WHERE {job_id:Int64} = 0
+      AND {pipeline_id:Int64} = 0
+      AND day_ms > 0
+      AND day_ms >= {from_ms:Int64}
+      AND day_ms + 86400000 <= {to_ms:Int64}
+    UNION ALL
+    -- Everything else from token_use: a job's or pipeline's records, or the window's
+    -- partial days and the days not sealed.
+    SELECT
+        source_project_path AS source,
+        target_project_path AS target,
+        toString(action) AS action,
+        toInt64(uniqExact(record_key)) AS n,
+        groupUniqArrayIf(assumeNotNull(job_id), isNotNull(job_id)) AS job_set,
+        min(event_time_ms) AS first_ms,
+        max(event_time_ms) AS last_ms
+    FROM token_use
+    PREWHERE NOT ({job_id:Int64} = 0
+                  AND {pipeline_id:Int64} = 0
+                  AND intDiv(event_time_ms, 86400000) * 86400000 > 0
+                  AND intDiv(event_time_ms, 86400000) * 86400000 >= {from_ms:Int64}
+                  AND intDiv(event_time_ms, 86400000) * 86400000 + 86400000 <= {to_ms:Int64}
+                  AND intDiv(event_time_ms, 86400000) * 86400000 IN (SELECT day_ms FROM token_use_sealed_days))
+     AND ({job_id:Int64} = 0 OR ifNull(job_id, 0) = {job_id:Int64})
      AND ({pipeline_id:Int64} = 0
           OR ifNull(pipeline_id, 0) = {pipeline_id:Int64}
           -- A record whose job webhook came after it was written has no pipeline id; the
@@ -74,12 +114,21 @@ WHERE (target_project_path, source_project_path) IN
           (SELECT if(count() = 0, toInt64(4102444800000), min(day_ms)) FROM token_use_jobs WHERE job_id = {job_id:Int64})), 1000), 4294967295), 0))
   AND event_time < toDateTime(greatest(least(intDiv(if({job_id:Int64} = 0, toInt64(4294967295000),
           (SELECT toInt64(max(day_ms)) FROM token_use_jobs WHERE job_id = {job_id:Int64})), 1000) + 86400, 4294967295), 0))
+  -- Without a job or pipeline, only the window's edges and the months from the first day
+  -- not sealed are read (the bounds fold to constants, so the partition index uses them).
+  AND (event_time < toDateTime(greatest(least(intDiv({from_ms:Int64}, 1000) + 86401, 4294967295), 0))
+       OR event_time >= toDateTime(greatest(least(intDiv({to_ms:Int64}, 1000) - 86401, 4294967295), 0))
+       OR event_time < toDateTime(86401)
+       OR event_time >= toDateTime(if({job_id:Int64} = 0 AND {pipeline_id:Int64} = 0,
+              intDiv((SELECT day_ms FROM token_use_unsealed_from), 1000), 0)))
   AND event_time_ms >= {from_ms:Int64}
   AND event_time_ms < {to_ms:Int64}
   AND ({project:String} = ''
        OR source_project_path = {project:String}
        OR (toString(toInt64OrZero({project:String})) = {project:String}
            AND ifNull(source_project_id, 0) = toInt64OrZero({project:String})))
-GROUP BY source_project_path, target_project_path, action
+    GROUP BY source_project_path, target_project_path, action
+)
+GROUP BY source, target, action
 ORDER BY source, target, action
 LIMIT {limit:UInt64}

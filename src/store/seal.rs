@@ -97,15 +97,15 @@ pub fn summarize_sql(days: &[DayCount], sealed_at_ms: i64) -> Vec<String> {
         out.push(format!(
             "INSERT INTO token_use_pairs_sealed (day_ms, sealed_at_ms, target_project_path, \
              source_project_path, action, target_id, source_id, same_project, uses, jobs, last_ms, \
-             last_use, last_job, last_allowlisted, variants, job_ids) \
+             last_use, last_job, last_allowlisted, variants, job_ids, first_ms) \
              SELECT day, toInt64({sealed_at_ms}), target_project_path, source_project_path, action, \
              target, source, same_project, uses, toUInt64(length(job_set)), last, last_use, last_job, \
-             last_allowlisted, variants, if(variants > 1, job_set, emptyArrayInt64()) \
+             last_allowlisted, variants, job_set, earliest \
              FROM (SELECT intDiv(event_time_ms, {DAY_MS}) * {DAY_MS} AS day, \
              target_project_path, source_project_path, action, \
              ifNull(target_project_id, 0) AS target, ifNull(source_project_id, 0) AS source, same_project, \
              toUInt64(uniqExact(record_key)) AS uses, groupUniqArrayIf(assumeNotNull(job_id), isNotNull(job_id)) AS job_set, \
-             max(event_time_ms) AS last, \
+             max(event_time_ms) AS last, min(event_time_ms) AS earliest, \
              max(concat({TIME_HEX}, toString(action), '\\0', record_key, '\\0', toString(actor_kind), '\\0', actor_name)) AS last_use, \
              max(concat(toString(toUInt8(isNotNull(job_id))), {TIME_HEX}, toString(action), '\\0', record_key, '\\0', toString(ifNull(job_id, 0)))) AS last_job, \
              max(concat({TIME_HEX}, record_key, '\\0', toString(ifNull(allowlisted, 2)))) AS last_allowlisted \
