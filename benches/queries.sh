@@ -89,7 +89,12 @@ all_queries() { # label
 }
 
 storage
-all_queries "parts as loaded"
+# Parts as loaded, with merges stopped so they do not compete for the two cores (restarted
+# on any exit: the setting is server-wide).
+trap 'curl -sS "$URL/" --data-binary "SYSTEM START MERGES"' EXIT
+curl -sS --fail-with-body "$URL/" --data-binary "SYSTEM STOP MERGES"
+all_queries "parts as loaded, merges stopped"
+curl -sS --fail-with-body "$URL/" --data-binary "SYSTEM START MERGES"
 # Merge every part, as a long-running server eventually does.
 merge_start=$(date +%s.%N)
 for t in $(curl -sS "$URL/" --data-binary "SELECT name FROM system.tables WHERE database = '$DB' AND engine LIKE '%MergeTree'"); do
