@@ -30,12 +30,18 @@ pub struct SealReport {
     pub statements: usize,
 }
 
+/// The last day a seal may cover: its rows are found through `event_time` (a `DateTime`
+/// on 18.16, which ends in 2106), so a later day, which only a sender with a wrong clock
+/// can produce, is never sealed and always read from `token_use`.
+pub const LAST_SEALABLE_DAY_MS: i64 = (u32::MAX as i64 / 86_400 - 1) * DAY_MS;
+
 /// The days that ended before `ended_before_ms` whose insert count no seal records, oldest
 /// first.
 pub fn days_to_seal_sql(ended_before_ms: i64) -> String {
     format!(
         "SELECT day_ms, toUInt64(sum(rows)) AS inserted FROM token_use_day_inserts \
          WHERE day_ms > 0 AND day_ms + {DAY_MS} <= {ended_before_ms} \
+         AND day_ms <= {LAST_SEALABLE_DAY_MS} \
          GROUP BY day_ms \
          HAVING (day_ms, inserted) NOT IN (SELECT day_ms, inserted_rows FROM token_use_seals) \
          ORDER BY day_ms"

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokentrail::ingest::seal_timer;
 use tokentrail::simulate::{self, SimConfig};
-use tokentrail::store::migrate;
 use tokentrail::store::tables::{self, Table};
+use tokentrail::store::{migrate, seal};
 use tokentrail::telemetry::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -135,4 +135,61 @@ fn a_zero_interval_starts_nothing() {
 fn closed_port() -> (u16, std::net::TcpListener) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     (l.local_addr().unwrap().port(), l)
+}
+
+/// A sender with a wrong clock: records dated after 2106 (beyond 18.16's DateTime) and
+/// before 1970 are never sealed, and every sealed day's summaries count exactly the day's
+/// distinct records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_outside_datetime_are_never_sealed() {
+    let svc = services();
+    let db = unique("it_seal_clock");
+    let client = clickhouse(&svc.clickhouse_url, &db);
+    migrate::migrate(&client, &db, 0, None).await.unwrap();
+    let (_, truth) = simulate::generate(&SimConfig::default());
+    let mut rows = Vec::new();
+    for (i, u) in truth.token_uses.iter().take(300).enumerate() {
+        let mut u = u.clone();
+        match i % 3 {
+            0 => u.event_time_ms = 7_258_118_400_000 + i as i64, // 2200-01-01
+            1 => u.event_time_ms = -86_400_000 * 3 + i as i64,   // 1969-12-29
+            _ => {}
+        }
+        tables::token_use::encode(&u, &format!("clock-{i:04}"), 1, &mut rows);
+    }
+    insert_token_use(&client, &db, rows).await;
+    let far_future = 9_000_000_000_000;
+    seal::seal(&client, far_future, far_future).await.unwrap();
+
+    let sealed: Vec<i64> = client
+        .query("SELECT day_ms FROM token_use_sealed_days ORDER BY day_ms")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(!sealed.is_empty(), "the ordinary days are sealed");
+    assert!(
+        sealed
+            .iter()
+            .all(|d| *d > 0 && *d <= seal::LAST_SEALABLE_DAY_MS),
+        "{sealed:?}"
+    );
+    for day in sealed {
+        let summarized = count(
+            &client,
+            &format!(
+                "SELECT toUInt64(sum(uses)) FROM token_use_pairs_sealed WHERE day_ms = {day} \
+                 AND (day_ms, sealed_at_ms) IN (SELECT day_ms, sealed_at_ms FROM token_use_sealed_days)"
+            ),
+        )
+        .await;
+        let stored = count(
+            &client,
+            &format!(
+                "SELECT uniqExact(record_key) FROM token_use \
+                 WHERE event_time_ms >= {day} AND event_time_ms < {day} + 86400000"
+            ),
+        )
+        .await;
+        assert_eq!(summarized, stored, "day {day}");
+    }
 }
