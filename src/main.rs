@@ -202,7 +202,7 @@ async fn seal_cmd(settings: &Settings) -> anyhow::Result<()> {
     let client = sink::client(&settings.clickhouse);
     let started = std::time::Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let report = tokentrail::store::seal::seal(&client, now_ms, now_ms)
+    let report = tokentrail::store::seal::seal(&client, now_ms)
         .await
         .context("sealing days of token_use")?;
     println!(

@@ -278,12 +278,12 @@ impl Correlator {
         self.join.watermark()
     }
 
-    /// Auth and resource events held, waiting for their window to close.
     /// The job cache is full: a job read now evicts the oldest.
     pub fn jobs_full(&self) -> bool {
         self.jobs.is_full()
     }
 
+    /// Auth and resource events held, waiting for their window to close.
     pub fn pending(&self) -> usize {
         self.join.pending_auths() + self.join.pending_resources()
     }

@@ -29,11 +29,12 @@
 //! (in receipt time) is paused, so the bounded job cache (`correlate.max_jobs`) still holds a
 //! job when its authentications are read; once the cache is full, more than `lateness_ms`
 //! ahead, since each job read then evicts one (a backlog published faster than GitLab sends
-//! puts many jobs in a minute of receipt: benches/e2e.sh's 10 M messages took 146 s). While events pile up in the correlator (the
-//! caller says when), audit partitions more than `lateness_ms` ahead of the slowest audit
-//! partition, or ahead of the webhooks in receipt time, are paused, and resumed once they are
-//! no longer ahead at all: resuming at the pausing threshold made equally fast partitions take
-//! turns every few milliseconds, and each pause discards the partition's prefetched messages.
+//! puts many jobs in a minute of receipt: benches/e2e.sh's 10 M messages took 146 s).
+//! While events pile up in the correlator (the caller says when), audit partitions more
+//! than `lateness_ms` ahead of the slowest audit partition, or ahead of the webhooks in
+//! receipt time, are paused, and resumed once they are no longer ahead at all: resuming at
+//! the pausing threshold made equally fast partitions take turns every few milliseconds,
+//! and each pause discards the partition's prefetched messages.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -32,7 +32,7 @@ pub fn spawn(
             let now_ms = chrono::Utc::now().timestamp_millis();
             let pass = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = seal::seal(&client, now_ms, now_ms) => r,
+                r = seal::seal(&client, now_ms) => r,
             };
             match pass {
                 Ok(report) => {

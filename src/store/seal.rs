@@ -26,8 +26,6 @@ pub struct DayCount {
 pub struct SealReport {
     /// Days sealed in this pass (first sealings and re-sealings).
     pub days: usize,
-    /// Statements run to summarize them.
-    pub statements: usize,
 }
 
 /// The last day a seal may cover: its rows are found through `event_time` (a `DateTime`
@@ -96,7 +94,7 @@ fn day_filter(days: &[i64]) -> String {
 const TIME_HEX: &str = "hex(reverse(toFixedString(reinterpretAsString(bitXor(toUInt64(event_time_ms), toUInt64(9223372036854775808))), 8)))";
 
 /// The statements that summarize `days` into both sealed tables, stamped `sealed_at_ms`.
-pub fn summarize_sql(days: &[DayCount], sealed_at_ms: i64) -> Vec<String> {
+fn summarize_sql(days: &[DayCount], sealed_at_ms: i64) -> Vec<String> {
     let mut out = Vec::new();
     for chunk in chunks(days) {
         let filter = day_filter(&chunk);
@@ -141,7 +139,7 @@ pub fn summarize_sql(days: &[DayCount], sealed_at_ms: i64) -> Vec<String> {
 }
 
 /// Records the seals, after their summaries are written.
-pub fn record_seals_sql(days: &[DayCount], sealed_at_ms: i64) -> String {
+fn record_seals_sql(days: &[DayCount], sealed_at_ms: i64) -> String {
     let values = days
         .iter()
         .map(|d| format!("({}, {}, {sealed_at_ms})", d.day_ms, d.inserted))
@@ -150,15 +148,22 @@ pub fn record_seals_sql(days: &[DayCount], sealed_at_ms: i64) -> String {
     format!("INSERT INTO token_use_seals (day_ms, inserted_rows, sealed_at_ms) VALUES {values}")
 }
 
-/// One pass over the client's database: seals every day that ended before `ended_before_ms`
-/// and changed since its last seal. `now_ms` stamps the seal.
-pub async fn seal(
-    client: &Client,
-    now_ms: i64,
-    ended_before_ms: i64,
-) -> Result<SealReport, ReadError> {
+/// The statements of one pass over `days` (as `days_to_seal_sql` listed them), in order:
+/// the summaries, then the seals. `latest_sealed_at_ms` is `sealed_at_sql`'s answer; the
+/// pass is stamped later than it and no earlier than `now_ms`.
+pub fn pass_sql(days: &[DayCount], now_ms: i64, latest_sealed_at_ms: i64) -> Vec<String> {
+    let sealed_at_ms = now_ms.max(latest_sealed_at_ms + 1);
+    let mut statements = summarize_sql(days, sealed_at_ms);
+    // In chunks, so one statement stays small after a long outage.
+    statements.extend(days.chunks(1000).map(|c| record_seals_sql(c, sealed_at_ms)));
+    statements
+}
+
+/// One pass over the client's database: seals every day that ended before `now_ms` and
+/// changed since its last seal.
+pub async fn seal(client: &Client, now_ms: i64) -> Result<SealReport, ReadError> {
     let days: Vec<DayCount> = client
-        .query(&days_to_seal_sql(ended_before_ms))
+        .query(&days_to_seal_sql(now_ms))
         .fetch_all()
         .await
         .map_err(|e| classify_read(&e))?;
@@ -170,27 +175,14 @@ pub async fn seal(
         .fetch_one()
         .await
         .map_err(|e| classify_read(&e))?;
-    let sealed_at_ms = now_ms.max(latest + 1);
-    let statements = summarize_sql(&days, sealed_at_ms);
-    for sql in &statements {
+    for sql in pass_sql(&days, now_ms, latest) {
         client
-            .query(sql)
+            .query(&sql)
             .execute()
             .await
             .map_err(|e| classify_read(&e))?;
     }
-    // In chunks, so one statement stays small after a long outage.
-    for chunk in days.chunks(1000) {
-        client
-            .query(&record_seals_sql(chunk, sealed_at_ms))
-            .execute()
-            .await
-            .map_err(|e| classify_read(&e))?;
-    }
-    Ok(SealReport {
-        days: days.len(),
-        statements: statements.len(),
-    })
+    Ok(SealReport { days: days.len() })
 }
 
 #[cfg(test)]
@@ -222,6 +214,24 @@ mod tests {
             (jan30 + 3) * DAY_MS
         )));
         assert!(sql.iter().all(|s| s.contains("toInt64(7)")));
+    }
+
+    #[test]
+    fn a_pass_is_stamped_after_every_earlier_seal_and_records_its_seals_last() {
+        let days = [day(19_752)];
+        let sql = pass_sql(&days, 100, 500);
+        assert!(
+            sql[0].contains("toInt64(501)"),
+            "a clock behind the last seal: {}",
+            sql[0]
+        );
+        assert!(
+            sql.last()
+                .unwrap()
+                .starts_with("INSERT INTO token_use_seals")
+        );
+        assert!(sql.last().unwrap().ends_with(", 501)"));
+        assert!(pass_sql(&days, 900, 500)[0].contains("toInt64(900)"));
     }
 
     #[test]

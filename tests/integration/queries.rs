@@ -272,12 +272,10 @@ fn chdb_seal(svc: &Services, db_path: &Path, now_ms: i64) {
     .trim()
     .parse()
     .unwrap();
-    let sealed_at = now_ms.max(latest + 1);
     let mut args: Vec<String> = vec!["--path".into(), path.clone(), "-q".into(), "USE tt".into()];
-    for sql in seal::summarize_sql(&days, sealed_at) {
+    for sql in seal::pass_sql(&days, now_ms, latest) {
         args.extend(["-q".into(), sql]);
     }
-    args.extend(["-q".into(), seal::record_seals_sql(&days, sealed_at)]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     chdb(svc, &refs);
 }
@@ -940,7 +938,7 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
     let client = load_18_16_batches(&svc, &batches).await;
     let dir = tempfile::tempdir().unwrap();
     let db_path = load_chdb_batches(&svc, &batches, dir.path());
-    seal::seal(&client, now, now).await.unwrap();
+    seal::seal(&client, now).await.unwrap();
     chdb_seal(&svc, &db_path, now);
     for (replay, then_seal) in [(replay_1, true), (replay_2, false)] {
         let mut insert =
@@ -949,7 +947,7 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
         insert.end().await.unwrap();
         chdb_insert(&svc, &db_path, &[(Table::TokenUse, replay)], dir.path());
         if then_seal {
-            seal::seal(&client, now, now).await.unwrap();
+            seal::seal(&client, now).await.unwrap();
             chdb_seal(&svc, &db_path, now);
         }
     }

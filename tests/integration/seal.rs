@@ -159,7 +159,7 @@ async fn days_outside_datetime_are_never_sealed() {
     }
     insert_token_use(&client, &db, rows).await;
     let far_future = 9_000_000_000_000;
-    seal::seal(&client, far_future, far_future).await.unwrap();
+    seal::seal(&client, far_future).await.unwrap();
 
     let sealed: Vec<i64> = client
         .query("SELECT day_ms FROM token_use_sealed_days ORDER BY day_ms")
