@@ -519,6 +519,19 @@ impl Settings {
                 ),
             ));
         }
+        if !c
+            .cluster
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(invalid(
+                "clickhouse.cluster",
+                format!(
+                    "must be a cluster name of remote_servers (letters, digits, '_', '-'), got {:?}",
+                    c.cluster
+                ),
+            ));
+        }
         if c.insert_timeout_secs == 0 {
             return Err(invalid("clickhouse.insert_timeout_secs", "must be > 0"));
         }

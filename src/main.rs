@@ -202,7 +202,8 @@ async fn seal_cmd(settings: &Settings) -> anyhow::Result<()> {
     let client = sink::client(&settings.clickhouse);
     let started = std::time::Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let report = tokentrail::store::seal::seal(&client, now_ms)
+    let cluster = settings.clickhouse.cluster();
+    let report = tokentrail::store::seal::seal(&client, now_ms, cluster.as_deref())
         .await
         .context("sealing days of token_use")?;
     println!(
@@ -233,11 +234,20 @@ async fn migrate_cmd(
             database: ch.database.clone(),
             dialect,
             retention_days: ch.retention_days,
+            cluster: ch.cluster(),
         };
         print!("{}", migrate::plan_sql(&opts)?);
         return Ok(());
     }
-    let report = migrate::migrate(&client, &ch.database, ch.retention_days, dialect).await?;
+    let cluster = ch.cluster();
+    let report = migrate::migrate_on(
+        &client,
+        &ch.database,
+        ch.retention_days,
+        dialect,
+        cluster.as_deref(),
+    )
+    .await?;
     println!(
         "dialect {:?}: applied {:?}, already applied {:?}",
         report.dialect, report.applied, report.already_applied

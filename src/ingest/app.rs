@@ -167,6 +167,7 @@ impl IngestApp {
         let (done_tx, done_rx) = mpsc::channel::<Result<Done, IngestError>>(2);
         let sealing = seal_timer::spawn(
             store.client().clone(),
+            settings.clickhouse.cluster(),
             Duration::from_secs(settings.clickhouse.seal_every_secs),
             metrics.clone(),
             cancel.clone(),

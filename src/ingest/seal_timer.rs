@@ -16,6 +16,7 @@ use crate::telemetry::metrics::Metrics;
 /// short leaves summary rows without their seal, which no query reads).
 pub fn spawn(
     client: Client,
+    cluster: Option<String>,
     every: Duration,
     metrics: Metrics,
     cancel: CancellationToken,
@@ -32,7 +33,7 @@ pub fn spawn(
             let now_ms = chrono::Utc::now().timestamp_millis();
             let pass = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = seal::seal(&client, now_ms) => r,
+                r = seal::seal(&client, now_ms, cluster.as_deref()) => r,
             };
             match pass {
                 Ok(report) => {

@@ -73,12 +73,25 @@ async fn bookkeeping_exists(system: &Client, database: &str) -> Result<bool, Mig
     Ok(n > 0)
 }
 
-/// Applies missing migrations. `dialect` overrides detection (tests render both forms).
+/// Applies missing migrations to one server. `dialect` overrides detection (tests render
+/// both forms).
 pub async fn migrate(
     client: &Client,
     database: &str,
     retention_days: u32,
     dialect: Option<Dialect>,
+) -> Result<MigrationReport, MigrateError> {
+    migrate_on(client, database, retention_days, dialect, None).await
+}
+
+/// Applies missing migrations; with `cluster`, to every server of that cluster at once, as
+/// replicated tables (`super::cluster`), from the server `client` talks to.
+pub async fn migrate_on(
+    client: &Client,
+    database: &str,
+    retention_days: u32,
+    dialect: Option<Dialect>,
+    cluster: Option<&str>,
 ) -> Result<MigrationReport, MigrateError> {
     // The target database may not exist yet; bookkeeping runs in `system`, which always does.
     let system = client.clone().with_database("system");
@@ -90,6 +103,7 @@ pub async fn migrate(
         database: database.to_string(),
         dialect,
         retention_days,
+        cluster: cluster.map(str::to_string),
     };
     let exec = |sql: String| async { system.query_raw(&sql).execute().await.map_err(|e| (sql, e)) };
     // No DDL at all when the bookkeeping table exists: a user without DDL rights can then
@@ -97,10 +111,7 @@ pub async fn migrate(
     let bookkeeping = if bookkeeping_exists(&system, database).await? {
         Vec::new()
     } else {
-        vec![
-            format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(database)),
-            schema::migrations_table_ddl(database),
-        ]
+        schema::bookkeeping_ddl(&opts)?
     };
     for sql in bookkeeping {
         exec(sql)

@@ -2,6 +2,7 @@
 
 pub mod block;
 pub mod client;
+pub mod cluster;
 pub mod migrate;
 pub mod read;
 pub mod rowbinary;

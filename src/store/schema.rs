@@ -117,11 +117,17 @@ pub struct RenderOptions {
     pub dialect: Dialect,
     /// 0 keeps rows forever; otherwise a TTL on modern servers.
     pub retention_days: u32,
+    /// `clickhouse.cluster`: replicated tables created `ON CLUSTER` (`super::cluster`).
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("migration template: unknown placeholder {{{{{0}}}}}")]
-pub struct TemplateError(String);
+pub enum TemplateError {
+    #[error("migration template: unknown placeholder {{{{{0}}}}}")]
+    Placeholder(String),
+    #[error(transparent)]
+    Cluster(#[from] super::cluster::UnknownStatement),
+}
 
 /// Renders one template into executable statements.
 pub fn render(template: &str, opts: &RenderOptions) -> Result<Vec<String>, TemplateError> {
@@ -132,7 +138,7 @@ pub fn render(template: &str, opts: &RenderOptions) -> Result<Vec<String>, Templ
         out.push_str(&rest[..start]);
         let end = rest[start..]
             .find("}}")
-            .ok_or_else(|| TemplateError("unterminated".into()))?
+            .ok_or_else(|| TemplateError::Placeholder("unterminated".into()))?
             + start;
         let token = &rest[start + 2..end];
         let (name, arg) = token.split_once(':').unwrap_or((token, ""));
@@ -159,13 +165,24 @@ pub fn render(template: &str, opts: &RenderOptions) -> Result<Vec<String>, Templ
                     .into()
             }
             ("settings", false) => "SETTINGS index_granularity = 8192".into(),
-            _ => return Err(TemplateError(token.to_string())),
+            _ => return Err(TemplateError::Placeholder(token.to_string())),
         };
         out.push_str(&replacement);
         rest = &rest[end + 2..];
     }
     out.push_str(rest);
-    Ok(split_statements(&out))
+    placed(split_statements(&out), opts)
+}
+
+/// The statements as they run: unchanged on one server, in their cluster form on a cluster.
+fn placed(statements: Vec<String>, opts: &RenderOptions) -> Result<Vec<String>, TemplateError> {
+    match &opts.cluster {
+        None => Ok(statements),
+        Some(cluster) => statements
+            .iter()
+            .map(|s| Ok(super::cluster::cluster_form(s, &opts.database, cluster)?))
+            .collect(),
+    }
 }
 
 /// Splits on `;` at the end of a line, dropping comment-only and blank statements.
@@ -199,13 +216,18 @@ fn push_statement(statements: &mut Vec<String>, text: &str) {
     }
 }
 
-/// The DDL of the bookkeeping table itself (portable on every version).
-pub fn migrations_table_ddl(database: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {}.{MIGRATIONS_TABLE} (version UInt32, name String, \
-         dialect String, applied_at_ms Int64) ENGINE = MergeTree ORDER BY version",
-        super::tables::quote_ident(database)
-    )
+/// The DDL of the database and the bookkeeping table itself (portable on every version),
+/// in the cluster form when `opts.cluster` is set.
+pub fn bookkeeping_ddl(opts: &RenderOptions) -> Result<Vec<String>, TemplateError> {
+    let db = super::tables::quote_ident(&opts.database);
+    let statements = vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{MIGRATIONS_TABLE} (version UInt32, name String, \
+             dialect String, applied_at_ms Int64) ENGINE = MergeTree() ORDER BY version"
+        ),
+    ];
+    placed(statements, opts)
 }
 
 #[cfg(test)]
@@ -238,6 +260,7 @@ mod tests {
             database: "tt".into(),
             dialect,
             retention_days,
+            cluster: None,
         }
     }
 

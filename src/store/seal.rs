@@ -160,8 +160,26 @@ pub fn pass_sql(days: &[DayCount], now_ms: i64, latest_sealed_at_ms: i64) -> Vec
 }
 
 /// One pass over the client's database: seals every day that ended before `now_ms` and
-/// changed since its last seal.
-pub async fn seal(client: &Client, now_ms: i64) -> Result<SealReport, ReadError> {
+/// changed since its last seal. On a cluster (`clickhouse.cluster`) each replica may take
+/// inserts and seal, so two more steps keep a seal exact on every replica:
+///   * before summarizing, this replica fetches every part of token_use logged so far
+///     (`SYSTEM SYNC REPLICA`): a count read here may include rows another replica took,
+///     whose insert logged its token_use part before the view's count part;
+///   * the summaries are written with `insert_quorum` of every replica, so a seal, written
+///     after them, never reaches a replica before its summaries do. With a replica down the
+///     pass fails and its days are read from token_use until a later pass.
+pub async fn seal(
+    client: &Client,
+    now_ms: i64,
+    cluster: Option<&str>,
+) -> Result<SealReport, ReadError> {
+    let run = |client: Client, sql: String| async move {
+        client
+            .query(&sql)
+            .execute()
+            .await
+            .map_err(|e| classify_read(&e))
+    };
     let days: Vec<DayCount> = client
         .query(&days_to_seal_sql(now_ms))
         .fetch_all()
@@ -170,19 +188,51 @@ pub async fn seal(client: &Client, now_ms: i64) -> Result<SealReport, ReadError>
     if days.is_empty() {
         return Ok(SealReport::default());
     }
+    let writer = match cluster {
+        None => client.clone(),
+        Some(cluster) => {
+            let replicas = replica_count(client, cluster).await?;
+            run(client.clone(), SYNC_TOKEN_USE.to_string()).await?;
+            client
+                .clone()
+                .with_setting("insert_quorum", replicas.to_string())
+                .with_setting("insert_quorum_timeout", QUORUM_TIMEOUT_MS.to_string())
+        }
+    };
     let latest: i64 = client
         .query(sealed_at_sql())
         .fetch_one()
         .await
         .map_err(|e| classify_read(&e))?;
     for sql in pass_sql(&days, now_ms, latest) {
-        client
-            .query(&sql)
-            .execute()
-            .await
-            .map_err(|e| classify_read(&e))?;
+        run(writer.clone(), sql).await?;
     }
     Ok(SealReport { days: days.len() })
+}
+
+/// Fetches the parts of token_use other replicas logged (waits for this replica's queue).
+const SYNC_TOKEN_USE: &str = "SYSTEM SYNC REPLICA token_use";
+
+/// How long a summary waits for every replica to have it before the pass fails.
+const QUORUM_TIMEOUT_MS: u64 = 60_000;
+
+/// The replicas of the one shard of `cluster`, as this server's `remote_servers` lists them.
+async fn replica_count(client: &Client, cluster: &str) -> Result<u64, ReadError> {
+    let replicas: u64 = client
+        .query("SELECT toUInt64(count()) FROM system.clusters WHERE cluster = ?")
+        .bind(cluster)
+        .fetch_one()
+        .await
+        .map_err(|e| classify_read(&e))?;
+    if replicas == 0 {
+        return Err(ReadError::Fatal {
+            code: None,
+            message: format!(
+                "clickhouse.cluster {cluster:?} is not in the server's remote_servers"
+            ),
+        });
+    }
+    Ok(replicas)
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub struct ClickHouseSettings {
     /// How often `tokentrail ingest` seals ended days of token_use for the named queries
     /// (`store::seal`); 0 leaves sealing to `tokentrail seal`.
     pub seal_every_secs: u64,
+    /// The cluster (`remote_servers` name) `tokentrail migrate` creates replicated tables
+    /// on; empty for one server. One shard, any number of replicas (`store::cluster`).
+    pub cluster: String,
     /// CA and client certificate for an `https://` URL.
     pub tls: ClickHouseTlsSettings,
 }
@@ -38,6 +41,7 @@ impl fmt::Debug for ClickHouseSettings {
             .field("insert_timeout_secs", &self.insert_timeout_secs)
             .field("retention_days", &self.retention_days)
             .field("seal_every_secs", &self.seal_every_secs)
+            .field("cluster", &self.cluster)
             .field("tls", &self.tls)
             .finish()
     }
@@ -53,8 +57,16 @@ impl Default for ClickHouseSettings {
             insert_timeout_secs: 30,
             retention_days: 0,
             seal_every_secs: 300,
+            cluster: String::new(),
             tls: ClickHouseTlsSettings::default(),
         }
+    }
+}
+
+impl ClickHouseSettings {
+    /// `cluster`, if one is set.
+    pub fn cluster(&self) -> Option<String> {
+        Some(self.cluster.clone()).filter(|c| !c.is_empty())
     }
 }
 

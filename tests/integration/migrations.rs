@@ -98,6 +98,7 @@ fn modern_ddl(db: &str) -> String {
         // Ten years keeps the 2025 sample row alive (expired rows vanish at the next merge,
         // or at once under FINAL) without overflowing DateTime, which ends in 2106.
         retention_days: 3650,
+        cluster: None,
     };
     let mut sql = format!("CREATE DATABASE {db};\n");
     for (_, _, statements) in migrate::plan(&opts).unwrap() {

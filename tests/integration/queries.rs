@@ -182,6 +182,7 @@ fn load_chdb_batches(svc: &Services, batches: &[(Table, Vec<u8>)], dir: &Path) -
         database: "tt".into(),
         dialect: Dialect::Modern,
         retention_days: 0,
+        cluster: None,
     };
     let mut args: Vec<String> = vec!["--path".into(), db_path.display().to_string()];
     let mut sql = String::from("CREATE DATABASE tt;\n");
@@ -286,6 +287,7 @@ fn modern_table_ddl(table: Table) -> String {
         database: "tt".into(),
         dialect: Dialect::Modern,
         retention_days: 0,
+        cluster: None,
     };
     migrate::plan(&opts)
         .unwrap()
@@ -938,7 +940,7 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
     let client = load_18_16_batches(&svc, &batches).await;
     let dir = tempfile::tempdir().unwrap();
     let db_path = load_chdb_batches(&svc, &batches, dir.path());
-    seal::seal(&client, now).await.unwrap();
+    seal::seal(&client, now, None).await.unwrap();
     chdb_seal(&svc, &db_path, now);
     for (replay, then_seal) in [(replay_1, true), (replay_2, false)] {
         let mut insert =
@@ -947,7 +949,7 @@ async fn rollup_and_raw_paths_agree_on_partial_day_windows_with_replayed_duplica
         insert.end().await.unwrap();
         chdb_insert(&svc, &db_path, &[(Table::TokenUse, replay)], dir.path());
         if then_seal {
-            seal::seal(&client, now).await.unwrap();
+            seal::seal(&client, now, None).await.unwrap();
             chdb_seal(&svc, &db_path, now);
         }
     }

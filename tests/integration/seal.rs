@@ -47,6 +47,7 @@ async fn the_timer_seals_ended_days_and_reseals_a_day_that_changed() {
     let cancel = CancellationToken::new();
     let timer = seal_timer::spawn(
         client.clone(),
+        None,
         Duration::from_millis(200),
         metrics.clone(),
         cancel.clone(),
@@ -97,6 +98,7 @@ async fn a_server_that_is_down_fails_passes_without_stopping_the_timer() {
     let cancel = CancellationToken::new();
     let timer = seal_timer::spawn(
         client,
+        None,
         Duration::from_millis(100),
         metrics.clone(),
         cancel.clone(),
@@ -123,6 +125,7 @@ fn a_zero_interval_starts_nothing() {
     assert!(
         seal_timer::spawn(
             client,
+            None,
             Duration::ZERO,
             Metrics::new(),
             CancellationToken::new()
@@ -159,7 +162,7 @@ async fn days_outside_datetime_are_never_sealed() {
     }
     insert_token_use(&client, &db, rows).await;
     let far_future = 9_000_000_000_000;
-    seal::seal(&client, far_future).await.unwrap();
+    seal::seal(&client, far_future, None).await.unwrap();
 
     let sealed: Vec<i64> = client
         .query("SELECT day_ms FROM token_use_sealed_days ORDER BY day_ms")
