@@ -173,3 +173,46 @@ fn modern_ddl_applies_on_chdb_and_loads_the_same_rowbinary() {
         "DateTime64(3, 'UTC')\t2025-06-03 10:15:42.123\tDana Builder\t1337"
     );
 }
+
+/// The modern cluster form cannot be created on chdb (no ZooKeeper or Keeper in process), so
+/// the modern engine parses every statement of it instead (`formatQuery`): the cluster
+/// clauses and replicated engines in the places the modern grammar wants them. The portable
+/// cluster form is created for real on two 18.16 replicas (tests/integration/cluster.rs).
+#[test]
+fn modern_cluster_ddl_parses_on_chdb() {
+    let svc = services();
+    let opts = RenderOptions {
+        database: "tt".into(),
+        dialect: Dialect::Modern,
+        retention_days: 90,
+        cluster: Some("prod".into()),
+    };
+    let mut statements = tokentrail::store::schema::bookkeeping_ddl(&opts).unwrap();
+    for (_, _, s) in migrate::plan(&opts).unwrap() {
+        statements.extend(s);
+    }
+    let sql: Vec<String> = statements
+        .iter()
+        .map(|s| {
+            format!(
+                "SELECT formatQuery('{}')",
+                s.replace('\\', "\\\\").replace('\'', "\\'")
+            )
+        })
+        .collect();
+    let formatted = chdb(&svc, &["-q", &sql.join(";\n")]);
+    let created = formatted.matches("ON CLUSTER prod").count();
+    let expected = statements
+        .iter()
+        .filter(|s| !s.starts_with("INSERT"))
+        .count();
+    assert_eq!(created, expected, "{formatted}");
+    assert_eq!(
+        formatted.matches("ENGINE = Replicated").count(),
+        statements
+            .iter()
+            .filter(|s| s.starts_with("CREATE TABLE"))
+            .count(),
+        "{formatted}"
+    );
+}

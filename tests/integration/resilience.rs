@@ -30,7 +30,7 @@ fn messages_wanted() -> usize {
 }
 
 /// Simulated traffic of about `messages` Kafka messages (≈ 7 per job), all faults on.
-fn traffic_config(messages: usize, seed: u64) -> SimConfig {
+pub fn traffic_config(messages: usize, seed: u64) -> SimConfig {
     SimConfig {
         seed,
         jobs: (messages / 7).max(50),
@@ -105,7 +105,7 @@ impl Run {
     }
 
     async fn count(&self, sql: &str) -> u64 {
-        self.client.query(sql).fetch_one::<u64>().await.unwrap_or(0)
+        count(&self.client, sql).await
     }
 
     async fn audit_rows(&self) -> u64 {
@@ -114,45 +114,12 @@ impl Run {
 
     /// Waits until everything expected is stored; fails early if `consumer` died.
     async fn wait_complete(&self, truth: &GroundTruth, consumer: &KillOnDrop, timeout: Duration) {
-        for (sql, expected) in [
-            (
-                "SELECT count() FROM audit_events_dedup",
-                truth.distinct_audit_events,
-            ),
-            (
-                "SELECT count() FROM webhook_events_dedup",
-                truth.distinct_webhooks,
-            ),
-        ] {
-            eventually(timeout, sql, || async {
-                assert!(alive(consumer), "tokentrail ingest exited early");
-                (self.count(sql).await >= expected).then_some(())
-            })
-            .await;
-        }
+        wait_stored(&self.client, truth, &[consumer], timeout).await;
     }
 
     /// Exactly the expected distinct events, and no dedup key visible twice.
     async fn assert_exact(&self, truth: &GroundTruth) {
-        let audit = self.audit_rows().await;
-        let audit_keys = self
-            .count("SELECT uniqExact(dedup_key) FROM audit_events_dedup")
-            .await;
-        let webhooks = self.count("SELECT count() FROM webhook_events_dedup").await;
-        let webhook_keys = self
-            .count("SELECT uniqExact(dedup_key) FROM webhook_events_dedup")
-            .await;
-        eprintln!(
-            "stored: {audit} audit events (expected {}), {webhooks} webhooks (expected {})",
-            truth.distinct_audit_events, truth.distinct_webhooks
-        );
-        assert_eq!(
-            audit, truth.distinct_audit_events,
-            "lost or extra audit events"
-        );
-        assert_eq!(audit, audit_keys, "visible duplicate audit events");
-        assert_eq!(webhooks, truth.distinct_webhooks, "lost or extra webhooks");
-        assert_eq!(webhooks, webhook_keys, "visible duplicate webhooks");
+        assert_stored_exactly(&self.client, truth).await;
     }
 
     /// Dead-lettered items by reason kind, each original item (topic, partition, offset,
@@ -181,7 +148,7 @@ impl Run {
 }
 
 /// Publishes `cfg`'s traffic spread over about `seconds`, returning its ground truth.
-fn publish_in_background(
+pub fn publish_in_background(
     settings: &Settings,
     cfg: &SimConfig,
     seconds: u64,
@@ -199,7 +166,7 @@ fn publish_in_background(
     })
 }
 
-fn expected_dead_letters(truth: &GroundTruth) -> BTreeMap<String, usize> {
+pub fn expected_dead_letters(truth: &GroundTruth) -> BTreeMap<String, usize> {
     let mut kinds = BTreeMap::new();
     for bad in &truth.bad_messages {
         *kinds.entry(bad.reason.clone()).or_insert(0) += 1;
@@ -208,7 +175,7 @@ fn expected_dead_letters(truth: &GroundTruth) -> BTreeMap<String, usize> {
 }
 
 /// SIGTERM, then wait for a clean exit within the shutdown deadline.
-fn stop_gracefully(mut child: KillOnDrop) {
+pub fn stop_gracefully(mut child: KillOnDrop) {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -259,7 +226,7 @@ async fn volume_with_duplicates_and_poison_stores_exactly_the_distinct_events() 
 
 /// The ground truth of `cfg`'s traffic without publishing it (the simulator is
 /// deterministic), so a test knows up front when everything is stored.
-fn truth_of(cfg: &SimConfig) -> GroundTruth {
+pub fn truth_of(cfg: &SimConfig) -> GroundTruth {
     let mut sim = Simulator::new(cfg);
     sim.by_ref().for_each(drop);
     sim.into_truth()
@@ -358,8 +325,69 @@ async fn clickhouse_outage_loses_nothing_and_resumes_without_restart() {
     run.assert_exact(&truth).await;
 }
 
+/// Waits until `client`'s database holds everything `truth` expects; fails early if one of
+/// `consumers` died.
+pub async fn wait_stored(
+    client: &clickhouse::Client,
+    truth: &GroundTruth,
+    consumers: &[&KillOnDrop],
+    timeout: Duration,
+) {
+    for (sql, expected) in [
+        (
+            "SELECT count() FROM audit_events_dedup",
+            truth.distinct_audit_events,
+        ),
+        (
+            "SELECT count() FROM webhook_events_dedup",
+            truth.distinct_webhooks,
+        ),
+    ] {
+        eventually(timeout, sql, || async {
+            assert!(
+                consumers.iter().all(|c| alive(c)),
+                "tokentrail ingest exited early"
+            );
+            (count(client, sql).await >= expected).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Exactly the expected distinct events in `client`'s database, and no dedup key visible
+/// twice.
+pub async fn assert_stored_exactly(client: &clickhouse::Client, truth: &GroundTruth) {
+    let audit = count(client, "SELECT count() FROM audit_events_dedup").await;
+    let audit_keys = count(
+        client,
+        "SELECT uniqExact(dedup_key) FROM audit_events_dedup",
+    )
+    .await;
+    let webhooks = count(client, "SELECT count() FROM webhook_events_dedup").await;
+    let webhook_keys = count(
+        client,
+        "SELECT uniqExact(dedup_key) FROM webhook_events_dedup",
+    )
+    .await;
+    eprintln!(
+        "stored: {audit} audit events (expected {}), {webhooks} webhooks (expected {})",
+        truth.distinct_audit_events, truth.distinct_webhooks
+    );
+    assert_eq!(
+        audit, truth.distinct_audit_events,
+        "lost or extra audit events"
+    );
+    assert_eq!(audit, audit_keys, "visible duplicate audit events");
+    assert_eq!(webhooks, truth.distinct_webhooks, "lost or extra webhooks");
+    assert_eq!(webhooks, webhook_keys, "visible duplicate webhooks");
+}
+
+async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
+    client.query(sql).fetch_one::<u64>().await.unwrap_or(0)
+}
+
 /// Whether a child process is still running (not exited, not a zombie).
-fn alive(child: &KillOnDrop) -> bool {
+pub fn alive(child: &KillOnDrop) -> bool {
     std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
         .ok()
         .and_then(|stat| {
