@@ -18,6 +18,7 @@ use super::headers::BATCH_ELEMENT;
 use crate::config::Settings;
 use crate::kafka::client::client_config;
 use crate::kafka::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer};
+use crate::kafka::producer::durable;
 use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +85,7 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
             // own 8 s timeout. 1 s keeps the 503 close to delivery_timeout_secs.
             ("reconnect.backoff.max.ms", "1000"),
         ],
-        &[
-            ("enable.idempotence", "true".into()),
-            ("acks", "all".into()),
+        &durable(&[
             (
                 "message.timeout.ms",
                 (c.delivery_timeout_secs * 1000).to_string(),
@@ -95,7 +94,7 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
                 "queue.buffering.max.kbytes",
                 c.max_buffered_kbytes.to_string(),
             ),
-        ],
+        ]),
     )
     .create()
     .map_err(crate::kafka::client::redact_error)

@@ -9,6 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::kafka::client::{client_config, redact_error};
+use crate::kafka::producer::durable;
 use crate::kafka::settings::KafkaSettings;
 
 /// Kafka header naming the command that produced a message (provenance for readers).
@@ -46,11 +47,7 @@ impl AuditProducer {
         let producer = client_config(
             kafka,
             &[("linger.ms", "20"), ("partitioner", "murmur2_random")],
-            &[
-                ("enable.idempotence", "true".into()),
-                ("acks", "all".into()),
-                ("message.timeout.ms", "60000".into()),
-            ],
+            &durable(&[("message.timeout.ms", "60000".into())]),
         )
         .create()
         .map_err(|e| ProduceError::Create(redact_error(e)))?;
