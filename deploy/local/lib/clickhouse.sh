@@ -102,6 +102,13 @@ $(tls_clickhouse_config)
         <partition_by>toYYYYMM(event_date)</partition_by>
         <flush_interval_milliseconds>7500</flush_interval_milliseconds>
     </query_log>
+    <!-- Inserts (query_log, log_queries in the profile) and merges (part_log) per table:
+         what benches/clickhouse-cost.sh reads to say where ClickHouse's CPU goes. -->
+    <part_log>
+        <database>system</database>
+        <table>part_log</table>
+        <flush_interval_milliseconds>7500</flush_interval_milliseconds>
+    </part_log>
 </yandex>
 EOF
   cat >"$CH_DIR/users.xml" <<EOF
@@ -113,6 +120,7 @@ EOF
             <max_memory_usage>4000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
             <load_balancing>random</load_balancing>
+            <log_queries>1</log_queries>
         </default>
 $(ch_role_profiles)
     </profiles>
