@@ -15,13 +15,6 @@ pub const CLUSTER: &str = "tokentrail_test";
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 struct Replica {
     dir: PathBuf,
     http_port: u16,
@@ -46,16 +39,17 @@ impl ClickHouseCluster {
             panic!("TOKENTRAIL_ZOOKEEPER_LIBS is not set: eval \"$(deploy/local/services env)\"")
         });
         let dir = tempfile::tempdir().expect("temp dir");
-        let zookeeper_port = free_port();
+        let ports = crate::common::free_ports(1 + 3 * replicas);
+        let zookeeper_port = ports[0];
         let mut cluster = ClickHouseCluster {
             zookeeper: None,
             zookeeper_port,
             replicas: (0..replicas)
                 .map(|i| Replica {
                     dir: dir.path().join(format!("replica{}", i + 1)),
-                    http_port: free_port(),
-                    tcp_port: free_port(),
-                    interserver_port: free_port(),
+                    http_port: ports[1 + 3 * i],
+                    tcp_port: ports[2 + 3 * i],
+                    interserver_port: ports[3 + 3 * i],
                     child: None,
                 })
                 .collect(),
@@ -70,7 +64,7 @@ impl ClickHouseCluster {
                 r.config(i + 1, zookeeper_port, &remote_servers),
             )
             .unwrap();
-            std::fs::write(r.dir.join("users.xml"), USERS).unwrap();
+            std::fs::write(r.dir.join("users.xml"), crate::private_clickhouse::USERS).unwrap();
         }
         for i in 0..replicas {
             cluster.restart(i).await;
@@ -229,17 +223,6 @@ impl Replica {
         )
     }
 }
-
-const USERS: &str = r#"<?xml version="1.0"?>
-<yandex>
-    <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
-    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-        <profile>default</profile><quota>default</quota></default></users>
-    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
-        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
-    </interval></default></quotas>
-</yandex>
-"#;
 
 impl Drop for ClickHouseCluster {
     fn drop(&mut self) {

@@ -1,6 +1,6 @@
 //! `tokentrail collect` against the real Kafka: what GitLab's requests become in Kafka, what
 //! is refused, and what happens while the broker is down (on a scratch broker of the test's
-//! own, see `scratch_broker.rs`).
+//! own, see `kafka_cluster.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tokentrail::telemetry::server::Health;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
-use crate::scratch_broker::ScratchBroker;
+use crate::kafka_cluster::ScratchKafkaCluster;
 
 const AUDIT_TOKEN: &str = "stream-token-Zq8";
 const HOOK_TOKEN: &str = "hook-token-Pw3xY7kL";
@@ -670,7 +670,7 @@ async fn health_endpoints_and_readiness_follow_kafka() {
 /// request answered 2xx is in Kafka afterwards. Kafka comes back: 2xx again, same collector.
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_acknowledged() {
-    let mut broker = ScratchBroker::start().await;
+    let mut broker = ScratchKafkaCluster::start_nodes(1).await;
     let brokers = broker.brokers();
     let t = topics(&brokers, 2).await;
     let mut settings = collect_settings(&brokers, &t);
@@ -703,7 +703,7 @@ async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_ac
         acknowledged.push(n);
     }
 
-    broker.kill();
+    broker.kill(1);
     let started = std::time::Instant::now();
     let reply = post(collector.addr, AUDIT_PATH, &token, event(1000)).await;
     assert_eq!(
@@ -732,7 +732,7 @@ async fn broker_outage_is_503_then_recovers_without_restart_and_loses_nothing_ac
     })
     .await;
 
-    broker.restart().await;
+    broker.restart(1).await;
     // GitLab retries after Retry-After; so does this loop, against the same collector.
     let mut n = 20;
     let recovered = eventually(

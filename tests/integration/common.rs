@@ -68,6 +68,27 @@ pub fn services() -> Services {
     }
 }
 
+/// A loopback port nothing listens on right now (a server started on it may still lose a race
+/// with another test: callers retry their start on new ports).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// `n` distinct free loopback ports.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let p = free_port();
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    ports
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name no other test (or earlier run) uses: `prefix_<pid>_<millis>_<n>`.
@@ -91,11 +112,22 @@ pub async fn create_topic_with(
     partitions: i32,
     config: &[(&str, &str)],
 ) {
+    create_replicated_topic(brokers, name, partitions, 1, config).await;
+}
+
+/// Creates a topic with `replicas` copies of each partition and topic-level settings.
+pub async fn create_replicated_topic(
+    brokers: &str,
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+    config: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (k, v) in config {
         topic = topic.set(k, v);
     }

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
-use crate::scratch_broker::ScratchBroker;
+use crate::kafka_cluster::ScratchKafkaCluster;
 
 /// Room for a 25 MiB message (`normalize.max_message_bytes`) plus record overhead.
 const LARGE_TOPIC_BYTES: &str = "27262976";
@@ -281,7 +281,7 @@ async fn a_tripped_ratio_guard_commits_nothing_and_a_restart_does_not_advance() 
 /// reason), and what arrives after it is back is stored without restarting ingest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_outage_is_waited_out_without_a_restart() {
-    let mut broker = ScratchBroker::start().await;
+    let mut broker = ScratchKafkaCluster::start_nodes(1).await;
     let svc = services();
     let name = unique("it_kafka_outage");
     let mut s = settings(&svc, &name);
@@ -310,7 +310,7 @@ async fn a_kafka_outage_is_waited_out_without_a_restart() {
         (stored_offsets(&client).await.len() == 10).then_some(())
     })
     .await;
-    broker.kill();
+    broker.kill(1);
     eventually(
         Duration::from_secs(60),
         "not ready while Kafka is down",
@@ -325,7 +325,7 @@ async fn a_kafka_outage_is_waited_out_without_a_restart() {
         run.health.reason()
     );
 
-    broker.restart().await;
+    broker.restart(1).await;
     let second: Vec<Outgoing> = (10..20).map(good).collect();
     produce_all(
         &producer(&s.kafka.brokers),

@@ -1,9 +1,11 @@
-//! A private three-node Kafka cluster (KRaft, every node both broker and controller) for tests
-//! that need replication: leader failover, `acks=all` with `min.insync.replicas=2`, a node
-//! crashing and coming back. Same jars as `scratch_broker` (`TOKENTRAIL_KAFKA_LIBS`); each node
+//! A private Kafka (KRaft, every node both broker and controller) owned by one test, for tests
+//! that kill brokers: the shared one (`deploy/local/services`) is never stopped. Three nodes
+//! for replication (leader failover, `acks=all` with `min.insync.replicas=2`), one node for a
+//! plain broker outage. Same jars as the shared broker (`TOKENTRAIL_KAFKA_LIBS`); each node
 //! has its own temp dir and free loopback ports, all formatted with one cluster id and a static
 //! `controller.quorum.voters`. `kill` is SIGKILL of one node's JVM; `restart` starts it again on
-//! the same data dir and ports, so clients reconnect to the same address.
+//! the same data dir and ports, so clients reconnect to the same address (a TCP proxy in front
+//! of a broker would not do: librdkafka connects to the address the broker advertises).
 //!
 //! Every JVM dies with the test: on `Drop`, and (Linux) through the parent-death signal should
 //! the test binary itself be killed.
@@ -18,14 +20,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-/// Nodes in the cluster; node ids are `1..=NODES`.
+/// Nodes of a replicated cluster ([`ScratchKafkaCluster::start`]); node ids are `1..=n`.
 pub const NODES: usize = 3;
 
 /// Three JVMs starting at once on a two-core machine beside other servers are slow.
@@ -43,25 +43,6 @@ struct Node {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// `n` distinct free loopback ports.
-fn free_ports(n: usize) -> Vec<u16> {
-    let mut ports = Vec::with_capacity(n);
-    while ports.len() < n {
-        let p = free_port();
-        if !ports.contains(&p) {
-            ports.push(p);
-        }
-    }
-    ports
-}
-
 fn kafka_libs() -> String {
     std::env::var("TOKENTRAIL_KAFKA_LIBS").unwrap_or_else(|_| {
         panic!("TOKENTRAIL_KAFKA_LIBS is not set: eval \"$(deploy/local/services env)\" first")
@@ -70,6 +51,11 @@ fn kafka_libs() -> String {
 
 /// A KRaft cluster id: 16 random bytes in URL-safe base64 without padding; one that starts
 /// with `-` would be read by kafka-storage as an option.
+/// Replication factor and `min.insync.replicas` of a cluster of `nodes`.
+fn replication(nodes: usize) -> (usize, usize) {
+    (nodes.min(3), if nodes >= 3 { 2 } else { 1 })
+}
+
 fn cluster_id() -> String {
     std::iter::repeat_with(|| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
@@ -87,8 +73,10 @@ impl Node {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn write_config(&self, voters: &str) {
+    /// `nodes` in the cluster: replication factor 3 and `min.insync.replicas=2` from three on.
+    fn write_config(&self, voters: &str, nodes: usize) {
         let (id, port, controller_port) = (self.id, self.port, self.controller_port);
+        let (rf, isr) = replication(nodes);
         let data = self.dir.path().join("data");
         let props = format!(
             "node.id={id}\n\
@@ -101,14 +89,14 @@ impl Node {
              inter.broker.listener.name=PLAINTEXT\n\
              log.dirs={data}\n\
              auto.create.topics.enable=false\n\
-             default.replication.factor=3\n\
-             min.insync.replicas=2\n\
-             offsets.topic.replication.factor=3\n\
+             default.replication.factor={rf}\n\
+             min.insync.replicas={isr}\n\
+             offsets.topic.replication.factor={rf}\n\
              offsets.topic.num.partitions=3\n\
-             transaction.state.log.replication.factor=3\n\
-             transaction.state.log.min.isr=2\n\
-             share.coordinator.state.topic.replication.factor=3\n\
-             share.coordinator.state.topic.min.isr=2\n\
+             transaction.state.log.replication.factor={rf}\n\
+             transaction.state.log.min.isr={isr}\n\
+             share.coordinator.state.topic.replication.factor={rf}\n\
+             share.coordinator.state.topic.min.isr={isr}\n\
              group.initial.rebalance.delay.ms=0\n\
              num.network.threads=1\n\
              num.io.threads=2\n",
@@ -235,11 +223,11 @@ impl Node {
     }
 }
 
-/// Whether the node listening on `brokers` answers metadata listing all `NODES` brokers,
+/// Whether the node listening on `brokers` answers metadata listing all `nodes` brokers,
 /// itself among them. A fresh client knows only that bootstrap address, so the answer comes
 /// from that node (not from a peer whose view still lists a node that was just killed), and
 /// Kafka lists only registered, unfenced brokers.
-fn node_sees_all(brokers: String, id: usize) -> bool {
+fn node_sees_all(brokers: String, id: usize, nodes: usize) -> bool {
     let probe: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("log_level", "0")
@@ -251,21 +239,26 @@ fn node_sees_all(brokers: String, id: usize) -> bool {
     probe
         .client()
         .fetch_metadata(None, Duration::from_secs(2))
-        .map(|m| m.brokers().len() == NODES && m.brokers().iter().any(|b| b.id() as usize == id))
+        .map(|m| m.brokers().len() == nodes && m.brokers().iter().any(|b| b.id() as usize == id))
         .unwrap_or(false)
 }
 
 impl ScratchKafkaCluster {
-    /// Formats three fresh data dirs with one cluster id, starts the three nodes and waits
-    /// until each answers metadata listing all three brokers. A node that exits during
-    /// start-up (say, a port taken by another test between `free_port` and Kafka's bind) makes
-    /// the whole cluster start again with new ports, up to three times.
+    /// A cluster of [`NODES`]; see [`ScratchKafkaCluster::start_nodes`].
     pub async fn start() -> ScratchKafkaCluster {
+        Self::start_nodes(NODES).await
+    }
+
+    /// Formats `nodes` fresh data dirs with one cluster id, starts the nodes and waits until
+    /// each answers metadata listing all of them. A node that exits during start-up (say, a
+    /// port taken by another test between `free_port` and Kafka's bind) makes the whole
+    /// cluster start again with new ports, up to three times.
+    pub async fn start_nodes(nodes: usize) -> ScratchKafkaCluster {
         // Skips (or fails on CI) before anything is spawned when the services are absent.
         let _ = crate::common::services();
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Self::try_start().await {
+            match Self::try_start(nodes).await {
                 Ok(cluster) => return cluster,
                 Err(why) => {
                     eprintln!("scratch Kafka cluster failed to start, trying again: {why}");
@@ -276,9 +269,9 @@ impl ScratchKafkaCluster {
         panic!("scratch Kafka cluster did not start: {failures:#?}");
     }
 
-    async fn try_start() -> Result<ScratchKafkaCluster, String> {
-        let ports = free_ports(2 * NODES);
-        let nodes: Vec<Node> = (0..NODES)
+    async fn try_start(count: usize) -> Result<ScratchKafkaCluster, String> {
+        let ports = crate::common::free_ports(2 * count);
+        let nodes: Vec<Node> = (0..count)
             .map(|i| Node {
                 id: i + 1,
                 dir: tempfile::tempdir().expect("temp dir"),
@@ -293,9 +286,9 @@ impl ScratchKafkaCluster {
             .collect::<Vec<_>>()
             .join(",");
         for n in &nodes {
-            n.write_config(&voters);
+            n.write_config(&voters, count);
         }
-        // Format the three dirs at once: each StorageTool is a JVM start of a few seconds.
+        // Format the dirs at once: each StorageTool is a JVM start of a few seconds.
         let cluster_id = cluster_id();
         let formats: Vec<Child> = nodes.iter().map(|n| n.format(&cluster_id)).collect();
         for (n, f) in nodes.iter().zip(formats) {
@@ -313,11 +306,11 @@ impl ScratchKafkaCluster {
         for n in &mut cluster.nodes {
             n.spawn();
         }
-        cluster.wait_ready(&[1, 2, 3]).await?;
+        cluster.wait_ready(&(1..=count).collect::<Vec<_>>()).await?;
         Ok(cluster)
     }
 
-    /// Waits until every node in `ids` answers metadata listing all three brokers; `Err` if
+    /// Waits until every node in `ids` answers metadata listing all the brokers; `Err` if
     /// any running node exits meanwhile.
     async fn wait_ready(&mut self, ids: &[usize]) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
@@ -330,8 +323,8 @@ impl ScratchKafkaCluster {
             }
             let mut still = Vec::new();
             for &id in &pending {
-                let brokers = self.node(id).brokers();
-                let up = tokio::task::spawn_blocking(move || node_sees_all(brokers, id))
+                let (brokers, count) = (self.node(id).brokers(), self.nodes.len());
+                let up = tokio::task::spawn_blocking(move || node_sees_all(brokers, id, count))
                     .await
                     .unwrap_or(false);
                 if !up {
@@ -354,22 +347,24 @@ impl ScratchKafkaCluster {
     }
 
     fn node(&self, id: usize) -> &Node {
+        let count = self.nodes.len();
         assert!(
-            (1..=NODES).contains(&id),
-            "node ids are 1..={NODES}, not {id}"
+            (1..=count).contains(&id),
+            "node ids are 1..={count}, not {id}"
         );
         &self.nodes[id - 1]
     }
 
     fn node_mut(&mut self, id: usize) -> &mut Node {
+        let count = self.nodes.len();
         assert!(
-            (1..=NODES).contains(&id),
-            "node ids are 1..={NODES}, not {id}"
+            (1..=count).contains(&id),
+            "node ids are 1..={count}, not {id}"
         );
         &mut self.nodes[id - 1]
     }
 
-    /// The bootstrap list of all three nodes, `127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`.
+    /// The bootstrap list of every node, `127.0.0.1:p1,127.0.0.1:p2,…`.
     pub fn brokers(&self) -> String {
         self.nodes
             .iter()
@@ -378,16 +373,17 @@ impl ScratchKafkaCluster {
             .join(",")
     }
 
-    /// SIGKILL of node `node` (1..=3), as in a crash. The other two keep a controller quorum
-    /// and, with `min.insync.replicas=2`, accept `acks=all` writes once the controller has
-    /// fenced the dead node (its session timeout, 9 s by default) and moved its leaderships.
+    /// SIGKILL of node `node` (1..=n), as in a crash. Of three, the other two keep a
+    /// controller quorum and, with `min.insync.replicas=2`, accept `acks=all` writes once the
+    /// controller has fenced the dead node (its session timeout, 9 s by default) and moved its
+    /// leaderships; a one-node cluster is down until `restart`.
     pub fn kill(&mut self, node: usize) {
         self.node_mut(node).kill();
     }
 
     /// Starts node `node` again on the same data dir and ports (three tries, a second apart:
     /// clients reconnect to the same address, so the ports cannot change) and waits until it
-    /// answers metadata listing all three brokers.
+    /// answers metadata listing all the brokers.
     pub async fn restart(&mut self, node: usize) {
         self.kill(node);
         let mut failures = Vec::new();
@@ -403,24 +399,19 @@ impl ScratchKafkaCluster {
         panic!("scratch Kafka node {node} did not restart: {failures:#?}");
     }
 
-    /// Creates `name` with replication factor 3 and `min.insync.replicas=2`.
+    /// Creates `name` with replication factor 3 and `min.insync.replicas=2` (on one node: 1
+    /// and 1).
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .create()
-            .expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3))
-            .set("min.insync.replicas", "2");
-        let results = admin
-            .create_topics(
-                [&topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .expect("create_topics request");
-        for r in results {
-            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
-        }
+        let (rf, isr) = replication(self.nodes.len());
+        let isr = isr.to_string();
+        crate::common::create_replicated_topic(
+            &self.brokers(),
+            name,
+            partitions,
+            rf as i32,
+            &[("min.insync.replicas", &isr)],
+        )
+        .await;
     }
 }
 

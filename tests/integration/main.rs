@@ -25,7 +25,6 @@ mod privileges;
 mod queries;
 mod report;
 mod resilience;
-mod scratch_broker;
 mod seal;
 mod siem;
 #[path = "../siem_fixtures/mod.rs"]

@@ -11,14 +11,6 @@ pub struct PrivateClickHouse {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     let d = dir.display();
     format!(
@@ -42,7 +34,8 @@ fn config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     )
 }
 
-const USERS: &str = r#"<?xml version="1.0"?>
+/// Passwordless `default` on loopback; also the users of `clickhouse_cluster`'s replicas.
+pub const USERS: &str = r#"<?xml version="1.0"?>
 <yandex>
     <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
     <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
@@ -58,7 +51,9 @@ impl PrivateClickHouse {
         // Skips (or fails on CI) before anything is spawned when the services are absent.
         let _ = crate::common::services();
         let dir = tempfile::tempdir().unwrap();
-        let (http_port, tcp_port) = (free_port(), free_port());
+        let [http_port, tcp_port] = crate::common::free_ports(2)[..] else {
+            unreachable!()
+        };
         std::fs::write(
             dir.path().join("config.xml"),
             config(dir.path(), http_port, tcp_port),

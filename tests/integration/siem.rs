@@ -44,14 +44,6 @@ impl Drop for Rsyslog {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn rsyslogd() -> PathBuf {
     for p in ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"] {
         if Path::new(p).exists() {
