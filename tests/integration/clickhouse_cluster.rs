@@ -192,35 +192,16 @@ impl ClickHouseCluster {
 
 impl Replica {
     fn config(&self, number: usize, zookeeper_port: u16, remote_servers: &str) -> String {
-        let d = self.dir.display();
-        format!(
-            r#"<?xml version="1.0"?>
-<yandex>
-    <logger><level>information</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
-    <listen_host>127.0.0.1</listen_host>
-    <http_port>{http}</http_port>
-    <tcp_port>{tcp}</tcp_port>
-    <interserver_http_port>{interserver}</interserver_http_port>
+        let replication = format!(
+            r#"    <interserver_http_port>{interserver}</interserver_http_port>
     <interserver_http_host>127.0.0.1</interserver_http_host>
-    <path>{d}/data/</path>
-    <tmp_path>{d}/data/tmp/</tmp_path>
-    <user_files_path>{d}/data/user_files/</user_files_path>
-    <format_schema_path>{d}/data/format_schemas/</format_schema_path>
-    <users_config>{d}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mark_cache_size>67108864</mark_cache_size>
     <zookeeper><node><host>127.0.0.1</host><port>{zookeeper_port}</port></node></zookeeper>
     <macros><shard>01</shard><replica>replica{number}</replica></macros>
     {remote_servers}
-    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
-</yandex>
-"#,
-            http = self.http_port,
-            tcp = self.tcp_port,
+    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>"#,
             interserver = self.interserver_port,
-        )
+        );
+        crate::private_clickhouse::config(&self.dir, self.http_port, self.tcp_port, &replication)
     }
 }
 

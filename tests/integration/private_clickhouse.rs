@@ -11,7 +11,9 @@ pub struct PrivateClickHouse {
     child: Option<Child>,
 }
 
-fn config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
+/// A server's config.xml: its own dir and loopback ports, with `extra` elements (replication's,
+/// for `clickhouse_cluster`).
+pub fn config(dir: &Path, http_port: u16, tcp_port: u16, extra: &str) -> String {
     let d = dir.display();
     format!(
         r#"<?xml version="1.0"?>
@@ -29,6 +31,7 @@ fn config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mark_cache_size>67108864</mark_cache_size>
+{extra}
 </yandex>
 "#
     )
@@ -56,7 +59,7 @@ impl PrivateClickHouse {
         };
         std::fs::write(
             dir.path().join("config.xml"),
-            config(dir.path(), http_port, tcp_port),
+            config(dir.path(), http_port, tcp_port, ""),
         )
         .unwrap();
         std::fs::write(dir.path().join("users.xml"), USERS).unwrap();
