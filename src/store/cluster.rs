@@ -52,7 +52,10 @@ pub fn cluster_form(
         .find(|c: char| c.is_whitespace() || c == '(')
         .unwrap_or(rest.len());
     let (name, tail) = rest.split_at(name_len);
-    let on_cluster = format!("{head}{name} ON CLUSTER {}{tail}", quote(cluster));
+    let on_cluster = format!(
+        "{head}{name} ON CLUSTER {}{tail}",
+        super::tables::quote_ident(cluster)
+    );
     if !head.starts_with("CREATE TABLE") {
         return Ok(on_cluster);
     }
@@ -83,11 +86,6 @@ fn replicated_engine(statement: &str, database: &str, table: &str) -> Option<Str
         &statement[..at],
         &statement[close + 1..]
     ))
-}
-
-/// The cluster's name as it appears after `ON CLUSTER`.
-pub fn quote(cluster: &str) -> String {
-    super::tables::quote_ident(cluster)
 }
 
 fn escape(literal: &str) -> String {

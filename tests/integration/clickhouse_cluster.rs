@@ -162,7 +162,7 @@ impl ClickHouseCluster {
             &format!("replica {replica} up ({log:?})"),
             || {
                 let url = url.clone();
-                async move { ping(&url).await.then_some(()) }
+                async move { crate::private_clickhouse::ping(&url).await.then_some(()) }
             },
         )
         .await;
@@ -228,14 +228,4 @@ fn zookeeper_answers(port: u16) -> bool {
     s.write_all(b"srvr").is_ok()
         && s.read_to_string(&mut answer).is_ok()
         && answer.contains("Mode:")
-}
-
-async fn ping(url: &str) -> bool {
-    clickhouse::Client::default()
-        .with_url(url)
-        .with_validation(false)
-        .query("SELECT 1")
-        .fetch_one::<u8>()
-        .await
-        .is_ok()
 }

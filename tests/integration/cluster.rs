@@ -59,18 +59,11 @@ fn config_file(settings: &Settings) -> tempfile::NamedTempFile {
 
 /// A named query's JSON answer over all of history, from the replica `config` points at.
 fn named_query(config: &std::path::Path, name: &str) -> String {
-    let out = tokentrail(config)
-        .args(["query", name, "--from", "2000-01-01", "--to", "2100-01-01"])
-        .args(["--format", "json", "--limit", "100000"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tokentrail query");
-    assert!(
-        out.status.success(),
-        "tokentrail query {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_ok(
+        tokentrail(config)
+            .args(["query", name, "--from", "2000-01-01", "--to", "2100-01-01"])
+            .args(["--format", "json", "--limit", "100000"]),
+    )
 }
 
 async fn stored(client: &clickhouse::Client) -> u64 {

@@ -112,7 +112,8 @@ impl Drop for PrivateClickHouse {
     }
 }
 
-async fn ping(url: &str) -> bool {
+/// Whether the server at `url` answers a query (also `clickhouse_cluster`'s readiness check).
+pub async fn ping(url: &str) -> bool {
     clickhouse::Client::default()
         .with_url(url)
         .with_validation(false)
