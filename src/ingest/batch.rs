@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use std::time::Instant;
 
 use crate::kafka::offsets::{OffsetTracker, PendingOffsets};
 pub use crate::store::block::{Block, RowMark, TopicPartition};
+use crate::store::chunks::ChunkWriter;
 use crate::store::tables::Table;
 
 /// A block still being filled.
 #[derive(Debug)]
 struct OpenBlock {
-    bytes: Vec<u8>,
+    bytes: ChunkWriter,
     rows: Vec<RowMark>,
 }
 
@@ -36,20 +36,6 @@ impl Block {
             self.first_offset(),
             self.last_offset()
         )
-    }
-    /// The bytes of rows `range`.
-    pub fn row_bytes(&self, range: std::ops::Range<usize>) -> Bytes {
-        let start = if range.start == 0 {
-            0
-        } else {
-            self.rows[range.start - 1].end
-        };
-        let end = if range.end == 0 {
-            0
-        } else {
-            self.rows[range.end - 1].end
-        };
-        self.bytes.slice(start..end)
     }
 }
 
@@ -111,15 +97,12 @@ impl Batch {
             .blocks
             .entry((table, tp.clone()))
             .or_insert_with(|| OpenBlock {
-                bytes: Vec::new(),
+                bytes: ChunkWriter::default(),
                 rows: Vec::new(),
             });
         let before = block.bytes.len();
-        encode(&mut block.bytes);
-        block.rows.push(RowMark {
-            end: block.bytes.len(),
-            offset,
-        });
+        let end = block.bytes.row(encode);
+        block.rows.push(RowMark { end, offset });
         self.rows += 1;
         self.bytes += block.bytes.len() - before;
     }
@@ -166,7 +149,7 @@ impl Batch {
                 .map(|((table, tp), open)| Block {
                     table,
                     tp,
-                    bytes: Bytes::from(open.bytes),
+                    bytes: open.bytes.finish(),
                     rows: open.rows,
                 })
                 .collect(),
@@ -198,8 +181,8 @@ mod tests {
         let (blocks, _, _) = batch.into_parts();
         assert_eq!(blocks.len(), 1);
         assert_eq!(blocks[0].dedup_token(), "audit_events:a:0:5-6");
-        assert_eq!(&blocks[0].row_bytes(1..2)[..], b"xy");
-        assert_eq!(blocks[0].row_bytes(0..2).len(), 4);
+        assert_eq!(blocks[0].row_bytes_vec(1..2), b"xy");
+        assert_eq!(blocks[0].row_bytes_vec(0..2).len(), 4);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::chunks::Chunks;
 use super::tables::Table;
 
 /// A Kafka topic and partition.
@@ -24,8 +25,28 @@ pub struct RowMark {
 pub struct Block {
     pub table: Table,
     pub tp: TopicPartition,
-    pub bytes: Bytes,
+    pub bytes: Chunks,
     pub rows: Vec<RowMark>,
+}
+
+impl Block {
+    /// Where rows `range` start and end in the block's bytes.
+    fn byte_range(&self, range: std::ops::Range<usize>) -> (usize, usize) {
+        let end_of = |row: usize| if row == 0 { 0 } else { self.rows[row - 1].end };
+        (end_of(range.start), end_of(range.end))
+    }
+
+    /// The bytes of rows `range`, as the chunks' slices (no copy).
+    pub fn row_bytes(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = Bytes> + '_ {
+        let (start, end) = self.byte_range(range);
+        self.bytes.slices(start, end)
+    }
+
+    /// The bytes of rows `range`, copied.
+    pub fn row_bytes_vec(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let (start, end) = self.byte_range(range);
+        self.bytes.to_vec(start, end)
+    }
 }
 
 /// Proof that ClickHouse acknowledged a batch. Constructed only by `store::sink`; the commit

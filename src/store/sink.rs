@@ -271,7 +271,7 @@ impl ClickHouseSink {
                         offset: row.offset,
                         code,
                         message,
-                        row: block.row_bytes(range.clone()).to_vec(),
+                        row: block.row_bytes_vec(range.clone()),
                     });
                 }
                 Err(WriteError::Rejected { .. }) => {
@@ -343,27 +343,13 @@ impl ClickHouseSink {
         }
         for block in blocks {
             let rows = range.clone().unwrap_or(0..block.rows.len());
-            for piece in pieces(block.row_bytes(rows), SEND_PIECE_BYTES) {
+            // One piece per chunk: see `store::chunks` for why pieces stay small.
+            for piece in block.row_bytes(rows) {
                 insert.send(piece).await.map_err(|e| classify(&e))?;
             }
         }
         insert.end().await.map_err(|e| classify(&e))
     }
-}
-
-/// The most bytes handed to the HTTP client at once. hyper copies each body chunk into its
-/// connection's write buffer and stops taking chunks once that holds about 400 KiB, so a
-/// chunk this small keeps the copy under a megabyte per INSERT; a whole block as one chunk
-/// was copied whole (heaptrack on the 1M backlog: 49 MB of the 192 MB heap peak, next to
-/// the 51 MB of the batch's own blocks; benches/README.md, "Peak memory").
-const SEND_PIECE_BYTES: usize = 256 * 1024;
-
-/// `bytes` as consecutive slices of at most `max` bytes (no copy).
-fn pieces(bytes: bytes::Bytes, max: usize) -> impl Iterator<Item = bytes::Bytes> {
-    let len = bytes.len();
-    (0..len)
-        .step_by(max.max(1))
-        .map(move |start| bytes.slice(start..(start + max).min(len)))
 }
 
 /// The blocks of `blocks` grouped by table, in order of first appearance.
@@ -397,19 +383,6 @@ fn dedup_token(blocks: &[&Block], range: &Option<std::ops::Range<usize>>) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_block_is_sent_in_pieces_that_cover_it_exactly() {
-        let bytes = bytes::Bytes::from((0..1000u32).map(|i| i as u8).collect::<Vec<u8>>());
-        let parts: Vec<_> = pieces(bytes.clone(), 300).collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [300, 300, 300, 100]
-        );
-        assert_eq!(parts.concat(), bytes.to_vec());
-        assert_eq!(pieces(bytes::Bytes::new(), 300).count(), 0);
-        assert_eq!(pieces(bytes.slice(0..300), 300).count(), 1);
-    }
 
     #[test]
     fn parses_codes_from_server_text() {

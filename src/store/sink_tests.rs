@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use clickhouse::Client;
 use clickhouse::test::{Mock, handlers};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +45,7 @@ fn block_of(table: Table, fill: u8, rows: usize) -> Block {
     Block {
         table,
         tp: (Arc::from("audit"), 0),
-        bytes: Bytes::from(vec![fill; rows]),
+        bytes: vec![fill; rows].into(),
         rows: (0..rows)
             .map(|i| RowMark {
                 end: i + 1,

@@ -1,0 +1,213 @@
+//! Encoded rows held as fixed-size chunks from a pool, instead of one growing buffer per block.
+//!
+//! Why: a block grown by doubling copies its bytes at every doubling, keeps up to half its
+//! capacity unused, and its large buffers come fresh from the kernel after every batch (glibc
+//! maps and trims big allocations), so each batch paid page faults on all of its bytes
+//! (benches/README.md, "Chunked blocks"). A chunk is filled with whole rows and never
+//! regrown; the writer sends each chunk as one body piece, small enough that the HTTP client's
+//! copy stays small (the reason for the size, benches/README.md, "Peak memory"); once
+//! ClickHouse has the bytes and the last reference is dropped, the chunk returns to the pool
+//! for the next batch.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// Capacity of a pooled chunk, and so the most bytes the writer hands the HTTP client at once.
+/// hyper copies each body piece into its connection's write buffer and stops taking pieces
+/// once that holds about 400 KiB, so a piece this small keeps the copy under a megabyte per
+/// INSERT; a whole block as one piece was copied whole (heaptrack on the 1M backlog: 49 MB of
+/// the 192 MB heap peak; benches/README.md, "Peak memory").
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// A row is started in a new chunk when less than this is left in the current one. A larger
+/// row still fits: its chunk grows (and is not pooled afterwards).
+const ROW_HEADROOM: usize = 16 * 1024;
+
+/// The most free chunks kept (32 MiB, one batch at the default `batch.max_bytes`); beyond it
+/// they are freed, so a burst does not pin its memory.
+const POOL_MAX_CHUNKS: usize = 128;
+
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn take() -> Vec<u8> {
+    let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    pooled.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES))
+}
+
+/// Owns a chunk behind `Bytes` and gives it back to the pool when the last slice is dropped.
+struct Pooled(Vec<u8>);
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut chunk = std::mem::take(&mut self.0);
+        if chunk.capacity() != CHUNK_BYTES {
+            return;
+        }
+        chunk.clear();
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX_CHUNKS {
+            pool.push(chunk);
+        }
+    }
+}
+
+/// Sealed bytes: consecutive chunks, each starting and ending on a row boundary.
+#[derive(Debug, Clone, Default)]
+pub struct Chunks {
+    /// Each chunk with the offset of its first byte in the whole.
+    parts: Vec<(usize, Bytes)>,
+    len: usize,
+}
+
+impl Chunks {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes `start..end` of the whole, as slices of the chunks (no copy).
+    pub fn slices(&self, start: usize, end: usize) -> impl Iterator<Item = Bytes> + '_ {
+        self.parts.iter().filter_map(move |(at, chunk)| {
+            let (from, to) = (start.max(*at), end.min(at + chunk.len()));
+            (from < to).then(|| chunk.slice(from - at..to - at))
+        })
+    }
+
+    /// Bytes `start..end` copied into one buffer.
+    pub fn to_vec(&self, start: usize, end: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(end.saturating_sub(start));
+        for piece in self.slices(start, end) {
+            out.extend_from_slice(&piece);
+        }
+        out
+    }
+}
+
+/// One chunk holding all of `bytes` (tests and single-buffer callers; not pooled).
+impl From<Vec<u8>> for Chunks {
+    fn from(bytes: Vec<u8>) -> Self {
+        let len = bytes.len();
+        Chunks {
+            parts: vec![(0, Bytes::from(bytes))],
+            len,
+        }
+    }
+}
+
+/// Fills chunks row by row.
+#[derive(Debug, Default)]
+pub struct ChunkWriter {
+    sealed: Vec<(usize, Bytes)>,
+    sealed_len: usize,
+    current: Vec<u8>,
+}
+
+impl ChunkWriter {
+    /// Appends one row written by `encode`; returns the end of the row in the whole.
+    pub fn row(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if self.current.capacity() - self.current.len() < ROW_HEADROOM {
+            self.seal_current();
+            self.current = take();
+        }
+        encode(&mut self.current);
+        self.len()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.sealed_len + self.current.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn seal_current(&mut self) {
+        let chunk = std::mem::take(&mut self.current);
+        if chunk.is_empty() {
+            // Never filled (the first row, or a drained writer): back to the pool.
+            drop(Pooled(chunk));
+            return;
+        }
+        let len = chunk.len();
+        self.sealed
+            .push((self.sealed_len, Bytes::from_owner(Pooled(chunk))));
+        self.sealed_len += len;
+    }
+
+    pub fn finish(mut self) -> Chunks {
+        self.seal_current();
+        Chunks {
+            len: self.sealed_len,
+            parts: std::mem::take(&mut self.sealed),
+        }
+    }
+}
+
+impl Drop for ChunkWriter {
+    /// A dropped writer (a revoked partition's block) gives its open chunk back too.
+    fn drop(&mut self) {
+        drop(Pooled(std::mem::take(&mut self.current)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: usize, fill: u8) -> impl FnOnce(&mut Vec<u8>) {
+        move |b: &mut Vec<u8>| b.extend(std::iter::repeat_n(fill, n))
+    }
+
+    #[test]
+    fn rows_never_straddle_chunks_and_slices_cover_any_range() {
+        let mut w = ChunkWriter::default();
+        let mut ends = vec![0];
+        let mut expected = Vec::new();
+        for i in 0..200usize {
+            let n = 1000 + (i * 7919) % 9000;
+            let fill = (i % 251) as u8;
+            expected.extend(std::iter::repeat_n(fill, n));
+            ends.push(w.row(row(n, fill)));
+        }
+        assert_eq!(w.len(), expected.len());
+        let chunks = w.finish();
+        assert_eq!(chunks.len(), expected.len());
+        assert!(chunks.parts.len() > 1, "{} bytes in one chunk", chunks.len());
+        for (at, chunk) in &chunks.parts {
+            assert!(ends.contains(at) && ends.contains(&(at + chunk.len())));
+        }
+        for (start, end) in [(0, expected.len()), (5, 5), (ends[3], ends[190]), (1, 300_000)] {
+            assert_eq!(chunks.to_vec(start, end), expected[start..end]);
+        }
+        let pieces: Vec<Bytes> = chunks.slices(0, chunks.len()).collect();
+        assert!(pieces.iter().all(|p| p.len() <= CHUNK_BYTES));
+    }
+
+    #[test]
+    fn a_row_larger_than_a_chunk_is_kept_whole() {
+        let mut w = ChunkWriter::default();
+        w.row(row(10, 1));
+        let end = w.row(row(3 * CHUNK_BYTES, 2));
+        assert_eq!(end, 10 + 3 * CHUNK_BYTES);
+        let chunks = w.finish();
+        assert_eq!(chunks.to_vec(10, end), vec![2; 3 * CHUNK_BYTES]);
+    }
+
+    #[test]
+    fn an_empty_writer_seals_nothing() {
+        let chunks = ChunkWriter::default().finish();
+        assert!(chunks.is_empty());
+        assert_eq!(chunks.slices(0, 0).count(), 0);
+    }
+}
