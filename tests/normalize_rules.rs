@@ -470,6 +470,29 @@ fn utf8_bom_is_tolerated() {
     assert_eq!(audit(&body).events.len(), 1);
 }
 
+/// The body is checked as UTF-8 once, before parsing; a body that is not UTF-8 is still
+/// refused with the byte parser's own error, which says where.
+#[test]
+fn invalid_utf8_is_refused_with_the_parsers_position() {
+    let good = fixture("audit-stream/repository_git_operation.json");
+    let at = good.windows(6).position(|w| w == b"author").unwrap();
+    let mut bad = good.clone();
+    bad[at + 1] = 0xff; // inside a key
+    let mut bad_value = bytes(&json!({"object_kind": "build", "build_name": "x"}));
+    let v = bad_value.iter().rposition(|&b| b == b'x').unwrap();
+    bad_value[v] = 0xc3; // a lone lead byte inside a string value
+    for (out, body) in [(audit(&bad), &bad), (webhook(&bad_value, &[]), &bad_value)] {
+        assert!(out.events.is_empty());
+        let [r] = out.rejected.as_slice() else {
+            panic!("{:?}", out.rejected)
+        };
+        let expected = serde_json::from_slice::<Value>(body).unwrap_err();
+        assert_eq!(r.kind, RejectKind::InvalidJson);
+        assert_eq!(r.message, format!("invalid JSON: {expected}"));
+        assert!(r.message.contains("column"), "{}", r.message);
+    }
+}
+
 #[test]
 fn webhook_event_time_falls_back_to_kafka_then_zero() {
     let body = bytes(&json!({"object_kind": "note", "project": {"id": 5}}));

@@ -183,11 +183,20 @@ mod tests {
         assert_eq!(w.len(), expected.len());
         let chunks = w.finish();
         assert_eq!(chunks.len(), expected.len());
-        assert!(chunks.parts.len() > 1, "{} bytes in one chunk", chunks.len());
+        assert!(
+            chunks.parts.len() > 1,
+            "{} bytes in one chunk",
+            chunks.len()
+        );
         for (at, chunk) in &chunks.parts {
             assert!(ends.contains(at) && ends.contains(&(at + chunk.len())));
         }
-        for (start, end) in [(0, expected.len()), (5, 5), (ends[3], ends[190]), (1, 300_000)] {
+        for (start, end) in [
+            (0, expected.len()),
+            (5, 5),
+            (ends[3], ends[190]),
+            (1, 300_000),
+        ] {
             assert_eq!(chunks.to_vec(start, end), expected[start..end]);
         }
         let pieces: Vec<Bytes> = chunks.slices(0, chunks.len()).collect();
