@@ -45,10 +45,15 @@ pub fn is_uuid_like(s: &str) -> bool {
     let b = s.as_bytes();
     match b.len() {
         32 => b.iter().all(u8::is_ascii_hexdigit),
-        36 => b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        }),
+        36 => {
+            let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
+            [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+                && hex(0..8)
+                && hex(9..13)
+                && hex(14..18)
+                && hex(19..23)
+                && hex(24..36)
+        }
         _ => false,
     }
 }
@@ -176,6 +181,8 @@ mod tests {
         assert!(is_uuid_like("5B0C9A7E2F414C8E9B2D61F0A3E4D7C2"));
         assert!(!is_uuid_like("552211"));
         assert!(!is_uuid_like("5b0c9a7e-2f41-4c8e-9b2d-61f0a3e4d7cz"));
+        assert!(!is_uuid_like("5b0c9a7e-2f41-4c8e-9b2d-61f0a-e4d7c2"));
+        assert!(!is_uuid_like("5b0c9a7e-2f41-4c8e-9b2d+61f0a3e4d7c2"));
     }
 
     #[test]

@@ -161,9 +161,17 @@ impl<'a> Map<'a> {
         const SCAN_UP_TO: usize = 32;
         let mut keys = self.members.iter().map(|(k, _)| k.as_ref());
         if self.members.len() <= SCAN_UP_TO {
+            // A 64-bit filter on (length, first byte, last byte): only a key whose bit is
+            // already set can repeat an earlier one, and only then are the keys compared.
+            let mut seen = 0u64;
             return keys
                 .enumerate()
-                .find(|&(i, key)| self.members[..i].iter().any(|(k, _)| k == key))
+                .find(|&(i, key)| {
+                    let bit = 1u64 << (key_hint(key) % 64);
+                    let maybe = seen & bit != 0;
+                    seen |= bit;
+                    maybe && self.members[..i].iter().any(|(k, _)| k == key)
+                })
                 .map(|(_, key)| key);
         }
         let mut seen = std::collections::HashSet::with_capacity(self.members.len());
@@ -201,6 +209,16 @@ impl<'a> Map<'a> {
         });
         entries
     }
+}
+
+/// Equal keys give equal hints.
+fn key_hint(key: &str) -> u32 {
+    let b = key.as_bytes();
+    let (first, last) = (b.first().copied(), b.last().copied());
+    (b.len() as u32)
+        .wrapping_mul(31)
+        .wrapping_add(u32::from(first.unwrap_or(0)) * 7)
+        .wrapping_add(u32::from(last.unwrap_or(0)))
 }
 
 /// Compact JSON text with object keys sorted, as `serde_json::Value`'s `Display` writes it.
@@ -365,10 +383,47 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
         Value::Number(n) => {
             let _ = serde_json::to_writer(&mut *out, n);
         }
-        Value::String(s) => {
-            let _ = serde_json::to_writer(&mut *out, s.as_ref());
+        Value::String(s) => write_str(out, s),
+    }
+}
+
+/// A JSON string as serde_json writes it. Most strings need no escape, and copying them
+/// whole is several times faster than serde_json's byte-by-byte escaper.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        let _ = serde_json::to_writer(&mut *out, s);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether serde_json escapes any byte of `bytes`: `"`, `\\` and the control bytes below 0x20.
+fn needs_escape(bytes: &[u8]) -> bool {
+    // Eight bytes at a time: `has_zero_byte(x)` is exact for "some byte of x is 0", and a
+    // byte is below 0x20 exactly when subtracting 0x20 borrows into its top bit while that
+    // bit was clear.
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let special_in = |w: u64| {
+        w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+            || has_zero_byte(w ^ (ONES * u64::from(b'"')))
+            || has_zero_byte(w ^ (ONES * u64::from(b'\\')))
+    };
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_ne_bytes(word.try_into().unwrap_or_default());
+        if special_in(w) {
+            return true;
         }
     }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Writes `map` without the member `skip`; returns where the value of member `capture` was
@@ -390,7 +445,7 @@ pub fn write_object(
             out.push(b',');
         }
         first = false;
-        let _ = serde_json::to_writer(&mut *out, k);
+        write_str(out, k);
         out.push(b':');
         let start = out.len();
         write_value(out, v);
@@ -453,6 +508,43 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert_eq!(ours, theirs, "{text}");
+        }
+    }
+
+    /// The fast path copies strings without escapes; both paths write serde_json's text for
+    /// every character class, at every position of a block.
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut cases: Vec<String> = (0u32..0x100)
+            .filter_map(char::from_u32)
+            .flat_map(|c| (0..18).map(move |at| format!("{}{c}{}", "a".repeat(at), "b".repeat(5))))
+            .collect();
+        cases.extend([
+            "".into(),
+            "x".repeat(33),
+            "é😀\u{7f}".into(),
+            "\u{2028}".into(),
+        ]);
+        for s in cases {
+            let mut ours = Vec::new();
+            write_str(&mut ours, &s);
+            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    /// Keys whose filter bits collide are still compared, and only a true repeat is found.
+    #[test]
+    fn the_duplicate_filter_never_hides_a_repeat() {
+        // Same length, first and last byte: same hint, different keys.
+        let v = from_str(r#"{"axc":1,"ayc":2,"azc":3}"#).unwrap();
+        assert_eq!(v.first_duplicate_key(), None);
+        let keys: Vec<String> = (0..32).map(|i| format!("k{i:02}")).collect();
+        for repeat in 0..32 {
+            let mut members: Vec<String> = keys.iter().map(|k| format!("\"{k}\":0")).collect();
+            members[31] = format!("\"{}\":1", keys[repeat.min(30)]);
+            let text = format!("{{{}}}", members.join(","));
+            let v = from_str(&text).unwrap();
+            assert_eq!(v.first_duplicate_key().unwrap().key, keys[repeat.min(30)]);
         }
     }
 
