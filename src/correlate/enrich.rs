@@ -12,22 +12,55 @@
 //! announced several times (created, running, finished); evicting the oldest-announced job
 //! first drops the jobs least likely to authenticate again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use crate::model::JobInfo;
 
 /// What a record takes from a job: only these fields are kept. A webhook's other fields
 /// (name, sha, runner description, timestamps) are stored in the `jobs` table; keeping them
 /// here too cost about half of the cache's memory, which reaches 200k jobs on a backlog.
+/// The texts repeat across jobs (a project's path, a user's name, `main`), so each distinct
+/// text is held once ([`Texts`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CachedJob {
     pub project_id: Option<i64>,
-    pub project_path: String,
+    pub project_path: Option<Arc<str>>,
     pub pipeline_id: Option<i64>,
     pub user_id: Option<i64>,
-    pub username: Option<Box<str>>,
-    pub git_ref: Option<Box<str>>,
+    pub username: Option<Arc<str>>,
+    pub git_ref: Option<Arc<str>>,
     pub runner_id: Option<i64>,
+}
+
+/// One shared copy of each text the cached jobs hold.
+#[derive(Debug, Clone, Default)]
+struct Texts {
+    set: HashSet<Arc<str>>,
+    /// Size after the last sweep: a sweep runs when the set has doubled since, so its cost is
+    /// spread over the insertions and texts of evicted jobs do not pile up.
+    swept_at: usize,
+}
+
+impl Texts {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.set.get(text) {
+            return shared.clone();
+        }
+        if self.set.len() >= 2 * self.swept_at.max(1024) {
+            // Held only here: no cached job uses it any more.
+            self.set.retain(|t| Arc::strong_count(t) > 1);
+            self.swept_at = self.set.len();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.set.insert(shared.clone());
+        shared
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.set.len()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +69,7 @@ pub struct JobCache {
     map: HashMap<i64, CachedJob>,
     order: VecDeque<i64>,
     evicted: u64,
+    texts: Texts,
 }
 
 impl JobCache {
@@ -46,6 +80,7 @@ impl JobCache {
             map: HashMap::new(),
             order: VecDeque::new(),
             evicted: 0,
+            texts: Texts::default(),
         }
     }
 
@@ -56,7 +91,7 @@ impl JobCache {
             return;
         }
         if let Some(old) = self.map.get_mut(&job.job_id) {
-            merge(old, job);
+            merge(old, job, &mut self.texts);
             return;
         }
         while self.map.len() >= self.cap {
@@ -68,7 +103,7 @@ impl JobCache {
             }
         }
         let mut cached = CachedJob::default();
-        merge(&mut cached, job);
+        merge(&mut cached, job, &mut self.texts);
         self.map.insert(job.job_id, cached);
         self.order.push_back(job.job_id);
     }
@@ -96,24 +131,77 @@ impl JobCache {
     }
 }
 
-fn merge(old: &mut CachedJob, new: &JobInfo) {
-    fn text(old: &mut Option<Box<str>>, new: &Option<String>) {
-        if let Some(new) = new {
-            *old = Some(new.as_str().into());
+fn merge(old: &mut CachedJob, new: &JobInfo, texts: &mut Texts) {
+    let mut text = |old: &mut Option<Arc<str>>, new: Option<&str>| {
+        if let Some(new) = new
+            && old.as_deref() != Some(new)
+        {
+            *old = Some(texts.get(new));
         }
-    }
+    };
+    text(
+        &mut old.project_path,
+        Some(new.project_path.as_str()).filter(|p| !p.is_empty()),
+    );
+    text(&mut old.username, new.username.as_deref());
+    text(&mut old.git_ref, new.git_ref.as_deref());
     fn opt<T: Clone>(old: &mut Option<T>, new: &Option<T>) {
         if new.is_some() {
             old.clone_from(new);
         }
     }
-    if !new.project_path.is_empty() {
-        new.project_path.clone_into(&mut old.project_path);
-    }
     opt(&mut old.project_id, &new.project_id);
     opt(&mut old.pipeline_id, &new.pipeline_id);
     opt(&mut old.user_id, &new.user_id);
-    text(&mut old.username, &new.username);
-    text(&mut old.git_ref, &new.git_ref);
     opt(&mut old.runner_id, &new.runner_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64, path: &str, user: &str, git_ref: Option<&str>) -> JobInfo {
+        JobInfo {
+            job_id: id,
+            project_path: path.to_owned(),
+            username: Some(user.to_owned()),
+            git_ref: git_ref.map(str::to_owned),
+            user_id: Some(7),
+            ..JobInfo::default()
+        }
+    }
+
+    #[test]
+    fn texts_are_shared_across_jobs_and_merged_field_by_field() {
+        let mut cache = JobCache::new(10);
+        cache.upsert(&job(1, "g/p", "alice", Some("main")));
+        cache.upsert(&job(2, "g/p", "alice", None));
+        cache.upsert(&job(2, "", "bob", Some("dev")));
+        let (a, b) = (cache.get(1).unwrap(), cache.get(2).unwrap());
+        assert!(Arc::ptr_eq(
+            a.project_path.as_ref().unwrap(),
+            b.project_path.as_ref().unwrap()
+        ));
+        // An empty path or a missing ref never erases a known one.
+        assert_eq!(b.project_path.as_deref(), Some("g/p"));
+        assert_eq!(
+            (b.username.as_deref(), b.git_ref.as_deref()),
+            (Some("bob"), Some("dev"))
+        );
+        assert_eq!(cache.texts.len(), 5);
+    }
+
+    #[test]
+    fn texts_of_evicted_jobs_are_swept() {
+        let mut cache = JobCache::new(100);
+        for id in 0..20_000 {
+            cache.upsert(&job(id, &format!("g/p{id}"), &format!("u{id}"), None));
+        }
+        assert_eq!(cache.len(), 100);
+        assert_eq!(cache.evicted(), 19_900);
+        // 200 texts in use; the rest are swept once the set doubles.
+        assert!(cache.texts.len() <= 2 * 1024 + 200, "{}", cache.texts.len());
+        let last = cache.get(19_999).unwrap();
+        assert_eq!(last.project_path.as_deref(), Some("g/p19999"));
+    }
 }

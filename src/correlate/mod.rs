@@ -382,7 +382,7 @@ impl Correlator {
         let job = auth.job_id.and_then(|id| self.jobs.get(id));
         let source_id = auth.project_id.or(job.and_then(|j| j.project_id));
         let source_path = match (auth.project_path.is_empty(), job) {
-            (true, Some(j)) => j.project_path.clone(),
+            (true, Some(j)) => j.project_path.as_deref().unwrap_or_default().to_owned(),
             _ => auth.project_path,
         };
         // A webhook names the job's user; only trust its username for the same user.
