@@ -17,7 +17,7 @@ use tokentrail::ingest::batch::Batch;
 use tokentrail::ingest::correlation::{CorrelationStage, record_key};
 use tokentrail::ingest::route;
 use tokentrail::kafka::offsets::OffsetTracker;
-use tokentrail::model::{Event, TokenUse};
+use tokentrail::model::{Event, TokenUse, header_views};
 use tokentrail::normalize::{Limits, normalize};
 use tokentrail::store::block::TopicPartition;
 
@@ -30,7 +30,8 @@ fn bench(c: &mut Criterion) {
     let mut messages: Vec<(TopicPartition, i64, Vec<Event>, Vec<TokenUse>)> = Vec::new();
     for rec in &traffic {
         let tp: TopicPartition = (Arc::from(rec.topic), 0);
-        let events = normalize(&rec.input(&rec.headers), &Limits::default()).events;
+        let headers = header_views(&rec.headers);
+        let events = normalize(&rec.input(&headers), &Limits::default()).events;
         let records = stage.on_events(&tp, rec.offset, Some(rec.timestamp_ms), &events);
         messages.push((tp, rec.offset, events, records));
     }

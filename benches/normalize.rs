@@ -10,7 +10,7 @@ use common::clock::BenchClock;
 use criterion::{Throughput, criterion_group, criterion_main};
 
 type Criterion = criterion::Criterion<BenchClock>;
-use tokentrail::model::{InputMessage, SourceKind};
+use tokentrail::model::{InputMessage, SourceKind, header_views};
 use tokentrail::normalize::{Limits, normalize};
 
 fn fixture(rel: &str) -> Vec<u8> {
@@ -60,13 +60,14 @@ fn bench(c: &mut Criterion) {
     let run = || {
         let mut n = 0;
         for (source, payload, headers) in &mix {
+            let headers = header_views(headers);
             let msg = InputMessage {
                 source: *source,
                 topic: "bench",
                 partition: 0,
                 offset: 0,
                 timestamp_ms: Some(1_748_945_742_123),
-                headers,
+                headers: &headers,
                 payload: Some(payload),
             };
             n += normalize(black_box(&msg), &limits).events.len();
@@ -95,7 +96,7 @@ fn bench_simulated(c: &mut Criterion) {
                 partition: 0,
                 offset: rec.offset,
                 timestamp_ms: Some(rec.timestamp_ms),
-                headers: &rec.headers,
+                headers: &header_views(&rec.headers),
                 payload: Some(&rec.payload),
             };
             n += normalize(black_box(&msg), &limits).events.len();

@@ -42,8 +42,19 @@ pub struct InputMessage<'a> {
     /// Kafka record timestamp (create or log-append time), if the broker gave one.
     pub timestamp_ms: Option<i64>,
     /// Kafka headers as sent by the collector: the GitLab HTTP headers, verbatim names.
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [Header<'a>],
     pub payload: Option<&'a [u8]>,
+}
+
+/// A Kafka header, borrowed from the record: name and value.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
+/// Borrowed views of owned headers.
+pub fn header_views(owned: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect()
 }
 
 impl InputMessage<'_> {

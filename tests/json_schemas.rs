@@ -42,13 +42,14 @@ fn fixtures(dir: &str) -> Vec<(String, Vec<u8>)> {
 
 /// Whether the normalizer accepts every element of a message.
 fn accepted(source: SourceKind, headers: &[(String, Vec<u8>)], payload: &[u8]) -> bool {
+    let headers = tokentrail::model::header_views(headers);
     let msg = InputMessage {
         source,
         topic: "t",
         partition: 0,
         offset: 0,
         timestamp_ms: Some(0),
-        headers,
+        headers: &headers,
         payload: Some(payload),
     };
     normalize::normalize(&msg, &Limits::default())

@@ -198,7 +198,7 @@ impl Publisher {
                 table: None,
                 key: None,
                 payload,
-                original_headers: request_headers,
+                original_headers: &crate::model::header_views(request_headers),
             })
             .await?;
         self.metrics.dead_lettered.with_label_values(&[kind]).inc();

@@ -116,10 +116,10 @@ async fn simulated_traffic_is_stored_as_the_ground_truth_says_and_every_offset_c
             SourceKind::Webhook => "webhooks",
         };
         let offset = next_offset.entry(topic).or_default();
-        let headers: Vec<(String, Vec<u8>)> = m
+        let headers: Vec<crate::model::Header<'_>> = m
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
             .collect();
         let input = InputMessage {
             source: m.source,

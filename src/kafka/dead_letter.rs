@@ -53,7 +53,7 @@ pub struct DeadLetterItem<'a> {
     pub payload: &'a [u8],
     /// The original message's headers, kept so the item can be replayed as it came (less
     /// the secret-carrying ones, [`crate::model::SECRET_HEADERS`]).
-    pub original_headers: &'a [(String, Vec<u8>)],
+    pub original_headers: &'a [crate::model::Header<'a>],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +247,7 @@ impl Copy {
             }
             hdrs = hdrs.insert(Header {
                 key: k,
-                value: Some(v),
+                value: Some(*v),
             });
         }
         let partition = item.partition.to_string();
@@ -356,7 +356,7 @@ mod tests {
     use super::*;
     use rdkafka::message::Headers;
 
-    fn item<'a>(payload: &'a [u8], headers: &'a [(String, Vec<u8>)]) -> DeadLetterItem<'a> {
+    fn item<'a>(payload: &'a [u8], headers: &'a [crate::model::Header<'a>]) -> DeadLetterItem<'a> {
         DeadLetterItem {
             topic: "in",
             partition: 0,
@@ -411,6 +411,7 @@ mod tests {
             ("Authorization".to_string(), b"Bearer s3cret".to_vec()),
             ("X-Gitlab-Event".to_string(), b"Job Hook".to_vec()),
         ];
+        let original = crate::model::header_views(&original);
         let copy = Copy::of(&item(b"{}", &original), 1024);
         let names: Vec<&str> = copy.headers.iter().map(|h| h.key).collect();
         assert!(names.contains(&"X-Gitlab-Event"));

@@ -111,10 +111,10 @@ impl SimMessage {
     /// What the normalizer makes of this message, as if consumed at offset 0 of `topic`
     /// (tests, examples and benchmarks that skip Kafka use this).
     pub fn normalize(&self, topic: &str) -> crate::model::Normalized {
-        let headers: Vec<(String, Vec<u8>)> = self
+        let headers: Vec<crate::model::Header<'_>> = self
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
             .collect();
         let input = crate::model::InputMessage {
             source: self.source,

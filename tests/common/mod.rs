@@ -37,13 +37,14 @@ pub fn run_with(
     hdrs: &[(String, Vec<u8>)],
     limits: &Limits,
 ) -> Normalized {
+    let hdrs = tokentrail::model::header_views(hdrs);
     let msg = InputMessage {
         source,
         topic: "gitlab.test",
         partition: 0,
         offset: 42,
         timestamp_ms: Some(KAFKA_TS),
-        headers: hdrs,
+        headers: &hdrs,
         payload,
     };
     normalize(&msg, limits)
