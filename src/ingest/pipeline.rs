@@ -65,6 +65,9 @@ const ALIGN_EVERY_MESSAGES: u64 = 1024;
 /// a third. Batches are still written one after the other, in order.
 const MAX_IN_FLIGHT: usize = 2;
 
+/// The least time between two Kafka errors the loop handles (see `ride_out_kafka_error`).
+const KAFKA_ERROR_SPACING: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// How long the loop stops reading (its batch full, the writer busy) before it pauses the
 /// partitions and polls again. A short wait just leaves the prefetched messages queued in
 /// librdkafka; pausing discards them (they are fetched again on resume), so it is kept for
@@ -95,9 +98,8 @@ pub struct Loop<'a> {
     settings: &'a Settings,
     metrics: Metrics,
     health: Health,
-    /// Since when Kafka has been failing (the consumer reported a transient error), and the
-    /// backoff between retries; `None` while Kafka works.
-    kafka_fault: Option<(std::time::Instant, crate::retry::Backoff)>,
+    /// When the consumer last reported a transient Kafka error; `None` while Kafka works.
+    kafka_fault: Option<std::time::Instant>,
     consumer: Arc<IngestConsumer>,
     shared: Arc<Mutex<RebalanceShared>>,
     committer: Committer,
@@ -271,8 +273,14 @@ impl<'a> Loop<'a> {
 
     /// A transient Kafka error (brokers down, a name that does not resolve, a timeout):
     /// librdkafka reconnects by itself, so the loop counts it, reports not-ready with the
-    /// reason, and backs off before polling again. Nothing is committed meanwhile that was
-    /// not already durable.
+    /// reason, and polls again. It does not back off: librdkafka queues one error event per
+    /// failed connection attempt (already paced by its own reconnect backoff), and a loop
+    /// that slept after each one read that queue slower than it filled during an outage, so
+    /// after the brokers were back it spent minutes on stale errors before the rebalance and
+    /// the messages behind them (`delivery::a_kafka_outage_is_waited_out_without_a_restart`
+    /// failed that way). Only errors that arrive back to back are spaced, so a fault that
+    /// repeats at once cannot spin the loop. Nothing is committed meanwhile that was not
+    /// already durable.
     async fn ride_out_kafka_error(
         &mut self,
         e: &rdkafka::error::KafkaError,
@@ -282,26 +290,25 @@ impl<'a> Loop<'a> {
             .kafka_errors
             .with_label_values(&[&client::error_kind(e)])
             .inc();
-        let (last_error_at, backoff) = self
-            .kafka_fault
-            .get_or_insert_with(|| (std::time::Instant::now(), crate::retry::Backoff::kafka()));
-        *last_error_at = std::time::Instant::now();
-        let wait = backoff.next_delay();
-        tracing::warn!(brokers = %self.settings.kafka.brokers, "Kafka error, retrying in {wait:?}: {e}");
+        let now = std::time::Instant::now();
+        let previous = self.kafka_fault.replace(now);
+        tracing::warn!(brokers = %self.settings.kafka.brokers, "Kafka error (librdkafka reconnects by itself): {e}");
         self.health.set_unready(format!(
             "Kafka unreachable at {}: {e}",
             self.settings.kafka.brokers
         ));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => {}
+        if previous.is_some_and(|at| now.duration_since(at) < KAFKA_ERROR_SPACING) {
+            tokio::select! {
+                _ = tokio::time::sleep(KAFKA_ERROR_SPACING) => {}
+                _ = cancel.cancelled() => {}
+            }
         }
     }
 
     /// Whether librdkafka's statistics, taken well after the last error, show a broker up
     /// again (a quiet topic brings no message to prove it).
     fn brokers_back(&self) -> bool {
-        let Some((last_error_at, _)) = &self.kafka_fault else {
+        let Some(last_error_at) = &self.kafka_fault else {
             return true;
         };
         let shared = self.shared.lock().expect("rebalance state");

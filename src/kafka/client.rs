@@ -108,7 +108,7 @@ pub fn redact_error(err: KafkaError) -> KafkaError {
 /// Whether a Kafka error means retrying cannot help: credentials, permissions, or a message
 /// the broker will never take. Everything else (brokers down, a name that does not resolve
 /// yet, timeouts, leader elections, a topic still being created) is an outage that the
-/// consumer and producers ride out: librdkafka reconnects on its own, and the loop backs off.
+/// consumer and producers ride out: librdkafka reconnects on its own (with its own backoff).
 pub fn is_fatal(err: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::error::KafkaError as K;
     use rdkafka::types::RDKafkaErrorCode as C;
