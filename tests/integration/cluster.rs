@@ -300,27 +300,12 @@ fn latest_versions(ids: &std::collections::BTreeSet<String>) -> Vec<String> {
 /// The distinct message keys (record ids) of a one-partition topic and its message count.
 async fn record_ids(brokers: &str, topic: &str) -> (std::collections::BTreeSet<String>, usize) {
     use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    let c: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("siem_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let (mut ids, mut messages) = (std::collections::BTreeSet::new(), 0);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), c.recv()).await {
-            Ok(Ok(m)) => {
-                messages += 1;
-                ids.insert(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
-            }
-            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return (ids, messages),
-            Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => panic!("reading {topic} timed out"),
-        }
-    }
+    let keys = read_to_end(brokers, topic, Duration::from_secs(30), |m| {
+        String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned()
+    })
+    .await;
+    let messages = keys.len();
+    (keys.into_iter().collect(), messages)
 }
 
 /// Runs `cmd` to success and returns its stdout.

@@ -385,40 +385,54 @@ impl DeadLetterCopy {
     }
 }
 
-/// Every message of a (single-partition) dead-letter topic, read to its end.
-pub async fn read_dead_letters(brokers: &str, topic: &str) -> Vec<DeadLetterCopy> {
-    use rdkafka::Message;
-    use rdkafka::message::Headers;
+/// Every message of a single-partition topic from its start to its end, each mapped by
+/// `each`; panics after `timeout` without a message or on a read error.
+pub async fn read_to_end<T>(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", unique("dlq_reader"))
+        .set("group.id", unique("topic_reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
     c.subscribe(&[topic]).unwrap();
-    let mut copies = Vec::new();
+    let mut out = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
-            Ok(Ok(m)) => copies.push(DeadLetterCopy {
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                let v = String::from_utf8_lossy(h.value.unwrap_or_default());
-                                (h.key.to_string(), v.into_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                payload_len: m.payload().map_or(0, <[u8]>::len),
-            }),
-            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return copies,
-            Ok(Err(e)) => panic!("reading dead letters: {e}"),
-            Err(_) => panic!("dead-letter topic read timed out"),
+        match tokio::time::timeout(timeout, c.recv()).await {
+            Ok(Ok(m)) => out.push(each(&m)),
+            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => panic!("reading {topic} timed out"),
         }
     }
+}
+
+/// Every message of a (single-partition) dead-letter topic, read to its end.
+pub async fn read_dead_letters(brokers: &str, topic: &str) -> Vec<DeadLetterCopy> {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    read_to_end(brokers, topic, Duration::from_secs(20), |m| {
+        DeadLetterCopy {
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                            (h.key.to_string(), v.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload_len: m.payload().map_or(0, <[u8]>::len),
+        }
+    })
+    .await
 }
 
 /// `tokentrail ingest` (`app::run`) in the background until [`RunningIngest::stop`].

@@ -9,9 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
 use tokentrail::config::{Secret, Settings};
@@ -76,30 +74,15 @@ fn secure(svc: &Services, t: &Tls, name: &str) -> Settings {
 
 /// Every record of `topic` (headers and payload as raw bytes), read over plaintext.
 async fn read_all(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("tls_reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), c.recv()).await {
-            Ok(Ok(m)) => {
-                let mut bytes = m.payload().unwrap_or_default().to_vec();
-                for h in m.headers().into_iter().flat_map(|h| h.iter()) {
-                    bytes.extend_from_slice(h.key.as_bytes());
-                    bytes.extend_from_slice(h.value.unwrap_or_default());
-                }
-                out.push(bytes);
-            }
-            Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
-            Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => panic!("reading {topic} timed out"),
+    read_to_end(brokers, topic, Duration::from_secs(20), |m| {
+        let mut bytes = m.payload().unwrap_or_default().to_vec();
+        for h in m.headers().into_iter().flat_map(|h| h.iter()) {
+            bytes.extend_from_slice(h.key.as_bytes());
+            bytes.extend_from_slice(h.value.unwrap_or_default());
         }
-    }
+        bytes
+    })
+    .await
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
