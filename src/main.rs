@@ -97,6 +97,7 @@ impl From<DialectArg> for Dialect {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(target_os = "linux"))]
     tokentrail::allocator::tune();
     let cli = Cli::parse();
     for name in diagnose::unread_setting_variables(
