@@ -11,13 +11,37 @@ use crate::config::Settings;
 use crate::correlate::CorrelatorStats;
 use crate::correlate::actors::KnownBots;
 use crate::kafka::offsets::OffsetTracker;
-use crate::model::{Event, InputMessage, Normalized, SourceKind, TokenUse};
+use crate::model::{Correlation, Event, InputMessage, Normalized, SourceKind, TokenUse};
 use crate::normalize::{self, Limits};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
+use prometheus::IntCounter;
 
 /// How often (in event-loop milliseconds) the correlator's stats reach the metrics.
 const STATS_EXPORT_INTERVAL_MS: i64 = 1_000;
+
+/// See `Processor::topics`.
+const MAX_SHARED_TOPIC_NAMES: usize = 64;
+
+/// The counters bumped per event, resolved once: `with_label_values` hashes its labels on
+/// every call, about 1 % of the in-process path's samples (benches/README.md).
+struct PerEventCounters {
+    audit_events: IntCounter,
+    webhook_events: IntCounter,
+    /// By `Correlation as usize`.
+    token_uses: [IntCounter; 3],
+}
+
+impl PerEventCounters {
+    fn new(metrics: &Metrics) -> Self {
+        PerEventCounters {
+            audit_events: metrics.events.with_label_values(&["audit_stream"]),
+            webhook_events: metrics.events.with_label_values(&["webhook"]),
+            token_uses: Correlation::ALL
+                .map(|c| metrics.token_uses.with_label_values(&[c.as_str()])),
+        }
+    }
+}
 
 pub struct Processor {
     limits: Limits,
@@ -34,6 +58,10 @@ pub struct Processor {
     /// Where correlation records that no single message triggered (idle flush) are filed.
     last_position: Option<(TopicPartition, i64)>,
     metrics: Metrics,
+    counters: PerEventCounters,
+    /// Each topic's name as the batch's positions share it, made once per topic instead of
+    /// once per message.
+    topics: Vec<std::sync::Arc<str>>,
     /// The correlator's cumulative counters as last added to `correlator_events_total`.
     exported: CorrelatorStats,
     /// `now_ms` from which the next push exports the correlator's stats.
@@ -71,6 +99,8 @@ impl Processor {
             outbox: Vec::new(),
             undispatched: 0,
             last_position: None,
+            counters: PerEventCounters::new(&metrics),
+            topics: Vec::new(),
             metrics,
             exported: CorrelatorStats::default(),
             next_stats_export_ms: i64::MIN,
@@ -93,12 +123,24 @@ impl Processor {
         tracker: &mut OffsetTracker,
         now_ms: i64,
     ) {
-        let tp: TopicPartition = (std::sync::Arc::from(input.topic), input.partition);
+        let tp: TopicPartition = (self.topic_name(input.topic), input.partition);
         self.batcher
             .open()
             .consumed(tracker, &tp, input.offset, input.timestamp_ms);
         self.on_events(&tp, input.offset, input.timestamp_ms, &mut events, now_ms);
         self.last_position = Some((tp, input.offset));
+    }
+
+    fn topic_name(&mut self, topic: &str) -> std::sync::Arc<str> {
+        if let Some(name) = self.topics.iter().find(|name| &***name == topic) {
+            return name.clone();
+        }
+        let name = std::sync::Arc::<str>::from(topic);
+        // The subscription names the topics; the bound only keeps a surprise from growing it.
+        if self.topics.len() < MAX_SHARED_TOPIC_NAMES {
+            self.topics.push(name.clone());
+        }
+        name
     }
 
     /// No message for a while: records the correlator can decide by the clock alone.
@@ -215,11 +257,10 @@ impl Processor {
         self.recognize_bots(events);
         let events = &*events;
         for event in events {
-            let source = match event {
-                Event::Audit(_) => "audit_stream",
-                Event::Webhook(_) => "webhook",
-            };
-            self.metrics.events.with_label_values(&[source]).inc();
+            match event {
+                Event::Audit(_) => self.counters.audit_events.inc(),
+                Event::Webhook(_) => self.counters.webhook_events.inc(),
+            }
             route::push_event_rows(self.batcher.open(), tp, offset, event, now_ms);
         }
         let alerts = self.alerts.on_events(events);
@@ -257,10 +298,7 @@ impl Processor {
         now_ms: i64,
     ) {
         for record in &records {
-            self.metrics
-                .token_uses
-                .with_label_values(&[record.correlation.as_str()])
-                .inc();
+            self.counters.token_uses[record.correlation as usize].inc();
             route::push_token_use(
                 self.batcher.open(),
                 tp,
@@ -397,5 +435,35 @@ mod tests {
         assert!(stats.pending_auths > 0, "{stats:?}");
         assert_eq!(size("pending_auths"), stats.pending_auths as i64);
         assert_eq!(size("allowlist_versions"), stats.allowlist_versions as i64);
+        assert_eq!(metrics.events.with_label_values(&["audit_stream"]).get(), 5);
+        assert_eq!(metrics.events.with_label_values(&["webhook"]).get(), 0);
+    }
+
+    #[test]
+    fn each_correlation_kind_counts_under_its_own_label() {
+        let metrics = Metrics::new();
+        let counters = PerEventCounters::new(&metrics);
+        for (n, kind) in Correlation::ALL.into_iter().enumerate() {
+            counters.token_uses[kind as usize].inc_by(n as u64 + 1);
+        }
+        for (n, kind) in Correlation::ALL.into_iter().enumerate() {
+            let counted = metrics.token_uses.with_label_values(&[kind.as_str()]).get();
+            assert_eq!(counted, n as u64 + 1, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_topic_name_is_made_once() {
+        let mut work = Processor::new(
+            &Settings::default(),
+            CorrelationStage::new(&Settings::default().correlate),
+            AlertEngine::new(&Settings::default().alerting),
+            KnownBots::default(),
+            Metrics::new(),
+        );
+        let first = work.topic_name("audit");
+        assert!(Arc::ptr_eq(&first, &work.topic_name("audit")));
+        assert_eq!(&*work.topic_name("webhooks"), "webhooks");
+        assert_eq!(work.topics.len(), 2);
     }
 }
