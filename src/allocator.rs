@@ -1,8 +1,9 @@
 //! The process's allocator: mimalloc 2, told to hand freed memory back at once.
 //!
-//! Allocation and freeing were about 17 % of the in-process path's samples under glibc's malloc;
-//! mimalloc's per-thread free lists cut the path's CPU per event by about 15 %, and the 10 M
-//! backlog's by about 12 % (benches/README.md, "mimalloc"). Its memory depends on the version
+//! Allocation and freeing were about 17 % of the in-process path's samples under glibc's malloc.
+//! With mimalloc the 10 M backlog takes 12 % less CPU per event, and the in-process path runs
+//! 1.08× as fast with the options below (1.28× with mimalloc's own; benches/README.md,
+//! "mimalloc"). Its memory depends on the version
 //! and two options: on the 10 M backlog glibc peaked at 274 MB, mimalloc 3 at 296–321 MB, and
 //! mimalloc 2 (this one) at 279 MB with freed memory purged at once (`purge_delay` 0) and its
 //! arenas committed on demand (`arena_eager_commit` 0). Batch blocks need no glibc tuning any

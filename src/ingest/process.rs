@@ -3,6 +3,8 @@
 //! and their rows. `pipeline::Loop` drives it between Kafka and the writer; the in-process
 //! benchmark drives the very same calls without them.
 
+use prometheus::IntCounter;
+
 use super::batcher::{Batcher, FlushPolicy, SealedBatch};
 use super::correlation::{CorrelationStage, Released, record_key};
 use super::route;
@@ -15,7 +17,6 @@ use crate::model::{Correlation, Event, InputMessage, Normalized, SourceKind, Tok
 use crate::normalize::{self, Limits};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
-use prometheus::IntCounter;
 
 /// How often (in event-loop milliseconds) the correlator's stats reach the metrics.
 const STATS_EXPORT_INTERVAL_MS: i64 = 1_000;
