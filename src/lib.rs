@@ -14,6 +14,7 @@ pub mod config_core;
 pub mod correlate;
 pub mod diagnose;
 pub mod gitlab;
+pub mod hashing;
 pub mod ingest;
 pub mod kafka;
 pub mod model;

@@ -8,7 +8,9 @@
 //! audit events authored by N are re-classified, so the token-lifecycle and unexpected-actor rules
 //! see a bot.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hashing::HashMap;
 
 use crate::model::ActorKind;
 use crate::normalize::actor::classify_actor;

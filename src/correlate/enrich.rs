@@ -12,7 +12,9 @@
 //! announced several times (created, running, finished); evicting the oldest-announced job
 //! first drops the jobs least likely to authenticate again.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hashing::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::JobInfo;
@@ -77,7 +79,7 @@ impl JobCache {
     pub fn new(cap: usize) -> Self {
         Self {
             cap,
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             evicted: 0,
             texts: Texts::default(),

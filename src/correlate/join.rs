@@ -46,7 +46,9 @@
 //! (`Evicted`): auths are still emitted (as matched or `auth_only`), never lost.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use crate::hashing::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use crate::model::{Action, ActorKind};
@@ -181,8 +183,8 @@ impl Join {
             window_ms,
             max_pending: max_pending.max(1),
             max_hold_ms: max_hold_ms.max(2 * window_ms + 1),
-            index: HashMap::new(),
-            keys: HashMap::new(),
+            index: HashMap::default(),
+            keys: HashMap::default(),
             next_key: 0,
             next_seq: 0,
             due: BinaryHeap::new(),
@@ -190,7 +192,7 @@ impl Join {
             watermark: None,
             pending_auths: 0,
             counters: JoinCounters::default(),
-            decided: HashSet::new(),
+            decided: HashSet::default(),
             decided_order: VecDeque::new(),
         }
     }

@@ -36,7 +36,9 @@
 //! the pausing threshold made equally fast partitions take turns every few milliseconds,
 //! and each pause discards the partition's prefetched messages.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hashing::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::model::SourceKind;
@@ -86,7 +88,7 @@ impl PartitionClocks {
         PartitionClocks {
             lateness_ms,
             idle,
-            clocks: HashMap::new(),
+            clocks: HashMap::default(),
             uncovered: VecDeque::new(),
             uncovered_min: VecDeque::new(),
             next_seq: 0,

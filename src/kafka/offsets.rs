@@ -9,7 +9,9 @@
 //! Partitions are tracked with an epoch that changes on every assignment, so a batch that was
 //! in flight when its partition was revoked can never commit for the new owner.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::hashing::HashMap;
 
 use crate::store::block::{TopicPartition, WriteReceipt};
 
