@@ -13,7 +13,7 @@ use crate::store::chunks::ChunkWriter;
 use crate::store::tables::Table;
 
 /// A block still being filled.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct OpenBlock {
     bytes: ChunkWriter,
     rows: Vec<RowMark>,
@@ -42,7 +42,9 @@ impl Block {
 /// A batch being filled by the consumer loop.
 #[derive(Debug)]
 pub struct Batch {
-    blocks: BTreeMap<(Table, TopicPartition), OpenBlock>,
+    /// By table, then partition: a row finds its block by reference, without copying the
+    /// partition's key (an `Arc` count per row was 1.3 % of the in-process path's samples).
+    blocks: BTreeMap<Table, BTreeMap<TopicPartition, OpenBlock>>,
     pub pending: PendingOffsets,
     rows: usize,
     bytes: usize,
@@ -93,13 +95,11 @@ impl Batch {
         offset: i64,
         encode: impl FnOnce(&mut Vec<u8>),
     ) {
-        let block = self
-            .blocks
-            .entry((table, tp.clone()))
-            .or_insert_with(|| OpenBlock {
-                bytes: ChunkWriter::default(),
-                rows: Vec::new(),
-            });
+        let partitions = self.blocks.entry(table).or_default();
+        if !partitions.contains_key(tp) {
+            partitions.insert(tp.clone(), OpenBlock::default());
+        }
+        let block = partitions.get_mut(tp).expect("inserted above");
         let before = block.bytes.len();
         let end = block.bytes.row(encode);
         block.rows.push(RowMark { end, offset });
@@ -110,18 +110,13 @@ impl Batch {
     /// Removes a revoked partition: its rows are not written and its offsets never committed.
     pub fn drop_partition(&mut self, tp: &TopicPartition) {
         self.pending.drop_partition(tp);
-        let keys: Vec<_> = self
-            .blocks
-            .keys()
-            .filter(|(_, k)| k == tp)
-            .cloned()
-            .collect();
-        for key in keys {
-            if let Some(block) = self.blocks.remove(&key) {
+        for partitions in self.blocks.values_mut() {
+            if let Some(block) = partitions.remove(tp) {
                 self.rows -= block.rows.len();
                 self.bytes -= block.bytes.len();
             }
         }
+        self.blocks.retain(|_, partitions| !partitions.is_empty());
     }
 
     pub fn rows(&self) -> usize {
@@ -146,11 +141,13 @@ impl Batch {
         (
             self.blocks
                 .into_iter()
-                .map(|((table, tp), open)| Block {
-                    table,
-                    tp,
-                    bytes: open.bytes.finish(),
-                    rows: open.rows,
+                .flat_map(|(table, partitions)| {
+                    partitions.into_iter().map(move |(tp, open)| Block {
+                        table,
+                        tp,
+                        bytes: open.bytes.finish(),
+                        rows: open.rows,
+                    })
                 })
                 .collect(),
             self.pending,
