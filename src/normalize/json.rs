@@ -38,16 +38,29 @@ pub enum Value<'a> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Map<'a> {
     members: Vec<(Cow<'a, str>, Value<'a>)>,
+    /// The first duplicate key in this object or below ([`Value::first_duplicate_key`]),
+    /// found once when the object is made, so asking does not walk the tree again.
+    duplicate: Option<Box<DuplicateKey>>,
 }
 
 /// Parses one JSON document (serde_json's grammar and errors).
 pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value<'_>> {
-    serde_json::from_slice(bytes)
+    parse(serde_json::Deserializer::from_slice(bytes))
 }
 
 /// Parses one JSON document held in a string.
 pub fn from_str(text: &str) -> serde_json::Result<Value<'_>> {
-    serde_json::from_str(text)
+    parse(serde_json::Deserializer::from_str(text))
+}
+
+/// What `serde_json::from_str` does (one value, then only whitespace), with one scratch list
+/// for the whole document.
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> serde_json::Result<Value<'de>> {
+    let value = ValueSeed(&mut Scratch::default()).deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 impl<'a> Value<'a> {
@@ -105,10 +118,11 @@ impl fmt::Display for DuplicateKey {
 }
 
 impl Value<'_> {
-    /// The first key repeated inside one object, at any depth, in document order. Two
-    /// values for one field make an audit record ambiguous (which `author_id` acted?), and
-    /// parsers disagree on which one wins, so both the collector and the normalizer refuse
-    /// the document instead of picking one.
+    /// The first key repeated inside one object, at any depth: an object's own repeated key
+    /// before any below it, then its members' in document order. Two values for one field
+    /// make an audit record ambiguous (which `author_id` acted?), and parsers disagree on
+    /// which one wins, so both the collector and the normalizer refuse the document instead
+    /// of picking one.
     pub fn first_duplicate_key(&self) -> Option<DuplicateKey> {
         match self {
             Value::Object(map) => map.first_duplicate_key(),
@@ -117,6 +131,18 @@ impl Value<'_> {
                     .map(|d| d.nested(&format!("[{i}]")))
             }),
             _ => None,
+        }
+    }
+}
+
+impl Value<'_> {
+    /// Whether [`Value::first_duplicate_key`] finds one, without making it.
+    #[inline]
+    fn holds_duplicate(&self) -> bool {
+        match self {
+            Value::Object(map) => map.duplicate.is_some(),
+            Value::Array(items) => items.iter().any(Value::holds_duplicate),
+            _ => false,
         }
     }
 }
@@ -141,17 +167,32 @@ impl<'a> Map<'a> {
         Map::default()
     }
 
-    /// See [`Value::first_duplicate_key`].
-    pub fn first_duplicate_key(&self) -> Option<DuplicateKey> {
-        if let Some(key) = self.first_repeated_key() {
-            return Some(DuplicateKey {
+    /// An object of `members`, in document order; its first duplicate key is found here.
+    /// The members' own objects already know theirs, so this looks one level down (and
+    /// through arrays), not at the whole tree.
+    fn from_members(members: Vec<(Cow<'a, str>, Value<'a>)>) -> Self {
+        let mut map = Map {
+            members,
+            duplicate: None,
+        };
+        map.duplicate = match map.first_repeated_key() {
+            Some(key) => Some(DuplicateKey {
                 path: String::new(),
                 key: key.to_owned(),
-            });
+            }),
+            None => map
+                .members
+                .iter()
+                .filter(|(_, value)| value.holds_duplicate())
+                .find_map(|(key, value)| value.first_duplicate_key().map(|d| d.nested(key))),
         }
-        self.members
-            .iter()
-            .find_map(|(key, value)| value.first_duplicate_key().map(|d| d.nested(key)))
+        .map(Box::new);
+        map
+    }
+
+    /// See [`Value::first_duplicate_key`].
+    pub fn first_duplicate_key(&self) -> Option<DuplicateKey> {
+        self.duplicate.as_deref().cloned()
     }
 
     /// The first key (in document order) that an earlier member already has. GitLab objects
@@ -232,13 +273,34 @@ impl fmt::Display for Value<'_> {
 
 impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
+        ValueSeed(&mut Scratch::default()).deserialize(deserializer)
     }
 }
 
-struct ValueVisitor;
+/// Members and items of the objects and arrays still open, on one stack per document: each
+/// object or array is then allocated once, at its exact size, when it closes. Why: a list
+/// grown member by member (or reserved at a guess) touched several times the memory it
+/// kept, and the tree was the largest part of the in-process path (benches/README.md,
+/// "Seventh session").
+#[derive(Default)]
+struct Scratch<'de> {
+    members: Vec<(Cow<'de, str>, Value<'de>)>,
+    items: Vec<Value<'de>>,
+}
 
-impl<'de> Visitor<'de> for ValueVisitor {
+struct ValueSeed<'s, 'de>(&'s mut Scratch<'de>);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        d.deserialize_any(ValueVisitor(self.0))
+    }
+}
+
+struct ValueVisitor<'s, 'de>(&'s mut Scratch<'de>);
+
+impl<'de> Visitor<'de> for ValueVisitor<'_, 'de> {
     type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,24 +345,27 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
-        Deserialize::deserialize(d)
+        ValueSeed(self.0).deserialize(d)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+        let scratch = self.0;
+        let start = scratch.items.len();
+        while let Some(item) = seq.next_element_seed(ValueSeed(scratch))? {
+            scratch.items.push(item);
         }
-        Ok(Value::Array(items))
+        Ok(Value::Array(scratch.items.drain(start..).collect()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        let scratch = self.0;
+        let start = scratch.members.len();
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let value = map.next_value()?;
-            members.push((key, value));
+            let value = map.next_value_seed(ValueSeed(scratch))?;
+            scratch.members.push((key, value));
         }
-        Ok(Value::Object(Map { members }))
+        let members = scratch.members.drain(start..).collect();
+        Ok(Value::Object(Map::from_members(members)))
     }
 }
 
@@ -401,8 +466,22 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Whether serde_json escapes any byte of `bytes`: `"`, `\\` and the control bytes below 0x20.
+///
+/// Why blocks of 16 with no early exit inside one: the compiler turns such a block into a few
+/// vector compares, where `Iterator::any` tests byte by byte (3 % of the in-process path's
+/// samples; benches/README.md, "Seventh session"). The last block overlaps the one before
+/// instead of being tested byte by byte.
 fn needs_escape(bytes: &[u8]) -> bool {
-    bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    const BLOCK: usize = 16;
+    let escaped_in = |block: &[u8]| {
+        block.iter().fold(false, |hit, &b| {
+            hit | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    };
+    if bytes.len() < BLOCK {
+        return escaped_in(bytes);
+    }
+    bytes.chunks_exact(BLOCK).any(escaped_in) || escaped_in(&bytes[bytes.len() - BLOCK..])
 }
 
 /// Writes `map` without the member `skip`; returns where the value of member `capture` was
@@ -458,12 +537,11 @@ impl From<&serde_json::Value> for Value<'static> {
             serde_json::Value::Array(items) => {
                 Value::Array(items.iter().map(Value::from).collect())
             }
-            serde_json::Value::Object(m) => Value::Object(Map {
-                members: m
-                    .iter()
+            serde_json::Value::Object(m) => Value::Object(Map::from_members(
+                m.iter()
                     .map(|(k, v)| (Cow::Owned(k.clone()), Value::from(v)))
                     .collect(),
-            }),
+            )),
         }
     }
 }
@@ -588,6 +666,46 @@ mod tests {
             "{reason}"
         );
         assert_eq!(dup(&format!("{{{}}}", big[..5001].join(","))), None);
+    }
+
+    /// The duplicate found while parsing is the one a walk of the finished tree finds: an
+    /// object's own repeated key first, then its members' in document order, through arrays.
+    #[test]
+    fn the_duplicate_found_while_parsing_is_the_first_one_a_walk_finds() {
+        fn walk(v: &Value<'_>) -> Option<DuplicateKey> {
+            match v {
+                Value::Object(map) => match map.first_repeated_key() {
+                    Some(key) => Some(DuplicateKey {
+                        path: String::new(),
+                        key: key.to_owned(),
+                    }),
+                    None => map
+                        .members
+                        .iter()
+                        .find_map(|(k, v)| walk(v).map(|d| d.nested(k))),
+                },
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| walk(v).map(|d| d.nested(&format!("[{i}]")))),
+                _ => None,
+            }
+        }
+        let docs = [
+            r#"{"a":{"x":1,"x":2},"b":1,"b":2}"#,
+            r#"{"a":{"x":1,"x":2},"c":[{"y":1,"y":2}]}"#,
+            r#"{"c":[[{"ok":1}],[{"y":1},{"z":[{"w":0,"w":1}]}]],"a":{"x":1,"x":2}}"#,
+            r#"[[{"a":1}],{"b":{"c":{"d":1,"d":2}}},{"e":1,"e":1}]"#,
+            r#"{"a":[],"b":{},"c":[[[]]],"d":null}"#,
+        ];
+        for text in docs {
+            let v = from_str(text).unwrap();
+            assert_eq!(v.first_duplicate_key(), walk(&v), "{text}");
+        }
+        let outer = from_str(docs[0]).unwrap().first_duplicate_key().unwrap();
+        assert_eq!((outer.path.as_str(), outer.key.as_str()), ("", "b"));
+        let deep = from_str(docs[2]).unwrap().first_duplicate_key().unwrap();
+        assert_eq!(deep.to_string(), r#"duplicate key "w" in c[1][1].z[0]"#);
     }
 
     #[test]
