@@ -154,10 +154,11 @@ impl PartitionClocks {
 
     /// A message of `tp`: the partition is still delivering.
     fn seen(&mut self, tp: &TopicPartition, source: SourceKind) -> &mut Clock {
-        let clock = self
-            .clocks
-            .entry(tp.clone())
-            .or_insert_with(|| Clock::new(source));
+        // Looked up by reference: the key is copied only for a new partition, not per event.
+        if !self.clocks.contains_key(tp) {
+            self.clocks.insert(tp.clone(), Clock::new(source));
+        }
+        let clock = self.clocks.get_mut(tp).expect("inserted above");
         clock.last_seen = Instant::now();
         clock
     }

@@ -221,10 +221,16 @@ impl<'a> Map<'a> {
 
     /// The value of `key`; for a repeated key, the last one (serde_json keeps the last too).
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        // GitLab's keys are short and many have the same length: the first byte settles most
+        // comparisons without a call to `memcmp` (1.2 % of the in-process samples).
+        let want = key.as_bytes();
         self.members
             .iter()
             .rev()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| {
+                let k = k.as_bytes();
+                k.len() == want.len() && k.first() == want.first() && k == want
+            })
             .map(|(_, v)| v)
     }
 
