@@ -8,10 +8,13 @@
 //! without knowing the seed.
 
 /// A hash map with foldhash, seeded at random.
-pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type HashMap<K, V> = std::collections::HashMap<K, V, RandomState>;
 
 /// A hash set with foldhash, seeded at random.
-pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+pub type HashSet<K> = std::collections::HashSet<K, RandomState>;
+
+/// The random seed behind both, for a digest held in memory (`correlate::join`'s content keys).
+pub type RandomState = foldhash::fast::RandomState;
 
 #[cfg(test)]
 mod tests {
