@@ -3,9 +3,9 @@
 //!
 //! Why not std's `HashMap` there: SipHash was about 2.5 % of the in-process path's samples
 //! (benches/README.md, "Seventh session"); foldhash hashes short keys several times faster.
-//! Keys come from what senders write (author names, IP addresses, project ids), so the maps
-//! stay seeded at random per process, as std's are: a sender cannot aim keys at one bucket
-//! without knowing the seed.
+//! Keys come from what senders write (author names, IP addresses, project ids), so each map
+//! is still seeded at random, as std's are: a sender cannot aim keys at one bucket without
+//! knowing the seed.
 
 /// A hash map with foldhash, seeded at random.
 pub type HashMap<K, V> = std::collections::HashMap<K, V, RandomState>;

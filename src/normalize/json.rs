@@ -133,9 +133,7 @@ impl Value<'_> {
             _ => None,
         }
     }
-}
 
-impl Value<'_> {
     /// Whether [`Value::first_duplicate_key`] finds one, without making it.
     #[inline]
     fn holds_duplicate(&self) -> bool {
@@ -148,6 +146,14 @@ impl Value<'_> {
 }
 
 impl DuplicateKey {
+    /// `key` repeated in the object at hand.
+    fn here(key: &str) -> DuplicateKey {
+        DuplicateKey {
+            path: String::new(),
+            key: key.to_owned(),
+        }
+    }
+
     /// This duplicate seen from one level up, `step` being how that level reaches it.
     fn nested(self, step: &str) -> DuplicateKey {
         let path = if self.path.is_empty() || self.path.starts_with('[') {
@@ -176,10 +182,7 @@ impl<'a> Map<'a> {
             duplicate: None,
         };
         map.duplicate = match map.first_repeated_key() {
-            Some(key) => Some(DuplicateKey {
-                path: String::new(),
-                key: key.to_owned(),
-            }),
+            Some(key) => Some(DuplicateKey::here(key)),
             None => map
                 .members
                 .iter()
@@ -681,10 +684,7 @@ mod tests {
         fn walk(v: &Value<'_>) -> Option<DuplicateKey> {
             match v {
                 Value::Object(map) => match map.first_repeated_key() {
-                    Some(key) => Some(DuplicateKey {
-                        path: String::new(),
-                        key: key.to_owned(),
-                    }),
+                    Some(key) => Some(DuplicateKey::here(key)),
                     None => map
                         .members
                         .iter()
