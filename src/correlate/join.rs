@@ -265,9 +265,13 @@ impl Join {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        let pos = ks
-            .items
-            .partition_point(|i| i.order_key() < item.order_key());
+        // Items before `lo` are earlier, so the position is among those at `t` (usually none):
+        // one binary search per insert, not two, on a busy key's long list.
+        let pos = lo
+            + ks.items[lo..]
+                .iter()
+                .take_while(|i| i.order_key() < item.order_key())
+                .count();
         self.live.insert((t, item.seq), key_id);
         ks.items.insert(pos, item);
         self.pending_auths += usize::from(is_auth);

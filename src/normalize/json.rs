@@ -244,21 +244,36 @@ impl<'a> Map<'a> {
     /// The effective members sorted bytewise by key, each key once with its last value: the
     /// iteration order of serde_json's default `Map`.
     pub fn sorted(&self) -> Vec<(&str, &Value<'a>)> {
-        let mut entries: Vec<(&str, &Value<'a>)> =
-            self.members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+        // Sorted by each key's first eight bytes as a number, then by the whole key: GitLab's
+        // keys mostly differ early, so most comparisons are one integer compare instead of a
+        // call to `memcmp` (sorting was 2.5 % of ingest's samples).
+        let mut entries: Vec<(u64, &str, &Value<'a>)> = self
+            .members
+            .iter()
+            .map(|(k, v)| (key_prefix(k), k.as_ref(), v))
+            .collect();
         // Stable: members with equal keys stay in document order, so the last one of each run
         // is the one serde_json would have kept.
-        entries.sort_by(|a, b| a.0.cmp(b.0));
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         entries.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
+            if later.1 == earlier.1 {
                 *earlier = *later;
                 true
             } else {
                 false
             }
         });
-        entries
+        entries.into_iter().map(|(_, k, v)| (k, v)).collect()
     }
+}
+
+/// A key's first eight bytes, zero-padded, as a big-endian number. Two keys whose numbers
+/// differ compare as their numbers do; equal numbers leave the order to the whole keys.
+fn key_prefix(key: &str) -> u64 {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key.as_bytes()[..n]);
+    u64::from_be_bytes(head)
 }
 
 /// Equal keys give equal hints.
@@ -633,6 +648,58 @@ mod tests {
                 .to_string();
             assert_eq!(ours, theirs, "{bad}");
         }
+    }
+
+    /// The integer prefixes order keys exactly as comparing the whole keys does, including
+    /// keys that share eight bytes, keys that are prefixes of others, zero bytes (written as
+    /// `\u0000`) and multi-byte characters.
+    #[test]
+    fn members_sort_bytewise_by_key() {
+        let keys = [
+            "target_details",
+            "target_id",
+            "target",
+            "a",
+            "",
+            r"ab\u0000",
+            "ab",
+            r"ab\u0000c",
+            "é",
+            "e",
+            "zzzzzzzzz",
+            "zzzzzzzz",
+            "zzzzzzzzy",
+            "AUTHOR",
+            "author_id",
+            "author_i",
+        ];
+        let text = format!(
+            "{{{}}}",
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| format!("\"{k}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let v = from_str(&text).unwrap();
+        let ours: Vec<String> = v
+            .as_object()
+            .unwrap()
+            .sorted()
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let mut expected: Vec<String> = v
+            .as_object()
+            .unwrap()
+            .members
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(ours, expected);
+        let direct: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(canonical_json(&v), direct.to_string());
     }
 
     #[test]
