@@ -112,12 +112,27 @@ fn event_type(
     details: Option<&Map<'_>>,
 ) -> Result<String, FieldError> {
     let body = strict_text("event_type", get(obj, "event_type"))?;
-    let from_details = details.and_then(|d| loose_text(get(d, "event_name")));
-    [body, header.map(str::to_owned), from_details]
-        .into_iter()
-        .flatten()
-        .map(|s| s.trim().to_owned())
-        .find(|s| !s.is_empty())
+    // The first non-blank one, trimmed; the others are read only when it is missing, and a
+    // body value without surrounding blanks is kept as it is (no second copy per event).
+    if let Some(body) = body {
+        let trimmed = body.trim();
+        if trimmed.len() == body.len() && !body.is_empty() {
+            return Ok(body);
+        }
+        if !trimmed.is_empty() {
+            return Ok(trimmed.to_owned());
+        }
+    }
+    let from_details = || details.and_then(|d| loose_text(get(d, "event_name")));
+    header
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .or_else(|| {
+            from_details()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
         .ok_or_else(|| {
             FieldError::missing(
                 "event_type",
@@ -200,6 +215,12 @@ mod tests {
             "from_header"
         );
         assert_eq!(event_type(&o, None, Some(&d)).unwrap(), "from_details");
+        let o = obj(json!({"event_type": " padded\t"}));
+        assert_eq!(event_type(&o, Some("from_header"), None).unwrap(), "padded");
+        let o = obj(json!({"event_type": "  "}));
+        assert_eq!(event_type(&o, Some(" from_header "), None).unwrap(), "from_header");
+        let d = obj(json!({"event_name": " from_details "}));
+        assert_eq!(event_type(&o, Some(" "), Some(&d)).unwrap(), "from_details");
         assert_eq!(event_type(&o, None, None).unwrap_err().field, "event_type");
     }
 }
