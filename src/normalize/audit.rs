@@ -218,7 +218,10 @@ mod tests {
         let o = obj(json!({"event_type": " padded\t"}));
         assert_eq!(event_type(&o, Some("from_header"), None).unwrap(), "padded");
         let o = obj(json!({"event_type": "  "}));
-        assert_eq!(event_type(&o, Some(" from_header "), None).unwrap(), "from_header");
+        assert_eq!(
+            event_type(&o, Some(" from_header "), None).unwrap(),
+            "from_header"
+        );
         let d = obj(json!({"event_name": " from_details "}));
         assert_eq!(event_type(&o, Some(" "), Some(&d)).unwrap(), "from_details");
         assert_eq!(event_type(&o, None, None).unwrap_err().field, "event_type");

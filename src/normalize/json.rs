@@ -29,6 +29,9 @@ pub enum Value<'a> {
     Null,
     Bool(bool),
     Number(Number),
+    /// Borrowed only when the parsed text held the string without any escape: then it has
+    /// no quote, backslash or control character (JSON allows none of them unescaped, and
+    /// serde_json rejects them), which lets [`write_value`] copy it without looking.
     String(Cow<'a, str>),
     Array(Vec<Value<'a>>),
     Object(Map<'a>),
@@ -243,14 +246,14 @@ impl<'a> Map<'a> {
 
     /// The effective members sorted bytewise by key, each key once with its last value: the
     /// iteration order of serde_json's default `Map`.
-    pub fn sorted(&self) -> Vec<(&str, &Value<'a>)> {
+    pub fn sorted(&self) -> Vec<(&Cow<'a, str>, &Value<'a>)> {
         // Sorted by each key's first eight bytes as a number, then by the whole key: GitLab's
         // keys mostly differ early, so most comparisons are one integer compare instead of a
         // call to `memcmp` (sorting was 2.5 % of ingest's samples).
-        let mut entries: Vec<(u64, &str, &Value<'a>)> = self
+        let mut entries: Vec<(u64, &Cow<'a, str>, &Value<'a>)> = self
             .members
             .iter()
-            .map(|(k, v)| (key_prefix(k), k.as_ref(), v))
+            .map(|(k, v)| (key_prefix(k), k, v))
             .collect();
         // Stable: members with equal keys stay in document order, so the last one of each run
         // is the one serde_json would have kept.
@@ -472,7 +475,17 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
         Value::Number(n) => {
             let _ = serde_json::to_writer(&mut *out, n);
         }
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => write_text(out, s),
+    }
+}
+
+/// A parsed string as serde_json writes it. One borrowed from the parsed text needs no
+/// escape (see [`Value::String`]) and is copied without looking: the escape check was the
+/// canonical writer's largest part (benches/README.md, "Eighth session").
+fn write_text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
+    match s {
+        Cow::Borrowed(text) => write_quoted(out, text),
+        Cow::Owned(text) => write_str(out, text),
     }
 }
 
@@ -483,6 +496,11 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
         let _ = serde_json::to_writer(&mut *out, s);
         return;
     }
+    write_quoted(out, s);
+}
+
+/// `s` between quotes, as it is: only for text that needs no escape.
+fn write_quoted(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
@@ -520,18 +538,18 @@ pub fn write_object(
     out.push(b'{');
     let mut first = true;
     for (k, v) in map.sorted() {
-        if Some(k) == skip {
+        if Some(k.as_ref()) == skip {
             continue;
         }
         if !first {
             out.push(b',');
         }
         first = false;
-        write_str(out, k);
+        write_text(out, k);
         out.push(b':');
         let start = out.len();
         write_value(out, v);
-        if Some(k) == capture {
+        if Some(k.as_ref()) == capture {
             captured = Some(start..out.len());
         }
     }
@@ -609,7 +627,22 @@ mod tests {
         for s in cases {
             let mut ours = Vec::new();
             write_str(&mut ours, &s);
-            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            let expected = serde_json::to_vec(&s).unwrap();
+            assert_eq!(ours, expected, "{s:?}");
+            // The same string parsed (borrowed unless it was escaped), as a value and as a key.
+            let text = String::from_utf8(expected.clone()).unwrap();
+            assert_eq!(
+                canonical_json(&from_str(&text).unwrap()).as_bytes(),
+                expected,
+                "{s:?}"
+            );
+            let object = format!("{{{text}:1}}");
+            let direct: serde_json::Value = serde_json::from_str(&object).unwrap();
+            assert_eq!(
+                canonical_json(&from_str(&object).unwrap()),
+                direct.to_string(),
+                "{s:?}"
+            );
         }
     }
 
@@ -707,7 +740,7 @@ mod tests {
         let v = from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap();
         let m = v.as_object().unwrap();
         assert_eq!(m.get("a"), Some(&Value::Number(3.into())));
-        let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(v.to_string(), r#"{"a":3,"b":2}"#);
     }
