@@ -45,15 +45,14 @@ pub fn is_uuid_like(s: &str) -> bool {
     let b = s.as_bytes();
     match b.len() {
         32 => b.iter().all(u8::is_ascii_hexdigit),
-        36 => {
-            let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
-            [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-                && hex(0..8)
-                && hex(9..13)
-                && hex(14..18)
-                && hex(19..23)
-                && hex(24..36)
-        }
+        // One pass without early exit: every audit event with a stream-only id is checked.
+        36 => b.iter().enumerate().fold(true, |ok, (i, &c)| {
+            ok & if matches!(i, 8 | 13 | 18 | 23) {
+                c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        }),
         _ => false,
     }
 }

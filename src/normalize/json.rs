@@ -273,10 +273,15 @@ impl<'a> Map<'a> {
 /// A key's first eight bytes, zero-padded, as a big-endian number. Two keys whose numbers
 /// differ compare as their numbers do; equal numbers leave the order to the whole keys.
 fn key_prefix(key: &str) -> u64 {
-    let mut head = [0u8; 8];
-    let n = key.len().min(8);
-    head[..n].copy_from_slice(&key.as_bytes()[..n]);
-    u64::from_be_bytes(head)
+    let bytes = key.as_bytes();
+    if let Some(head) = bytes.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    // Shorter keys byte by byte: a copy of a variable length is a call to `memcpy`.
+    bytes
+        .iter()
+        .enumerate()
+        .fold(0, |prefix, (i, &b)| prefix | u64::from(b) << (56 - 8 * i))
 }
 
 /// Equal keys give equal hints.
