@@ -138,6 +138,61 @@ fn adjacent_pair_is_emitted_once_the_watermark_passes_its_resource() {
     assert!(c.advance(t_res + 10 * WINDOW).is_empty());
 }
 
+/// Several adjacent pairs of one key leave together, with an ambiguous run between them and
+/// an event ahead of the watermark after them: each pair keeps its own sides, and what stays
+/// is decided later as it would have been.
+#[test]
+fn adjacent_pairs_of_one_key_leave_together_and_keep_their_sides() {
+    let t = 1_000_000;
+    let step = 10 * WINDOW;
+    let mut events = Vec::new();
+    for k in 0..4 {
+        let at = t + k * step;
+        events.push(auth(1, IP, at, SOURCE, 100 + k));
+        events.push(resource(1, IP, at + 100, TARGET, "repository.read"));
+        if k == 1 {
+            // Two auths in one millisecond: not alone, so no adjacent pair.
+            events.push(auth(1, IP, at + 3 * WINDOW, SOURCE, 200));
+            events.push(auth(1, IP, at + 3 * WINDOW, SOURCE, 201));
+        }
+    }
+    let ahead = t + 40 * step;
+    events.push(auth(1, IP, ahead, SOURCE, 300));
+    let mut c = manual();
+    assert!(feed(&mut c, &events).is_empty());
+    let watermark = t + 3 * step + 101;
+    let out = c.advance(watermark);
+    let mut pairs: Vec<(Option<i64>, i64, Correlation)> = out
+        .iter()
+        .map(|r| (r.job_id, r.event_time_ms, r.correlation))
+        .collect();
+    pairs.sort_unstable_by_key(|p| p.1);
+    let expected: Vec<(Option<i64>, i64, Correlation)> = (0..4)
+        .map(|k| (Some(100 + k), t + k * step + 100, Correlation::Matched))
+        .collect();
+    let got_matched: Vec<_> = pairs
+        .iter()
+        .copied()
+        .filter(|p| p.2 == Correlation::Matched)
+        .collect();
+    assert_eq!(got_matched, expected);
+    // The two auths of one millisecond end as auth_only once their window closes, and the
+    // auth ahead of the watermark stays held.
+    let rest = c.advance(ahead);
+    let mut jobs: Vec<Option<i64>> = out
+        .iter()
+        .chain(&rest)
+        .filter(|r| r.correlation != Correlation::Matched)
+        .map(|r| r.job_id)
+        .collect();
+    jobs.sort_unstable();
+    assert_eq!(jobs, [Some(200), Some(201)]);
+    assert_eq!(
+        c.flush_all().iter().map(|r| r.job_id).collect::<Vec<_>>(),
+        [Some(300)]
+    );
+}
+
 #[test]
 fn ambiguous_pair_waits_until_window_closes() {
     // Two auths of the key in the same millisecond: neither is alone next to the resource,

@@ -237,7 +237,11 @@ impl Join {
             .get_mut(&key_id)
             .expect("key_id returns a live key");
         let is_auth = matches!(side, Side::Auth(_));
-        let lo = ks.items.partition_point(|i| i.t < t);
+        // Events mostly arrive in time order: then the item goes last, without a search.
+        let lo = match ks.items.last() {
+            Some(last) if last.t < t => ks.items.len(),
+            _ => ks.items.partition_point(|i| i.t < t),
+        };
         let dup = !dedup_key.is_empty()
             && ks.items[lo..]
                 .iter()
@@ -429,13 +433,30 @@ impl Join {
                 i += 1;
             }
         }
-        for &i in take.iter().rev() {
-            let mut pair = ks.items.drain(i..i + 2);
-            let (auth, res) = (pair.next(), pair.next());
-            drop(pair);
-            let (Some(auth), Some(res)) = (auth, res) else {
-                continue;
-            };
+        if take.is_empty() {
+            return;
+        }
+        // The pairs leave in one pass that closes the gaps behind them. Draining pair by pair
+        // moved the rest of the list once per pair: on a busy key, with the items read ahead
+        // of the watermark behind them, that was most of the join's time.
+        let mut starts = take.iter().copied().peekable();
+        let mut index = 0;
+        let mut taken: Vec<Item> = ks
+            .items
+            .extract_if(..behind, |_| {
+                let i = index;
+                index += 1;
+                let Some(&start) = starts.peek() else {
+                    return false;
+                };
+                if i == start + 1 {
+                    starts.next();
+                }
+                i == start || i == start + 1
+            })
+            .collect();
+        // Last pair first, as they were decided before.
+        while let (Some(res), Some(auth)) = (taken.pop(), taken.pop()) {
             self.forget(&auth, CommitReason::Adjacent);
             self.forget(&res, CommitReason::Adjacent);
             out.push(self.outcome(ks, Some(auth), Some(res), CommitReason::Adjacent));
