@@ -4,7 +4,8 @@
 //! Why not `serde_json::Value`: it copies every key and string into its own allocation and
 //! inserts every member into a `BTreeMap`, which was most of the time spent per event. Here
 //! a string without escapes borrows the payload bytes, and an object is a `Vec` in document
-//! order (GitLab objects have tens of members, so a linear lookup beats building a tree).
+//! order (GitLab objects have tens of members, so a linear lookup behind a 64-bit filter of the
+//! keys beats building a tree).
 //!
 //! What is read is exactly what `serde_json::Value` would hold: the same parser with the same
 //! syntax errors, nesting limit, number types (`serde_json::Number` from the same visitor
@@ -501,7 +502,10 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
 /// A parsed string as serde_json writes it. One borrowed from the parsed text needs no
 /// escape (see [`Value::String`]) and is copied without looking: the escape check was the
 /// canonical writer's largest part (benches/README.md, "Eighth session").
-#[expect(clippy::ptr_arg, reason = "the variant is what says the text needs no escape")]
+#[expect(
+    clippy::ptr_arg,
+    reason = "the variant is what says the text needs no escape"
+)]
 fn write_text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
     match s {
         Cow::Borrowed(text) => write_quoted(out, text),
@@ -726,14 +730,7 @@ mod tests {
             "author_id",
             "author_i",
         ];
-        let text = format!(
-            "{{{}}}",
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| format!("\"{k}\":{i}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let text = numbered_object(&keys);
         let v = from_str(&text).unwrap();
         let ours: Vec<String> = v
             .as_object()
@@ -755,6 +752,16 @@ mod tests {
         assert_eq!(canonical_json(&v), direct.to_string());
     }
 
+    /// `{"<keys[0]>":0,"<keys[1]>":1,…}`: each key's value is its position.
+    fn numbered_object(keys: &[impl AsRef<str>]) -> String {
+        let members: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("\"{}\":{i}", k.as_ref()))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
     /// The key filter never hides a key that is there, in objects with more keys than bits,
     /// and keys that are absent are not found.
     #[test]
@@ -765,14 +772,7 @@ mod tests {
             let keys: Vec<String> = (0..count)
                 .map(|i| format!("{}{i}{}", letter(i * 7), letter(i * 11 + 3)))
                 .collect();
-            let text = format!(
-                "{{{}}}",
-                keys.iter()
-                    .enumerate()
-                    .map(|(i, k)| format!("\"{k}\":{i}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
+            let text = numbered_object(&keys);
             let v = from_str(&text).unwrap();
             let m = v.as_object().unwrap();
             for (i, k) in keys.iter().enumerate() {
