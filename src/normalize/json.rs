@@ -508,7 +508,11 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
 )]
 fn write_text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
     match s {
-        Cow::Borrowed(text) => write_quoted(out, text),
+        Cow::Borrowed(text) => {
+            // Every test run (debug builds) checks the invariant the release build relies on.
+            debug_assert!(!needs_escape(text.as_bytes()), "borrowed text {text:?}");
+            write_quoted(out, text)
+        }
         Cow::Owned(text) => write_str(out, text),
     }
 }
@@ -668,6 +672,15 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    /// A borrowed string that would need an escape breaks the writer's invariant; test
+    /// builds stop on it instead of writing a quote unescaped.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "borrowed text")]
+    fn a_borrowed_string_that_needs_an_escape_is_caught() {
+        canonical_json(&Value::String(Cow::Borrowed("a\"b")));
     }
 
     /// Keys whose filter bits collide are still compared, and only a true repeat is found.
