@@ -185,9 +185,10 @@ impl PartitionClocks {
     /// partitions read faster than the slowest must wait.
     /// `jobs_full`: the job cache is full, so webhooks read ahead evict jobs still needed.
     pub fn to_pause(&mut self, piling_up: bool, jobs_full: bool) -> Vec<TopicPartition> {
-        let mut pause = self.webhooks_ahead(jobs_full);
+        let now = Instant::now();
+        let mut pause = self.webhooks_ahead(jobs_full, now);
         if piling_up {
-            pause.extend(self.audits_ahead());
+            pause.extend(self.audits_ahead(now));
         } else {
             self.audits_paused.clear();
         }
@@ -198,8 +199,7 @@ impl PartitionClocks {
     /// ahead of the webhooks (in receipt time); a paused one stays paused while it is ahead at
     /// all. The reference is the slowest partition still delivering; a paused one goes quiet
     /// but counts for its idle period.
-    fn audits_ahead(&mut self) -> Vec<TopicPartition> {
-        let now = Instant::now();
+    fn audits_ahead(&mut self, now: Instant) -> Vec<TopicPartition> {
         let slowest = self
             .active(SourceKind::AuditStream, now)
             .filter_map(|c| c.max_event_ms)
@@ -228,14 +228,14 @@ impl PartitionClocks {
         now_paused
     }
 
-    fn webhooks_ahead(&mut self, jobs_full: bool) -> Vec<TopicPartition> {
+    fn webhooks_ahead(&mut self, jobs_full: bool, now: Instant) -> Vec<TopicPartition> {
         let (start, keep) = if jobs_full {
             (self.lateness_ms, 0)
         } else {
             (WEBHOOK_LEAD_MS, WEBHOOK_LEAD_MS / 2)
         };
         let Some(slowest_audit) = self
-            .active(SourceKind::AuditStream, Instant::now())
+            .active(SourceKind::AuditStream, now)
             .filter_map(|c| c.max_received_ms)
             .min()
         else {

@@ -213,6 +213,11 @@ impl<'a> Map<'a> {
     /// with a million members must not make it quadratic, so larger ones use a set.
     fn first_repeated_key(&self) -> Option<&str> {
         const SCAN_UP_TO: usize = 32;
+        // Equal keys share a bit of `key_bits`, so as many bits as members means no repeat:
+        // most objects are settled without comparing keys.
+        if self.key_bits.count_ones() as usize == self.members.len() {
+            return None;
+        }
         let mut keys = self.members.iter().map(|(k, _)| k.as_ref());
         if self.members.len() <= SCAN_UP_TO {
             // A 64-bit filter on (length, first byte, last byte): only a key whose bit is
