@@ -24,6 +24,8 @@ use std::ops::Range;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_json::Number;
 
+mod plain;
+
 /// A JSON value borrowing its strings from the parsed text where it can.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
@@ -56,9 +58,13 @@ pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value<'_>> {
     parse(serde_json::Deserializer::from_slice(bytes))
 }
 
-/// Parses one JSON document held in a string.
+/// Parses one JSON document held in a string: the plain parser's tree when it reads the
+/// whole document, else serde_json's value or error (see `plain`).
 pub fn from_str(text: &str) -> serde_json::Result<Value<'_>> {
-    parse(serde_json::Deserializer::from_str(text))
+    match plain::parse(text) {
+        Some(value) => Ok(value),
+        None => parse(serde_json::Deserializer::from_str(text)),
+    }
 }
 
 /// What `serde_json::from_str` does (one value, then only whitespace), with one scratch list
