@@ -42,12 +42,69 @@ pub struct InputMessage<'a> {
     /// Kafka record timestamp (create or log-append time), if the broker gave one.
     pub timestamp_ms: Option<i64>,
     /// Kafka headers as sent by the collector: the GitLab HTTP headers, verbatim names.
-    pub headers: &'a [Header<'a>],
+    pub headers: &'a dyn HeaderSource,
     pub payload: Option<&'a [u8]>,
 }
 
 /// A Kafka header, borrowed from the record: name and value.
 pub type Header<'a> = (&'a str, &'a [u8]);
+
+/// A record's headers, looked up by name when a reader asks. Why not a list made up front:
+/// librdkafka parses a record's headers on first access, and most audit events never need
+/// theirs (the body names the event type), so they are left unparsed (that parse was 4 % of
+/// ingest's CPU, benches/README.md "Ninth session").
+pub trait HeaderSource: std::fmt::Debug {
+    /// The value of the first header named `name`, in any case (HTTP header names are
+    /// case-insensitive).
+    fn find(&self, name: &str) -> Option<&[u8]>;
+    /// Every header in order, for the dead-letter copy.
+    fn all(&self) -> Vec<Header<'_>>;
+}
+
+impl HeaderSource for [Header<'_>] {
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|&(_, v)| v)
+    }
+
+    fn all(&self) -> Vec<Header<'_>> {
+        self.to_vec()
+    }
+}
+
+impl HeaderSource for Vec<Header<'_>> {
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        self.as_slice().find(name)
+    }
+
+    fn all(&self) -> Vec<Header<'_>> {
+        self.as_slice().all()
+    }
+}
+
+/// Owned headers, as the simulator and the tests hold them.
+impl HeaderSource for Vec<(String, Vec<u8>)> {
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn all(&self) -> Vec<Header<'_>> {
+        header_views(self)
+    }
+}
+
+impl<const N: usize> HeaderSource for [Header<'_>; N] {
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        self.as_slice().find(name)
+    }
+
+    fn all(&self) -> Vec<Header<'_>> {
+        self.as_slice().all()
+    }
+}
 
 /// Borrowed views of owned headers.
 pub fn header_views(owned: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
@@ -61,9 +118,8 @@ impl InputMessage<'_> {
     /// Case-insensitive header lookup (HTTP header names are case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .find(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 }
 

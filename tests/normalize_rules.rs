@@ -640,3 +640,54 @@ fn duplicate_keys_are_rejected_not_last_value_wins() {
     );
     assert_eq!(RejectKind::DuplicateKey.as_str(), "duplicate_key");
 }
+
+/// Headers that count how often they are looked up, as librdkafka parses a record's headers
+/// only when first asked.
+#[derive(Debug, Default)]
+struct CountedHeaders {
+    lookups: std::cell::Cell<usize>,
+}
+
+impl tokentrail::model::HeaderSource for CountedHeaders {
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        self.lookups.set(self.lookups.get() + 1);
+        name.eq_ignore_ascii_case("X-Gitlab-Audit-Event-Type")
+            .then_some(b"user_authenticated_using_job_token".as_slice())
+    }
+
+    fn all(&self) -> Vec<tokentrail::model::Header<'_>> {
+        Vec::new()
+    }
+}
+
+fn normalize_with(headers: &CountedHeaders, source: SourceKind, body: &[u8]) -> Normalized {
+    let msg = tokentrail::model::InputMessage {
+        source,
+        topic: "t",
+        partition: 0,
+        offset: 0,
+        timestamp_ms: None,
+        headers,
+        payload: Some(body),
+    };
+    tokentrail::normalize::normalize(&msg, &Limits::default())
+}
+
+/// An audit event that names its type leaves the record's headers alone; one that does not
+/// asks for the type header once.
+#[test]
+fn audit_headers_are_read_only_when_the_body_lacks_the_event_type() {
+    let mut v = sample("audit-stream/user_authenticated_using_job_token.json");
+    let counted = CountedHeaders::default();
+    only_audit(&normalize_with(&counted, SourceKind::AuditStream, &bytes(&v)));
+    assert_eq!(counted.lookups.get(), 0);
+
+    v.as_object_mut().unwrap().remove("event_type");
+    v["details"].as_object_mut().unwrap().remove("event_name");
+    let out = normalize_with(&counted, SourceKind::AuditStream, &bytes(&v));
+    assert_eq!(
+        only_audit(&out).event_type,
+        "user_authenticated_using_job_token"
+    );
+    assert_eq!(counted.lookups.get(), 1);
+}

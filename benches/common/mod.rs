@@ -16,7 +16,7 @@ use tokentrail::correlate::actors::KnownBots;
 use tokentrail::ingest::correlation::CorrelationStage;
 use tokentrail::ingest::process::Processor;
 use tokentrail::kafka::offsets::OffsetTracker;
-use tokentrail::model::{Event, Header, InputMessage, SourceKind, header_views};
+use tokentrail::model::{Event, HeaderSource, InputMessage, SourceKind};
 use tokentrail::simulate::{SimConfig, SimMessage, generate};
 use tokentrail::telemetry::metrics::Metrics;
 
@@ -33,7 +33,7 @@ pub struct KafkaRecord {
 
 impl KafkaRecord {
     /// The normalizer's view of this record, with `headers` (the record's own, or a copy).
-    pub fn input<'a>(&'a self, headers: &'a [Header<'a>]) -> InputMessage<'a> {
+    pub fn input<'a>(&'a self, headers: &'a dyn HeaderSource) -> InputMessage<'a> {
         InputMessage {
             source: self.source,
             topic: self.topic,
@@ -160,9 +160,8 @@ impl InProcess {
     /// One Kafka record through the loop's own calls (`Processor::normalize`, then
     /// `Processor::on_message`); returns the events it carried.
     pub fn on_message(&mut self, rec: &KafkaRecord, now_ms: i64) -> usize {
-        // The loop collects librdkafka's borrowed headers into a list per message.
-        let headers = header_views(&rec.headers);
-        let input = rec.input(&headers);
+        // The loop looks headers up in the record when asked (`kafka::consumer::RecordHeaders`).
+        let input = rec.input(&rec.headers);
         let normalized = self.work.normalize(&input);
         let events = normalized.events.len();
         self.work

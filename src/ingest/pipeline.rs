@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Headers;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +48,9 @@ use super::process::Processor;
 use super::writer::{Done, Sealed};
 use crate::config::Settings;
 use crate::kafka::client;
-use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
+use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared, RecordHeaders};
 use crate::kafka::dead_letter::{DeadLetterItem, DeadLetterProducer, DeadLetterTicket, RatioGuard};
-use crate::model::{Header, InputMessage, SourceKind};
+use crate::model::{HeaderSource, InputMessage, SourceKind};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
@@ -431,7 +430,7 @@ impl<'a> Loop<'a> {
         self.metrics.consumed.with_label_values(&[topic]).inc();
         self.summary.messages += 1;
 
-        let headers = borrowed_headers(msg);
+        let headers = RecordHeaders(msg);
         let input = InputMessage {
             source: kind,
             topic,
@@ -454,7 +453,7 @@ impl<'a> Loop<'a> {
                     table: None,
                     key: msg.key(),
                     payload: msg.payload().unwrap_or_default(),
-                    original_headers: &headers,
+                    original_headers: &headers.all(),
                 },
                 cancel,
             );
@@ -566,18 +565,6 @@ impl<'a> Loop<'a> {
         self.summary.batches += 1;
         self.summary.rows_written += done.rows as u64;
         Ok(())
-    }
-}
-
-/// The record's headers, borrowed for as long as the message is (copying them was 3 % of
-/// ingest's CPU, benches/README.md).
-fn borrowed_headers<'m>(msg: &'m rdkafka::message::BorrowedMessage<'_>) -> Vec<Header<'m>> {
-    match msg.headers() {
-        Some(h) => h
-            .iter()
-            .map(|h| (h.key, h.value.unwrap_or_default()))
-            .collect(),
-        None => Vec::new(),
     }
 }
 

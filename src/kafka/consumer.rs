@@ -9,13 +9,14 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::client::client_config;
 use super::offsets::OffsetTracker;
 use super::settings::KafkaSettings;
-use crate::model::SourceKind;
+use crate::model::{Header, HeaderSource, SourceKind};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
@@ -209,4 +210,35 @@ pub fn topic_kinds(settings: &KafkaSettings) -> HashMap<String, SourceKind> {
         map.insert(t.clone(), SourceKind::Webhook);
     }
     map
+}
+
+/// A consumed record's headers, parsed by librdkafka only if a reader asks for one
+/// (`model::HeaderSource`).
+pub struct RecordHeaders<'m>(pub &'m BorrowedMessage<'m>);
+
+impl std::fmt::Debug for RecordHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordHeaders")
+    }
+}
+
+impl HeaderSource for RecordHeaders<'_> {
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        let headers = rdkafka::Message::headers(self.0)?;
+        headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case(name))
+            .map(|h| h.value.unwrap_or_default())
+    }
+
+    fn all(&self) -> Vec<Header<'_>> {
+        rdkafka::Message::headers(self.0)
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }

@@ -16,9 +16,11 @@ use crate::model::{AuditEvent, AuditMeaning};
 /// Normalizes one element. `header_event_type` is `X-Gitlab-Audit-Event-Type`, passed only
 /// for single-object bodies (docs/gitlab-events.md §1.1: the header is omitted in batched mode, and
 /// one header cannot describe several elements).
-pub fn audit_event(
+/// It is asked for only when the body has no event type (reading it may parse the record's
+/// headers).
+pub fn audit_event<'h>(
     obj: &Map<'_>,
-    header_event_type: Option<&str>,
+    header_event_type: impl FnOnce() -> Option<&'h str>,
 ) -> Result<AuditEvent, FieldError> {
     let created_at_ms = created_at(obj)?;
     let details = match obj.get("details") {
@@ -106,9 +108,9 @@ fn created_at(obj: &Map<'_>) -> Result<i64, FieldError> {
 }
 
 /// Body `event_type`, else the header, else `details.event_name` (docs/gitlab-events.md §1.2).
-fn event_type(
+fn event_type<'h>(
     obj: &Map<'_>,
-    header: Option<&str>,
+    header: impl FnOnce() -> Option<&'h str>,
     details: Option<&Map<'_>>,
 ) -> Result<String, FieldError> {
     let body = strict_text("event_type", get(obj, "event_type"))?;
@@ -124,7 +126,7 @@ fn event_type(
         }
     }
     let from_details = || details.and_then(|d| loose_text(get(d, "event_name")));
-    header
+    header()
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
@@ -206,24 +208,24 @@ mod tests {
         let d = obj(json!({"event_name": "from_details"}));
         let o = obj(json!({"event_type": "from_body"}));
         assert_eq!(
-            event_type(&o, Some("from_header"), Some(&d)).unwrap(),
+            event_type(&o, || Some("from_header"), Some(&d)).unwrap(),
             "from_body"
         );
         let o = obj(json!({"event_type": ""}));
         assert_eq!(
-            event_type(&o, Some("from_header"), Some(&d)).unwrap(),
+            event_type(&o, || Some("from_header"), Some(&d)).unwrap(),
             "from_header"
         );
-        assert_eq!(event_type(&o, None, Some(&d)).unwrap(), "from_details");
+        assert_eq!(event_type(&o, || None, Some(&d)).unwrap(), "from_details");
         let o = obj(json!({"event_type": " padded\t"}));
-        assert_eq!(event_type(&o, Some("from_header"), None).unwrap(), "padded");
+        assert_eq!(event_type(&o, || Some("from_header"), None).unwrap(), "padded");
         let o = obj(json!({"event_type": "  "}));
         assert_eq!(
-            event_type(&o, Some(" from_header "), None).unwrap(),
+            event_type(&o, || Some(" from_header "), None).unwrap(),
             "from_header"
         );
         let d = obj(json!({"event_name": " from_details "}));
-        assert_eq!(event_type(&o, Some(" "), Some(&d)).unwrap(), "from_details");
-        assert_eq!(event_type(&o, None, None).unwrap_err().field, "event_type");
+        assert_eq!(event_type(&o, || Some(" "), Some(&d)).unwrap(), "from_details");
+        assert_eq!(event_type(&o, || None, None).unwrap_err().field, "event_type");
     }
 }

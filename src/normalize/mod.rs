@@ -121,8 +121,7 @@ fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
     let mut out = Normalized::default();
     match value {
         Value::Object(obj) => {
-            let header = msg.header("X-Gitlab-Audit-Event-Type");
-            match audit::audit_event(obj, header) {
+            match audit::audit_event(obj, || msg.header("X-Gitlab-Audit-Event-Type")) {
                 Ok(ev) => out.events.push(Event::Audit(ev)),
                 Err(e) => out.rejected.push(reject(None, e.kind, e.to_string())),
             }
@@ -151,7 +150,7 @@ fn audit_stream(msg: &InputMessage<'_>, value: &Value<'_>) -> Normalized {
                 }
                 // No header in batched mode (docs/gitlab-events.md §1.1), and it could not describe
                 // every element anyway.
-                match audit::audit_event(obj, None) {
+                match audit::audit_event(obj, || None) {
                     Ok(ev) => out.events.push(Event::Audit(ev)),
                     Err(e) => out.rejected.push(reject(Some(i), e.kind, e.to_string())),
                 }

@@ -77,6 +77,14 @@ fn traffic() -> Traffic {
     git3["created_at"] = json!("2025-06-03T10:30:00.000Z");
     let half_bad =
         Outgoing::new(serde_json::to_vec(&json!([git3, {"event_type": "x"}])).unwrap()).key("4821");
+    // An event whose type only the header names: read from the Kafka record's headers.
+    let mut git4 = git.clone();
+    git4["created_at"] = json!("2025-06-03T10:40:00.000Z");
+    git4.as_object_mut().unwrap().remove("event_type");
+    git4["details"].as_object_mut().unwrap().remove("event_name");
+    let typed_by_header = Outgoing::new(serde_json::to_vec(&git4).unwrap())
+        .key("4821")
+        .header("X-Gitlab-Audit-Event-Type", "repository_git_operation");
 
     let audit = vec![
         audit(&auth),
@@ -86,6 +94,7 @@ fn traffic() -> Traffic {
         audit(&allow), // saved event delivered twice: same database id
         batched,
         half_bad,
+        typed_by_header,
         Outgoing::new("this is not json").key("1"),
         Outgoing::new("42").key("1"),
         Outgoing::new(r#"{"event_type":"user_authenticated_using_job_token","author_id":1}"#)
@@ -103,8 +112,8 @@ fn traffic() -> Traffic {
     Traffic {
         audit,
         webhooks,
-        // auth, git, allow, auth2, git2, git3
-        distinct_audit: 6,
+        // auth, git, allow, auth2, git2, git3, git4
+        distinct_audit: 7,
         distinct_webhooks: 2,
         // half_bad's element, not json, 42, missing created_at, broken webhook
         dead_letters: 5,
@@ -169,6 +178,25 @@ async fn ingest_dedups_dead_letters_and_commits_after_write() {
     assert_eq!(summary.messages as usize, t.audit.len() + t.webhooks.len());
 
     assert_eq!(count(&client, audit_sql).await, t.distinct_audit);
+    // The headers were read from the records: git4's type, the job hook's key and event.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count() FROM audit_events_dedup WHERE event_type = 'repository_git_operation' \
+             AND created_at_ms = 1748947200000"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count() FROM webhook_events_dedup WHERE dedup_key = 'idem:idem-1' \
+             AND event_header = 'Job Hook'"
+        )
+        .await,
+        1
+    );
     assert_eq!(
         count(&client, "SELECT count() FROM webhook_events_dedup").await,
         t.distinct_webhooks
