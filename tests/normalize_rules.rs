@@ -679,7 +679,11 @@ fn normalize_with(headers: &CountedHeaders, source: SourceKind, body: &[u8]) -> 
 fn audit_headers_are_read_only_when_the_body_lacks_the_event_type() {
     let mut v = sample("audit-stream/user_authenticated_using_job_token.json");
     let counted = CountedHeaders::default();
-    only_audit(&normalize_with(&counted, SourceKind::AuditStream, &bytes(&v)));
+    only_audit(&normalize_with(
+        &counted,
+        SourceKind::AuditStream,
+        &bytes(&v),
+    ));
     assert_eq!(counted.lookups.get(), 0);
 
     v.as_object_mut().unwrap().remove("event_type");

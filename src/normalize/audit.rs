@@ -218,14 +218,23 @@ mod tests {
         );
         assert_eq!(event_type(&o, || None, Some(&d)).unwrap(), "from_details");
         let o = obj(json!({"event_type": " padded\t"}));
-        assert_eq!(event_type(&o, || Some("from_header"), None).unwrap(), "padded");
+        assert_eq!(
+            event_type(&o, || Some("from_header"), None).unwrap(),
+            "padded"
+        );
         let o = obj(json!({"event_type": "  "}));
         assert_eq!(
             event_type(&o, || Some(" from_header "), None).unwrap(),
             "from_header"
         );
         let d = obj(json!({"event_name": " from_details "}));
-        assert_eq!(event_type(&o, || Some(" "), Some(&d)).unwrap(), "from_details");
-        assert_eq!(event_type(&o, || None, None).unwrap_err().field, "event_type");
+        assert_eq!(
+            event_type(&o, || Some(" "), Some(&d)).unwrap(),
+            "from_details"
+        );
+        assert_eq!(
+            event_type(&o, || None, None).unwrap_err().field,
+            "event_type"
+        );
     }
 }

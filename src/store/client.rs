@@ -419,7 +419,10 @@ mod tests {
             endpoint: "http://ch:8123".into(),
         };
         assert!(named.is_write_vectored());
-        let bufs = [std::io::IoSlice::new(b"head"), std::io::IoSlice::new(b"body")];
+        let bufs = [
+            std::io::IoSlice::new(b"head"),
+            std::io::IoSlice::new(b"body"),
+        ];
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let written = Pin::new(&mut named).poll_write_vectored(&mut cx, &bufs);
         assert!(matches!(written, Poll::Ready(Ok(8))), "{written:?}");

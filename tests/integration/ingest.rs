@@ -81,7 +81,10 @@ fn traffic() -> Traffic {
     let mut git4 = git.clone();
     git4["created_at"] = json!("2025-06-03T10:40:00.000Z");
     git4.as_object_mut().unwrap().remove("event_type");
-    git4["details"].as_object_mut().unwrap().remove("event_name");
+    git4["details"]
+        .as_object_mut()
+        .unwrap()
+        .remove("event_name");
     let typed_by_header = Outgoing::new(serde_json::to_vec(&git4).unwrap())
         .key("4821")
         .header("X-Gitlab-Audit-Event-Type", "repository_git_operation");

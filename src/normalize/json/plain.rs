@@ -119,9 +119,7 @@ impl<'a> Parser<'a> {
             && token.iter().all(u8::is_ascii_digit)
             && (token.len() == 1 || token[0] != b'0');
         if plain {
-            let n = token
-                .iter()
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            let n = token.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             return Some(Value::Number(Number::from(n)));
         }
         serde_reading(self.text.get(start..start + len)?)

@@ -66,11 +66,43 @@ fn reads_the_plain_cases_itself() {
 fn leaves_what_serde_json_refuses_to_it() {
     let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
     for text in [
-        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{,}", "[,1]", "{\"a\" 1}", "{\"a\":}", "{1:2}",
-        "[01]", "[1.]", "[.5]", "[1e]", "[+1]", "[--1]", "[1-2]", "[0x10]", "[1e400]", "[NaN]",
-        "[tru]", "[nulll]", "[True]", "\"a\u{1}b\"", "\"tab\there\"", "\"a\\qb\"", "\"\\u12\"",
-        "\"\\ud800\"", "\"open", "[1] [2]", "[1]x", "{\"a\":1}}", "\u{feff}[1]", "[\u{a0}1]",
-        "[1,\u{c}2]", &deep,
+        "",
+        " ",
+        "{",
+        "}",
+        "[1,]",
+        "{\"a\":1,}",
+        "{,}",
+        "[,1]",
+        "{\"a\" 1}",
+        "{\"a\":}",
+        "{1:2}",
+        "[01]",
+        "[1.]",
+        "[.5]",
+        "[1e]",
+        "[+1]",
+        "[--1]",
+        "[1-2]",
+        "[0x10]",
+        "[1e400]",
+        "[NaN]",
+        "[tru]",
+        "[nulll]",
+        "[True]",
+        "\"a\u{1}b\"",
+        "\"tab\there\"",
+        "\"a\\qb\"",
+        "\"\\u12\"",
+        "\"\\ud800\"",
+        "\"open",
+        "[1] [2]",
+        "[1]x",
+        "{\"a\":1}}",
+        "\u{feff}[1]",
+        "[\u{a0}1]",
+        "[1,\u{c}2]",
+        &deep,
     ] {
         assert_eq!(parse(text), None, "{text:?}");
         if text != deep {
@@ -92,7 +124,9 @@ fn the_scan_stops_at_every_position() {
             assert_eq!(super::stop(&bytes, 0), at, "{stop_byte:#x} at {at}");
         }
         // Bytes that are not stops, including the UTF-8 ones above 0x7f and 0x20 itself.
-        let bytes: Vec<u8> = (0..at).map(|i| [b' ', 0x7f, 0x80, 0xff, b'!', b']'][i % 6]).collect();
+        let bytes: Vec<u8> = (0..at)
+            .map(|i| [b' ', 0x7f, 0x80, 0xff, b'!', b']'][i % 6])
+            .collect();
         assert_eq!(super::stop(&bytes, 0), at);
     }
 }
