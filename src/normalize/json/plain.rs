@@ -58,6 +58,10 @@ impl<'a> Parser<'a> {
         }
     }
 
+    // Inlined into `object` and `array`: a value returned through memory was read back
+    // before its stores had landed, a stall on most members (benches/README.md, "Ninth
+    // session"); the containers stay out of line, as they recurse.
+    #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<Value<'a>> {
         match self.peek()? {
             b'"' => self.string().map(Value::String),
@@ -71,6 +75,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &str, value: Value<'a>) -> Option<Value<'a>> {
         let found = self.bytes[self.pos..].starts_with(word.as_bytes());
         found.then(|| {
@@ -82,6 +87,7 @@ impl<'a> Parser<'a> {
     /// A string starting at the quote under `pos`: borrowed when it has no escape (then it
     /// holds no quote, backslash or control byte, as `Value::String` promises), else
     /// serde_json's reading of it.
+    #[inline(always)]
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let start = self.pos + 1;
         let mut end = stop(self.bytes, start);
@@ -107,6 +113,7 @@ impl<'a> Parser<'a> {
 
     /// A plain non-negative integer that fits 19 digits is read here; any other number is
     /// serde_json's (its floats, negative zero, overflow into `f64`, errors).
+    #[inline(always)]
     fn number(&mut self) -> Option<Value<'a>> {
         let start = self.pos;
         let len = self.bytes[start..]
@@ -125,6 +132,7 @@ impl<'a> Parser<'a> {
         serde_reading(self.text.get(start..start + len)?)
     }
 
+    #[inline(never)]
     fn object(&mut self, depth: usize) -> Option<Value<'a>> {
         if depth >= MAX_DEPTH {
             return None;
@@ -157,6 +165,7 @@ impl<'a> Parser<'a> {
         Some(Value::Object(Map::from_members(members)))
     }
 
+    #[inline(never)]
     fn array(&mut self, depth: usize) -> Option<Value<'a>> {
         if depth >= MAX_DEPTH {
             return None;
