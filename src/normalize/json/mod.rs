@@ -1,4 +1,4 @@
-//! The normalizer's JSON tree: serde_json's parser, but strings borrowed from the payload and
+//! The normalizer's JSON tree: serde_json's values, but strings borrowed from the payload and
 //! objects kept as member lists.
 //!
 //! Why not `serde_json::Value`: it copies every key and string into its own allocation and
@@ -7,9 +7,11 @@
 //! order (GitLab objects have tens of members, so a linear lookup behind a 64-bit filter of the
 //! keys beats building a tree).
 //!
-//! What is read is exactly what `serde_json::Value` would hold: the same parser with the same
-//! syntax errors, nesting limit, number types (`serde_json::Number` from the same visitor
-//! calls) and string unescaping. A key repeated in one object resolves to its last value, as
+//! What is read is exactly what `serde_json::Value` would hold: [`from_str`] tries the plain
+//! parser (`plain`), which reads GitLab's documents itself and hands every other piece or
+//! document to serde_json, so the syntax errors, nesting limit, number types
+//! (`serde_json::Number` from the same visitor calls) and string unescaping are serde_json's.
+//! A key repeated in one object resolves to its last value, as
 //! in serde_json's map, both in [`Map::get`] and in [`Map::sorted`], which gives the member
 //! order of serde_json's (default, sorted) map; the normalizer and the collector never rely
 //! on that, they refuse such a document ([`Value::first_duplicate_key`]). One difference, on
