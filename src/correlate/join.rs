@@ -176,8 +176,8 @@ pub struct Join {
     /// Seeds the content keys at random, so a sender cannot compute two events whose keys
     /// collide (one would be dropped as the other's duplicate).
     content_seed: RandomState,
-    /// `commit_adjacent`'s lists, kept between calls: allocating them per call was a third
-    /// of its time (benches/README.md, "Ninth session").
+    /// `commit_adjacent`'s lists, kept between calls rather than grown anew each time it
+    /// finds pairs (benches/README.md, "Ninth session").
     adjacent_starts: Vec<usize>,
     adjacent_taken: Vec<Item>,
 }
