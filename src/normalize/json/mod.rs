@@ -270,45 +270,26 @@ impl<'a> Map<'a> {
     /// The effective members sorted bytewise by key, each key once with its last value: the
     /// iteration order of serde_json's default `Map`.
     pub fn sorted(&self) -> Vec<(&Cow<'a, str>, &Value<'a>)> {
-        let mut order = Vec::new();
-        self.sort_order(&mut order);
-        order
-            .into_iter()
-            .map(|(_, i)| {
-                let (k, v) = &self.members[i as usize];
-                (k, v)
-            })
-            .collect()
-    }
-
-    /// Appends [`Map::sorted`]'s members to `order` as `(key prefix, member index)`. The
-    /// canonical writer keeps one such list for a whole document instead of one per object
-    /// (allocating them was a third of its sorting, benches/README.md "Ninth session").
-    fn sort_order(&self, order: &mut Vec<(u64, u32)>) {
-        let start = order.len();
-        let key = |i: u32| &self.members[i as usize].0;
-        order.extend(
-            (0u32..)
-                .zip(&self.members)
-                .map(|(i, (k, _))| (key_prefix(k), i)),
-        );
         // Sorted by each key's first eight bytes as a number, then by the whole key: GitLab's
         // keys mostly differ early, so most comparisons are one integer compare instead of a
-        // call to `memcmp` (sorting was 2.5 % of ingest's samples). Stable: members with
-        // equal keys stay in document order, so the last one of each run is the one
-        // serde_json would have kept, and the others are dropped.
-        order[start..].sort_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
-        let mut kept = start;
-        for at in start..order.len() {
-            let later_same_key = order
-                .get(at + 1)
-                .is_some_and(|next| next.0 == order[at].0 && key(next.1) == key(order[at].1));
-            if !later_same_key {
-                order[kept] = order[at];
-                kept += 1;
+        // call to `memcmp` (sorting was 2.5 % of ingest's samples).
+        let mut entries: Vec<(u64, &Cow<'a, str>, &Value<'a>)> = self
+            .members
+            .iter()
+            .map(|(k, v)| (key_prefix(k), k, v))
+            .collect();
+        // Stable: members with equal keys stay in document order, so the last one of each run
+        // is the one serde_json would have kept.
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        entries.dedup_by(|later, earlier| {
+            if later.1 == earlier.1 {
+                *earlier = *later;
+                true
+            } else {
+                false
             }
-        }
-        order.truncate(kept);
+        });
+        entries.into_iter().map(|(_, k, v)| (k, v)).collect()
     }
 }
 
@@ -506,14 +487,9 @@ pub fn written_text(buf: Vec<u8>) -> String {
 }
 
 pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
-    write_value_in_order(out, v, &mut Vec::new());
-}
-
-/// `order`: the document's member-order list (see [`Map::sort_order`]).
-fn write_value_in_order(out: &mut Vec<u8>, v: &Value<'_>, order: &mut Vec<(u64, u32)>) {
     match v {
         Value::Object(map) => {
-            write_object_in_order(out, map, None, None, order);
+            write_object(out, map, None, None);
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -521,7 +497,7 @@ fn write_value_in_order(out: &mut Vec<u8>, v: &Value<'_>, order: &mut Vec<(u64, 
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value_in_order(out, item, order);
+                write_value(out, item);
             }
             out.push(b']');
         }
@@ -599,24 +575,10 @@ pub fn write_object(
     skip: Option<&str>,
     capture: Option<&str>,
 ) -> Option<Range<usize>> {
-    write_object_in_order(out, map, skip, capture, &mut Vec::new())
-}
-
-fn write_object_in_order(
-    out: &mut Vec<u8>,
-    map: &Map<'_>,
-    skip: Option<&str>,
-    capture: Option<&str>,
-    order: &mut Vec<(u64, u32)>,
-) -> Option<Range<usize>> {
     let mut captured = None;
     out.push(b'{');
     let mut first = true;
-    let start = order.len();
-    map.sort_order(order);
-    // The members' own objects push their orders after this one's and take them off again.
-    for at in start..order.len() {
-        let (k, v) = &map.members[order[at].1 as usize];
+    for (k, v) in map.sorted() {
         if Some(k.as_ref()) == skip {
             continue;
         }
@@ -626,13 +588,12 @@ fn write_object_in_order(
         first = false;
         write_text(out, k);
         out.push(b':');
-        let value_start = out.len();
-        write_value_in_order(out, v, order);
+        let start = out.len();
+        write_value(out, v);
         if Some(k.as_ref()) == capture {
-            captured = Some(value_start..out.len());
+            captured = Some(start..out.len());
         }
     }
-    order.truncate(start);
     out.push(b'}');
     captured
 }
