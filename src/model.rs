@@ -61,11 +61,21 @@ pub trait HeaderSource: std::fmt::Debug {
     fn all(&self) -> Vec<Header<'_>>;
 }
 
+/// The value of the first of `headers` named `name`, in any case: the one lookup rule of every
+/// [`HeaderSource`].
+pub fn find_header<'h>(
+    headers: impl IntoIterator<Item = Header<'h>>,
+    name: &str,
+) -> Option<&'h [u8]> {
+    headers
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 impl HeaderSource for [Header<'_>] {
     fn find(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|&(_, v)| v)
+        find_header(self.iter().copied(), name)
     }
 
     fn all(&self) -> Vec<Header<'_>> {
@@ -86,9 +96,7 @@ impl HeaderSource for Vec<Header<'_>> {
 /// Owned headers, as the simulator and the tests hold them.
 impl HeaderSource for Vec<(String, Vec<u8>)> {
     fn find(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        find_header(self.iter().map(|(k, v)| (k.as_str(), v.as_slice())), name)
     }
 
     fn all(&self) -> Vec<Header<'_>> {

@@ -16,7 +16,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::client::client_config;
 use super::offsets::OffsetTracker;
 use super::settings::KafkaSettings;
-use crate::model::{Header, HeaderSource, SourceKind};
+use crate::model::{Header, HeaderSource, SourceKind, find_header};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
@@ -225,10 +225,10 @@ impl std::fmt::Debug for RecordHeaders<'_> {
 impl HeaderSource for RecordHeaders<'_> {
     fn find(&self, name: &str) -> Option<&[u8]> {
         let headers = rdkafka::Message::headers(self.0)?;
-        headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case(name))
-            .map(|h| h.value.unwrap_or_default())
+        find_header(
+            headers.iter().map(|h| (h.key, h.value.unwrap_or_default())),
+            name,
+        )
     }
 
     fn all(&self) -> Vec<Header<'_>> {

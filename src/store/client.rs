@@ -263,8 +263,8 @@ impl<S: hyper::rt::Write + Unpin> hyper::rt::Write for Named<S> {
     }
 
     /// Passed through: hyper writes a body's chunks with one `writev` when the connection
-    /// says it can, and otherwise copies every chunk into its own buffer first (3.4 % of
-    /// ingest's CPU went to that copy and its flush, benches/README.md "Ninth session").
+    /// says it can, and otherwise copies every chunk into its own buffer first (that copy
+    /// was 1.7–1.9 % of ingest's CPU, benches/README.md "Ninth session").
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }

@@ -26,12 +26,7 @@ pub(super) fn parse(text: &str) -> Option<Value<'_>> {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        // About one member per 32 bytes in GitLab's documents: sized once, the stack is not
-        // grown (and copied) member by member.
-        scratch: Scratch {
-            members: Vec::with_capacity(text.len() / 32),
-            items: Vec::new(),
-        },
+        scratch: Scratch::default(),
     };
     parser.skip_whitespace();
     let value = parser.value(0)?;
