@@ -98,9 +98,8 @@ impl PartitionClocks {
     }
 
     /// A partition was assigned: until it delivers a message (or stays silent for the idle
-    /// period) it holds the watermark back, so its backlog is not judged late. The pipeline
-    /// assigns audit partitions only: a webhook partition gates from its first message, so
-    /// an empty webhook topic holds nothing back after a rebalance.
+    /// period) it holds the watermark back, so its backlog is not judged late, and, for a
+    /// webhook partition, so no record is decided before its job's webhook could be read.
     pub fn assign(&mut self, tp: &TopicPartition, source: SourceKind) {
         self.clocks.insert(tp.clone(), Clock::new(source));
     }

@@ -380,13 +380,14 @@ impl<'a> Loop<'a> {
                 std::mem::take(&mut shared.assigned),
             )
         };
-        // Only audit partitions hold the watermark from their assignment on. A webhook
-        // partition gates records from its first message: an empty webhook topic (webhooks
-        // not configured) would otherwise hold every record back for the idle period after
-        // each rebalance.
+        // Every assigned partition holds the watermark until it delivers or goes idle
+        // (`PartitionClocks::assign`). Webhook partitions too: gating only from their first
+        // message let the first fetch of a backlog's audit partitions be decided before any
+        // job webhook was read (tests/integration/token_use.rs). An empty webhook topic
+        // costs records the idle period (`correlate.idle_flush_ms`) after a rebalance.
         for tp in &assigned {
-            if self.kinds.get(&*tp.0) == Some(&SourceKind::AuditStream) {
-                self.work.assign_partition(tp, SourceKind::AuditStream);
+            if let Some(&kind) = self.kinds.get(&*tp.0) {
+                self.work.assign_partition(tp, kind);
             }
         }
         self.held_back.retain(|tp| !revoked.contains(tp));

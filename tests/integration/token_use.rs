@@ -141,3 +141,89 @@ async fn simulated_traffic_yields_the_ground_truth_token_uses() {
     assert!(precision >= 0.99, "precision {precision:.4}");
     assert!(recall >= 0.99, "recall {recall:.4}");
 }
+
+#[derive(clickhouse::Row, Deserialize)]
+struct Enriched {
+    job_id: Option<i64>,
+    pipeline_id: Option<i64>,
+}
+
+/// Ingest starts on a backlog whose audit partition delivers before its webhook partition
+/// has delivered anything: the record waits for the job's webhook and takes its pipeline.
+/// Before assigned webhook partitions held the watermark, the first fetch's records were
+/// decided with no job known (one 1 M e2e run of 17 stored 935 such records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_partition_that_has_delivered_nothing_yet_holds_records_back() {
+    let svc = services();
+    let name = unique("it_token_use_wait");
+    let mut s = settings(&svc, &name);
+    s.correlate.lateness_ms = 500;
+    // Longer than the test's wait for the webhook: the quiet partition stays active.
+    s.correlate.idle_flush_ms = 60_000;
+    // One partition per topic (prepare_ingest): only the webhook one has nothing yet.
+    let client = prepare_ingest(&svc, &s).await;
+
+    let fixture = |path: &str| -> serde_json::Value {
+        let full = format!(
+            "{}/tests/fixtures/gitlab/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(full).unwrap()).unwrap()
+    };
+    // Job 987654's authentication and git fetch, then an hour later another job's
+    // authentication: on the event clock alone, the first pair is ready to be decided.
+    let auth = fixture("audit-stream/user_authenticated_using_job_token.json");
+    let git = fixture("audit-stream/repository_git_operation.json");
+    let mut later = auth.clone();
+    later["id"] = serde_json::json!("bbbbbbbb-2222-4333-8444-555555555555");
+    later["created_at"] = serde_json::json!("2025-06-03T11:15:42.123Z");
+    later["target_id"] = serde_json::json!(987999);
+    let audit: Vec<Outgoing> = [auth, git, later]
+        .iter()
+        .map(|b| Outgoing::new(serde_json::to_vec(b).unwrap()).key("4821"))
+        .collect();
+    let p = producer(&svc.brokers);
+    produce_all(&p, &s.kafka.audit_topics[0], &audit).await;
+
+    let ingest = RunningIngest::start(&s);
+    eventually(
+        Duration::from_secs(60),
+        "the audit events stored",
+        || async {
+            let n: u64 = client
+                .query("SELECT count() FROM audit_events_dedup")
+                .fetch_one()
+                .await
+                .unwrap();
+            (n >= 3).then_some(())
+        },
+    )
+    .await;
+    // Received later than the audit events, by more than the lateness.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let job = fixture("webhooks/job_hook.json");
+    let hook = Outgoing::new(serde_json::to_vec(&job).unwrap())
+        .header("X-Gitlab-Event", "Job Hook")
+        .header("Idempotency-Key", "wait-1");
+    produce_all(&p, &s.kafka.webhook_topics[0], &[hook]).await;
+
+    let record: Enriched = eventually(
+        Duration::from_secs(60),
+        "job 987654's token-use record",
+        || async {
+            client
+                .query("SELECT job_id, pipeline_id FROM token_use_dedup WHERE job_id = 987654")
+                .fetch_optional()
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    ingest.stop().await;
+    assert_eq!(record.job_id, Some(987654));
+    assert_eq!(
+        record.pipeline_id,
+        Some(445566),
+        "decided before its job's webhook was read"
+    );
+}
