@@ -128,6 +128,9 @@ CLK_TCK="$(getconf CLK_TCK)"
 
 # CPU seconds (user+system) of a pid so far.
 cpu_of() { awk -v hz="$CLK_TCK" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Of which system (kernel) CPU seconds: ClickHouse's vary with the machine's memory state
+# (page faults and zeroing), its user time far less (benches/README.md, tenth session).
+sys_of() { awk -v hz="$CLK_TCK" '{ print $15 / hz }' "/proc/$1/stat"; }
 # VmHWM (peak resident set) of a pid, in MB.
 hwm_of() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 # Bytes of Kafka's log segments of a topic (record batches as stored = as fetched).
@@ -278,8 +281,8 @@ phase_backlog() {
   bytes_a="$(topic_bytes "$TOKENTRAIL__KAFKA__AUDIT_TOPICS")"
   bytes_w="$(topic_bytes "$TOKENTRAIL__KAFKA__WEBHOOK_TOPICS")"
   BACKLOG_AUDIT_BYTES="$bytes_a"
-  local ch0 k0
-  ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
+  local ch0 chs0 k0
+  ch0="$(cpu_of "$CH_PID")"; chs0="$(sys_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
   log "backlog: tokentrail ingest"
   t0="$(now)"
   start_ingest
@@ -300,6 +303,7 @@ phase_backlog() {
   R[tt_rss]="$(hwm_of "$ingest_pid")"
   R[tt_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
   R[tt_ch_cpu_per_m]="$(calc "${R[tt_ch_cpu]} / $EVENTS * 1000000")"
+  R[tt_ch_sys_per_m]="$(calc "($(sys_of "$CH_PID") - $chs0) / $EVENTS * 1000000")"
   R[tt_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
   R[tt_audit_eps]="$(calc "$AUDIT_EVENTS / $secs")"
   save_metrics backlog
@@ -324,8 +328,8 @@ run_python_consumer() { # prefix, label, consumer arguments...
   databases+=("$db")
   TOKENTRAIL__CLICKHOUSE__DATABASE="$db" RUST_LOG=warn "$BIN" migrate >/dev/null
   log "$label: Python consumer on $BACKLOG_AUDIT_TOPIC into $db ($*)"
-  local t0 t1 ch0 k0
-  ch0="$(cpu_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
+  local t0 t1 ch0 chs0 k0
+  ch0="$(cpu_of "$CH_PID")"; chs0="$(sys_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
   t0="$(now)"
   timeout "$TIMEOUT" "$PY" "$ROOT/benches/baseline/consumer.py" --brokers "$BROKERS" \
     --topic "$BACKLOG_AUDIT_TOPIC" --group "$RUN.$prefix" \
@@ -347,6 +351,7 @@ run_python_consumer() { # prefix, label, consumer arguments...
   R[${prefix}_rss]="$(( $(jq -r .peak_rss_kb "$WORK/py.json") / 1024 ))"
   R[${prefix}_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
   R[${prefix}_ch_cpu_per_m]="$(calc "${R[${prefix}_ch_cpu]} / $rows * 1000000")"
+  R[${prefix}_ch_sys_per_m]="$(calc "($(sys_of "$CH_PID") - $chs0) / $rows * 1000000")"
   R[${prefix}_kafka_cpu]="$(calc "$(cpu_of "$KAFKA_PID") - $k0")"
   local distinct same
   distinct="$(sql "SELECT uniqExact(dedup_key) FROM $db.audit_events")"
@@ -445,6 +450,7 @@ row "consumer CPU-s per million events" "$(v tt_cpu_per_m 1)" "$(v py_cpu_per_m 
 row "consumer peak RSS (VmHWM) MB" "$(v tt_rss)" "$(v py_rss)" "$(v nat_rss)"
 row "ClickHouse CPU-s meanwhile" "$(v tt_ch_cpu 1)" "$(v py_ch_cpu 1)" "$(v nat_ch_cpu 1)"
 row "ClickHouse CPU-s per million events" "$(v tt_ch_cpu_per_m 1)" "$(v py_ch_cpu_per_m 1)" "$(v nat_ch_cpu_per_m 1)"
+row "  of which system (kernel) CPU-s" "$(v tt_ch_sys_per_m 1)" "$(v py_ch_sys_per_m 1)" "$(v nat_ch_sys_per_m 1)"
 row "Kafka CPU-s meanwhile" "$(v tt_kafka_cpu 1)" "$(v py_kafka_cpu 1)" "$(v nat_kafka_cpu 1)"
 for b in py:baseline nat:native; do
   p="${b%%:*}"

@@ -104,7 +104,9 @@ pub struct CorrelateSettings {
     /// A busy (author, IP) key is decided after at most this much event time.
     pub max_hold_ms: i64,
     /// With no new events for this long (wall clock), everything held is decided, so a quiet
-    /// stream still gets its records and its offsets committed.
+    /// stream still gets its records and its offsets committed. Also how long a partition
+    /// that delivers nothing (an empty webhook topic after a rebalance, say) holds the
+    /// watermark back (`ingest::clocks`).
     pub idle_flush_ms: u64,
 }
 

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod process;
 pub mod route;
 pub mod seal_timer;
+pub mod topics;
 pub mod writer;
 
 #[cfg(test)]

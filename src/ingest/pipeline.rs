@@ -31,7 +31,6 @@
 //! awaits the batch's delivery tickets before writing it, so no committed offset has an
 //! undelivered alert.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::Message;
@@ -45,12 +44,13 @@ use super::caught_up::{self, CheckClock, PartitionEnds};
 use super::commit::Committer;
 use super::error::IngestError;
 use super::process::Processor;
+use super::topics::SubscribedTopics;
 use super::writer::{Done, Sealed};
 use crate::config::Settings;
 use crate::kafka::client;
 use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared, RecordHeaders};
 use crate::kafka::dead_letter::{DeadLetterItem, DeadLetterProducer, DeadLetterTicket, RatioGuard};
-use crate::model::{HeaderSource, InputMessage, SourceKind};
+use crate::model::{HeaderSource, InputMessage};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
@@ -104,7 +104,7 @@ pub struct Loop<'a> {
     committer: Committer,
     dlq: DeadLetterProducer,
     guard: RatioGuard,
-    kinds: HashMap<String, SourceKind>,
+    topics: SubscribedTopics,
     /// Batch, correlation stage and alert rules: the per-message work.
     work: Processor,
     dispatch: AlertDispatch,
@@ -134,6 +134,7 @@ impl<'a> Loop<'a> {
         health: Health,
     ) -> Self {
         Loop {
+            topics: SubscribedTopics::new(&settings.kafka, &metrics),
             settings,
             committer: Committer::new(io.consumer.clone(), io.shared.clone(), metrics.clone()),
             metrics,
@@ -146,7 +147,6 @@ impl<'a> Loop<'a> {
                 settings.dead_letter.window_messages,
                 settings.dead_letter.max_ratio,
             ),
-            kinds: consumer::topic_kinds(&settings.kafka),
             work,
             dispatch: io.dispatch,
             tickets: Vec::new(),
@@ -386,8 +386,8 @@ impl<'a> Loop<'a> {
         // job webhook was read (tests/integration/token_use.rs). An empty webhook topic
         // costs records the idle period (`correlate.idle_flush_ms`) after a rebalance.
         for tp in &assigned {
-            if let Some(&kind) = self.kinds.get(&*tp.0) {
-                self.work.assign_partition(tp, kind);
+            if let Some(topic) = self.topics.get(&tp.0) {
+                self.work.assign_partition(tp, topic.kind);
             }
         }
         self.held_back.retain(|tp| !revoked.contains(tp));
@@ -421,21 +421,22 @@ impl<'a> Loop<'a> {
     ) -> Result<(), IngestError> {
         self.apply_revocations();
         let topic = msg.topic();
-        let kind = *self
-            .kinds
+        let subscribed = self
+            .topics
             .get(topic)
             .ok_or_else(|| IngestError::UnknownTopic(topic.to_string()))?;
-        let tp: TopicPartition = (Arc::from(topic), msg.partition());
+        let kind = subscribed.kind;
+        subscribed.consumed.inc();
+        let partition = msg.partition();
         let offset = msg.offset();
         let kafka_ts = msg.timestamp().to_millis();
-        self.metrics.consumed.with_label_values(&[topic]).inc();
         self.summary.messages += 1;
 
         let headers = RecordHeaders(msg);
         let input = InputMessage {
             source: kind,
             topic,
-            partition: tp.1,
+            partition,
             offset,
             timestamp_ms: kafka_ts,
             headers: &headers,
@@ -446,7 +447,7 @@ impl<'a> Loop<'a> {
             let ticket = self.dlq.enqueue(
                 &DeadLetterItem {
                     topic,
-                    partition: tp.1,
+                    partition,
                     offset,
                     kind: rejection.kind.as_str(),
                     message: &rejection.message,

@@ -16,7 +16,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::client::client_config;
 use super::offsets::OffsetTracker;
 use super::settings::KafkaSettings;
-use crate::model::{Header, HeaderSource, SourceKind, find_header};
+use crate::model::{Header, HeaderSource, find_header};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
@@ -198,18 +198,6 @@ pub fn consumer(
         .collect();
     consumer.subscribe(&topics)?;
     Ok((consumer, shared))
-}
-
-/// Maps each configured topic to the kind of GitLab delivery it carries.
-pub fn topic_kinds(settings: &KafkaSettings) -> HashMap<String, SourceKind> {
-    let mut map = HashMap::new();
-    for t in &settings.audit_topics {
-        map.insert(t.clone(), SourceKind::AuditStream);
-    }
-    for t in &settings.webhook_topics {
-        map.insert(t.clone(), SourceKind::Webhook);
-    }
-    map
 }
 
 /// A consumed record's headers, parsed by librdkafka only if a reader asks for one
