@@ -482,3 +482,12 @@ pub async fn prepare_ingest(svc: &Services, s: &Settings) -> clickhouse::Client 
         .unwrap();
     client
 }
+
+/// A JSON fixture of tests/fixtures/gitlab/ (GitLab's documented payloads).
+pub fn gitlab_fixture(path: &str) -> serde_json::Value {
+    let full = format!(
+        "{}/tests/fixtures/gitlab/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
+}

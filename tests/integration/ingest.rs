@@ -15,14 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-fn fixture(path: &str) -> Value {
-    let full = format!(
-        "{}/tests/fixtures/gitlab/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
-}
-
 fn audit(body: &Value) -> Outgoing {
     let key = body["author_id"].to_string();
     let mut m = Outgoing::new(serde_json::to_vec(body).unwrap())
@@ -54,11 +46,11 @@ struct Traffic {
 }
 
 fn traffic() -> Traffic {
-    let auth = fixture("audit-stream/user_authenticated_using_job_token.json");
-    let git = fixture("audit-stream/repository_git_operation.json");
-    let allow = fixture("audit-stream/secure_ci_job_token_project_added.json");
-    let job = fixture("webhooks/job_hook.json");
-    let pipeline = fixture("webhooks/pipeline_hook.json");
+    let auth = gitlab_fixture("audit-stream/user_authenticated_using_job_token.json");
+    let git = gitlab_fixture("audit-stream/repository_git_operation.json");
+    let allow = gitlab_fixture("audit-stream/secure_ci_job_token_project_added.json");
+    let job = gitlab_fixture("webhooks/job_hook.json");
+    let pipeline = gitlab_fixture("webhooks/pipeline_hook.json");
 
     // GitLab re-dispatches a stream-only event with a fresh random id.
     let mut auth_redispatch = auth.clone();

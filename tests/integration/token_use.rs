@@ -163,17 +163,10 @@ async fn a_webhook_partition_that_has_delivered_nothing_yet_holds_records_back()
     // One partition per topic (prepare_ingest): only the webhook one has nothing yet.
     let client = prepare_ingest(&svc, &s).await;
 
-    let fixture = |path: &str| -> serde_json::Value {
-        let full = format!(
-            "{}/tests/fixtures/gitlab/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(full).unwrap()).unwrap()
-    };
     // Job 987654's authentication and git fetch, then an hour later another job's
     // authentication: on the event clock alone, the first pair is ready to be decided.
-    let auth = fixture("audit-stream/user_authenticated_using_job_token.json");
-    let git = fixture("audit-stream/repository_git_operation.json");
+    let auth = gitlab_fixture("audit-stream/user_authenticated_using_job_token.json");
+    let git = gitlab_fixture("audit-stream/repository_git_operation.json");
     let mut later = auth.clone();
     later["id"] = serde_json::json!("bbbbbbbb-2222-4333-8444-555555555555");
     later["created_at"] = serde_json::json!("2025-06-03T11:15:42.123Z");
@@ -201,7 +194,7 @@ async fn a_webhook_partition_that_has_delivered_nothing_yet_holds_records_back()
     .await;
     // Received later than the audit events, by more than the lateness.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let job = fixture("webhooks/job_hook.json");
+    let job = gitlab_fixture("webhooks/job_hook.json");
     let hook = Outgoing::new(serde_json::to_vec(&job).unwrap())
         .header("X-Gitlab-Event", "Job Hook")
         .header("Idempotency-Key", "wait-1");
