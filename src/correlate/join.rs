@@ -176,14 +176,7 @@ pub struct Join {
     /// Seeds the content keys at random, so a sender cannot compute two events whose keys
     /// collide (one would be dropped as the other's duplicate).
     content_seed: RandomState,
-    /// `commit_adjacent`'s lists, kept between calls rather than grown anew each time it
-    /// finds pairs (benches/README.md, "Ninth session").
-    adjacent_starts: Vec<usize>,
-    adjacent_taken: Vec<Item>,
 }
-
-/// Longest `adjacent_taken` kept between calls (about 170 bytes per item).
-const KEPT_TAKEN_CAPACITY: usize = 256;
 
 impl Join {
     /// `max_hold_ms` is raised to at least twice the window so a hold can't undercut it.
@@ -205,8 +198,6 @@ impl Join {
             decided: HashSet::default(),
             decided_order: VecDeque::new(),
             content_seed: RandomState::default(),
-            adjacent_starts: Vec::new(),
-            adjacent_taken: Vec::new(),
         }
     }
 
@@ -429,8 +420,7 @@ impl Join {
         let w = self.window_ms;
         let items = &ks.items;
         let behind = items.partition_point(|i| i.t < wm);
-        let mut take = std::mem::take(&mut self.adjacent_starts);
-        take.clear();
+        let mut take: Vec<usize> = Vec::new();
         let mut i = 0;
         while i + 1 < behind {
             let (a, r) = (&items[i], &items[i + 1]);
@@ -444,7 +434,6 @@ impl Join {
             }
         }
         if take.is_empty() {
-            self.adjacent_starts = take;
             return;
         }
         // The pairs leave in one pass that closes the gaps behind them. Draining pair by pair
@@ -452,27 +441,26 @@ impl Join {
         // of the watermark behind them, that was most of the join's time.
         let mut starts = take.iter().copied().peekable();
         let mut index = 0;
-        let mut taken = std::mem::take(&mut self.adjacent_taken);
-        taken.extend(ks.items.extract_if(..behind, |_| {
-            let i = index;
-            index += 1;
-            let Some(&start) = starts.peek() else {
-                return false;
-            };
-            if i == start + 1 {
-                starts.next();
-            }
-            i == start || i == start + 1
-        }));
+        let mut taken: Vec<Item> = ks
+            .items
+            .extract_if(..behind, |_| {
+                let i = index;
+                index += 1;
+                let Some(&start) = starts.peek() else {
+                    return false;
+                };
+                if i == start + 1 {
+                    starts.next();
+                }
+                i == start || i == start + 1
+            })
+            .collect();
         // Last pair first, as they were decided before.
         while let (Some(res), Some(auth)) = (taken.pop(), taken.pop()) {
             self.forget(&auth, CommitReason::Adjacent);
             self.forget(&res, CommitReason::Adjacent);
             out.push(self.outcome(ks, Some(auth), Some(res), CommitReason::Adjacent));
         }
-        taken.shrink_to(KEPT_TAKEN_CAPACITY);
-        self.adjacent_starts = take;
-        self.adjacent_taken = taken;
     }
 
     fn evict_oldest(&mut self, out: &mut Vec<Outcome>) {
