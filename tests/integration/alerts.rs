@@ -95,10 +95,6 @@ fn start(s: &Settings) -> (CancellationToken, tokio::task::JoinHandle<app::RunSu
     (cancel, handle)
 }
 
-async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
-    client.query(sql).fetch_one().await.unwrap()
-}
-
 /// Runs the pipeline until every distinct audit event is stored, then stops it gracefully
 /// (which decides what the correlator still holds).
 async fn ingest_all(s: &Settings, client: &clickhouse::Client, audit_events: u64) {

@@ -491,3 +491,8 @@ pub fn gitlab_fixture(path: &str) -> serde_json::Value {
     );
     serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
 }
+
+/// The one number `sql` answers (a `SELECT count() …`).
+pub async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
+    client.query(sql).fetch_one::<u64>().await.unwrap()
+}

@@ -115,10 +115,6 @@ fn traffic() -> Traffic {
     }
 }
 
-async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
-    client.query(sql).fetch_one::<u64>().await.unwrap()
-}
-
 async fn setup(name: &str) -> (Services, Settings, clickhouse::Client) {
     let svc = services();
     let s = settings(&svc, name);

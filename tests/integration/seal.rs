@@ -12,10 +12,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
-    client.query(sql).fetch_one::<u64>().await.unwrap()
-}
-
 async fn insert_token_use(client: &clickhouse::Client, db: &str, rows: Vec<u8>) {
     let mut insert = client.insert_formatted_with(Table::TokenUse.insert_sql(db));
     insert.send(rows.into()).await.unwrap();

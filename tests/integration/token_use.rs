@@ -183,12 +183,7 @@ async fn a_webhook_partition_that_has_delivered_nothing_yet_holds_records_back()
         Duration::from_secs(60),
         "the audit events stored",
         || async {
-            let n: u64 = client
-                .query("SELECT count() FROM audit_events_dedup")
-                .fetch_one()
-                .await
-                .unwrap();
-            (n >= 3).then_some(())
+            (count(&client, "SELECT count() FROM audit_events_dedup").await >= 3).then_some(())
         },
     )
     .await;
