@@ -74,7 +74,7 @@ pub fn from_str(text: &str) -> serde_json::Result<Value<'_>> {
 fn parse<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
 ) -> serde_json::Result<Value<'de>> {
-    let value = ValueSeed(&mut Scratch::default()).deserialize(&mut de)?;
+    let value = ValueSeed(&mut Scratch::for_document()).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -333,7 +333,7 @@ impl fmt::Display for Value<'_> {
 
 impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        ValueSeed(&mut Scratch::default()).deserialize(deserializer)
+        ValueSeed(&mut Scratch::for_document()).deserialize(deserializer)
     }
 }
 
@@ -342,10 +342,24 @@ impl<'de> Deserialize<'de> for Value<'de> {
 /// grown member by member (or reserved at a guess) touched several times the memory it
 /// kept, and the tree was the largest part of the in-process path (benches/README.md,
 /// "Seventh session").
-#[derive(Default)]
 struct Scratch<'de> {
     members: Vec<(Cow<'de, str>, Value<'de>)>,
     items: Vec<Value<'de>>,
+}
+
+impl Scratch<'_> {
+    /// Room for the members open at once in a GitLab audit event (its top level and
+    /// `details`, each tens of members), so the stack is allocated once per document
+    /// instead of doubling from empty (benches/README.md, "Eleventh session").
+    const MEMBERS: usize = 64;
+    const ITEMS: usize = 16;
+
+    fn for_document() -> Self {
+        Scratch {
+            members: Vec::with_capacity(Self::MEMBERS),
+            items: Vec::with_capacity(Self::ITEMS),
+        }
+    }
 }
 
 struct ValueSeed<'s, 'de>(&'s mut Scratch<'de>);

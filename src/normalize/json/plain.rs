@@ -26,7 +26,7 @@ pub(super) fn parse(text: &str) -> Option<Value<'_>> {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        scratch: Scratch::default(),
+        scratch: Scratch::for_document(),
     };
     parser.skip_whitespace();
     let value = parser.value(0)?;
