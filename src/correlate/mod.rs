@@ -189,8 +189,15 @@ impl Correlator {
     /// Feeds one normalized audit event. Returns the records that became final: evictions,
     /// and with `auto_lateness_ms`, whatever the advanced watermark closed.
     pub fn on_audit(&mut self, ev: &AuditEvent) -> Vec<TokenUse> {
-        let mut out = Vec::new();
         let mut records = Vec::new();
+        self.on_audit_into(ev, &mut records);
+        records
+    }
+
+    /// [`Correlator::on_audit`], appending the records to `records` (the ingest loop's list
+    /// for the message, so a record is moved once instead of through two more lists).
+    pub fn on_audit_into(&mut self, ev: &AuditEvent, records: &mut Vec<TokenUse>) {
+        let mut out = Vec::new();
         match &ev.meaning {
             AuditMeaning::JobTokenAuth { job_id } => {
                 let side = Side::Auth(AuthSide {
@@ -244,8 +251,7 @@ impl Correlator {
             let wm = tracker.observe(ev.created_at_ms);
             self.join.advance(wm, &mut out);
         }
-        self.finish(out, &mut records);
-        records
+        self.finish(out, records);
     }
 
     /// Caches job info for enrichment. Records already emitted are not revisited (see
@@ -257,11 +263,16 @@ impl Correlator {
     /// Moves the watermark (event time below which no more events are expected) and returns the
     /// records it closes. A watermark at or behind the current one does nothing.
     pub fn advance(&mut self, watermark_ms: i64) -> Vec<TokenUse> {
+        let mut records = Vec::new();
+        self.advance_into(watermark_ms, &mut records);
+        records
+    }
+
+    /// [`Correlator::advance`], appending the records to `records` (see `on_audit_into`).
+    pub fn advance_into(&mut self, watermark_ms: i64, records: &mut Vec<TokenUse>) {
         let mut out = Vec::new();
         self.join.advance(watermark_ms, &mut out);
-        let mut records = Vec::new();
-        self.finish(out, &mut records);
-        records
+        self.finish(out, records);
     }
 
     /// Commits everything held (shutdown, end of input).
@@ -333,15 +344,19 @@ impl Correlator {
         self.join.insert(id, ip, t, &ev.dedup_key, side, out);
     }
 
-    /// Turns join outcomes into records, in a deterministic order.
+    /// Appends the join outcomes' records to `records`, in a deterministic order among
+    /// themselves (records already in the list stay as they are).
     fn finish(&mut self, outcomes: Vec<Outcome>, records: &mut Vec<TokenUse>) {
+        let start = records.len();
+        records.reserve(outcomes.len());
         for o in outcomes {
             if let Some(r) = self.record(o) {
                 records.push(r);
             }
         }
-        self.counters.emitted += records.len() as u64;
-        records.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        let new = &mut records[start..];
+        self.counters.emitted += new.len() as u64;
+        new.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
         // Records still held are at most a horizon behind the watermark: older changes can
         // only matter as the state they leave.
         if let Some(wm) = self.join.watermark() {

@@ -143,7 +143,7 @@ impl CorrelationStage {
                             max_correlatable.map_or(ev.created_at_ms, |m| m.max(ev.created_at_ms)),
                         );
                     }
-                    records.extend(self.correlator.on_audit(ev));
+                    self.correlator.on_audit_into(ev, &mut records);
                     max_audit =
                         Some(max_audit.map_or(ev.created_at_ms, |m| m.max(ev.created_at_ms)));
                 }
@@ -175,7 +175,7 @@ impl CorrelationStage {
                 });
         }
         if let Some(wm) = self.clocks.watermark() {
-            records.extend(self.correlator.advance(wm));
+            self.correlator.advance_into(wm, &mut records);
         }
         records
     }
