@@ -138,6 +138,23 @@ fn adjacent_pair_is_emitted_once_the_watermark_passes_its_resource() {
     assert!(c.advance(t_res + 10 * WINDOW).is_empty());
 }
 
+/// The ingest loop collects one message's records in one list: `advance_into` appends the
+/// records it decides, sorted among themselves, and leaves what the list held before as it was.
+#[test]
+fn advance_into_appends_after_the_records_already_in_the_list() {
+    let [allow, a, r] = sample_events();
+    let t_res = r.created_at_ms;
+    let mut c = manual();
+    assert!(feed(&mut c, &[allow, a, r]).is_empty());
+    let earlier = TokenUse {
+        event_time_ms: t_res + 10 * WINDOW,
+        ..sample_record()
+    };
+    let mut records = vec![earlier.clone()];
+    c.advance_into(t_res + 1, &mut records);
+    assert_eq!(records, vec![earlier, sample_record()]);
+}
+
 /// Several adjacent pairs of one key leave together, with an ambiguous run between them and
 /// an event ahead of the watermark after them: each pair keeps its own sides, and what stays
 /// is decided later as it would have been.
