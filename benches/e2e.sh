@@ -36,12 +36,21 @@
 #   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
 #   TT_E2E_PROFILE (unset)     FILE.svg: a flame graph of tokentrail draining the backlog
 #                              (perf, DWARF call graphs, inferno), and FILE.folded its stacks;
-#                              the run's figures then include perf's overhead and do not count
+#                              the run's figures then include perf's overhead (not for comparing)
+#   TT_E2E_SETTLE (0)          seconds to wait, counted from the previous run's DROP DATABASE,
+#                              before this run starts (see "Runs close together" below)
 #   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
 #   to `tokentrail ingest` unchanged, for tuning runs.
 #
 # Kafka, ClickHouse, the publisher and tokentrail share one machine; on a small box they
 # compete for the same cores, so figures are for the whole system on this machine.
+#
+# Runs close together: each run drops its databases at the end, tens of thousands of files.
+# On ext4 without a journal (this project's VM) the kernel will not reuse an inode deleted in
+# the last 60 s (300 s while its inode-table block is unwritten) and searches past each one
+# for every file ClickHouse creates, so the next run's ClickHouse, and everything sharing its
+# cores, is slower for minutes (benches/README.md, "Eleventh session"). The script notes when
+# the previous drop is under 360 s old; TT_E2E_SETTLE=360 waits instead.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,6 +65,7 @@ BAD_SHARE="${TT_E2E_BAD_SHARE:-0}"
 TIMEOUT="${TT_E2E_TIMEOUT:-1800}"
 METRICS_PORT="${TT_E2E_METRICS_PORT:-29464}"
 KEEP="${TT_E2E_KEEP:-0}"
+SETTLE="${TT_E2E_SETTLE:-0}"
 
 services="$ROOT/deploy/local/services"
 started_services=0
@@ -75,6 +85,7 @@ cleanup() {
   fi
   if [[ "$KEEP" != 1 && -n "${TOKENTRAIL__CLICKHOUSE__URL:-}" ]]; then
     for db in "${databases[@]}"; do sql "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
+    ((${#databases[@]} == 0)) || date +%s >"$DROPPED_AT" 2>/dev/null || true
   fi
   # A 10 M-message run leaves ~15 GB of topics: kept only with TT_E2E_KEEP=1.
   if [[ "$KEEP" != 1 && -n "${RUN:-}" ]] && "$services" status >/dev/null 2>&1; then
@@ -102,6 +113,19 @@ fi
 eval "$("$services" env)"
 BROKERS="$TOKENTRAIL__KAFKA__BROKERS"
 CH_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/clickhouse.pid")"
+# When a run last dropped its databases (see "Runs close together" above).
+DROPPED_AT="$TOKENTRAIL_LOCAL_DIR/run/e2e-dropped-at"
+SINCE_DROP=""
+if [[ -r "$DROPPED_AT" ]]; then
+  SINCE_DROP=$(($(date +%s) - $(cat "$DROPPED_AT")))
+  if ((SINCE_DROP < SETTLE)); then
+    log "waiting $((SETTLE - SINCE_DROP)) s: the previous run dropped its databases ${SINCE_DROP} s ago (TT_E2E_SETTLE=$SETTLE)"
+    sleep $((SETTLE - SINCE_DROP))
+    SINCE_DROP="$SETTLE"
+  fi
+fi
+recent_drop() { [[ -n "$SINCE_DROP" ]] && ((SINCE_DROP < 360)); }
+! recent_drop || log "note: the previous run dropped its databases ${SINCE_DROP} s ago: ClickHouse will be slower for a while (see 'Runs close together' in $0)"
 KAFKA_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/kafka.pid")"
 
 if [[ -n "${TT_E2E_BIN:-}" ]]; then
@@ -435,6 +459,11 @@ v() { # key, decimals
 echo
 echo "tokentrail end to end: run $RUN, $(nproc) cores shared by Kafka, ClickHouse 18.16, the publisher and the consumer"
 echo "(one machine; other jobs on it add noise: repeat runs before comparing figures)"
+if recent_drop; then
+  echo "note: the previous run dropped its databases ${SINCE_DROP} s before this one started, so ClickHouse's"
+  echo "kernel CPU and everything sharing its cores include ext4's search past the deleted inodes"
+  echo "(\"Runs close together\" in benches/e2e.sh; TT_E2E_SETTLE=360 waits instead)"
+fi
 echo
 row "backlog of $N messages" "tokentrail" "python HTTP" "python native"
 row "----------------------------------" "----------------" "----------------" "----------------"
