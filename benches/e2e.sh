@@ -50,7 +50,7 @@
 # the last 60 s (300 s while its inode-table block is unwritten) and searches past each one
 # for every file ClickHouse creates, so the next run's ClickHouse, and everything sharing its
 # cores, is slower for minutes (benches/README.md, "Eleventh session"). The script notes when
-# the previous drop is under 360 s old; TT_E2E_SETTLE=360 waits instead.
+# the previous drop is under DROP_QUIET_S (360 s) old; TT_E2E_SETTLE=360 waits instead.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,6 +66,8 @@ TIMEOUT="${TT_E2E_TIMEOUT:-1800}"
 METRICS_PORT="${TT_E2E_METRICS_PORT:-29464}"
 KEEP="${TT_E2E_KEEP:-0}"
 SETTLE="${TT_E2E_SETTLE:-0}"
+# Past the kernel's 300 s for an unwritten inode-table block (see "Runs close together").
+DROP_QUIET_S=360
 
 services="$ROOT/deploy/local/services"
 started_services=0
@@ -113,6 +115,7 @@ fi
 eval "$("$services" env)"
 BROKERS="$TOKENTRAIL__KAFKA__BROKERS"
 CH_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/clickhouse.pid")"
+KAFKA_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/kafka.pid")"
 # When a run last dropped its databases (see "Runs close together" above).
 DROPPED_AT="$TOKENTRAIL_LOCAL_DIR/run/e2e-dropped-at"
 SINCE_DROP=""
@@ -124,9 +127,8 @@ if [[ -r "$DROPPED_AT" ]]; then
     SINCE_DROP="$SETTLE"
   fi
 fi
-recent_drop() { [[ -n "$SINCE_DROP" ]] && ((SINCE_DROP < 360)); }
+recent_drop() { [[ -n "$SINCE_DROP" ]] && ((SINCE_DROP < DROP_QUIET_S)); }
 ! recent_drop || log "note: the previous run dropped its databases ${SINCE_DROP} s ago: ClickHouse will be slower for a while (see 'Runs close together' in $0)"
-KAFKA_PID="$(cat "$TOKENTRAIL_LOCAL_DIR/run/kafka.pid")"
 
 if [[ -n "${TT_E2E_BIN:-}" ]]; then
   BIN="$TT_E2E_BIN"
@@ -152,8 +154,8 @@ CLK_TCK="$(getconf CLK_TCK)"
 
 # CPU seconds (user+system) of a pid so far.
 cpu_of() { awk -v hz="$CLK_TCK" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
-# Of which system (kernel) CPU seconds: ClickHouse's vary with the machine's memory state
-# (page faults and zeroing), its user time far less (benches/README.md, tenth session).
+# Of which system (kernel) CPU seconds: ClickHouse's grow after a recent drop (see "Runs
+# close together" above), its user time does not.
 sys_of() { awk -v hz="$CLK_TCK" '{ print $15 / hz }' "/proc/$1/stat"; }
 # VmHWM (peak resident set) of a pid, in MB.
 hwm_of() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
@@ -462,7 +464,7 @@ echo "(one machine; other jobs on it add noise: repeat runs before comparing fig
 if recent_drop; then
   echo "note: the previous run dropped its databases ${SINCE_DROP} s before this one started, so ClickHouse's"
   echo "kernel CPU and everything sharing its cores include ext4's search past the deleted inodes"
-  echo "(\"Runs close together\" in benches/e2e.sh; TT_E2E_SETTLE=360 waits instead)"
+  echo "(\"Runs close together\" in benches/e2e.sh; TT_E2E_SETTLE=$DROP_QUIET_S waits instead)"
 fi
 echo
 row "backlog of $N messages" "tokentrail" "python HTTP" "python native"
