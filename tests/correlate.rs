@@ -124,12 +124,19 @@ fn reverse_arrival_gives_same_record() {
     assert_eq!(out, vec![sample_record()]);
 }
 
-#[test]
-fn adjacent_pair_is_emitted_once_the_watermark_passes_its_resource() {
+/// The sample story fed to a manual-watermark correlator, which holds it; with the time of
+/// its resource event.
+fn sample_held() -> (Correlator, i64) {
     let [allow, a, r] = sample_events();
     let t_res = r.created_at_ms;
     let mut c = manual();
     assert!(feed(&mut c, &[allow, a, r]).is_empty());
+    (c, t_res)
+}
+
+#[test]
+fn adjacent_pair_is_emitted_once_the_watermark_passes_its_resource() {
+    let (mut c, t_res) = sample_held();
     assert!(
         c.advance(t_res).is_empty(),
         "an event at the watermark may still arrive"
@@ -142,10 +149,7 @@ fn adjacent_pair_is_emitted_once_the_watermark_passes_its_resource() {
 /// records it decides, sorted among themselves, and leaves what the list held before as it was.
 #[test]
 fn advance_into_appends_after_the_records_already_in_the_list() {
-    let [allow, a, r] = sample_events();
-    let t_res = r.created_at_ms;
-    let mut c = manual();
-    assert!(feed(&mut c, &[allow, a, r]).is_empty());
+    let (mut c, t_res) = sample_held();
     let earlier = TokenUse {
         event_time_ms: t_res + 10 * WINDOW,
         ..sample_record()

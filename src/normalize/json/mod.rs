@@ -349,8 +349,9 @@ struct Scratch<'de> {
 
 impl Scratch<'_> {
     /// Room for the members open at once in a GitLab audit event (its top level and
-    /// `details`, each tens of members), so the stack is allocated once per document
-    /// instead of doubling from empty (benches/README.md, "Eleventh session").
+    /// `details`, each tens of members), so these two stacks, not the objects' lists, are
+    /// allocated once per document instead of doubling from empty (benches/README.md,
+    /// "Eleventh session").
     const MEMBERS: usize = 64;
     const ITEMS: usize = 16;
 
