@@ -20,14 +20,18 @@ q() { clickhouse-client --port "$port" --format PrettyCompactMonoBlock -q "$1"; 
 clickhouse-client --port "$port" -q "SYSTEM FLUSH LOGS"
 per_m="if($events = 0, nan, 1e6 / $events)"
 
-echo "INSERTs into $db (query_log; CPU = UserTime + SystemTime of the query's threads)"
+echo "INSERTs into $db (query_log; CPU = UserTime + SystemTime of the query's threads;"
+echo "blocks written, with those of the views an INSERT feeds, and how many of them arrived"
+echo "in the table's key order so that ClickHouse did not sort them: benches/clickhouse-presort.sh)"
 q "SELECT
     extract(query, 'INSERT INTO [\`\"]?[A-Za-z0-9_]*[\`\"]?\\\\.?[\`\"]?([A-Za-z0-9_]+)') AS table,
     count() AS inserts,
     sum(written_rows) AS rows_written,
     round(sum(query_duration_ms) / 1000, 2) AS wall_s,
     round(sum(arraySum(arrayMap((n, v) -> if(n IN ('UserTimeMicroseconds', 'SystemTimeMicroseconds'), v, 0), ProfileEvents.Names, ProfileEvents.Values))) / 1e6, 2) AS cpu_s,
-    round(cpu_s * $per_m, 2) AS cpu_s_per_m_events
+    round(cpu_s * $per_m, 2) AS cpu_s_per_m_events,
+    sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'MergeTreeDataWriterBlocks')]) AS blocks,
+    sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'MergeTreeDataWriterBlocksAlreadySorted')]) AS already_sorted
   FROM system.query_log
   WHERE type = 2 AND query LIKE 'INSERT INTO%' AND (query LIKE '%$db.%' OR query LIKE '%\`$db\`.%')
   GROUP BY table WITH TOTALS ORDER BY cpu_s DESC"
