@@ -3,9 +3,9 @@
 # order: a MergeTree INSERT sorts a block that is not in key order and copies every column
 # into that order (`MergeTreeDataWriterBlocksAlreadySorted` in system.query_log counts the
 # blocks it did not have to sort). Copies the rows of a kept e2e database's two raw tables
-# into fresh tables, three times each, in blocks of 13,000 rows (about one batch's rows of
-# either table) either sorted by the table's key or shuffled, and sums the INSERTs'
-# query_log. The rows come from Memory tables that hold those blocks, read in order with one
+# into fresh tables, three times each, in blocks of 13,000 rows (about one batch's
+# audit_events rows; a batch holds about 5,400 webhooks) either sorted by the table's key or
+# shuffled, and sums this run's INSERTs from query_log. The rows come from Memory tables that hold those blocks, read in order with one
 # thread, so both kinds of INSERT read alike; no table is dropped until the end, so no INSERT
 # searches past freshly deleted inodes (benches/README.md, "Eleventh session").
 #
@@ -18,6 +18,7 @@ set -euo pipefail
 db="${1:?usage: $0 DATABASE}"
 [[ "$db" =~ ^[A-Za-z0-9_]+$ ]] || { echo "bad database name: $db" >&2; exit 2; }
 port="${TOKENTRAIL_CH_TCP_PORT:-19000}"
+started="$(date +%s)"
 ch() { clickhouse-client --port "$port" "$@"; }
 blocks=(--max_threads=1 --max_block_size=13000 --max_insert_block_size=13000
         --min_insert_block_size_rows=0 --min_insert_block_size_bytes=0)
@@ -56,5 +57,5 @@ ch --format PrettyCompactMonoBlock -q "SELECT
     $(event MergeTreeDataWriterBlocksAlreadySorted) AS already_sorted,
     $(event SoftPageFaults) AS soft_page_faults
   FROM system.query_log
-  WHERE type = 2 AND query LIKE 'INSERT INTO $db.presort\\_%'
+  WHERE type = 2 AND query LIKE 'INSERT INTO $db.presort\\_%' AND event_time >= toDateTime($started)
   GROUP BY copy ORDER BY copy"
