@@ -42,6 +42,13 @@ impl Block {
         self.bytes.slices(start, end)
     }
 
+    /// The bytes of row `row`, when they lie in one chunk (as rows written by
+    /// `ChunkWriter` always do).
+    pub fn row(&self, row: usize) -> Option<&[u8]> {
+        let (start, end) = self.byte_range(row..row + 1);
+        self.bytes.contiguous(start, end)
+    }
+
     /// The bytes of rows `range`, copied.
     pub fn row_bytes_vec(&self, range: std::ops::Range<usize>) -> Vec<u8> {
         let (start, end) = self.byte_range(range);

@@ -83,6 +83,16 @@ impl Chunks {
         })
     }
 
+    /// Bytes `start..end` when they lie in one chunk, as a row always does; `None` otherwise.
+    pub fn contiguous(&self, start: usize, end: usize) -> Option<&[u8]> {
+        let part = self
+            .parts
+            .partition_point(|(at, _)| *at <= start)
+            .checked_sub(1)?;
+        let (at, chunk) = &self.parts[part];
+        chunk.get(start - at..end.checked_sub(*at)?)
+    }
+
     /// Bytes `start..end` copied into one buffer.
     pub fn to_vec(&self, start: usize, end: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(end.saturating_sub(start));
@@ -102,6 +112,25 @@ impl From<Vec<u8>> for Chunks {
             len,
         }
     }
+}
+
+/// `rows` copied, in order, into pooled chunks of whole rows, each handed out once full:
+/// the writer's rows of one INSERT in key order (`store::key_order`). Only the chunks not yet
+/// sent exist at once, so the copy of an INSERT costs a few chunks of memory, not its size.
+pub fn copied_in_chunks<'r>(
+    rows: impl Iterator<Item = &'r [u8]> + 'r,
+) -> impl Iterator<Item = Bytes> + 'r {
+    let mut rows = rows.peekable();
+    std::iter::from_fn(move || {
+        let first = rows.next()?;
+        let mut chunk = take();
+        // A row larger than a chunk grows it (and it is not pooled afterwards).
+        chunk.extend_from_slice(first);
+        while let Some(row) = rows.next_if(|row| chunk.len() + row.len() <= CHUNK_BYTES) {
+            chunk.extend_from_slice(row);
+        }
+        Some(Bytes::from_owner(Pooled(chunk)))
+    })
 }
 
 /// Fills chunks row by row.
@@ -211,6 +240,49 @@ mod tests {
         assert_eq!(end, 10 + 3 * CHUNK_BYTES);
         let chunks = w.finish();
         assert_eq!(chunks.to_vec(10, end), vec![2; 3 * CHUNK_BYTES]);
+    }
+
+    #[test]
+    fn rows_are_found_whole_and_copied_in_any_order_into_full_chunks() {
+        let mut w = ChunkWriter::default();
+        let mut ends = vec![0];
+        for i in 0..300usize {
+            ends.push(w.row(row(1000 + (i * 7919) % 9000, (i % 251) as u8)));
+        }
+        let chunks = w.finish();
+        let rows: Vec<&[u8]> = ends
+            .windows(2)
+            .map(|e| {
+                chunks
+                    .contiguous(e[0], e[1])
+                    .expect("a row lies in one chunk")
+            })
+            .collect();
+        assert_eq!(rows.len(), 300);
+        assert_eq!(chunks.contiguous(ends[5], ends[299]), None, "spans chunks");
+        assert_eq!(chunks.contiguous(0, chunks.len() + 1), None);
+
+        let reversed: Vec<&[u8]> = rows.iter().rev().copied().collect();
+        let pieces: Vec<Bytes> = copied_in_chunks(reversed.iter().copied()).collect();
+        assert_eq!(pieces.concat(), reversed.concat());
+        assert!(pieces.iter().all(|p| p.len() <= CHUNK_BYTES));
+        assert!(
+            pieces
+                .iter()
+                .rev()
+                .skip(1)
+                .all(|p| p.len() > CHUNK_BYTES - 10_000),
+            "every chunk but the last is full to within a row"
+        );
+
+        let big = vec![7u8; 2 * CHUNK_BYTES];
+        let pieces: Vec<Bytes> =
+            copied_in_chunks([&b"a"[..], &big[..], &b"b"[..]].into_iter()).collect();
+        assert_eq!(
+            pieces.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [1, big.len(), 1]
+        );
+        assert_eq!(copied_in_chunks(std::iter::empty()).count(), 0);
     }
 
     #[test]

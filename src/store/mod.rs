@@ -4,6 +4,7 @@ pub mod block;
 pub mod chunks;
 pub mod client;
 pub mod cluster;
+pub mod key_order;
 pub mod migrate;
 pub mod read;
 pub mod rowbinary;

@@ -1,4 +1,5 @@
-//! A minimal RowBinary encoder. Rows are encoded as soon as they are normalized and the
+//! A minimal RowBinary encoder, and the reader for the few columns read back from encoded
+//! rows (sort keys). Rows are encoded as soon as they are normalized and the
 //! pipeline holds only these bytes until ClickHouse acknowledges them.
 //!
 //! Only portable column types are written (String, Int32/64, UInt8, Nullable of those), so the
@@ -90,6 +91,61 @@ impl<'a> RowWriter<'a> {
     }
 }
 
+/// Reads back the RowBinary values a [`RowWriter`] wrote, for the few places that need a
+/// column of an encoded row (the writer's sort keys, `store::tables::sort_key`). `None` when
+/// the row ends early or a length is impossible: the caller treats the row as unreadable.
+pub struct RowReader<'r> {
+    rest: &'r [u8],
+}
+
+impl<'r> RowReader<'r> {
+    pub fn new(row: &'r [u8]) -> Self {
+        RowReader { rest: row }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'r [u8]> {
+        if n > self.rest.len() {
+            return None;
+        }
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Some(taken)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    pub fn string(&mut self) -> Option<&'r [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        self.take(len)
+    }
+
+    pub fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    pub fn opt_i64(&mut self) -> Option<Option<i64>> {
+        match self.u8()? {
+            1 => Some(None),
+            0 => Some(Some(self.i64()?)),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +175,33 @@ mod tests {
             buf,
             [1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0, 1]
         );
+    }
+
+    #[test]
+    fn the_reader_reads_what_the_writer_wrote_and_refuses_a_short_row() {
+        let long = "y".repeat(300);
+        let mut buf = Vec::new();
+        RowWriter::new(&mut buf)
+            .string("ab")
+            .opt_i64(None)
+            .opt_i64(Some(-5))
+            .u8(7)
+            .string(&long)
+            .i64(i64::MIN);
+        let mut r = RowReader::new(&buf);
+        assert_eq!(r.string(), Some(&b"ab"[..]));
+        assert_eq!(r.opt_i64(), Some(None));
+        assert_eq!(r.opt_i64(), Some(Some(-5)));
+        assert_eq!(r.u8(), Some(7));
+        assert_eq!(r.string(), Some(long.as_bytes()));
+        assert_eq!(r.i64(), Some(i64::MIN));
+        assert_eq!(r.u8(), None, "nothing left");
+
+        // A length prefix promising more than follows, a cut integer, a bad null flag,
+        // and a varint that never ends.
+        assert_eq!(RowReader::new(&[0xff, 0x7f, b'x']).string(), None);
+        assert_eq!(RowReader::new(&[1, 2, 3]).i64(), None);
+        assert_eq!(RowReader::new(&[2, 0, 0, 0, 0, 0, 0, 0, 0]).opt_i64(), None);
+        assert_eq!(RowReader::new(&[0x80; 11]).string(), None);
     }
 }

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use super::tables::TimePrecision;
+
 /// Lists migration files of `schemas/clickhouse/` (`NNNN_name`, without `.sql`): version and
 /// name come from the file name, so nothing is numbered twice.
 macro_rules! migrations {
@@ -101,6 +103,15 @@ impl Dialect {
             Dialect::Modern
         } else {
             Dialect::Portable
+        }
+    }
+
+    /// How finely `ts_type` columns hold time: what the writer's sort keys compare
+    /// (`tables::sort_key`).
+    pub fn timestamp_precision(self) -> TimePrecision {
+        match self {
+            Dialect::Portable => TimePrecision::Seconds,
+            Dialect::Modern => TimePrecision::Millis,
         }
     }
 
@@ -314,6 +325,22 @@ mod tests {
         assert!(create.contains("non_replicated_deduplication_window"));
         let forever = render(MIGRATIONS[0].2, &opts(Dialect::Modern, 0)).unwrap();
         assert!(!forever[0].contains("TTL"));
+    }
+
+    #[test]
+    fn the_timestamp_precision_is_the_rendered_time_types() {
+        for (dialect, precision) in [
+            (Dialect::Portable, TimePrecision::Seconds),
+            (Dialect::Modern, TimePrecision::Millis),
+        ] {
+            let rendered = render("SELECT {{ts_type}}", &opts(dialect, 0)).unwrap();
+            assert_eq!(dialect.timestamp_precision(), precision);
+            assert_eq!(
+                rendered[0].contains("DateTime64(3"),
+                precision == TimePrecision::Millis,
+                "{rendered:?}"
+            );
+        }
     }
 
     #[test]

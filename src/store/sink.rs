@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::block::{Block, TopicPartition, WriteReceipt};
 use super::schema::Dialect;
 use super::tables::Table;
+use super::{chunks, key_order};
 use crate::retry::Backoff;
 use crate::retry::RetrySettings;
 use crate::telemetry::metrics::Metrics;
@@ -184,6 +185,8 @@ impl ClickHouseSink {
     /// INSERT costs the server a new part and, later, a merge, and on a small server that
     /// per-INSERT cost, not the row count, is what limits throughput. Only if the server
     /// rejects the combined data are the table's blocks written one by one and bisected.
+    /// A table's rows go in its `ORDER BY` order when it has one (`store::key_order`), so the
+    /// server need not sort them.
     /// Up to [`CONCURRENT_INSERTS`] tables are written at once, so a batch takes about as
     /// long as its largest table rather than the sum of all; a table that must be stored
     /// before the others (`Table::is_written_first`) is written alone, first.
@@ -340,6 +343,13 @@ impl ClickHouseSink {
             // Identical on a retry of the same rows, so a retry after an ambiguous failure
             // (the server stored the block but the answer was lost) is not stored twice.
             insert = insert.with_setting("insert_deduplication_token", dedup_token(blocks, &range));
+        }
+        let precision = self.dialect.timestamp_precision();
+        if let Some(rows) = key_order::rows_in_key_order(blocks, range.clone(), precision) {
+            for piece in chunks::copied_in_chunks(rows.into_iter()) {
+                insert.send(piece).await.map_err(|e| classify(&e))?;
+            }
+            return insert.end().await.map_err(|e| classify(&e));
         }
         for block in blocks {
             let rows = range.clone().unwrap_or(0..block.rows.len());

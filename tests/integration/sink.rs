@@ -6,10 +6,10 @@ use std::sync::Arc;
 use tokentrail::config::RetrySettings;
 use tokentrail::ingest::batch::{Batch, Block};
 use tokentrail::kafka::offsets::OffsetTracker;
-use tokentrail::model::JobInfo;
+use tokentrail::model::{ActorKind, AuditEvent, AuditMeaning, JobInfo};
 use tokentrail::store::block::TopicPartition;
 use tokentrail::store::sink::{self, ClickHouseSink};
-use tokentrail::store::tables::{Table, encode_job};
+use tokentrail::store::tables::{KafkaOrigin, Table, encode_audit_event, encode_job};
 use tokentrail::telemetry::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -161,4 +161,97 @@ async fn a_read_only_user_is_fatal_and_names_the_privilege() {
         }
         other => panic!("expected a fatal error, got {other:?}"),
     }
+}
+
+fn audit_event(event_type: &str, created_at_ms: i64, dedup_key: &str) -> AuditEvent {
+    AuditEvent {
+        id: dedup_key.into(),
+        dedup_key: dedup_key.into(),
+        stream_only: false,
+        event_type: event_type.into(),
+        author_id: 1,
+        author_name: "ann".into(),
+        author_class: None,
+        actor_kind: ActorKind::Human,
+        entity_id: Some(7),
+        entity_type: "Project".into(),
+        entity_path: "group/app".into(),
+        target_id: None,
+        target_type: String::new(),
+        target_details: String::new(),
+        ip_address: "10.0.0.1".into(),
+        created_at_ms,
+        details_json: "{}".into(),
+        meaning: AuditMeaning::Other,
+    }
+}
+
+/// (INSERT blocks, blocks the server found already in key order) of the INSERTs into
+/// `database.table`, from `system.query_log`.
+async fn insert_blocks(client: &clickhouse::Client, database: &str, table: &str) -> (u64, u64) {
+    client.query("SYSTEM FLUSH LOGS").execute().await.unwrap();
+    client
+        .query(
+            "SELECT \
+               sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'MergeTreeDataWriterBlocks')]), \
+               sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, \
+                   'MergeTreeDataWriterBlocksAlreadySorted')]) \
+             FROM system.query_log WHERE type = 2 AND query LIKE ?",
+        )
+        .bind(format!("INSERT INTO `{database}`.{table} %"))
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+/// A batch's audit rows arrive in Kafka order, spread over partitions; the writer sends them
+/// in the table's key order, so the server need not sort the block. Two rows in the same
+/// second are in the opposite order by milliseconds and by `dedup_key`: on a server whose
+/// `created_at` holds seconds, only the second order is the key's.
+#[tokio::test]
+async fn a_tables_rows_reach_the_server_in_its_key_order() {
+    let name = unique("it_sink_sorted");
+    let (store, client, _) = store(&name).await;
+    let second = 1_790_000_000_000;
+    let partitions = [
+        vec![
+            audit_event("repository_git_operation", second + 5_000, "saved:1"),
+            audit_event("job_artifact_downloaded", second + 900, "saved:2"),
+        ],
+        vec![
+            audit_event("job_artifact_downloaded", second + 100, "saved:3"),
+            audit_event("job_artifact_downloaded", second - 86_400_000, "saved:4"),
+        ],
+    ];
+    let mut tracker = OffsetTracker::new();
+    let mut batch = Batch::default();
+    for (partition, events) in partitions.iter().enumerate() {
+        let tp: TopicPartition = (Arc::from("audit"), partition as i32);
+        for (offset, ev) in events.iter().enumerate() {
+            let origin = KafkaOrigin {
+                topic: "audit",
+                partition: partition as i32,
+                offset: offset as i64,
+            };
+            batch.consumed(&mut tracker, &tp, offset as i64, None);
+            batch.push_row(Table::AuditEvents, &tp, offset as i64, |buf| {
+                encode_audit_event(ev, origin, 1, buf)
+            });
+        }
+    }
+    let written = store
+        .write(&batch.into_parts().0, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(written.rejected.is_empty());
+
+    let (blocks, already_sorted) = insert_blocks(&client, &name, "audit_events").await;
+    assert!(blocks >= 1, "the INSERT is in the query log");
+    assert_eq!(already_sorted, blocks, "every block arrived in key order");
+    let stored: Vec<String> = client
+        .query("SELECT dedup_key FROM audit_events ORDER BY dedup_key")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(stored, ["saved:1", "saved:2", "saved:3", "saved:4"]);
 }

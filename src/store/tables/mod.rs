@@ -11,7 +11,10 @@
 
 pub mod alerts;
 pub mod read_row;
+mod sort_key;
 pub mod token_use;
+
+pub use sort_key::{SortKey, TimePrecision};
 
 use super::rowbinary::RowWriter;
 use crate::model::{AllowlistChange, AuditEvent, JobInfo, TokenLifecycle, WebhookEvent};
