@@ -1,10 +1,12 @@
 //! The rows of one INSERT in their table's `ORDER BY` order, so that MergeTree finds the
 //! block already sorted and skips its own sort and copy (`tables::sort_key` says why).
 
+use std::cmp::Ordering;
 use std::ops::Range;
 
 use super::block::Block;
 use super::tables::TimePrecision;
+use crate::hashing::HashMap;
 
 /// The rows of `blocks` (all of one table; only rows `range` when there is one block) in
 /// key order, ties in the order given: ClickHouse sorts a block stably, so it would store the
@@ -17,19 +19,70 @@ pub fn rows_in_key_order<'b>(
 ) -> Option<Vec<&'b [u8]>> {
     let table = blocks.first()?.table;
     table.sort_columns()?;
-    let mut keyed = Vec::new();
+    let mut heads: HashMap<&[u8], u32> = HashMap::default();
+    let mut entries = Vec::new();
     for block in blocks {
         for i in range.clone().unwrap_or(0..block.rows.len()) {
             let row = block.row(i)?;
-            keyed.push((table.sort_key(row, precision)?, row));
+            let key = table.sort_key(row, precision)?;
+            let next = heads.len() as u32;
+            entries.push(Entry {
+                head: *heads.entry(key.head).or_insert(next),
+                number: key.number,
+                tail_prefix: prefix(key.tail),
+                tail: key.tail,
+                row,
+            });
         }
     }
-    if keyed.is_sorted_by(|a, b| a.0 <= b.0) {
+    // Heads repeat (an event type, an object kind, a path): each entry's head becomes its
+    // rank among the distinct heads, so comparing two entries reads no row bytes.
+    let mut distinct: Vec<(&[u8], u32)> = heads.into_iter().collect();
+    distinct.sort_unstable();
+    let mut rank = vec![0; distinct.len()];
+    for (r, (_, first_seen)) in distinct.iter().enumerate() {
+        rank[*first_seen as usize] = r as u32;
+    }
+    for entry in &mut entries {
+        entry.head = rank[entry.head as usize];
+    }
+    if entries.is_sorted_by(|a, b| a.cmp(b) != Ordering::Greater) {
         return None;
     }
     // Stable, so rows with equal keys keep their order.
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(keyed.into_iter().map(|(_, row)| row).collect())
+    entries.sort_by(Entry::cmp);
+    Some(entries.into_iter().map(|e| e.row).collect())
+}
+
+/// A row's [`super::tables::SortKey`] in a form that compares without reading the row: the
+/// head as a rank, the tail by its first 16 bytes unless those are equal. Rows sit in
+/// megabytes of encoded bytes, so comparing them in place missed the cache at nearly every
+/// comparison (benches/README.md, "Thirteenth session").
+struct Entry<'b> {
+    head: u32,
+    number: i64,
+    tail_prefix: u128,
+    tail: &'b [u8],
+    row: &'b [u8],
+}
+
+impl Entry<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.head, self.number, self.tail_prefix)
+            .cmp(&(other.head, other.number, other.tail_prefix))
+            .then_with(|| self.tail.cmp(other.tail))
+    }
+}
+
+/// The first 16 bytes of `bytes`, zero-padded, big-endian: where two prefixes differ, the
+/// byte strings compare the same way (a string that ends first pads with 0 and is the smaller
+/// one unless the other has a 0 there too, in which case the prefixes are equal and the
+/// strings are compared whole).
+fn prefix(bytes: &[u8]) -> u128 {
+    let mut padded = [0u8; 16];
+    let n = bytes.len().min(16);
+    padded[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(padded)
 }
 
 #[cfg(test)]
@@ -37,10 +90,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::JobInfo;
+    use crate::model::{JobInfo, WebhookEvent};
     use crate::store::block::RowMark;
     use crate::store::chunks::ChunkWriter;
-    use crate::store::tables::{Table, encode_job};
+    use crate::store::tables::{KafkaOrigin, Table, encode_job, encode_webhook_event};
 
     /// A jobs block of `ids` (the key), each row's `updated_at_ms` its position in the
     /// block, so rows with equal ids can be told apart.
@@ -88,6 +141,100 @@ mod tests {
         );
         let part = rows_in_key_order(&[&a], Some(0..2), TimePrecision::Seconds).unwrap();
         assert_eq!(ids(&part), [(10, 1), (30, 0)]);
+    }
+
+    #[test]
+    fn heads_compare_by_their_bytes_whatever_order_they_are_first_seen_in() {
+        let hooks = [
+            ("pipeline", "idem:b"),
+            ("build", "idem:z"),
+            ("pipeline", "idem:a"),
+            ("build", "content:1"),
+            ("merge_request", "idem:c"),
+        ];
+        let mut w = ChunkWriter::default();
+        let mut rows = Vec::new();
+        for (offset, (kind, key)) in hooks.iter().enumerate() {
+            let hook = WebhookEvent {
+                dedup_key: key.to_string(),
+                event_header: String::new(),
+                object_kind: kind.to_string(),
+                project_id: None,
+                project_path: String::new(),
+                event_time_ms: 0,
+                payload_json: "{}".into(),
+                jobs: Vec::new(),
+            };
+            let origin = KafkaOrigin {
+                topic: "hooks",
+                partition: 0,
+                offset: offset as i64,
+            };
+            let end = w.row(|buf| encode_webhook_event(&hook, origin, 0, buf));
+            rows.push(RowMark {
+                end,
+                offset: offset as i64,
+            });
+        }
+        let block = Block {
+            table: Table::WebhookEvents,
+            tp: (Arc::from("hooks"), 0),
+            bytes: w.finish(),
+            rows,
+        };
+        let sorted = rows_in_key_order(&[&block], None, TimePrecision::Seconds).unwrap();
+        let keys: Vec<(&[u8], &[u8])> = sorted
+            .iter()
+            .map(|row| {
+                let key = Table::WebhookEvents
+                    .sort_key(row, TimePrecision::Seconds)
+                    .unwrap();
+                (key.head, key.tail)
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (&b"build"[..], &b"content:1"[..]),
+                (b"build", b"idem:z"),
+                (b"merge_request", b"idem:c"),
+                (b"pipeline", b"idem:a"),
+                (b"pipeline", b"idem:b"),
+            ]
+        );
+    }
+
+    #[test]
+    fn prefixes_order_as_the_bytes_do_and_equal_prefixes_fall_back_to_the_bytes() {
+        let texts: [&[u8]; 9] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"saved:99",
+            b"saved:100",
+            b"content:0123456789abcdef0",
+            b"content:0123456789abcdef",
+        ];
+        for a in texts {
+            for b in texts {
+                let entry = |t: &'static [u8]| Entry {
+                    head: 0,
+                    number: 0,
+                    tail_prefix: prefix(t),
+                    tail: t,
+                    row: b"",
+                };
+                assert_eq!(
+                    entry(a).cmp(&entry(b)),
+                    a.cmp(b),
+                    "{:?} {:?}",
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(b)
+                );
+            }
+        }
     }
 
     #[test]
