@@ -19,20 +19,25 @@ pub fn rows_in_key_order<'b>(
 ) -> Option<Vec<&'b [u8]>> {
     let table = blocks.first()?.table;
     table.sort_columns()?;
+    let count = blocks
+        .iter()
+        .map(|b| range.as_ref().map_or(b.rows.len(), Range::len))
+        .sum();
+    let mut rows = Vec::with_capacity(count);
+    let mut entries = Vec::with_capacity(count);
     let mut heads: HashMap<&[u8], u32> = HashMap::default();
-    let mut entries = Vec::new();
     for block in blocks {
         for i in range.clone().unwrap_or(0..block.rows.len()) {
             let row = block.row(i)?;
             let key = table.sort_key(row, precision)?;
             let next = heads.len() as u32;
             entries.push(Entry {
-                head: *heads.entry(key.head).or_insert(next),
-                number: key.number,
                 tail_prefix: prefix(key.tail),
-                tail: key.tail,
-                row,
+                number: key.number,
+                head: *heads.entry(key.head).or_insert(next),
+                at: u32::try_from(rows.len()).ok()?,
             });
+            rows.push(row);
         }
     }
     // Heads repeat (an event type, an object kind, a path): each entry's head becomes its
@@ -46,31 +51,37 @@ pub fn rows_in_key_order<'b>(
     for entry in &mut entries {
         entry.head = rank[entry.head as usize];
     }
-    if entries.is_sorted_by(|a, b| a.cmp(b) != Ordering::Greater) {
+    let tail = |at: u32| {
+        let row = rows[at as usize];
+        table.sort_key(row, precision).map_or(&row[..0], |k| k.tail)
+    };
+    let cmp = |a: &Entry, b: &Entry| a.cmp(b, tail);
+    if entries.is_sorted_by(|a, b| cmp(a, b) != Ordering::Greater) {
         return None;
     }
-    // Stable, so rows with equal keys keep their order.
-    entries.sort_by(Entry::cmp);
-    Some(entries.into_iter().map(|e| e.row).collect())
+    // Arrival order (`at`) breaks ties, so rows with equal keys keep their order.
+    entries.sort_unstable_by(cmp);
+    Some(entries.iter().map(|e| rows[e.at as usize]).collect())
 }
 
-/// A row's [`super::tables::SortKey`] in a form that compares without reading the row: the
-/// head as a rank, the tail by its first 16 bytes unless those are equal. Rows sit in
-/// megabytes of encoded bytes, so comparing them in place missed the cache at nearly every
-/// comparison (benches/README.md, "Thirteenth session").
-struct Entry<'b> {
-    head: u32,
-    number: i64,
+/// A row's [`super::tables::SortKey`] in 32 bytes that compare without reading the row: the
+/// head as a rank, the tail by its first 16 bytes (the whole tail is read again only when
+/// those are equal), then the row's arrival. Rows sit in megabytes of encoded bytes, so
+/// comparing keys in place missed the cache at nearly every comparison (benches/README.md,
+/// "Thirteenth session").
+struct Entry {
     tail_prefix: u128,
-    tail: &'b [u8],
-    row: &'b [u8],
+    number: i64,
+    head: u32,
+    at: u32,
 }
 
-impl Entry<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
+impl Entry {
+    fn cmp<'r>(&self, other: &Self, tail: impl Fn(u32) -> &'r [u8]) -> Ordering {
         (self.head, self.number, self.tail_prefix)
             .cmp(&(other.head, other.number, other.tail_prefix))
-            .then_with(|| self.tail.cmp(other.tail))
+            .then_with(|| tail(self.at).cmp(tail(other.at)))
+            .then(self.at.cmp(&other.at))
     }
 }
 
@@ -217,18 +228,19 @@ mod tests {
             b"content:0123456789abcdef0",
             b"content:0123456789abcdef",
         ];
-        for a in texts {
-            for b in texts {
-                let entry = |t: &'static [u8]| Entry {
-                    head: 0,
+        let tail = |at: u32| texts[at as usize];
+        for (i, a) in texts.iter().enumerate() {
+            for (j, b) in texts.iter().enumerate() {
+                let entry = |at: usize| Entry {
+                    tail_prefix: prefix(texts[at]),
                     number: 0,
-                    tail_prefix: prefix(t),
-                    tail: t,
-                    row: b"",
+                    head: 0,
+                    at: at as u32,
                 };
+                let expected = a.cmp(b).then(i.cmp(&j));
                 assert_eq!(
-                    entry(a).cmp(&entry(b)),
-                    a.cmp(b),
+                    entry(i).cmp(&entry(j), tail),
+                    expected,
                     "{:?} {:?}",
                     String::from_utf8_lossy(a),
                     String::from_utf8_lossy(b)
