@@ -10,8 +10,10 @@ use crate::hashing::HashMap;
 
 /// The rows of `blocks` (all of one table; only rows `range` when there is one block) in
 /// key order, ties in the order given: ClickHouse sorts a block stably, so it would store the
-/// same order. `None` when they should go as they are: the table is sent unsorted, a row's
-/// key cannot be read, or they are in order already.
+/// same order. The same blocks always give the same order (nothing depends on the hash
+/// seed), so a retried INSERT sends the same bytes, as a replicated table's deduplication of
+/// a retried block by its hash needs. `None` when they should go as they are: the table is
+/// sent unsorted, a row's key cannot be read, or they are in order already.
 pub fn rows_in_key_order<'b>(
     blocks: &[&'b Block],
     range: Option<Range<usize>>,
@@ -68,7 +70,8 @@ pub fn rows_in_key_order<'b>(
 /// head as a rank, the tail by its first 16 bytes (the whole tail is read again only when
 /// those are equal), then the row's arrival. Rows sit in megabytes of encoded bytes, so
 /// comparing keys in place missed the cache at nearly every comparison (benches/README.md,
-/// "Thirteenth session").
+/// "Thirteenth session"). Senders choose some tails (a saved event's id); tails that share
+/// their first 16 bytes cost re-reading the keys, never a wrong order.
 struct Entry {
     tail_prefix: u128,
     number: i64,
