@@ -3,9 +3,9 @@
 //!
 //! Why: MergeTree sorts every inserted block that is not already in key order and copies
 //! each column into the new order, on fresh memory. tokentrail's rows arrive in Kafka order,
-//! so none of the raw tables' blocks were in order; blocks sent in key order cost the 18.16
-//! server about 1.2–1.3 CPU-s less per million events (benches/README.md, "Twelfth
-//! session"). The order is only an optimisation: a row whose key cannot be read, or a key
+//! so none of the raw tables' blocks were in order. Sent in key order, their INSERTs cost the
+//! 18.16 server about 1.5 CPU-s less per million events, 0.885× its CPU in all
+//! (benches/README.md, "Thirteenth session"). The order is only an optimisation: a row whose key cannot be read, or a key
 //! that differs from the server's, costs the server its sort and nothing else.
 //!
 //! The readers follow the encoders in `super` column by column; the tests below encode rows
@@ -34,9 +34,10 @@ impl TimePrecision {
     }
 }
 
-/// A row's key: up to a text, a number and a text, compared in that order, the way the
-/// server compares `String` (bytes, then length) and `Int64` columns. Unused parts are empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A row's key: up to a text, a number and a text, which `store::key_order` compares in that
+/// order, the way the server compares `String` (bytes, then length) and `Int64` columns.
+/// Unused parts are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SortKey<'r> {
     pub head: &'r [u8],
     pub number: i64,
@@ -45,8 +46,8 @@ pub struct SortKey<'r> {
 
 impl Table {
     /// The table's `ORDER BY` columns, when the writer sends its rows in that order.
-    /// `token_use` and `alerts` are sent as they come: their materialized views sort by
-    /// other keys, and they are a small part of a batch.
+    /// `token_use` and `alerts` are sent as they come: `token_use` feeds views sorted by
+    /// other keys, and `alerts` holds a few rows per batch.
     pub fn sort_columns(self) -> Option<&'static [&'static str]> {
         match self {
             Table::AuditEvents => Some(&["event_type", "created_at", "dedup_key"]),
