@@ -115,8 +115,9 @@ impl From<Vec<u8>> for Chunks {
 }
 
 /// `rows` copied, in order, into pooled chunks of whole rows, each handed out once full:
-/// the writer's rows of one INSERT in key order (`store::key_order`). Only the chunks not yet
-/// sent exist at once, so the copy of an INSERT costs a few chunks of memory, not its size.
+/// the writer's rows of one INSERT in key order (`store::key_order`). A chunk is filled only
+/// when the INSERT takes the next piece, so the copy holds the few chunks the HTTP client has
+/// not written yet, not the whole INSERT.
 pub fn copied_in_chunks<'r>(
     rows: impl Iterator<Item = &'r [u8]> + 'r,
 ) -> impl Iterator<Item = Bytes> + 'r {

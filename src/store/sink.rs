@@ -344,6 +344,7 @@ impl ClickHouseSink {
             // (the server stored the block but the answer was lost) is not stored twice.
             insert = insert.with_setting("insert_deduplication_token", dedup_token(blocks, &range));
         }
+        // Ordered again on each attempt: cheap next to a retry's backoff, and retries are rare.
         let precision = self.dialect.timestamp_precision();
         if let Some(rows) = key_order::rows_in_key_order(blocks, range.clone(), precision) {
             for piece in chunks::copied_in_chunks(rows.into_iter()) {
