@@ -19,6 +19,7 @@ mod gitlab_sync;
 mod ingest;
 mod kafka_cluster;
 mod kafka_roundtrip;
+mod local_services;
 mod migrations;
 mod private_clickhouse;
 mod privileges;

@@ -197,7 +197,7 @@ ch_start() {
   for attempt in 1 2; do
     log "clickhouse: starting on http 127.0.0.1:$CH_HTTP_PORT, tcp :$CH_TCP_PORT (attempt $attempt)"
     spawn "$CH_PID" "$LOGS/clickhouse-server.out" \
-      clickhouse-server --config-file="$CH_DIR/config.xml"
+      env MALLOC_CONF="$CH_MALLOC_CONF" clickhouse-server --config-file="$CH_DIR/config.xml"
     if await_ready clickhouse "$CH_PID" ch_answers "$LOGS/clickhouse-server.err.log" \
       "$LOGS/clickhouse-server.log" "$LOGS/clickhouse-server.out"; then
       log "clickhouse: version $(ch_query 'SELECT version()')"
