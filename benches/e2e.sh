@@ -461,6 +461,10 @@ v() { # key, decimals
 echo
 echo "tokentrail end to end: run $RUN, $(nproc) cores shared by Kafka, ClickHouse 18.16, the publisher and the consumer"
 echo "(one machine; other jobs on it add noise: repeat runs before comparing figures)"
+# The server's jemalloc options change its kernel time (benches/README.md, "Fourteenth session").
+ch_malloc_conf="$(tr '\0' '\n' <"/proc/$CH_PID/environ" 2>/dev/null | sed -n 's/^MALLOC_CONF=//p')"
+[[ -n "$ch_malloc_conf" ]] || ch_malloc_conf="(none: jemalloc's defaults)"
+echo "ClickHouse's MALLOC_CONF: $ch_malloc_conf"
 if recent_drop; then
   echo "note: the previous run dropped its databases ${SINCE_DROP} s before this one started, so ClickHouse's"
   echo "kernel CPU and everything sharing its cores include ext4's search past the deleted inodes"
