@@ -48,3 +48,45 @@ fn the_local_clickhouse_runs_with_upstreams_jemalloc_options() {
         pid.trim()
     );
 }
+
+/// `ch_check_malloc_conf` of deploy/local/lib/clickhouse.sh, run with `options` as the
+/// server's `MALLOC_CONF`: its exit status and what it wrote to stderr.
+fn check_malloc_conf(options: &str) -> (bool, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            r#"source "$0/deploy/local/lib/common.sh"; source "$0/deploy/local/lib/clickhouse.sh"
+               CH_MALLOC_CONF="$1"; ch_check_malloc_conf"#,
+            root,
+            options,
+        ])
+        .output()
+        .expect("bash runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// jemalloc only warns about options it cannot read and runs without them; `start` refuses
+/// them instead, naming the variable and each option jemalloc rejected.
+#[test]
+fn services_start_refuses_jemalloc_options_that_jemalloc_cannot_read() {
+    let _ = crate::common::services();
+    let (ok, stderr) = check_malloc_conf(&declared_malloc_conf());
+    assert!(ok, "the declared options are accepted: {stderr}");
+    let (ok, stderr) = check_malloc_conf("");
+    assert!(ok, "empty (jemalloc's defaults) is accepted: {stderr}");
+
+    let (ok, stderr) =
+        check_malloc_conf("percpu_arena:percpu,oversize_treshold:0,dirty_decay_ms:soon");
+    assert!(!ok, "misspelt options are refused");
+    for expected in [
+        "TOKENTRAIL_CH_MALLOC_CONF",
+        "Invalid conf pair: oversize_treshold:0",
+        "Invalid conf value: dirty_decay_ms:soon",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in: {stderr}");
+    }
+}

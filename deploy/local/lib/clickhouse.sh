@@ -179,8 +179,21 @@ EOF
 
 ch_query() { curl -sS --max-time 5 "http://127.0.0.1:$CH_HTTP_PORT/" --data-binary "$1"; }
 
+# jemalloc only warns about options it cannot read and then runs without them, so a typo in
+# TOKENTRAIL_CH_MALLOC_CONF would go unnoticed. clickhouse-client links the same jemalloc and
+# prints the same warnings, without starting a server.
+ch_check_malloc_conf() {
+  local out
+  out="$(MALLOC_CONF="$CH_MALLOC_CONF" clickhouse-client --version 2>&1)" ||
+    die "clickhouse: clickhouse-client --version failed: $out"
+  if [[ "$out" == *"<jemalloc>: Invalid conf"* ]]; then
+    die "clickhouse: TOKENTRAIL_CH_MALLOC_CONF='$CH_MALLOC_CONF' is not a valid MALLOC_CONF; jemalloc says: $(grep -F '<jemalloc>' <<<"$out" | tr '\n' ' ')"
+  fi
+}
+
 ch_start() {
   local pid
+  ch_check_malloc_conf
   if pid="$(live_pid "$CH_PID")"; then
     log "clickhouse: already running (pid $pid, http 127.0.0.1:$CH_HTTP_PORT)"
     return 0
