@@ -23,7 +23,7 @@ fn declared_malloc_conf() -> String {
 fn the_local_clickhouse_runs_with_upstreams_jemalloc_options() {
     let _ = crate::common::services();
     let local = PathBuf::from(std::env::var("TOKENTRAIL_LOCAL_DIR").expect(
-        "TOKENTRAIL_LOCAL_DIR is printed by `deploy/local/services env` with the services'",
+        "TOKENTRAIL_LOCAL_DIR is printed by `deploy/local/services env` with the other settings",
     ));
     let pid = std::fs::read_to_string(local.join("run/clickhouse.pid"))
         .expect("the ClickHouse started by `deploy/local/services start` has a pid file");
