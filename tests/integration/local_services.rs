@@ -16,8 +16,8 @@ fn declared_malloc_conf() -> String {
 }
 
 /// Debian's server links the system jemalloc without the options upstream builds compile in;
-/// `start` passes them (deploy/local/README.md). Without them the server hands an INSERT's
-/// large columns back to the kernel as soon as they are freed (benches/README.md,
+/// `start` passes them (deploy/local/README.md). Without them the server hands allocations
+/// of 8 MiB and more back to the kernel as soon as they are freed (benches/README.md,
 /// "Fourteenth session").
 #[test]
 fn the_local_clickhouse_runs_with_upstreams_jemalloc_options() {

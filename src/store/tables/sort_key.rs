@@ -5,8 +5,9 @@
 //! each column into the new order, on fresh memory. tokentrail's rows arrive in Kafka order,
 //! so none of the raw tables' blocks were in order. Sent in key order, their INSERTs cost the
 //! 18.16 server about 1.5 CPU-s less per million events, 0.885× its CPU in all
-//! (benches/README.md, "Thirteenth session"). The order is only an optimisation: a row whose key cannot be read, or a key
-//! that differs from the server's, costs the server its sort and nothing else.
+//! (benches/README.md, "Thirteenth session"). The order is only an optimisation: a row whose
+//! key cannot be read, or a key that differs from the server's, costs the server its sort and
+//! nothing else.
 //!
 //! The readers follow the encoders in `super` column by column; the tests below encode rows
 //! and read their keys back, and check the key columns against each table's `ORDER BY`.
