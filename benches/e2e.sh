@@ -157,6 +157,26 @@ cpu_of() { awk -v hz="$CLK_TCK" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 # Of which system (kernel) CPU seconds: ClickHouse's grow after a recent drop (see "Runs
 # close together" above), its user time does not.
 sys_of() { awk -v hz="$CLK_TCK" '{ print $15 / hz }' "/proc/$1/stat"; }
+# CPU seconds of a pid's threads so far, one "name<TAB>seconds" line per thread name with
+# trailing digits dropped (rdk:broker1 and rdk:broker2 are one line). Threads that already
+# exited are not in /proc, so the lines may sum to less than cpu_of.
+threads_cpu_of() {
+  local f
+  for f in /proc/"$1"/task/*/stat; do cat "$f" 2>/dev/null; done | awk -v hz="$CLK_TCK" '
+    { line = $0; sub(/^[0-9]+ \(/, "", line)
+      name = line; sub(/\) [^)]*$/, "", name); gsub(/[0-9]+$/, "", name)
+      rest = line; sub(/^.*\) /, "", rest); split(rest, f, " ")
+      t[name] += (f[12] + f[13]) / hz }
+    END { for (n in t) printf "%s\t%.2f\n", n, t[n] }'
+}
+# What each thread name used since the lines of threads_cpu_of in $2 (empty for a new
+# process), largest first, those of 0.1 s or more: "name 1.2, name 0.3".
+threads_cpu_since() { # pid before
+  { printf '%s\n' "$2" | sed '/^$/d; s/^/-\t/'; threads_cpu_of "$1" | sed 's/^/+\t/'; } \
+    | awk -F'\t' '{ d[$2] += ($1 == "+" ? $3 : -$3) }
+        END { for (n in d) if (d[n] >= 0.05) printf "%s\t%.1f\n", n, d[n] }' \
+    | sort -t$'\t' -k2 -rn | awk -F'\t' '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }'
+}
 # VmHWM (peak resident set) of a pid, in MB.
 hwm_of() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 # Bytes of Kafka's log segments of a topic (record batches as stored = as fetched).
@@ -307,8 +327,9 @@ phase_backlog() {
   bytes_a="$(topic_bytes "$TOKENTRAIL__KAFKA__AUDIT_TOPICS")"
   bytes_w="$(topic_bytes "$TOKENTRAIL__KAFKA__WEBHOOK_TOPICS")"
   BACKLOG_AUDIT_BYTES="$bytes_a"
-  local ch0 chs0 k0
+  local ch0 chs0 k0 chthreads0
   ch0="$(cpu_of "$CH_PID")"; chs0="$(sys_of "$CH_PID")"; k0="$(cpu_of "$KAFKA_PID")"
+  chthreads0="$(threads_cpu_of "$CH_PID")"
   log "backlog: tokentrail ingest"
   t0="$(now)"
   start_ingest
@@ -334,6 +355,8 @@ phase_backlog() {
   R[tt_audit_eps]="$(calc "$AUDIT_EVENTS / $secs")"
   save_metrics backlog
   log "backlog: drained in $(fmt "$secs") s: $EVENTS events ($(fmt "${R[tt_eps]}" 0)/s), CPU $(fmt "$cpu") s, peak RSS ${R[tt_rss]} MB"
+  log "backlog: tokentrail's CPU-s by thread: $(threads_cpu_since "$ingest_pid" "")"
+  log "backlog: ClickHouse's CPU-s by thread meanwhile: $(threads_cpu_since "$CH_PID" "$chthreads0")"
   wait_caught_up "$(( $(date +%s) + TIMEOUT ))"
   stop_ingest
   check_truth "$BACKLOG_DB"
