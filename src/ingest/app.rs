@@ -105,13 +105,15 @@ impl IngestApp {
             .map_err(IngestError::Read)?;
             tracing::info!(?hydrated, "alerting state restored from ClickHouse");
         }
-        let alert_outputs = AlertOutputs::new(
-            &settings.alerting.outputs,
-            producer::producer(&settings.kafka)?,
-        )?;
+        // One producer for the alert output and the dead-letter topic: each librdkafka
+        // producer brings its own threads and broker connections, and rdkafka's polling
+        // thread spins for part of every 100 ms wait even when nothing is sent
+        // (benches/README.md, "Fifteenth session").
+        let producer = producer::producer(&settings.kafka)?;
+        let alert_outputs = AlertOutputs::new(&settings.alerting.outputs, producer.clone())?;
         let (consumer, shared) = consumer::consumer(&settings.kafka, metrics.clone())?;
         let dlq = DeadLetterProducer::new(
-            producer::producer(&settings.kafka)?,
+            producer,
             settings.kafka.dead_letter_topic.clone(),
             settings.dead_letter.max_payload_bytes,
             metrics.clone(),

@@ -203,6 +203,41 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The names of a running process's threads (`/proc/<pid>/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the process runs")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Each librdkafka client brings its own threads and broker connections, and each of
+/// rdkafka's producers a polling thread that spins for part of every 100 ms wait, busy or
+/// idle (benches/README.md, "Fifteenth session"). `ingest` sends alerts and dead letters
+/// through one producer: one consumer and one producer, two `rdk:main` threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_runs_one_kafka_producer_for_alerts_and_dead_letters() {
+    let mut run = prepare("oneproducer", 1, None).await;
+    let alerts_topic = format!("{}.alerts", run.settings.kafka.dead_letter_topic);
+    create_topic(&run.svc.brokers, &alerts_topic, 1).await;
+    run.settings.alerting.outputs.kafka_topic = alerts_topic;
+    std::fs::write(run.config_file.path(), run.settings.to_redacted_toml()).unwrap();
+    let (_, truth) = run.publish(&traffic_config(350, 11)).await;
+    let consumer = run.spawn();
+    run.wait_complete(&truth, &consumer, Duration::from_secs(120))
+        .await;
+    let names = thread_names(consumer.id());
+    let count = |name: &str| names.iter().filter(|n| n.starts_with(name)).count();
+    assert_eq!(
+        (count("producer poll"), count("rdk:main")),
+        (1, 2),
+        "one producer and one consumer; the threads: {names:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volume_with_duplicates_and_poison_stores_exactly_the_distinct_events() {
     let run = prepare("it_volume", 3, None).await;
