@@ -128,12 +128,12 @@ pub struct ShutdownSettings {
 
 impl Default for BatchSettings {
     fn default() -> Self {
-        // ClickHouse's work is mostly per INSERT and part (benches/README.md: 20k-row batches
-        // cost it about twice the CPU per event of ~30k-row ones). Up to three batches are in
-        // memory (two with the writer, one open): 24 MiB keeps peak RSS under 300 MB.
+        // ClickHouse's work is mostly per INSERT and part: its merges cost less with fewer,
+        // larger parts (benches/README.md, "Fifteenth session"). Up to two batches are in
+        // memory (one with the writer, one open): 48 MiB keeps peak RSS under 300 MB.
         BatchSettings {
-            max_rows: 40_000,
-            max_bytes: 24 * 1024 * 1024,
+            max_rows: 80_000,
+            max_bytes: 48 * 1024 * 1024,
             max_wait_ms: 1_000,
         }
     }

@@ -5,7 +5,7 @@
 //!                      │                                        open Batch
 //!                      │                                         │ full or old enough: seal
 //!                      └─ rejections ─▶ DLQ (in the background)   ▼
-//!                                        bounded channel (≤ 2 sealed batches in flight)
+//!                                        bounded channel (≤ 1 sealed batch in flight)
 //!                                                 ▼
 //!                 writer task: dead-letter and alert tickets acked, then
 //!                              ClickHouse INSERTs (retry / bisect)
@@ -13,8 +13,8 @@
 //!                         PendingOffsets ──into_durable──▶ OffsetTracker ──▶ async commit
 //! ```
 //!
-//! Back-pressure: up to two sealed batches are with the writer (one written, one waiting)
-//! while the next fills. When that one is full too, the loop stops reading; librdkafka's
+//! Back-pressure: one sealed batch is with the writer while the next fills. When that one
+//! is full too, the loop stops reading; librdkafka's
 //! prefetch cap bounds what waits, and after `PAUSE_AFTER` the partitions are paused so the
 //! consumer can keep polling. The commit step is last, and only a `WriteReceipt` leads to it; the
 //! correlation stage may hold it back further for messages whose events it still holds.
@@ -59,10 +59,11 @@ use crate::telemetry::server::Health;
 /// arriving (the periodic tick does not fire then).
 const ALIGN_EVERY_MESSAGES: u64 = 1024;
 
-/// Sealed batches that may be on their way to the store at once: one being written and one
-/// waiting, so the writer starts the next INSERT as soon as one ends, while the loop fills
-/// a third. Batches are still written one after the other, in order.
-const MAX_IN_FLIGHT: usize = 2;
+/// Sealed batches that may be on their way to the store at once: one, written while the
+/// loop fills the next. A second one waiting would keep the writer busy through the loop's
+/// hand-over, but the memory it holds buys more as a larger batch: ClickHouse's merges
+/// cost less with fewer, larger parts (benches/README.md, "Fifteenth session").
+const MAX_IN_FLIGHT: usize = 1;
 
 /// The least time between two Kafka errors the loop handles (see `ride_out_kafka_error`).
 const KAFKA_ERROR_SPACING: std::time::Duration = std::time::Duration::from_millis(10);

@@ -24,8 +24,8 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// row still fits: its chunk grows (and is not pooled afterwards).
 const ROW_HEADROOM: usize = 16 * 1024;
 
-/// The most free chunks kept (32 MiB, one batch at the default `batch.max_bytes`); beyond it
-/// they are freed, so a burst does not pin its memory.
+/// The most free chunks kept (32 MiB, two thirds of a batch at the default
+/// `batch.max_bytes`); beyond it they are freed, so a burst does not pin its memory.
 const POOL_MAX_CHUNKS: usize = 128;
 
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
