@@ -10,8 +10,9 @@
 #      `tokentrail ingest` starts and runs until every audit/webhook/token-use row it produced
 #      is acknowledged by ClickHouse (its /metrics: rows_stored_total == rows produced, after
 #      all messages were consumed). Reports events/s, MB/s (Kafka log bytes), CPU-seconds per
-#      million events, peak RSS (VmHWM) of tokentrail; then checks the stored distinct
-#      counts against the simulator's ground truth.
+#      million events, peak RSS (VmHWM) of tokentrail, and the CPU of tokentrail's and
+#      ClickHouse's threads by name; then checks the stored distinct counts against the
+#      simulator's ground truth.
 #   2. baseline: the Python consumer drains the same audit topic (own consumer group, own
 #      database) over HTTP (JSONEachRow) and exits at the end of the partitions; same figures;
 #      ratio.
@@ -170,7 +171,7 @@ threads_cpu_of() {
     END { for (n in t) printf "%s\t%.2f\n", n, t[n] }'
 }
 # What each thread name used since the lines of threads_cpu_of in $2 (empty for a new
-# process), largest first, those of 0.1 s or more: "name 1.2, name 0.3".
+# process), largest first, those that round to 0.1 s or more: "name 1.2, name 0.3".
 threads_cpu_since() { # pid before
   { printf '%s\n' "$2" | sed '/^$/d; s/^/-\t/'; threads_cpu_of "$1" | sed 's/^/+\t/'; } \
     | awk -F'\t' '{ d[$2] += ($1 == "+" ? $3 : -$3) }
