@@ -1,7 +1,8 @@
 //! The whole in-process path per core: bytes of a Kafka message → normalize → correlate →
 //! alert rules → RowBinary rows in batch blocks, on simulated GitLab traffic. Everything the
 //! consumer loop does except Kafka and ClickHouse I/O (see `common::InProcess`).
-//! `cargo bench --bench in_process`
+//! `cargo bench --bench in_process` (`TT_BENCH_JOBS`: simulated jobs, 2,000 by default; a
+//! larger world shows what a larger working set costs)
 
 mod common;
 
@@ -15,7 +16,11 @@ type Criterion = criterion::Criterion<BenchClock>;
 const NOW_MS: i64 = 1_750_000_000_000;
 
 fn bench(c: &mut Criterion) {
-    let (traffic, stats) = common::simulated_traffic(2_000);
+    let jobs = std::env::var("TT_BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let (traffic, stats) = common::simulated_traffic(jobs);
     let run = || {
         let mut path = common::InProcess::default();
         let mut events = 0;
