@@ -48,10 +48,12 @@ fn stream(pairs: i64, users: i64, ips: i64, spacing_ms: i64) -> Vec<AuditEvent> 
     keyed.into_iter().map(|(_, e)| e).collect()
 }
 
-/// As `ingest::correlation::CorrelationStage` runs it on one partition: default
-/// `CorrelateSettings`, no auto lateness, and after each event the watermark advanced to the
-/// newest event time seen minus `lateness_ms`.
-fn run(events: &[AuditEvent]) -> usize {
+/// As `ingest::correlation::CorrelationStage` runs it: default `CorrelateSettings`, no auto
+/// lateness, and after each event the watermark advanced to the newest event time seen
+/// `behind` events earlier, minus `lateness_ms`. `behind` 0 is one partition read in order;
+/// a larger one is a backlog whose partitions are read unevenly, so the slowest holds the
+/// watermark back while the others' events pile up (what `correlate.align_pending` bounds).
+fn run(events: &[AuditEvent], behind: usize) -> usize {
     let settings = CorrelateSettings::default();
     let mut c = Correlator::new(CorrelatorConfig {
         window_ms: settings.window_ms,
@@ -60,12 +62,15 @@ fn run(events: &[AuditEvent]) -> usize {
         max_hold_ms: settings.max_hold_ms,
         auto_lateness_ms: None,
     });
-    let mut newest = i64::MIN;
+    let mut newest = Vec::with_capacity(events.len());
     let mut n = 0;
-    for e in events {
+    for (i, e) in events.iter().enumerate() {
         n += c.on_audit(e).len();
-        newest = newest.max(e.created_at_ms);
-        n += c.advance(newest - settings.lateness_ms).len();
+        let prev = newest.last().copied().unwrap_or(i64::MIN);
+        newest.push(prev.max(e.created_at_ms));
+        if let Some(read_to) = i.checked_sub(behind) {
+            n += c.advance(newest[read_to] - settings.lateness_ms).len();
+        }
     }
     n + c.flush_all().len()
 }
@@ -79,7 +84,18 @@ fn bench(c: &mut Criterion) {
     ] {
         let events = stream(100_000, users, ips, 1);
         g.throughput(Throughput::Elements(events.len() as u64));
-        g.bench_function(name, |b| b.iter(|| black_box(run(black_box(&events)))));
+        g.bench_function(name, |b| b.iter(|| black_box(run(black_box(&events), 0))));
+    }
+    // The same stream with the watermark held back: the correlator's per-event cost as a
+    // function of what it holds (benches/README.md, "Sixteenth session").
+    // One pair a second, as sparse as the simulated backlog's event time: read in order, the
+    // correlator holds a few dozen events; `behind` sets how many it holds.
+    let events = stream(100_000, 1_000, 200, 1_000);
+    g.throughput(Throughput::Elements(events.len() as u64));
+    for behind in [0, 10_000, 40_000] {
+        g.bench_function(format!("sparse_{behind}_behind"), |b| {
+            b.iter(|| black_box(run(black_box(&events), behind)))
+        });
     }
     g.finish();
 }

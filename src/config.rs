@@ -92,10 +92,12 @@ pub struct NormalizeSettings {
 pub struct CorrelateSettings {
     /// Maximum time between a job-token authentication and its resource event.
     pub window_ms: i64,
-    /// Bound on held authentications and resource events (evictions are counted). Above
-    /// half of it, audit partitions ahead of the slowest, or of the webhooks, are paused
-    /// until a quarter is (`ingest::clocks`).
+    /// Bound on held authentications and resource events (evictions are counted).
     pub max_pending: usize,
+    /// Held events above which the audit partitions ahead of the slowest, or of the
+    /// webhooks, are paused until half as many are held (watermark alignment,
+    /// `ingest::correlation`); at most half of `max_pending` is used.
+    pub align_pending: usize,
     /// Bound on the job-id → job webhook cache used for enrichment.
     pub max_jobs: usize,
     /// How far behind the slowest partition's newest event time the correlation watermark
@@ -165,6 +167,10 @@ impl Default for CorrelateSettings {
         CorrelateSettings {
             window_ms: core.window_ms,
             max_pending: core.max_pending,
+            // What a backlog's partitions read unevenly may pile up in the correlator. The
+            // join's cost per event grows with what it holds, so this is kept well under
+            // `max_pending` (benches/README.md, "Sixteenth session").
+            align_pending: 10_000,
             max_jobs: core.max_jobs,
             lateness_ms: DEFAULT_LATENESS_MS,
             max_hold_ms: core.max_hold_ms,
@@ -583,6 +589,9 @@ impl Settings {
         if self.correlate.max_pending == 0 {
             return Err(invalid("correlate.max_pending", "must be > 0"));
         }
+        if self.correlate.align_pending == 0 {
+            return Err(invalid("correlate.align_pending", "must be > 0"));
+        }
         if self.correlate.max_jobs == 0 {
             return Err(invalid("correlate.max_jobs", "must be > 0"));
         }
@@ -794,6 +803,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("clickhouse.url"), "{err}");
+        let err =
+            Settings::load_with_env(None, env(&[("TOKENTRAIL__CORRELATE__ALIGN_PENDING", "0")]))
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: correlate.align_pending: must be > 0"
+        );
     }
 
     #[test]

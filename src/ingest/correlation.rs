@@ -52,7 +52,8 @@ pub struct CorrelationStage {
     unwritten: HashMap<TopicPartition, BTreeMap<i64, u32>>,
     last_event: Instant,
     flushed_everything: bool,
-    max_pending: usize,
+    /// Held events above which partitions ahead of the slowest are held back.
+    align_above: usize,
     /// Set while partitions ahead of the slowest are held back (see `partitions_ahead`).
     aligning: bool,
 }
@@ -78,7 +79,7 @@ impl CorrelationStage {
             unwritten: HashMap::new(),
             last_event: Instant::now(),
             flushed_everything: false,
-            max_pending: settings.max_pending,
+            align_above: settings.align_pending.min(settings.max_pending / 2),
             aligning: false,
         }
     }
@@ -88,14 +89,16 @@ impl CorrelationStage {
     /// The watermark follows the slowest active partition, so while catching up a backlog a
     /// partition that librdkafka happens to serve faster piles its events up in the
     /// correlator. Past `max_pending` they would be evicted and decided early, turning
-    /// matches into `auth_only` records. So once half of `max_pending` is held, the audit
-    /// partitions ahead are paused (`PartitionClocks::to_pause`), until the held events drop
-    /// below a quarter of `max_pending`. Webhook partitions far ahead are paused regardless.
+    /// matches into `auth_only` records; and well before that, the join's work per event
+    /// grows with what it holds. So once `align_pending` events are held (at most half of
+    /// `max_pending`), the audit partitions ahead are paused (`PartitionClocks::to_pause`),
+    /// until the held events drop below half that. Webhook partitions far ahead are paused
+    /// regardless.
     pub fn partitions_ahead(&mut self) -> Vec<TopicPartition> {
         let held = self.correlator.pending();
-        if held > self.max_pending / 2 {
+        if held > self.align_above {
             self.aligning = true;
-        } else if held < self.max_pending / 4 {
+        } else if held < self.align_above / 2 {
             self.aligning = false;
         }
         self.clocks
@@ -304,6 +307,7 @@ pub(crate) mod tests {
         CorrelateSettings {
             window_ms: 1_000,
             max_pending: 1_000,
+            align_pending: 1_000,
             max_jobs: 1_000,
             lateness_ms: 0,
             max_hold_ms: 2_000,
@@ -620,5 +624,34 @@ pub(crate) mod tests {
         stage.on_events(&p0, 9, None, &[auth(20_000, 3)]);
         assert!(stage.correlator().pending() < 4);
         assert!(stage.partitions_ahead().is_empty());
+    }
+
+    #[test]
+    fn by_default_alignment_starts_at_ten_thousand_held_far_below_max_pending() {
+        // A backlog read unevenly: what runs ahead piles up, and the join's cost per event
+        // grows with it (benches/correlate.rs, `sparse_*_behind`). Half of `max_pending`
+        // (50,000 by default) was the threshold before; 10,000 is.
+        let defaults = CorrelateSettings::default();
+        assert!(defaults.max_pending / 2 > 10_001);
+        let mut stage = CorrelationStage::new(&defaults);
+        let p0: TopicPartition = (Arc::from("a"), 0);
+        let p1: TopicPartition = (Arc::from("a"), 1);
+        stage.on_events(&p1, 0, None, &[auth(100, 1)]);
+        for i in 0..10_000 {
+            stage.on_events(&p0, i, None, &[auth(1_000_000 + i, 10 + i)]);
+        }
+        assert_eq!(stage.correlator().pending(), 10_001);
+        assert_eq!(stage.partitions_ahead(), vec![p0.clone()]);
+        // Settings can lower it, and half of `max_pending` still caps it.
+        let mut small = CorrelationStage::new(&CorrelateSettings {
+            max_pending: 100,
+            align_pending: 10_000,
+            ..defaults
+        });
+        small.on_events(&p1, 0, None, &[auth(100, 1)]);
+        for i in 0..50 {
+            small.on_events(&p0, i, None, &[auth(1_000_000 + i, 10 + i)]);
+        }
+        assert_eq!(small.partitions_ahead(), vec![p0]);
     }
 }

@@ -20,9 +20,9 @@
 //!
 //! Watermark alignment: the correlator decides events once the slowest audit partition's
 //! watermark passes them, so a partition that runs far ahead would pile events up in it.
-//! While it holds more than half of `correlate.max_pending`, audit partitions ahead of the
-//! slowest by more than the lateness are paused until it holds a quarter
-//! ([`CorrelationStage::partitions_ahead`]).
+//! While it holds more than `correlate.align_pending` events (at most half of
+//! `correlate.max_pending`), audit partitions ahead of the slowest by more than the lateness
+//! are paused until it holds half as many ([`CorrelationStage::partitions_ahead`]).
 //!
 //! Alerting rides along: the rules see every token-use record and every audit event as it is
 //! routed; their alert rows join the same batch, and are handed at once to the alert
