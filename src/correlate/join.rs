@@ -81,23 +81,37 @@ pub enum Side {
     Resource(ResourceSide),
 }
 
-/// One held event.
+/// One held event. What the join scans is inline and small (48 bytes); what only a decision
+/// reads is boxed. A busy key's list, searched on every arrival and scanned for adjacent
+/// pairs as the watermark passes, then takes a cache line per item or less, not three: with
+/// tens of thousands of events held, that was most of the join's time
+/// (benches/correlate.rs, `sparse_*_behind`; benches/README.md, "Sixteenth session").
 #[derive(Debug, Clone)]
 pub struct Item {
     pub t: i64,
-    pub dedup_key: String,
-    pub side: Side,
     seq: u64,
+    /// `content_key` of the time, side and dedup key, computed once on arrival; `None`
+    /// without a dedup key.
+    content: Option<u64>,
+    auth: bool,
+    body: Box<ItemBody>,
+}
+
+#[derive(Debug, Clone)]
+struct ItemBody {
+    dedup_key: String,
+    side: Side,
 }
 
 impl Item {
     fn is_auth(&self) -> bool {
-        matches!(self.side, Side::Auth(_))
+        self.auth
     }
 
     /// Total order on content: this is what makes assignment independent of arrival order.
+    /// The dedup key only breaks ties of time and side, so the body is rarely read.
     fn order_key(&self) -> (i64, bool, &str) {
-        (self.t, !self.is_auth(), &self.dedup_key)
+        (self.t, !self.auth, &self.body.dedup_key)
     }
 }
 
@@ -242,17 +256,13 @@ impl Join {
             Some(last) if last.t < t => ks.items.len(),
             _ => ks.items.partition_point(|i| i.t < t),
         };
-        let dup = !dedup_key.is_empty()
-            && ks.items[lo..]
-                .iter()
-                .take_while(|i| i.t == t)
-                .any(|i| i.is_auth() == is_auth && i.dedup_key == dedup_key);
-        if dup
-            || (!dedup_key.is_empty()
-                && self
-                    .decided
-                    .contains(&content_key(&self.content_seed, t, is_auth, dedup_key)))
-        {
+        let content =
+            (!dedup_key.is_empty()).then(|| content_key(&self.content_seed, t, is_auth, dedup_key));
+        let dup = content.is_some()
+            && ks.items[lo..].iter().take_while(|i| i.t == t).any(|i| {
+                i.content == content && i.auth == is_auth && i.body.dedup_key == dedup_key
+            });
+        if dup || content.is_some_and(|key| self.decided.contains(&key)) {
             self.counters.duplicates += 1;
             return;
         }
@@ -264,9 +274,13 @@ impl Join {
         }
         let item = Item {
             t,
-            dedup_key: dedup_key.to_string(),
-            side,
             seq: self.next_seq,
+            content,
+            auth: is_auth,
+            body: Box::new(ItemBody {
+                dedup_key: dedup_key.to_string(),
+                side,
+            }),
         };
         self.next_seq += 1;
         // Items before `lo` are earlier, so the position is among those at `t` (usually none):
@@ -531,8 +545,7 @@ impl Join {
 
     fn forget(&mut self, item: &Item, reason: CommitReason) {
         self.live.remove(&(item.t, item.seq));
-        if !item.dedup_key.is_empty() {
-            let key = content_key(&self.content_seed, item.t, item.is_auth(), &item.dedup_key);
+        if let Some(key) = item.content {
             if self.decided.insert(key) {
                 self.decided_order.push_back((item.t, key));
             }
@@ -561,11 +574,11 @@ impl Join {
         res: Option<Item>,
         reason: CommitReason,
     ) -> Outcome {
-        let auth = auth.and_then(|i| match i.side {
+        let auth = auth.and_then(|i| match i.body.side {
             Side::Auth(a) => Some((i.t, a)),
             Side::Resource(_) => None,
         });
-        let resource = res.and_then(|i| match i.side {
+        let resource = res.and_then(|i| match i.body.side {
             Side::Resource(r) => Some((i.t, r)),
             Side::Auth(_) => None,
         });
