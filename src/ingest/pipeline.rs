@@ -363,10 +363,12 @@ impl<'a> Loop<'a> {
         if pause.count() > 0 {
             tracing::info!(partitions = ?want, "pausing audit partitions ahead of the slowest");
             self.consumer.pause(&pause)?;
+            self.metrics.alignment_pauses.inc_by(pause.count() as u64);
         }
         if resume.count() > 0 && !self.paused {
             self.consumer.resume(&resume)?;
         }
+        self.metrics.partitions_aligning.set(want.len() as i64);
         self.held_back = want;
         Ok(())
     }
@@ -391,6 +393,9 @@ impl<'a> Loop<'a> {
             }
         }
         self.held_back.retain(|tp| !revoked.contains(tp));
+        self.metrics
+            .partitions_aligning
+            .set(self.held_back.len() as i64);
         for tp in &revoked {
             self.work.revoke(tp);
         }

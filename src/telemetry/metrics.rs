@@ -37,6 +37,11 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// 1 while consumption is paused for back-pressure.
     pub paused: IntGauge,
+    /// Audit partitions paused because they ran ahead of the slowest while the correlator
+    /// held more than `correlate.align_pending` events (watermark alignment): now, and
+    /// pauses so far.
+    pub partitions_aligning: IntGauge,
+    pub alignment_pauses: IntCounter,
     /// 1 while every assigned partition is committed to its high watermark
     /// (`ingest::caught_up`); checked about once a second while ingest is idle.
     pub caught_up: IntGauge,
@@ -155,6 +160,13 @@ impl Metrics {
         let paused = IntGauge::new("consumer_paused", "1 while consumption is paused")
             .expect("valid metric");
         r.register(Box::new(paused.clone())).expect("unique metric");
+        let partitions_aligning = IntGauge::new(
+            "partitions_aligning",
+            "Audit partitions paused while the slowest catches up",
+        )
+        .expect("valid metric");
+        r.register(Box::new(partitions_aligning.clone()))
+            .expect("unique metric");
         let caught_up = IntGauge::new(
             "ingest_caught_up",
             "1 while every assigned partition is committed to its high watermark",
@@ -265,6 +277,12 @@ impl Metrics {
                 "Offset commits refused by Kafka",
             ),
             paused,
+            partitions_aligning,
+            alignment_pauses: counter(
+                &r,
+                "alignment_pauses_total",
+                "Audit partitions paused because they ran ahead of the slowest",
+            ),
             caught_up,
             kafka_errors: counter_vec(
                 &r,
