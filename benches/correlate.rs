@@ -86,10 +86,9 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(events.len() as u64));
         g.bench_function(name, |b| b.iter(|| black_box(run(black_box(&events), 0))));
     }
-    // The same stream with the watermark held back: the correlator's per-event cost as a
-    // function of what it holds (benches/README.md, "Sixteenth session").
-    // One pair a second, as sparse as the simulated backlog's event time: read in order, the
-    // correlator holds a few dozen events; `behind` sets how many it holds.
+    // The correlator's cost per event as a function of what it holds (benches/README.md,
+    // "Sixteenth session"): one pair a second, as sparse as the simulated backlog's event
+    // time, so read in order it holds a few dozen events; `behind` sets how many it holds.
     let events = stream(100_000, 1_000, 200, 1_000);
     g.throughput(Throughput::Elements(events.len() as u64));
     for behind in [0, 10_000, 40_000] {

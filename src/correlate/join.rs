@@ -81,11 +81,12 @@ pub enum Side {
     Resource(ResourceSide),
 }
 
-/// One held event. What the join scans is inline and small (48 bytes); what only a decision
-/// reads is boxed. A busy key's list, searched on every arrival and scanned for adjacent
-/// pairs as the watermark passes, then takes a cache line per item or less, not three: with
-/// tens of thousands of events held, that was most of the join's time
-/// (benches/correlate.rs, `sparse_*_behind`; benches/README.md, "Sixteenth session").
+/// One held event. What the join scans is inline and small (48 bytes, `held_items_are_small`);
+/// what only a decision reads is boxed. A busy key's list, searched on every arrival and
+/// scanned for adjacent pairs as the watermark passes, then takes a cache line per item or
+/// less, not three: with tens of thousands of events held, those cache misses were a large
+/// part of the join's time (benches/correlate.rs, `sparse_*_behind`; benches/README.md,
+/// "Sixteenth session").
 #[derive(Debug, Clone)]
 pub struct Item {
     pub t: i64,
@@ -651,6 +652,17 @@ mod tests {
 
     /// The same event gets another content key in another join: the key is not a fixed
     /// function of what the sender wrote, so colliding events cannot be computed in advance.
+    /// The inline part of a held item stays within one 64-byte cache line (it was about
+    /// 176 bytes with the event's fields inline).
+    #[test]
+    fn held_items_are_small() {
+        assert!(
+            std::mem::size_of::<Item>() <= 48,
+            "{}",
+            std::mem::size_of::<Item>()
+        );
+    }
+
     #[test]
     fn content_keys_are_seeded_per_join() {
         let (a, b) = (Join::new(1_000, 10, 0), Join::new(1_000, 10, 0));

@@ -37,10 +37,10 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// 1 while consumption is paused for back-pressure.
     pub paused: IntGauge,
-    /// Audit partitions paused because they ran ahead of the slowest while the correlator
-    /// held more than `correlate.align_pending` events (watermark alignment): now, and
-    /// pauses so far.
+    /// Audit partitions paused now because they ran ahead of the slowest while the
+    /// correlator held more than `correlate.align_pending` events (watermark alignment).
     pub partitions_aligning: IntGauge,
+    /// Pauses of audit partitions for watermark alignment, one per partition paused.
     pub alignment_pauses: IntCounter,
     /// 1 while every assigned partition is committed to its high watermark
     /// (`ingest::caught_up`); checked about once a second while ingest is idle.
