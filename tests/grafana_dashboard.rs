@@ -101,7 +101,7 @@ fn exported() -> BTreeMap<String, Metric> {
         let ctx = &masked[ctx_start..start];
         let kind = if ctx.contains("Histogram") || ctx.contains("histogram(") {
             Kind::Histogram
-        } else if ctx.contains("Gauge") {
+        } else if ctx.contains("Gauge") || ctx.contains("gauge(") {
             Kind::Gauge
         } else {
             Kind::Counter
@@ -281,6 +281,7 @@ fn metric_names_parsed_from_the_code() {
     );
     assert_eq!(m["tokentrail_batch_rows"].kind, Kind::Histogram);
     assert_eq!(m["tokentrail_consumer_lag"].kind, Kind::Gauge);
+    assert_eq!(m["tokentrail_consumer_paused"].kind, Kind::Gauge);
     assert_eq!(
         m["tokentrail_collect_requests_total"].labels,
         BTreeSet::from(["route".to_string(), "status".to_string()])

@@ -127,6 +127,14 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .expect("valid metric");
@@ -157,23 +165,17 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(consumer_lag.clone()))
             .expect("unique metric");
-        let paused = IntGauge::new("consumer_paused", "1 while consumption is paused")
-            .expect("valid metric");
-        r.register(Box::new(paused.clone())).expect("unique metric");
-        let partitions_aligning = IntGauge::new(
+        let paused = gauge(&r, "consumer_paused", "1 while consumption is paused");
+        let partitions_aligning = gauge(
+            &r,
             "partitions_aligning",
             "Audit partitions paused while the slowest catches up",
-        )
-        .expect("valid metric");
-        r.register(Box::new(partitions_aligning.clone()))
-            .expect("unique metric");
-        let caught_up = IntGauge::new(
+        );
+        let caught_up = gauge(
+            &r,
             "ingest_caught_up",
             "1 while every assigned partition is committed to its high watermark",
-        )
-        .expect("valid metric");
-        r.register(Box::new(caught_up.clone()))
-            .expect("unique metric");
+        );
         let alert_raise_latency = HistogramVec::new(
             HistogramOpts::new(
                 "alert_raise_latency_seconds",
@@ -200,13 +202,11 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(correlator_state.clone()))
             .expect("unique metric");
-        let collect_in_flight = IntGauge::new(
+        let collect_in_flight = gauge(
+            &r,
             "collect_in_flight_requests",
             "Collector requests being handled",
-        )
-        .expect("valid metric");
-        r.register(Box::new(collect_in_flight.clone()))
-            .expect("unique metric");
+        );
         Metrics {
             seal_passes: counter_vec(
                 &r,
