@@ -15,8 +15,9 @@
 //!
 //! Back-pressure: one sealed batch is with the writer while the next fills. When that one
 //! is full too, the loop stops reading; librdkafka's prefetch cap bounds what waits, and
-//! after `PAUSE_AFTER` the partitions are paused so the consumer can keep polling. The commit step is last, and only a `WriteReceipt` leads to it; the
-//! correlation stage may hold it back further for messages whose events it still holds.
+//! after `PAUSE_AFTER` the partitions are paused so the consumer can keep polling. The
+//! commit step is last, and only a `WriteReceipt` leads to it; the correlation stage may
+//! hold it back further for messages whose events it still holds.
 //!
 //! Watermark alignment: the correlator decides events once the slowest audit partition's
 //! watermark passes them, so a partition that runs far ahead would pile events up in it.
