@@ -1,6 +1,8 @@
 //! RowBinary encoding throughput: normalized simulated traffic → rows of every table
 //! (audit_events, webhook_events, jobs, allowlist_changes, token_lifecycle, token_use with its
-//! record key) appended to batch blocks, exactly as `ingest::route` does it.
+//! record key) appended to batch blocks, exactly as `ingest::route` does it; then the same
+//! with the writer's part before the HTTP client: each table's rows put in key order and
+//! copied into the pieces it sends (`store::sink`).
 //! `cargo bench --bench encode`
 
 mod common;
@@ -19,7 +21,10 @@ use tokentrail::ingest::route;
 use tokentrail::kafka::offsets::OffsetTracker;
 use tokentrail::model::{Event, TokenUse, header_views};
 use tokentrail::normalize::{Limits, normalize};
-use tokentrail::store::block::TopicPartition;
+use tokentrail::store::block::{Block, TopicPartition};
+use tokentrail::store::chunks::copied_in_chunks;
+use tokentrail::store::key_order::rows_in_key_order;
+use tokentrail::store::tables::TimePrecision;
 
 const NOW_MS: i64 = 1_750_000_000_000;
 
@@ -50,9 +55,28 @@ fn bench(c: &mut Criterion) {
                 route::push_token_use(&mut batch, tp, *offset, record, &record_key(record), NOW_MS);
             }
         }
-        (batch.rows(), batch.bytes())
+        batch
     };
-    let (rows, bytes) = run();
+    // What the writer does with a sealed batch before the HTTP client, per table as
+    // `store::sink` groups it: at the 18.16 server's precision, the one benches/e2e.sh runs.
+    let ordered_for_insert = |blocks: &[Block]| {
+        let mut sent = 0;
+        for table in blocks
+            .iter()
+            .map(|b| b.table)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let group: Vec<&Block> = blocks.iter().filter(|b| b.table == table).collect();
+            if let Some(rows) = rows_in_key_order(&group, None, TimePrecision::Seconds) {
+                sent += copied_in_chunks(rows.into_iter())
+                    .map(|c| c.len())
+                    .sum::<usize>();
+            }
+        }
+        sent
+    };
+    let batch = run();
+    let (rows, bytes) = (batch.rows(), batch.bytes());
     eprintln!(
         "encode: {} events ({} B of JSON per event) → {rows} rows, {bytes} B of RowBinary",
         stats.events,
@@ -62,7 +86,18 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
     g.sample_size(20);
     g.throughput(Throughput::Elements(stats.events as u64));
-    g.bench_function("rowbinary_simulated", |b| b.iter(|| black_box(run())));
+    g.bench_function("rowbinary_simulated", |b| {
+        b.iter(|| {
+            let batch = run();
+            black_box((batch.rows(), batch.bytes()))
+        })
+    });
+    g.bench_function("rowbinary_then_key_order_simulated", |b| {
+        b.iter(|| {
+            let (blocks, _, _) = run().into_parts();
+            black_box(ordered_for_insert(&blocks))
+        })
+    });
     g.finish();
 }
 
