@@ -178,6 +178,10 @@ threads_cpu_since() { # pid before
         END { for (n in d) if (d[n] >= 0.05) printf "%s\t%.1f\n", n, d[n] }' \
     | sort -t$'\t' -k2 -rn | awk -F'\t' '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }'
 }
+# Minor page faults of a pid so far: memory touched for the first time, or again after the
+# allocator gave it back (src/store/chunk_pool.rs).
+minflt_of() { awk '{ print $10 }' "/proc/$1/stat"; }
+
 # VmHWM (peak resident set) of a pid, in MB.
 hwm_of() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 # Bytes of Kafka's log segments of a topic (record batches as stored = as fetched).
@@ -349,6 +353,7 @@ phase_backlog() {
   R[tt_cpu]="$cpu"
   R[tt_cpu_per_m]="$(calc "$cpu / $EVENTS * 1000000")"
   R[tt_rss]="$(hwm_of "$ingest_pid")"
+  R[tt_minflt_per_m]="$(calc "$(minflt_of "$ingest_pid") / $EVENTS * 1000000")"
   R[tt_ch_cpu]="$(calc "$(cpu_of "$CH_PID") - $ch0")"
   R[tt_ch_cpu_per_m]="$(calc "${R[tt_ch_cpu]} / $EVENTS * 1000000")"
   R[tt_ch_sys_per_m]="$(calc "($(sys_of "$CH_PID") - $chs0) / $EVENTS * 1000000")"
@@ -507,6 +512,7 @@ row "MB/s (Kafka log bytes)" "$(v tt_mbps 1)" "$(v py_mbps 1)" "$(v nat_mbps 1)"
 row "consumer CPU-s" "$(v tt_cpu 1)" "$(v py_cpu 1)" "$(v nat_cpu 1)"
 row "consumer CPU-s per million events" "$(v tt_cpu_per_m 1)" "$(v py_cpu_per_m 1)" "$(v nat_cpu_per_m 1)"
 row "consumer peak RSS (VmHWM) MB" "$(v tt_rss)" "$(v py_rss)" "$(v nat_rss)"
+row "consumer minor page faults per M events" "$(v tt_minflt_per_m 0)" "-" "-"
 row "ClickHouse CPU-s meanwhile" "$(v tt_ch_cpu 1)" "$(v py_ch_cpu 1)" "$(v nat_ch_cpu 1)"
 row "ClickHouse CPU-s per million events" "$(v tt_ch_cpu_per_m 1)" "$(v py_ch_cpu_per_m 1)" "$(v nat_ch_cpu_per_m 1)"
 row "  of which system (kernel) CPU-s" "$(v tt_ch_sys_per_m 1)" "$(v py_ch_sys_per_m 1)" "$(v nat_ch_sys_per_m 1)"
