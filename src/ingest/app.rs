@@ -23,6 +23,7 @@ use crate::correlate::actors::KnownBots;
 use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared};
 use crate::kafka::dead_letter::{DeadLetterError, DeadLetterProducer};
 use crate::kafka::producer;
+use crate::store::chunk_pool;
 use crate::store::read::{self, ReadError};
 use crate::store::schema::Dialect;
 use crate::store::sink::{self, ClickHouseSink};
@@ -75,6 +76,8 @@ impl IngestApp {
             settings.retry.clone(),
             metrics.clone(),
         );
+        // One sealed batch is written while the next fills: the chunks of both are reused.
+        chunk_pool::make_room_for(2 * settings.batch.max_bytes);
         let mut stage = CorrelationStage::new(&settings.correlate);
         let restored = allowlist_history::restore(
             store.client(),

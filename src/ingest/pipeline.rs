@@ -52,6 +52,7 @@ use crate::kafka::consumer::{self, IngestConsumer, RebalanceShared, RecordHeader
 use crate::kafka::dead_letter::{DeadLetterItem, DeadLetterProducer, DeadLetterTicket, RatioGuard};
 use crate::model::{HeaderSource, InputMessage};
 use crate::store::block::TopicPartition;
+use crate::store::chunk_pool;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Health;
 
@@ -233,6 +234,10 @@ impl<'a> Loop<'a> {
                     self.work.on_idle(now_ms());
                     self.dispatch_alerts().await;
                     self.unpin_settled();
+                    if self.in_flight == 0 && self.work.batch_is_empty() {
+                        // Nothing buffered: a burst's spare chunks go back to the kernel.
+                        chunk_pool::release_surplus();
+                    }
                     if self.check_caught_up() && self.exit_when_caught_up {
                         tracing::info!("caught up: every assigned partition is committed to its end");
                         return Ok(());

@@ -9,31 +9,14 @@
 //! ClickHouse has the bytes and the last reference is dropped, the chunk returns to the pool
 //! for the next batch.
 
-use std::sync::Mutex;
-
 use bytes::Bytes;
 
-/// Capacity of a pooled chunk, and so the most bytes the writer hands the HTTP client at once.
-/// hyper copies each body piece into its connection's write buffer and stops taking pieces
-/// once that holds about 400 KiB, so a piece this small keeps the copy under a megabyte per
-/// INSERT; a whole block as one piece was copied whole (heaptrack on the 1M backlog: 49 MB of
-/// the 192 MB heap peak; benches/README.md, "Peak memory").
-pub const CHUNK_BYTES: usize = 256 * 1024;
+pub use super::chunk_pool::CHUNK_BYTES;
+use super::chunk_pool::{give, take};
 
 /// A row is started in a new chunk when less than this is left in the current one. A larger
 /// row still fits: its chunk grows (and is not pooled afterwards).
 const ROW_HEADROOM: usize = 16 * 1024;
-
-/// The most free chunks kept (32 MiB, two thirds of a batch at the default
-/// `batch.max_bytes`); beyond it they are freed, so a burst does not pin its memory.
-const POOL_MAX_CHUNKS: usize = 128;
-
-static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-fn take() -> Vec<u8> {
-    let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    pooled.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES))
-}
 
 /// Owns a chunk behind `Bytes` and gives it back to the pool when the last slice is dropped.
 struct Pooled(Vec<u8>);
@@ -46,15 +29,7 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let mut chunk = std::mem::take(&mut self.0);
-        if chunk.capacity() != CHUNK_BYTES {
-            return;
-        }
-        chunk.clear();
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL_MAX_CHUNKS {
-            pool.push(chunk);
-        }
+        give(std::mem::take(&mut self.0));
     }
 }
 

@@ -1,6 +1,7 @@
 //! Everything that touches ClickHouse: row encoding, the schema, and the batch writer.
 
 pub mod block;
+pub mod chunk_pool;
 pub mod chunks;
 pub mod client;
 pub mod cluster;
