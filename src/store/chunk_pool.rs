@@ -18,8 +18,8 @@ use std::sync::Mutex;
 /// the 192 MB heap peak; benches/README.md, "Peak memory").
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// Free chunks kept when nothing asked for more: 32 MiB, two thirds of a batch at the
-/// default `batch.max_bytes`.
+/// Free chunks kept when nothing asked for more, and what a quiet process keeps
+/// ([`release_surplus`]): 32 MiB.
 const DEFAULT_ROOM: usize = 128;
 
 static POOL: Mutex<Pool> = Mutex::new(Pool::new());

@@ -11,8 +11,7 @@
 
 use bytes::Bytes;
 
-pub use super::chunk_pool::CHUNK_BYTES;
-use super::chunk_pool::{give, take};
+use super::chunk_pool::{CHUNK_BYTES, give, take};
 
 /// A row is started in a new chunk when less than this is left in the current one. A larger
 /// row still fits: its chunk grows (and is not pooled afterwards).
