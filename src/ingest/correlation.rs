@@ -293,7 +293,11 @@ pub fn record_key(r: &TokenUse) -> String {
     ] {
         h.update(n.to_le_bytes());
     }
-    hex::encode(&h.finalize()[..16])
+    // Into a stack buffer: `hex::encode` builds its string a character at a time.
+    let mut hex = [0u8; 32];
+    // 16 bytes of digest always fit 32 hex digits.
+    let _ = hex::encode_to_slice(&h.finalize()[..16], &mut hex);
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 #[cfg(test)]
