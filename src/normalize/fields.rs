@@ -108,15 +108,25 @@ pub fn loose_id(v: Option<&Value<'_>>) -> Option<i64> {
 pub fn strict_text(field: &str, v: Option<&Value<'_>>) -> Result<Option<String>, FieldError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_ref().to_owned())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(FieldError::wrong_type(field, "a string", other)),
+        Some(other) => text(other)
+            .map(Some)
+            .ok_or_else(|| FieldError::wrong_type(field, "a string", other)),
     }
 }
 
-/// Like [`strict_text`] but any unusable value reads as `None`.
+/// Like [`strict_text`] but any unusable value reads as `None` (without writing the error
+/// message no one reads).
 pub fn loose_text(v: Option<&Value<'_>>) -> Option<String> {
-    strict_text("", v).ok().flatten()
+    text(v?)
+}
+
+/// A string's or a number's text.
+fn text(v: &Value<'_>) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.as_ref().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// A borrowed string, only when the value is a JSON string.
@@ -181,6 +191,26 @@ mod tests {
         assert_eq!(strict_text("t", Some(&json!(7))), Ok(Some("7".into())));
         assert!(strict_text("t", Some(&json!(false))).is_err());
         assert!(strict_text("t", Some(&json!({"a": 1}))).is_err());
+    }
+
+    #[test]
+    fn loose_text_reads_what_strict_text_accepts_and_nothing_else() {
+        for v in [
+            json!("a"),
+            json!(7),
+            json!(1.5),
+            json!(null),
+            json!(false),
+            json!([1]),
+        ] {
+            assert_eq!(
+                loose_text(Some(&v)),
+                strict_text("t", Some(&v)).ok().flatten(),
+                "{v}"
+            );
+        }
+        assert_eq!(loose_text(Some(&json!({"a": 1}))), None);
+        assert_eq!(loose_text(None), None);
     }
 
     #[test]
