@@ -54,28 +54,45 @@ pub type Header<'a> = (&'a str, &'a [u8]);
 /// theirs (the body names the event type), so they are left unparsed (that parse was 4 % of
 /// ingest's CPU, benches/README.md "Ninth session").
 pub trait HeaderSource: std::fmt::Debug {
-    /// The value of the first header named `name`, in any case (HTTP header names are
-    /// case-insensitive).
-    fn find(&self, name: &str) -> Option<&[u8]>;
+    /// Into `found[i]`, the value of the first header named `names[i]`, in any case (HTTP
+    /// header names are case-insensitive), in one pass over the headers: a webhook needs two,
+    /// and each pass re-reads every header name from librdkafka.
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]);
     /// Every header in order, for the dead-letter copy.
     fn all(&self) -> Vec<Header<'_>>;
+
+    /// The value of the first header named `name`, in any case.
+    fn find(&self, name: &str) -> Option<&[u8]> {
+        let mut found = [None];
+        self.find_each(&[name], &mut found);
+        found[0]
+    }
 }
 
-/// The value of the first of `headers` named `name`, in any case: the one lookup rule of every
-/// [`HeaderSource`].
-pub fn find_header<'h>(
+/// The one lookup rule of every [`HeaderSource`]: `found[i]` is the value of the first of
+/// `headers` named `names[i]`, in any case. The pass stops once every name is found.
+pub fn find_headers<'h>(
     headers: impl IntoIterator<Item = Header<'h>>,
-    name: &str,
-) -> Option<&'h [u8]> {
-    headers
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+    names: &[&str],
+    found: &mut [Option<&'h [u8]>],
+) {
+    let mut missing = names.len().min(found.len());
+    for (key, value) in headers {
+        if missing == 0 {
+            return;
+        }
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            if slot.is_none() && key.eq_ignore_ascii_case(name) {
+                *slot = Some(value);
+                missing -= 1;
+            }
+        }
+    }
 }
 
 impl HeaderSource for [Header<'_>] {
-    fn find(&self, name: &str) -> Option<&[u8]> {
-        find_header(self.iter().copied(), name)
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]) {
+        find_headers(self.iter().copied(), names, found);
     }
 
     fn all(&self) -> Vec<Header<'_>> {
@@ -84,8 +101,8 @@ impl HeaderSource for [Header<'_>] {
 }
 
 impl HeaderSource for Vec<Header<'_>> {
-    fn find(&self, name: &str) -> Option<&[u8]> {
-        self.as_slice().find(name)
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]) {
+        self.as_slice().find_each(names, found);
     }
 
     fn all(&self) -> Vec<Header<'_>> {
@@ -95,8 +112,9 @@ impl HeaderSource for Vec<Header<'_>> {
 
 /// Owned headers, as the simulator and the tests hold them.
 impl HeaderSource for Vec<(String, Vec<u8>)> {
-    fn find(&self, name: &str) -> Option<&[u8]> {
-        find_header(self.iter().map(|(k, v)| (k.as_str(), v.as_slice())), name)
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]) {
+        let headers = self.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        find_headers(headers, names, found);
     }
 
     fn all(&self) -> Vec<Header<'_>> {
@@ -105,8 +123,8 @@ impl HeaderSource for Vec<(String, Vec<u8>)> {
 }
 
 impl<const N: usize> HeaderSource for [Header<'_>; N] {
-    fn find(&self, name: &str) -> Option<&[u8]> {
-        self.as_slice().find(name)
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]) {
+        self.as_slice().find_each(names, found);
     }
 
     fn all(&self) -> Vec<Header<'_>> {
@@ -125,9 +143,15 @@ pub fn header_views(owned: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
 impl InputMessage<'_> {
     /// Case-insensitive header lookup (HTTP header names are case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .find(name)
-            .and_then(|v| std::str::from_utf8(v).ok())
+        let [value] = self.headers_named([name]);
+        value
+    }
+
+    /// [`Self::header`] for several names, in one pass over the headers.
+    pub fn headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<&str>; N] {
+        let mut found = [None; N];
+        self.headers.find_each(&names, &mut found);
+        found.map(|value| value.and_then(|v| std::str::from_utf8(v).ok()))
     }
 }
 
@@ -623,6 +647,31 @@ pub struct Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_named_finds_each_first_match_in_any_case_in_one_pass() {
+        let headers: [Header<'_>; 4] = [
+            ("x-gitlab-event", b"Job Hook"),
+            ("Idempotency-Key", b"first"),
+            ("IDEMPOTENCY-KEY", b"second"),
+            ("X-Bad-Utf8", b"\xff"),
+        ];
+        let msg = InputMessage {
+            source: SourceKind::Webhook,
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            headers: &headers,
+            payload: None,
+        };
+        assert_eq!(
+            msg.headers_named(["X-Gitlab-Event", "Idempotency-Key", "Absent", "x-bad-utf8"]),
+            [Some("Job Hook"), Some("first"), None, None]
+        );
+        assert_eq!(msg.header("idempotency-key"), Some("first"));
+        assert_eq!(headers.find("X-BAD-UTF8"), Some(&b"\xff"[..]));
+    }
 
     #[test]
     fn correlation_text_is_the_same_everywhere() {

@@ -649,10 +649,17 @@ struct CountedHeaders {
 }
 
 impl tokentrail::model::HeaderSource for CountedHeaders {
-    fn find(&self, name: &str) -> Option<&[u8]> {
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]) {
         self.lookups.set(self.lookups.get() + 1);
-        name.eq_ignore_ascii_case("X-Gitlab-Audit-Event-Type")
-            .then_some(b"user_authenticated_using_job_token".as_slice())
+        let headers: [tokentrail::model::Header<'static>; 3] = [
+            (
+                "X-Gitlab-Audit-Event-Type",
+                b"user_authenticated_using_job_token",
+            ),
+            ("X-Gitlab-Event", b"Job Hook"),
+            ("Idempotency-Key", b"counted-key"),
+        ];
+        tokentrail::model::find_headers(headers, names, found);
     }
 
     fn all(&self) -> Vec<tokentrail::model::Header<'_>> {
@@ -693,5 +700,18 @@ fn audit_headers_are_read_only_when_the_body_lacks_the_event_type() {
         only_audit(&out).event_type,
         "user_authenticated_using_job_token"
     );
+    assert_eq!(counted.lookups.get(), 1);
+}
+
+/// A webhook's two headers (`X-Gitlab-Event`, `Idempotency-Key`) come from one pass over the
+/// record's headers, each pass being a walk over what librdkafka parsed.
+#[test]
+fn a_webhook_reads_its_headers_in_one_pass() {
+    let v = sample("webhooks/job_hook.json");
+    let counted = CountedHeaders::default();
+    let out = normalize_with(&counted, SourceKind::Webhook, &bytes(&v));
+    let hook = only_webhook(&out);
+    assert_eq!(hook.event_header, "Job Hook");
+    assert_eq!(hook.dedup_key, "idem:counted-key");
     assert_eq!(counted.lookups.get(), 1);
 }

@@ -16,7 +16,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::client::client_config;
 use super::offsets::OffsetTracker;
 use super::settings::KafkaSettings;
-use crate::model::{Header, HeaderSource, find_header};
+use crate::model::{Header, HeaderSource, find_headers};
 use crate::store::block::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
@@ -211,12 +211,11 @@ impl std::fmt::Debug for RecordHeaders<'_> {
 }
 
 impl HeaderSource for RecordHeaders<'_> {
-    fn find(&self, name: &str) -> Option<&[u8]> {
-        let headers = rdkafka::Message::headers(self.0)?;
-        find_header(
-            headers.iter().map(|h| (h.key, h.value.unwrap_or_default())),
-            name,
-        )
+    fn find_each<'s>(&'s self, names: &[&str], found: &mut [Option<&'s [u8]>]) {
+        if let Some(headers) = rdkafka::Message::headers(self.0) {
+            let headers = headers.iter().map(|h| (h.key, h.value.unwrap_or_default()));
+            find_headers(headers, names, found);
+        }
     }
 
     fn all(&self) -> Vec<Header<'_>> {

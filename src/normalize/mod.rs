@@ -186,9 +186,10 @@ fn webhook(msg: &InputMessage<'_>, value: &Value<'_>, text: &str) -> Normalized 
     let mut out = Normalized::default();
     match value {
         Value::Object(obj) => {
+            let [event, idempotency_key] = msg.headers_named(["X-Gitlab-Event", "Idempotency-Key"]);
             let headers = webhook::WebhookHeaders {
-                event: msg.header("X-Gitlab-Event"),
-                idempotency_key: msg.header("Idempotency-Key"),
+                event,
+                idempotency_key,
                 kafka_timestamp_ms: msg.timestamp_ms,
             };
             let ev = webhook::webhook_event(value, obj, text.to_owned(), &headers);
