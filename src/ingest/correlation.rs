@@ -293,11 +293,9 @@ pub fn record_key(r: &TokenUse) -> String {
     ] {
         h.update(n.to_le_bytes());
     }
-    // Into a stack buffer: `hex::encode` builds its string a character at a time.
-    let mut hex = [0u8; 32];
-    // 16 bytes of digest always fit 32 hex digits.
-    let _ = hex::encode_to_slice(&h.finalize()[..16], &mut hex);
-    String::from_utf8_lossy(&hex).into_owned()
+    let mut key = String::with_capacity(32);
+    crate::hashing::push_hex(&mut key, &h.finalize()[..16]);
+    key
 }
 
 #[cfg(test)]

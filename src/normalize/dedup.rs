@@ -97,12 +97,9 @@ pub fn webhook_key(idempotency_key: Option<&str>, body: &Value<'_>) -> String {
 }
 
 fn content_key(canonical: &[u8]) -> String {
-    let mut hex = [0u8; 64];
-    // 32 bytes of digest always fit 64 hex digits.
-    let _ = hex::encode_to_slice(Sha256::digest(canonical), &mut hex);
-    let mut key = String::with_capacity("content:".len() + hex.len());
+    let mut key = String::with_capacity("content:".len() + 64);
     key.push_str("content:");
-    key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    crate::hashing::push_hex(&mut key, &Sha256::digest(canonical));
     key
 }
 
