@@ -2,10 +2,8 @@
 //! with the correlator configured and its watermark driven as ingest does.
 //! `cargo bench --bench correlate`
 
-use std::hint::black_box;
-
 use clock::BenchClock;
-use criterion::{Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize::LargeInput, Throughput, criterion_group, criterion_main};
 
 type Criterion = criterion::Criterion<BenchClock>;
 use tokentrail::config::CorrelateSettings;
@@ -53,7 +51,7 @@ fn stream(pairs: i64, users: i64, ips: i64, spacing_ms: i64) -> Vec<AuditEvent> 
 /// `behind` events earlier, minus `lateness_ms`. `behind` 0 is one partition read in order;
 /// a larger one is a backlog whose partitions are read unevenly, so the slowest holds the
 /// watermark back while the others' events pile up (what `correlate.align_pending` bounds).
-fn run(events: &[AuditEvent], behind: usize) -> usize {
+fn run(events: Vec<AuditEvent>, behind: usize) -> usize {
     let settings = CorrelateSettings::default();
     let mut c = Correlator::new(CorrelatorConfig {
         window_ms: settings.window_ms,
@@ -64,10 +62,13 @@ fn run(events: &[AuditEvent], behind: usize) -> usize {
     });
     let mut newest = Vec::with_capacity(events.len());
     let mut n = 0;
-    for (i, e) in events.iter().enumerate() {
-        n += c.on_audit(e).len();
+    let mut records = Vec::new();
+    for (i, e) in events.into_iter().enumerate() {
         let prev = newest.last().copied().unwrap_or(i64::MIN);
         newest.push(prev.max(e.created_at_ms));
+        c.on_audit_into(e, &mut records);
+        n += records.len();
+        records.clear();
         if let Some(read_to) = i.checked_sub(behind) {
             n += c.advance(newest[read_to] - settings.lateness_ms).len();
         }
@@ -84,7 +85,9 @@ fn bench(c: &mut Criterion) {
     ] {
         let events = stream(100_000, users, ips, 1);
         g.throughput(Throughput::Elements(events.len() as u64));
-        g.bench_function(name, |b| b.iter(|| black_box(run(black_box(&events), 0))));
+        g.bench_function(name, |b| {
+            b.iter_batched(|| events.clone(), |e| run(e, 0), LargeInput)
+        });
     }
     // The correlator's cost per event as a function of what it holds (benches/README.md,
     // "Sixteenth session"): one pair a second, as sparse as the simulated backlog's event
@@ -93,7 +96,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events.len() as u64));
     for behind in [0, 10_000, 40_000] {
         g.bench_function(format!("sparse_{behind}_behind"), |b| {
-            b.iter(|| black_box(run(black_box(&events), behind)))
+            b.iter_batched(|| events.clone(), |e| run(e, behind), LargeInput)
         });
     }
     g.finish();

@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
         let tp: TopicPartition = (Arc::from(rec.topic), 0);
         let headers = header_views(&rec.headers);
         let events = normalize(&rec.input(&headers), &Limits::default()).events;
-        let records = stage.on_events(&tp, rec.offset, Some(rec.timestamp_ms), &events);
+        let records = stage.on_events(&tp, rec.offset, Some(rec.timestamp_ms), events.clone());
         messages.push((tp, rec.offset, events, records));
     }
     let tail = stage.flush_all();

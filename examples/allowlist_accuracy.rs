@@ -71,7 +71,7 @@ fn main() {
             &tp,
             offset as i64,
             Some(m.timestamp_ms),
-            &m.normalize(topic).events,
+            m.normalize(topic).events,
         ) {
             got.insert(key(&r), r.allowlisted);
         }

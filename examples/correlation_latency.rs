@@ -121,7 +121,7 @@ fn main() {
         let mut holds: Vec<i64> = Vec::new();
         let mut matched_holds: Vec<i64> = Vec::new();
         for (offset, (tp, delivered_ms, events)) in normalized.iter().enumerate() {
-            for r in stage.on_events(tp, offset as i64, Some(*delivered_ms), events) {
+            for r in stage.on_events(tp, offset as i64, Some(*delivered_ms), events.clone()) {
                 holds.push(delivered_ms - r.event_time_ms);
                 if r.correlation == Correlation::Matched {
                     matched_holds.push(delivered_ms - r.event_time_ms);

@@ -664,3 +664,39 @@ fn stats_track_pending_sides() {
     );
     assert_eq!((s.auth_only, s.unmatched_resources), (1, 2));
 }
+
+/// Text with room to spare: a copy of it is sized to the text, the string itself keeps the
+/// capacity it was made with.
+fn roomy(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 64);
+    s.push_str(text);
+    s
+}
+
+/// `on_audit_into` takes the event: the texts of a held event (author, project) move into
+/// the join and from there into the record, instead of being copied on the way in.
+#[test]
+fn a_held_events_texts_move_into_its_record() {
+    let mut ev = auth(1, "10.0.0.1", 1_000, SOURCE, 10);
+    ev.author_name = roomy(&ev.author_name);
+    ev.entity_path = roomy(&ev.entity_path);
+    let capacities = (ev.author_name.capacity(), ev.entity_path.capacity());
+
+    let mut c = manual();
+    let mut records = Vec::new();
+    c.on_audit_into(ev, &mut records);
+    records.extend(c.flush_all());
+
+    let [record] = &records[..] else {
+        panic!("one auth_only record, got {records:?}")
+    };
+    assert_eq!(record.correlation, Correlation::AuthOnly);
+    assert_eq!(
+        (
+            record.actor_name.capacity(),
+            record.source_project_path.capacity()
+        ),
+        capacities,
+        "the record's texts are the event's, not copies"
+    );
+}

@@ -242,7 +242,7 @@ impl Join {
         author_id: i64,
         ip: &str,
         t: i64,
-        dedup_key: &str,
+        dedup_key: String,
         side: Side,
         out: &mut Vec<Outcome>,
     ) {
@@ -257,8 +257,8 @@ impl Join {
             Some(last) if last.t < t => ks.items.len(),
             _ => ks.items.partition_point(|i| i.t < t),
         };
-        let content =
-            (!dedup_key.is_empty()).then(|| content_key(&self.content_seed, t, is_auth, dedup_key));
+        let content = (!dedup_key.is_empty())
+            .then(|| content_key(&self.content_seed, t, is_auth, &dedup_key));
         let dup = content.is_some()
             && ks.items[lo..].iter().take_while(|i| i.t == t).any(|i| {
                 i.content == content && i.auth == is_auth && i.body.dedup_key == dedup_key
@@ -278,10 +278,7 @@ impl Join {
             seq: self.next_seq,
             content,
             auth: is_auth,
-            body: Box::new(ItemBody {
-                dedup_key: dedup_key.to_string(),
-                side,
-            }),
+            body: Box::new(ItemBody { dedup_key, side }),
         };
         self.next_seq += 1;
         // Items before `lo` are earlier, so the position is among those at `t` (usually none):

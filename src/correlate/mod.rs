@@ -190,24 +190,28 @@ impl Correlator {
     /// and with `auto_lateness_ms`, whatever the advanced watermark closed.
     pub fn on_audit(&mut self, ev: &AuditEvent) -> Vec<TokenUse> {
         let mut records = Vec::new();
-        self.on_audit_into(ev, &mut records);
+        self.on_audit_into(ev.clone(), &mut records);
         records
     }
 
     /// [`Correlator::on_audit`], appending the records to `records` (the ingest loop's list
-    /// for the message, so a record is moved once instead of through two more lists).
-    pub fn on_audit_into(&mut self, ev: &AuditEvent, records: &mut Vec<TokenUse>) {
+    /// for the message, so a record is moved once instead of through two more lists). The
+    /// event is taken, not borrowed: a held event's texts (author, project, dedup key) move
+    /// into the join instead of being copied.
+    pub fn on_audit_into(&mut self, ev: AuditEvent, records: &mut Vec<TokenUse>) {
         let mut out = Vec::new();
-        match &ev.meaning {
+        let t = ev.created_at_ms;
+        match ev.meaning {
             AuditMeaning::JobTokenAuth { job_id } => {
                 let side = Side::Auth(AuthSide {
-                    author_name: ev.author_name.clone(),
+                    author_name: ev.author_name,
                     actor_kind: ev.actor_kind,
                     project_id: ev.entity_id,
-                    project_path: ev.entity_path.clone(),
-                    job_id: *job_id,
+                    project_path: ev.entity_path,
+                    job_id,
                 });
-                self.hold(ev, side, &mut out);
+                let (id, ip) = (ev.author_id, &ev.ip_address);
+                self.join.insert(id, ip, t, ev.dedup_key, side, &mut out);
             }
             AuditMeaning::ResourceAccess {
                 action,
@@ -216,30 +220,31 @@ impl Correlator {
                 ..
             } => {
                 let side = ResourceSide {
-                    author_name: ev.author_name.clone(),
+                    author_name: ev.author_name,
                     actor_kind: ev.actor_kind,
                     project_id: ev.entity_id,
-                    project_path: ev.entity_path.clone(),
-                    action: action.clone(),
-                    upstream_project_path: upstream_project_path.clone(),
-                    upstream_pipeline_id: *upstream_pipeline_id,
+                    project_path: ev.entity_path,
+                    action,
+                    upstream_project_path,
+                    upstream_pipeline_id,
                 };
                 if ev.author_id <= 0 {
                     // Deploy tokens/keys and anonymous access never authenticate with a job
                     // token: decide now instead of holding.
                     out.push(Outcome {
                         author_id: ev.author_id,
-                        ip: ev.ip_address.clone(),
+                        ip: ev.ip_address,
                         auth: None,
-                        resource: Some((ev.created_at_ms, side)),
+                        resource: Some((t, side)),
                         reason: join::CommitReason::WindowClosed,
                     });
                 } else {
-                    self.hold(ev, Side::Resource(side), &mut out);
+                    let (id, ip, side) = (ev.author_id, &ev.ip_address, Side::Resource(side));
+                    self.join.insert(id, ip, t, ev.dedup_key, side, &mut out);
                 }
             }
             AuditMeaning::Allowlist(change) => {
-                if self.allowlist.apply(change, ev.created_at_ms) {
+                if self.allowlist.apply(&change, t) {
                     self.counters.allowlist_changes += 1;
                 } else {
                     self.counters.allowlist_ignored += 1;
@@ -248,7 +253,7 @@ impl Correlator {
             AuditMeaning::TokenLifecycle(_) | AuditMeaning::Other => {}
         }
         if let Some(tracker) = &mut self.tracker {
-            let wm = tracker.observe(ev.created_at_ms);
+            let wm = tracker.observe(t);
             self.join.advance(wm, &mut out);
         }
         self.finish(out, records);
@@ -336,12 +341,6 @@ impl Correlator {
     /// For replaying stored allowlist history at start-up without touching the watermark.
     pub fn allowlist_mut(&mut self) -> &mut AllowlistState {
         &mut self.allowlist
-    }
-
-    fn hold(&mut self, ev: &AuditEvent, side: Side, out: &mut Vec<Outcome>) {
-        let ip = &ev.ip_address;
-        let (id, t) = (ev.author_id, ev.created_at_ms);
-        self.join.insert(id, ip, t, &ev.dedup_key, side, out);
     }
 
     /// Appends the join outcomes' records to `records`, in a deterministic order among

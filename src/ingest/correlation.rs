@@ -122,13 +122,14 @@ impl CorrelationStage {
     }
 
     /// Feeds the events of one message, received by the collector at `received_ms` (its
-    /// Kafka timestamp); returns the records that became final.
+    /// Kafka timestamp); returns the records that became final. The stage is the events'
+    /// last reader, so it takes them (`Correlator::on_audit_into`).
     pub fn on_events(
         &mut self,
         tp: &TopicPartition,
         offset: i64,
         received_ms: Option<i64>,
-        events: &[Event],
+        events: Vec<Event>,
     ) -> Vec<TokenUse> {
         let mut records = Vec::new();
         let mut max_correlatable: Option<i64> = None;
@@ -146,9 +147,9 @@ impl CorrelationStage {
                             max_correlatable.map_or(ev.created_at_ms, |m| m.max(ev.created_at_ms)),
                         );
                     }
-                    self.correlator.on_audit_into(ev, &mut records);
                     max_audit =
                         Some(max_audit.map_or(ev.created_at_ms, |m| m.max(ev.created_at_ms)));
+                    self.correlator.on_audit_into(ev, &mut records);
                 }
                 Event::Webhook(wh) => {
                     for job in &wh.jobs {
@@ -345,12 +346,16 @@ pub(crate) mod tests {
     fn held_message_pins_the_commit_until_decided_and_written() {
         let mut stage = CorrelationStage::new(&settings());
         let tp: TopicPartition = (Arc::from("t"), 0);
-        assert!(stage.on_events(&tp, 5, None, &[auth(10_000, 1)]).is_empty());
+        assert!(
+            stage
+                .on_events(&tp, 5, None, vec![auth(10_000, 1)])
+                .is_empty()
+        );
         assert_eq!(stage.commit_cap(&tp), Some(5), "pinned while undecided");
         assert!(stage.take_decided().is_empty());
 
         // Much later event time: the first auth is decided (auth_only) and released.
-        let records = stage.on_events(&tp, 6, None, &[auth(20_000, 2)]);
+        let records = stage.on_events(&tp, 6, None, vec![auth(20_000, 2)]);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].action, "auth");
         let released = stage.take_decided();
@@ -379,9 +384,9 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&settings());
         let p0: TopicPartition = (Arc::from("t"), 0);
         let p1: TopicPartition = (Arc::from("t"), 1);
-        stage.on_events(&p1, 0, None, &[auth(1_000, 1)]);
+        stage.on_events(&p1, 0, None, vec![auth(1_000, 1)]);
         // Partition 0 races far ahead; partition 1's auth must not be decided yet.
-        let records = stage.on_events(&p0, 0, None, &[auth(100_000, 2)]);
+        let records = stage.on_events(&p0, 0, None, vec![auth(100_000, 2)]);
         assert!(records.is_empty(), "{records:?}");
     }
 
@@ -392,10 +397,10 @@ pub(crate) mod tests {
         let p1: TopicPartition = (Arc::from("t"), 1);
         stage.assign(&p0, SourceKind::AuditStream);
         stage.assign(&p1, SourceKind::AuditStream);
-        stage.on_events(&p0, 0, None, &[auth(1_000, 1)]);
-        let records = stage.on_events(&p0, 1, None, &[auth(100_000, 2)]);
+        stage.on_events(&p0, 0, None, vec![auth(1_000, 1)]);
+        let records = stage.on_events(&p0, 1, None, vec![auth(100_000, 2)]);
         assert!(records.is_empty(), "p1 has not been read yet: {records:?}");
-        let records = stage.on_events(&p1, 0, None, &[auth(100_000, 3)]);
+        let records = stage.on_events(&p1, 0, None, vec![auth(100_000, 3)]);
         assert_eq!(
             records.len(),
             1,
@@ -436,7 +441,7 @@ pub(crate) mod tests {
                     }
                 }
             }
-            stage.on_events(tp, offset, Some(m.timestamp_ms), &events)
+            stage.on_events(tp, offset, Some(m.timestamp_ms), events)
         };
         for (i, m) in audits.iter().take(ahead).enumerate() {
             records.extend(feed(&mut stage, &audit, i as i64, m));
@@ -494,9 +499,9 @@ pub(crate) mod tests {
         stage.assign(&hooks, SourceKind::Webhook);
         // A hostile or broken sender dates its hooks in 1970: were that the partition's
         // time, it would hold every record back (and pause every audit partition) for good.
-        stage.on_events(&hooks, 0, Some(200_000), &[job_hook(1, 1)]);
-        stage.on_events(&audit, 0, Some(1_000), &[auth(1_000, 1)]);
-        let records = stage.on_events(&audit, 1, Some(100_000), &[auth(100_000, 2)]);
+        stage.on_events(&hooks, 0, Some(200_000), vec![job_hook(1, 1)]);
+        stage.on_events(&audit, 0, Some(1_000), vec![auth(1_000, 1)]);
+        let records = stage.on_events(&audit, 1, Some(100_000), vec![auth(100_000, 2)]);
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].pipeline_id, Some(10));
     }
@@ -506,14 +511,14 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&settings());
         let audit: TopicPartition = (Arc::from("audit"), 0);
         let hooks: TopicPartition = (Arc::from("webhooks"), 0);
-        stage.on_events(&hooks, 0, Some(500), &[job_hook(500, 9)]);
-        stage.on_events(&audit, 0, Some(1_000), &[auth(1_000, 1)]);
-        let records = stage.on_events(&audit, 1, Some(100_000), &[auth(100_000, 2)]);
+        stage.on_events(&hooks, 0, Some(500), vec![job_hook(500, 9)]);
+        stage.on_events(&audit, 0, Some(1_000), vec![auth(1_000, 1)]);
+        let records = stage.on_events(&audit, 1, Some(100_000), vec![auth(100_000, 2)]);
         assert!(
             records.is_empty(),
             "job 1's hook is not read yet: {records:?}"
         );
-        let records = stage.on_events(&hooks, 1, Some(90_000), &[job_hook(900, 1)]);
+        let records = stage.on_events(&hooks, 1, Some(90_000), vec![job_hook(900, 1)]);
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(records[0].pipeline_id, Some(10));
     }
@@ -523,19 +528,29 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&settings());
         let audit: TopicPartition = (Arc::from("audit"), 0);
         let hooks: TopicPartition = (Arc::from("webhooks"), 0);
-        stage.on_events(&audit, 0, Some(1_000), &[auth(1_000, 1)]);
-        stage.on_events(&hooks, 0, Some(1_000 + WEBHOOK_LEAD_MS), &[job_hook(0, 1)]);
+        stage.on_events(&audit, 0, Some(1_000), vec![auth(1_000, 1)]);
+        stage.on_events(
+            &hooks,
+            0,
+            Some(1_000 + WEBHOOK_LEAD_MS),
+            vec![job_hook(0, 1)],
+        );
         assert!(
             stage.partitions_ahead().is_empty(),
             "not more than the lead"
         );
-        stage.on_events(&hooks, 1, Some(2_000 + WEBHOOK_LEAD_MS), &[job_hook(0, 2)]);
+        stage.on_events(
+            &hooks,
+            1,
+            Some(2_000 + WEBHOOK_LEAD_MS),
+            vec![job_hook(0, 2)],
+        );
         assert_eq!(stage.partitions_ahead(), vec![hooks.clone()]);
         stage.on_events(
             &audit,
             1,
             Some(1_500 + WEBHOOK_LEAD_MS / 2),
-            &[auth(1_500 + WEBHOOK_LEAD_MS / 2, 3)],
+            vec![auth(1_500 + WEBHOOK_LEAD_MS / 2, 3)],
         );
         assert_eq!(
             stage.partitions_ahead(),
@@ -546,7 +561,7 @@ pub(crate) mod tests {
             &audit,
             2,
             Some(3_000 + WEBHOOK_LEAD_MS / 2),
-            &[auth(3_000 + WEBHOOK_LEAD_MS / 2, 4)],
+            vec![auth(3_000 + WEBHOOK_LEAD_MS / 2, 4)],
         );
         assert!(
             stage.partitions_ahead().is_empty(),
@@ -558,7 +573,7 @@ pub(crate) mod tests {
     fn record_key_is_stable_and_distinguishes_records() {
         let mut stage = CorrelationStage::new(&settings());
         let tp: TopicPartition = (Arc::from("t"), 0);
-        let mut records = stage.on_events(&tp, 0, None, &[auth(1_000, 1), auth(50_000, 2)]);
+        let mut records = stage.on_events(&tp, 0, None, vec![auth(1_000, 1), auth(50_000, 2)]);
         records.extend(stage.flush_all());
         assert_eq!(records.len(), 2);
         let keys: Vec<String> = records.iter().map(record_key).collect();
@@ -613,17 +628,17 @@ pub(crate) mod tests {
         });
         let p0: TopicPartition = (Arc::from("a"), 0);
         let p1: TopicPartition = (Arc::from("a"), 1);
-        stage.on_events(&p1, 0, None, &[auth(100, 1)]);
+        stage.on_events(&p1, 0, None, vec![auth(100, 1)]);
         assert!(stage.partitions_ahead().is_empty(), "little is held");
         for (i, t) in (10_000..10_009).enumerate() {
-            stage.on_events(&p0, i as i64, None, &[auth(t, 10 + i as i64)]);
+            stage.on_events(&p0, i as i64, None, vec![auth(t, 10 + i as i64)]);
         }
         // 10 held > 16 / 2: p0 is 9.9 s ahead of p1, which holds the watermark back.
         assert_eq!(stage.partitions_ahead(), vec![p0.clone()]);
         // p1 catches up: the watermark passes p0's events, they are decided, and with
         // fewer than 16 / 4 held the pause ends.
-        stage.on_events(&p1, 1, None, &[auth(20_000, 2)]);
-        stage.on_events(&p0, 9, None, &[auth(20_000, 3)]);
+        stage.on_events(&p1, 1, None, vec![auth(20_000, 2)]);
+        stage.on_events(&p0, 9, None, vec![auth(20_000, 3)]);
         assert!(stage.correlator().pending() < 4);
         assert!(stage.partitions_ahead().is_empty());
     }
@@ -638,9 +653,9 @@ pub(crate) mod tests {
         let mut stage = CorrelationStage::new(&defaults);
         let p0: TopicPartition = (Arc::from("a"), 0);
         let p1: TopicPartition = (Arc::from("a"), 1);
-        stage.on_events(&p1, 0, None, &[auth(100, 1)]);
+        stage.on_events(&p1, 0, None, vec![auth(100, 1)]);
         for i in 0..10_000 {
-            stage.on_events(&p0, i, None, &[auth(1_000_000 + i, 10 + i)]);
+            stage.on_events(&p0, i, None, vec![auth(1_000_000 + i, 10 + i)]);
         }
         assert_eq!(stage.correlator().pending(), 10_001);
         assert_eq!(stage.partitions_ahead(), vec![p0.clone()]);
@@ -650,9 +665,9 @@ pub(crate) mod tests {
             align_pending: 10_000,
             ..defaults
         });
-        small.on_events(&p1, 0, None, &[auth(100, 1)]);
+        small.on_events(&p1, 0, None, vec![auth(100, 1)]);
         for i in 0..50 {
-            small.on_events(&p0, i, None, &[auth(1_000_000 + i, 10 + i)]);
+            small.on_events(&p0, i, None, vec![auth(1_000_000 + i, 10 + i)]);
         }
         assert_eq!(small.partitions_ahead(), vec![p0]);
     }

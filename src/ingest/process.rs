@@ -120,7 +120,7 @@ impl Processor {
     pub fn on_message(
         &mut self,
         input: &InputMessage<'_>,
-        mut events: Vec<Event>,
+        events: Vec<Event>,
         tracker: &mut OffsetTracker,
         now_ms: i64,
     ) {
@@ -128,7 +128,7 @@ impl Processor {
         self.batcher
             .open()
             .consumed(tracker, &tp, input.offset, input.timestamp_ms);
-        self.on_events(&tp, input.offset, input.timestamp_ms, &mut events, now_ms);
+        self.on_events(&tp, input.offset, input.timestamp_ms, events, now_ms);
         self.last_position = Some((tp, input.offset));
     }
 
@@ -246,25 +246,24 @@ impl Processor {
 
     /// Routes one message's events (message `offset` of `tp`, received at `received_ms`): bot
     /// authors re-classified, event rows, the alert rules over the events, then the
-    /// correlation stage and the records it decided.
+    /// correlation stage (which takes the events) and the records it decided.
     fn on_events(
         &mut self,
         tp: &TopicPartition,
         offset: i64,
         received_ms: Option<i64>,
-        events: &mut [Event],
+        mut events: Vec<Event>,
         now_ms: i64,
     ) {
-        self.recognize_bots(events);
-        let events = &*events;
-        for event in events {
+        self.recognize_bots(&mut events);
+        for event in &events {
             match event {
                 Event::Audit(_) => self.counters.audit_events.inc(),
                 Event::Webhook(_) => self.counters.webhook_events.inc(),
             }
             route::push_event_rows(self.batcher.open(), tp, offset, event, now_ms);
         }
-        let alerts = self.alerts.on_events(events);
+        let alerts = self.alerts.on_events(&events);
         self.push_alerts(tp, offset, alerts, now_ms);
         let records = self.stage.on_events(tp, offset, received_ms, events);
         if let Some(settled) = self.stage.settled_before() {
@@ -422,7 +421,7 @@ mod tests {
                 &tp,
                 offset,
                 None,
-                &mut [auth(t, t)],
+                vec![auth(t, t)],
                 offset * STATS_EXPORT_INTERVAL_MS,
             );
         }
