@@ -10,8 +10,9 @@ use common::clock::BenchClock;
 use criterion::{Throughput, criterion_group, criterion_main};
 
 type Criterion = criterion::Criterion<BenchClock>;
+use serde::de::IgnoredAny;
 use tokentrail::model::{InputMessage, SourceKind, header_views};
-use tokentrail::normalize::{Limits, normalize};
+use tokentrail::normalize::{Limits, json, normalize};
 
 fn fixture(rel: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -111,9 +112,42 @@ fn bench_simulated(c: &mut Criterion) {
     group.finish();
 }
 
+/// The parse alone, on the simulated payloads: the normalizer's tree (`json::from_str`)
+/// against serde_json reading the same bytes and keeping nothing (`IgnoredAny`). The second
+/// is a floor for any parser with serde_json's grammar: what a parser that only records where
+/// each value is could approach (benches/README.md, "Twentieth session").
+fn bench_parse(c: &mut Criterion) {
+    let (traffic, _) = common::simulated_traffic(2_000);
+    // The simulator's few truncated bodies (hostile input) fail both parsers alike: left out.
+    let payloads: Vec<&str> = traffic
+        .iter()
+        .filter_map(|rec| std::str::from_utf8(&rec.payload).ok())
+        .filter(|p| serde_json::from_str::<IgnoredAny>(p).is_ok())
+        .collect();
+    let bytes: usize = payloads.iter().map(|p| p.len()).sum();
+    let mut group = c.benchmark_group("parse");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("tree_simulated", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                black_box(json::from_str(black_box(p)).expect("simulated JSON"));
+            }
+        })
+    });
+    group.bench_function("nothing_kept_simulated", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                black_box(serde_json::from_str::<IgnoredAny>(black_box(p)).expect("JSON"));
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::clock::criterion();
-    targets = bench, bench_simulated
+    targets = bench, bench_simulated, bench_parse
 }
 criterion_main!(benches);
