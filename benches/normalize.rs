@@ -113,12 +113,12 @@ fn bench_simulated(c: &mut Criterion) {
 }
 
 /// The parse alone, on the simulated payloads: the normalizer's tree (`json::from_str`)
-/// against serde_json reading the same bytes and keeping nothing (`IgnoredAny`). The second
+/// against serde_json reading the same text and keeping nothing (`IgnoredAny`). The second
 /// is a floor for any parser with serde_json's grammar: what a parser that only records where
 /// each value is could approach (benches/README.md, "Twentieth session").
 fn bench_parse(c: &mut Criterion) {
     let (traffic, _) = common::simulated_traffic(2_000);
-    // The simulator's few truncated bodies (hostile input) fail both parsers alike: left out.
+    // Bodies that are not JSON (the simulator's truncated poison) fail both alike: left out.
     let payloads: Vec<&str> = traffic
         .iter()
         .filter_map(|rec| std::str::from_utf8(&rec.payload).ok())
