@@ -187,7 +187,9 @@ impl Correlator {
     }
 
     /// Feeds one normalized audit event. Returns the records that became final: evictions,
-    /// and with `auto_lateness_ms`, whatever the advanced watermark closed.
+    /// and with `auto_lateness_ms`, whatever the advanced watermark closed. Feeds a copy of
+    /// the event, for callers that keep theirs (tests, tools); ingest hands its events over
+    /// with [`Correlator::on_audit_into`].
     pub fn on_audit(&mut self, ev: &AuditEvent) -> Vec<TokenUse> {
         let mut records = Vec::new();
         self.on_audit_into(ev.clone(), &mut records);
