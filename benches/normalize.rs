@@ -112,8 +112,8 @@ fn bench_simulated(c: &mut Criterion) {
     group.finish();
 }
 
-/// The parse alone, on the simulated payloads: the normalizer's tree (`json::from_str`)
-/// against serde_json reading the same text and keeping nothing (`IgnoredAny`). The second
+/// The parse alone, on the simulated payloads: the normalizer's tree (`json::from_str`, into
+/// an arena made per document as `normalize` makes it) against serde_json reading the same text and keeping nothing (`IgnoredAny`). The second
 /// is a floor for any parser with serde_json's grammar: what a parser that only records where
 /// each value is could approach (benches/README.md, "Twentieth session").
 fn bench_parse(c: &mut Criterion) {
@@ -131,7 +131,8 @@ fn bench_parse(c: &mut Criterion) {
     group.bench_function("tree_simulated", |b| {
         b.iter(|| {
             for p in &payloads {
-                black_box(json::from_str(black_box(p)).expect("simulated JSON"));
+                let arena = json::arena_for(p.len());
+                black_box(json::from_str(black_box(p), &arena).expect("simulated JSON"));
             }
         })
     });

@@ -69,7 +69,8 @@ fn invalid_json(e: serde_json::Error) -> BodyError {
 /// never dead-lettered for it later. Invalid JSON passes here and is refused by the caller's
 /// own parse, with serde_json's message.
 fn refuse_duplicate_keys(text: &[u8]) -> Result<(), BodyError> {
-    match json::from_slice(text).map(|v| v.first_duplicate_key()) {
+    let arena = json::arena_for(text.len());
+    match json::from_slice(text, &arena).map(|v| v.first_duplicate_key()) {
         Ok(Some(dup)) => Err(body_error(RejectKind::DuplicateKey, dup.to_string())),
         _ => Ok(()),
     }

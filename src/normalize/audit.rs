@@ -25,7 +25,7 @@ pub fn audit_event<'h>(
     let created_at_ms = created_at(obj)?;
     let details = match obj.get("details") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(d)) => Some(d),
+        Some(Value::Object(d)) => Some(*d),
         Some(other) => {
             return Err(FieldError::wrong_type(
                 "details",

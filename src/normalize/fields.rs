@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn preview_truncates_on_a_char_boundary() {
-        let long = Value::String("é".repeat(100).into());
+        let long = json!("é".repeat(100));
         let p = preview(&long);
         assert!(p.ends_with('…'));
         assert!(p.len() <= 80 + '…'.len_utf8());

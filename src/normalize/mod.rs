@@ -39,7 +39,8 @@ impl Default for Limits {
 }
 
 pub fn normalize(msg: &InputMessage<'_>, limits: &Limits) -> Normalized {
-    match parse(msg.payload, limits) {
+    let arena = json::arena_for(msg.payload.map_or(0, <[u8]>::len));
+    match parse(msg.payload, limits, &arena) {
         Ok((value, text)) => match msg.source {
             SourceKind::AuditStream => audit_stream(msg, &value),
             SourceKind::Webhook => webhook(msg, &value, text),
@@ -65,11 +66,12 @@ fn duplicate_key(index: Option<usize>, dup: &json::DuplicateKey) -> Rejection {
     reject(index, RejectKind::DuplicateKey, dup.to_string())
 }
 
-/// Whole-message checks: presence, size, encoding, JSON syntax. Returns the value and the
-/// body text.
+/// Whole-message checks: presence, size, encoding, JSON syntax. Returns the value (in
+/// `arena`) and the body text.
 fn parse<'a>(
     payload: Option<&'a [u8]>,
     limits: &Limits,
+    arena: &'a json::Arena,
 ) -> Result<(Value<'a>, &'a str), Rejection> {
     let bytes = payload.unwrap_or_default();
     if bytes.len() > limits.max_message_bytes {
@@ -97,9 +99,11 @@ fn parse<'a>(
     // The whole body is checked as UTF-8 once, so the parser does not check string by
     // string (that was 8 % of the whole path in the profile, benches/README.md).
     match std::str::from_utf8(bytes) {
-        Ok(text) => json::from_str(text).map(|v| (v, text)).map_err(invalid),
+        Ok(text) => json::from_str(text, arena)
+            .map(|v| (v, text))
+            .map_err(invalid),
         // Not UTF-8: the byte parser's error says where, in the words it always used.
-        Err(utf8) => match json::from_slice(bytes) {
+        Err(utf8) => match json::from_slice(bytes, arena) {
             Err(e) => Err(invalid(e)),
             // JSON outside strings is ASCII and the parser checks every string, so this is
             // not reached; answered anyway rather than assumed.

@@ -75,11 +75,13 @@ pub fn resource_access(
 /// so it wins; the git service (`action`) is the fallback. Neither known → `repository.unknown`
 /// rather than guessing read, so the correlator never reports a push as a read.
 pub fn git_action(custom_message: Option<&Value<'_>>) -> &'static str {
+    let arena;
     let parsed;
     let obj = match custom_message {
-        Some(Value::Object(o)) => Some(o),
+        Some(Value::Object(o)) => Some(*o),
         Some(Value::String(s)) => {
-            parsed = json::from_str(s).ok();
+            arena = json::arena_for(s.len());
+            parsed = json::from_str(s, &arena).ok();
             parsed.as_ref().and_then(Value::as_object)
         }
         _ => None,

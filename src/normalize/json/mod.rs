@@ -1,11 +1,14 @@
-//! The normalizer's JSON tree: serde_json's values, but strings borrowed from the payload and
-//! objects kept as member lists.
+//! The normalizer's JSON tree: serde_json's values, but strings borrowed from the payload,
+//! objects kept as member lists, and the whole tree held in one arena per document.
 //!
 //! Why not `serde_json::Value`: it copies every key and string into its own allocation and
 //! inserts every member into a `BTreeMap`, which was most of the time spent per event. Here
-//! a string without escapes borrows the payload bytes, and an object is a `Vec` in document
+//! a string without escapes borrows the payload bytes, and an object is a slice in document
 //! order (GitLab objects have tens of members, so a linear lookup behind a 64-bit filter of the
-//! keys beats building a tree).
+//! keys beats building a tree). Every slice, and every string that had to be unescaped, sits
+//! in the caller's [`Arena`]: the tree costs one allocation per document and nothing to
+//! drop, where one per object and a walk of the whole tree to free it were a tenth of
+//! ingest's samples (benches/README.md, "Twenty-first session").
 //!
 //! What is read is exactly what `serde_json::Value` would hold: [`from_str`] tries the plain
 //! parser (`plain`), which reads GitLab's documents itself and hands every other piece or
@@ -19,62 +22,113 @@
 //! key is serde_json's private token `$serde_json::private::RawValue` as an embedded document;
 //! here it is an ordinary key, as the sender wrote it.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_json::Number;
 
-mod plain;
+pub use text::Text;
 
-/// A JSON value borrowing its strings from the parsed text where it can.
-#[derive(Debug, Clone, PartialEq)]
+mod plain;
+mod text;
+
+/// Where a document's tree lives; it must outlive the [`Value`] parsed into it.
+pub type Arena = bumpalo::Bump;
+
+/// An arena sized for a document of `len` bytes: GitLab's documents take about twice their
+/// length as a tree, so most are parsed without the arena growing (bounded, so a large
+/// document that turns out to hold a few long strings does not reserve its size twice).
+pub fn arena_for(len: usize) -> Arena {
+    Arena::with_capacity(len.saturating_mul(2).clamp(1024, 256 * 1024))
+}
+
+/// A JSON value borrowing its strings from the parsed text where it can, and everything else
+/// from its document's [`Arena`].
+///
+/// `Copy`, and two words: the arena never runs destructors, so a value must own nothing; an
+/// object's members are copied into the arena in one piece; and a value this small stays in
+/// registers while it is parsed. A larger one was assembled on the stack and read back
+/// before its stores had landed, a stall on nearly every member (benches/README.md,
+/// "Twenty-first session").
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
     Null,
-    Bool(bool),
-    Number(Number),
-    /// Borrowed only when the parsed text held the string without any escape: then it has
-    /// no quote, backslash or control character (JSON allows none of them unescaped, and
-    /// serde_json rejects them), which lets [`write_value`] copy it without looking.
-    String(Cow<'a, str>),
-    Array(Vec<Value<'a>>),
-    Object(Map<'a>),
+    /// A reference too (to a constant): a `bool` beside the tag made the compiler move values
+    /// byte by byte.
+    Bool(&'a bool),
+    Number(&'a Number),
+    String(&'a Text<'a>),
+    Array(&'a Items<'a>),
+    Object(&'a Map<'a>),
+}
+
+const _: () = assert!(std::mem::size_of::<Value<'static>>() == 16);
+
+/// An array's items, behind one pointer (see [`Value`]).
+#[derive(Debug, PartialEq)]
+pub struct Items<'a>(&'a [Value<'a>]);
+
+impl<'a> std::ops::Deref for Items<'a> {
+    type Target = [Value<'a>];
+
+    fn deref(&self) -> &[Value<'a>] {
+        self.0
+    }
 }
 
 /// A JSON object's members in document order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Map<'a> {
-    members: Vec<(Cow<'a, str>, Value<'a>)>,
+    members: &'a [(Text<'a>, Value<'a>)],
     /// One bit per key's [`key_hint`] (modulo 64): a key whose bit is clear is not here, and
     /// `get` answers without looking at the members. The readers ask for many keys an event
     /// does not have (`project_id`, `group_id`, `user_id` beside `entity_id`, fallbacks).
     key_bits: u64,
     /// The first duplicate key in this object or below ([`Value::first_duplicate_key`]),
     /// found once when the object is made, so asking does not walk the tree again.
-    duplicate: Option<Box<DuplicateKey>>,
+    duplicate: Option<&'a DuplicateAt<'a>>,
 }
 
-/// Parses one JSON document (serde_json's grammar and errors).
-pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value<'_>> {
-    parse(serde_json::Deserializer::from_slice(bytes))
+/// A [`DuplicateKey`] held in the arena.
+#[derive(Debug, PartialEq)]
+struct DuplicateAt<'a> {
+    path: &'a str,
+    key: &'a str,
 }
 
-/// Parses one JSON document held in a string: the plain parser's tree when it reads the
-/// whole document, else serde_json's value or error (see `plain`).
-pub fn from_str(text: &str) -> serde_json::Result<Value<'_>> {
-    match plain::parse(text) {
+/// Parses one JSON document (serde_json's grammar and errors) into `arena`.
+pub fn from_slice<'a>(bytes: &'a [u8], arena: &'a Arena) -> serde_json::Result<Value<'a>> {
+    parse(serde_json::Deserializer::from_slice(bytes), arena)
+}
+
+/// Parses one JSON document held in a string into `arena`: the plain parser's tree when it
+/// reads the whole document, else serde_json's value or error (see `plain`).
+pub fn from_str<'a>(text: &'a str, arena: &'a Arena) -> serde_json::Result<Value<'a>> {
+    match plain::parse(text, arena) {
         Some(value) => Ok(value),
-        None => parse(serde_json::Deserializer::from_str(text)),
+        None => parse(serde_json::Deserializer::from_str(text), arena),
     }
+}
+
+/// [`from_str`] into an arena that is never freed, for tests.
+#[cfg(test)]
+pub(crate) fn from_str_leaking(text: &str) -> serde_json::Result<Value<'_>> {
+    from_str(text, leaked_arena())
+}
+
+#[cfg(test)]
+fn leaked_arena() -> &'static Arena {
+    Box::leak(Box::new(Arena::new()))
 }
 
 /// What `serde_json::from_str` does (one value, then only whitespace), with one scratch list
 /// for the whole document.
 fn parse<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
+    arena: &'de Arena,
 ) -> serde_json::Result<Value<'de>> {
-    let value = ValueSeed(&mut Scratch::for_document()).deserialize(&mut de)?;
+    let value = ValueSeed(&mut Scratch::for_document(arena)).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -91,16 +145,16 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn as_object(&self) -> Option<&Map<'a>> {
+    pub fn as_object(&self) -> Option<&'a Map<'a>> {
         match self {
             Value::Object(m) => Some(m),
             _ => None,
         }
     }
 
-    pub fn as_array(&self) -> Option<&Vec<Value<'a>>> {
+    pub fn as_array(&self) -> Option<&'a [Value<'a>]> {
         match self {
-            Value::Array(items) => Some(items),
+            Value::Array(items) => Some(items.0),
             _ => None,
         }
     }
@@ -189,31 +243,39 @@ impl<'a> Map<'a> {
         Map::default()
     }
 
-    /// An object of `members`, in document order; its first duplicate key is found here.
-    /// The members' own objects already know theirs, so this looks one level down (and
-    /// through arrays), not at the whole tree.
-    fn from_members(members: Vec<(Cow<'a, str>, Value<'a>)>) -> Self {
+    /// An object of `members`, in document order, moved into `arena`; its first duplicate
+    /// key is found here. The members' own objects already know theirs, so this looks one
+    /// level down (and through arrays), not at the whole tree.
+    fn from_members(arena: &'a Arena, members: &[(Text<'a>, Value<'a>)]) -> Self {
+        let members: &'a [(Text<'a>, Value<'a>)] = arena.alloc_slice_copy(members);
         let key_bits = members.iter().fold(0, |bits, (key, _)| bits | key_bit(key));
         let mut map = Map {
             members,
             key_bits,
             duplicate: None,
         };
-        map.duplicate = match map.first_repeated_key() {
+        let duplicate = match map.first_repeated_key() {
             Some(key) => Some(DuplicateKey::here(key)),
-            None => map
-                .members
+            None => members
                 .iter()
                 .filter(|(_, value)| value.holds_duplicate())
                 .find_map(|(key, value)| value.first_duplicate_key().map(|d| d.nested(key))),
-        }
-        .map(Box::new);
+        };
+        map.duplicate = duplicate.map(|d| {
+            &*arena.alloc(DuplicateAt {
+                path: arena.alloc_str(&d.path),
+                key: arena.alloc_str(&d.key),
+            })
+        });
         map
     }
 
     /// See [`Value::first_duplicate_key`].
     pub fn first_duplicate_key(&self) -> Option<DuplicateKey> {
-        self.duplicate.as_deref().cloned()
+        self.duplicate.map(|d| DuplicateKey {
+            path: d.path.to_owned(),
+            key: d.key.to_owned(),
+        })
     }
 
     /// The first key (in document order) that an earlier member already has. GitLab objects
@@ -226,7 +288,7 @@ impl<'a> Map<'a> {
         if self.key_bits.count_ones() as usize == self.members.len() {
             return None;
         }
-        let mut keys = self.members.iter().map(|(k, _)| k.as_ref());
+        let mut keys = self.members.iter().map(|(k, _)| k.as_str());
         if self.members.len() <= SCAN_UP_TO {
             // A 64-bit filter on (length, first byte, last byte): only a key whose bit is
             // already set can repeat an earlier one, and only then are the keys compared.
@@ -237,7 +299,7 @@ impl<'a> Map<'a> {
                     let bit = key_bit(key);
                     let maybe = seen & bit != 0;
                     seen |= bit;
-                    maybe && self.members[..i].iter().any(|(k, _)| k == key)
+                    maybe && self.members[..i].iter().any(|(k, _)| k.as_str() == key)
                 })
                 .map(|(_, key)| key);
         }
@@ -246,7 +308,7 @@ impl<'a> Map<'a> {
     }
 
     /// The value of `key`; for a repeated key, the last one (serde_json keeps the last too).
-    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+    pub fn get(&self, key: &str) -> Option<&'a Value<'a>> {
         if self.key_bits & key_bit(key) == 0 {
             return None;
         }
@@ -269,11 +331,11 @@ impl<'a> Map<'a> {
 
     /// The effective members sorted bytewise by key, each key once with its last value: the
     /// iteration order of serde_json's default `Map`.
-    pub fn sorted(&self) -> Vec<(&Cow<'a, str>, &Value<'a>)> {
+    pub fn sorted(&self) -> Vec<(&'a Text<'a>, &'a Value<'a>)> {
         // Sorted by each key's first eight bytes as a number, then by the whole key: GitLab's
         // keys mostly differ early, so most comparisons are one integer compare instead of a
         // call to `memcmp` (sorting was 2.5 % of ingest's samples).
-        let mut entries: Vec<(u64, &Cow<'a, str>, &Value<'a>)> = self
+        let mut entries: Vec<(u64, &Text<'a>, &Value<'a>)> = self
             .members
             .iter()
             .map(|(k, v)| (key_prefix(k), k, v))
@@ -331,20 +393,17 @@ impl fmt::Display for Value<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Value<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        ValueSeed(&mut Scratch::for_document()).deserialize(deserializer)
-    }
-}
-
 /// Members and items of the objects and arrays still open, on one stack per document: each
-/// object or array is then allocated once, at its exact size, when it closes. Why: a list
+/// object or array is then copied into the arena once, at its exact size, when it closes.
+/// Why: a list
 /// grown member by member (or reserved at a guess) touched several times the memory it
 /// kept, and the tree was the largest part of the in-process path (benches/README.md,
 /// "Seventh session").
 struct Scratch<'de> {
-    members: Vec<(Cow<'de, str>, Value<'de>)>,
+    members: Vec<(Text<'de>, Value<'de>)>,
     items: Vec<Value<'de>>,
+    /// Where each object and array goes when it closes.
+    arena: &'de Arena,
 }
 
 impl Scratch<'_> {
@@ -355,11 +414,37 @@ impl Scratch<'_> {
     const MEMBERS: usize = 64;
     const ITEMS: usize = 16;
 
-    fn for_document() -> Self {
+    fn for_document(arena: &Arena) -> Scratch<'_> {
         Scratch {
             members: Vec::with_capacity(Self::MEMBERS),
             items: Vec::with_capacity(Self::ITEMS),
+            arena,
         }
+    }
+}
+
+impl<'de> Scratch<'de> {
+    /// The object whose members are on the stack from `start`, copied into the arena in one
+    /// piece (moving them one by one was slower than the allocations the arena saves).
+    fn close_object(&mut self, start: usize) -> Value<'de> {
+        let map = Map::from_members(self.arena, &self.members[start..]);
+        self.members.truncate(start);
+        Value::Object(self.arena.alloc(map))
+    }
+
+    /// The array whose items are on the stack from `start`, as [`Scratch::close_object`].
+    fn close_array(&mut self, start: usize) -> Value<'de> {
+        let items = self.arena.alloc_slice_copy(&self.items[start..]);
+        self.items.truncate(start);
+        Value::Array(self.arena.alloc(Items(items)))
+    }
+
+    fn number(&self, n: Number) -> Value<'de> {
+        Value::Number(self.arena.alloc(n))
+    }
+
+    fn string(&self, text: Text<'de>) -> Value<'de> {
+        Value::String(self.arena.alloc(text))
     }
 }
 
@@ -383,32 +468,28 @@ impl<'de> Visitor<'de> for ValueVisitor<'_, 'de> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Value<'de>, E> {
-        Ok(Value::Bool(v))
+        Ok(Value::Bool(if v { &true } else { &false }))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Value<'de>, E> {
-        Ok(Value::Number(v.into()))
+        Ok(self.0.number(v.into()))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
-        Ok(Value::Number(v.into()))
+        Ok(self.0.number(v.into()))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Value<'de>, E> {
         // As serde_json::Value: a non-finite float is null.
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        Ok(Number::from_f64(v).map_or(Value::Null, |n| self.0.number(n)))
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Borrowed(v)))
+        Ok(self.0.string(Text::verbatim(v)))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
-        Ok(Value::String(Cow::Owned(v)))
+        Ok(self.0.string(Text::unescaped(self.0.arena.alloc_str(v))))
     }
 
     fn visit_none<E>(self) -> Result<Value<'de>, E> {
@@ -429,51 +510,46 @@ impl<'de> Visitor<'de> for ValueVisitor<'_, 'de> {
         while let Some(item) = seq.next_element_seed(ValueSeed(scratch))? {
             scratch.items.push(item);
         }
-        Ok(Value::Array(scratch.items.drain(start..).collect()))
+        Ok(scratch.close_array(start))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
         let scratch = self.0;
         let start = scratch.members.len();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
+        while let Some(key) = map.next_key_seed(KeySeed(scratch.arena))? {
             let value = map.next_value_seed(ValueSeed(scratch))?;
             scratch.members.push((key, value));
         }
-        let members = scratch.members.drain(start..).collect();
-        Ok(Value::Object(Map::from_members(members)))
+        Ok(scratch.close_object(start))
     }
 }
 
-/// Object keys, borrowed when they contain no escapes (serde's `Cow` impl always copies).
-struct KeySeed;
+/// Object keys, borrowed when they contain no escapes, else unescaped into the arena.
+struct KeySeed<'de>(&'de Arena);
 
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
+impl<'de> DeserializeSeed<'de> for KeySeed<'de> {
+    type Value = Text<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(KeyVisitor)
+        d.deserialize_str(KeyVisitor(self.0))
     }
 }
 
-struct KeyVisitor;
+struct KeyVisitor<'de>(&'de Arena);
 
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Cow<'de, str>;
+impl<'de> Visitor<'de> for KeyVisitor<'de> {
+    type Value = Text<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
+        Ok(Text::verbatim(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
+        Ok(Text::unescaped(self.0.alloc_str(v)))
     }
 }
 
@@ -527,21 +603,16 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
     }
 }
 
-/// A parsed string as serde_json writes it. One borrowed from the parsed text needs no
-/// escape (see [`Value::String`]) and is copied without looking: the escape check was the
-/// canonical writer's largest part (benches/README.md, "Eighth session").
-#[expect(
-    clippy::ptr_arg,
-    reason = "the variant is what says the text needs no escape"
-)]
-fn write_text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
-    match s {
-        Cow::Borrowed(text) => {
-            // Every test run (debug builds) checks the invariant the release build relies on.
-            debug_assert!(!needs_escape(text.as_bytes()), "borrowed text {text:?}");
-            write_quoted(out, text)
-        }
-        Cow::Owned(text) => write_str(out, text),
+/// A parsed string as serde_json writes it. One read verbatim from the parsed text needs no
+/// escape (see [`Text`]) and is copied without looking: the escape check was the canonical
+/// writer's largest part (benches/README.md, "Eighth session").
+fn write_text(out: &mut Vec<u8>, s: &Text<'_>) {
+    if s.is_verbatim() {
+        // Every test run (debug builds) checks the invariant the release build relies on.
+        debug_assert!(!needs_escape(s.as_bytes()), "verbatim text {s:?}");
+        write_quoted(out, s)
+    } else {
+        write_str(out, s)
     }
 }
 
@@ -594,7 +665,7 @@ pub fn write_object(
     out.push(b'{');
     let mut first = true;
     for (k, v) in map.sorted() {
-        if Some(k.as_ref()) == skip {
+        if Some(k.as_str()) == skip {
             continue;
         }
         if !first {
@@ -605,7 +676,7 @@ pub fn write_object(
         out.push(b':');
         let start = out.len();
         write_value(out, v);
-        if Some(k.as_ref()) == capture {
+        if Some(k.as_str()) == capture {
             captured = Some(start..out.len());
         }
     }
@@ -629,17 +700,25 @@ impl From<&serde_json::Value> for Value<'static> {
     fn from(v: &serde_json::Value) -> Self {
         match v {
             serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => Value::Number(n.clone()),
-            serde_json::Value::String(s) => Value::String(Cow::Owned(s.clone())),
-            serde_json::Value::Array(items) => {
-                Value::Array(items.iter().map(Value::from).collect())
+            serde_json::Value::Bool(b) => Value::Bool(if *b { &true } else { &false }),
+            serde_json::Value::Number(n) => Value::Number(leaked_arena().alloc(n.clone())),
+            serde_json::Value::String(s) => {
+                Value::String(leaked_arena().alloc(Text::unescaped(leaked_arena().alloc_str(s))))
             }
-            serde_json::Value::Object(m) => Value::Object(Map::from_members(
-                m.iter()
-                    .map(|(k, v)| (Cow::Owned(k.clone()), Value::from(v)))
-                    .collect(),
-            )),
+            serde_json::Value::Array(items) => {
+                let items: Vec<Value<'static>> = items.iter().map(Value::from).collect();
+                Value::Array(leaked_arena().alloc(Items(leaked_arena().alloc_slice_copy(&items))))
+            }
+            serde_json::Value::Object(m) => Value::Object(
+                leaked_arena().alloc(Map::from_members(
+                    leaked_arena(),
+                    &m.iter()
+                        .map(|(k, v)| {
+                            (Text::unescaped(leaked_arena().alloc_str(k)), Value::from(v))
+                        })
+                        .collect::<Vec<_>>(),
+                )),
+            ),
         }
     }
 }
@@ -647,6 +726,10 @@ impl From<&serde_json::Value> for Value<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_str(text: &str) -> serde_json::Result<Value<'_>> {
+        from_str_leaking(text)
+    }
 
     /// Every value, re-rendered, equals serde_json's own rendering of the same text.
     #[test]
@@ -702,13 +785,13 @@ mod tests {
         }
     }
 
-    /// A borrowed string that would need an escape breaks the writer's invariant; test
+    /// A verbatim string that would need an escape breaks the writer's invariant; test
     /// builds stop on it instead of writing a quote unescaped.
     #[test]
     #[cfg(debug_assertions)]
-    #[should_panic(expected = "borrowed text")]
-    fn a_borrowed_string_that_needs_an_escape_is_caught() {
-        canonical_json(&Value::String(Cow::Borrowed("a\"b")));
+    #[should_panic(expected = "verbatim text")]
+    fn a_verbatim_string_that_needs_an_escape_is_caught() {
+        canonical_json(&Value::String(&Text::verbatim("a\"b")));
     }
 
     /// Keys whose filter bits collide are still compared, and only a true repeat is found.
@@ -817,7 +900,7 @@ mod tests {
             let v = from_str(&text).unwrap();
             let m = v.as_object().unwrap();
             for (i, k) in keys.iter().enumerate() {
-                assert_eq!(m.get(k), Some(&Value::Number(i.into())), "{k} of {count}");
+                assert_eq!(m.get(k), Some(&Value::Number(&i.into())), "{k} of {count}");
             }
             for absent in (0..200).map(|i| format!("{}{i}_{}", letter(i * 5), letter(i))) {
                 assert_eq!(m.get(&absent), None, "{absent} of {count}");
@@ -829,8 +912,8 @@ mod tests {
     fn repeated_keys_resolve_to_the_last_value() {
         let v = from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap();
         let m = v.as_object().unwrap();
-        assert_eq!(m.get("a"), Some(&Value::Number(3.into())));
-        let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(m.get("a"), Some(&Value::Number(&3.into())));
+        let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(v.to_string(), r#"{"a":3,"b":2}"#);
     }
@@ -906,12 +989,18 @@ mod tests {
 
     #[test]
     fn strings_without_escapes_are_borrowed() {
-        let v = from_str(r#"{"plain":"text","esc":"a\tb"}"#).unwrap();
+        let text = r#"{"plain":"text","esc":"a\tb"}"#;
+        let v = from_str(text).unwrap();
         let m = v.as_object().unwrap();
-        assert!(matches!(
-            m.get("plain"),
-            Some(Value::String(Cow::Borrowed("text")))
-        ));
-        assert!(matches!(m.get("esc"), Some(Value::String(Cow::Owned(_)))));
+        let Some(Value::String(plain)) = m.get("plain") else {
+            panic!("{m:?}")
+        };
+        assert!(plain.is_verbatim());
+        assert!(text.as_bytes().as_ptr_range().contains(&plain.as_ptr()));
+        let Some(Value::String(escaped)) = m.get("esc") else {
+            panic!("{m:?}")
+        };
+        assert!(!escaped.is_verbatim());
+        assert_eq!(escaped.as_str(), "a\tb");
     }
 }

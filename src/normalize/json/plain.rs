@@ -4,8 +4,7 @@
 //!
 //! Why: serde_json reaches the tree through its `Deserializer` and our visitor, value by
 //! value, and that dispatch, not the tree, was most of the parse (benches/README.md, "Ninth
-//! session"). This one reads bytes directly into the same [`Scratch`] stacks and
-//! [`Map::from_members`].
+//! session"). This one reads bytes directly into the same [`Scratch`] stacks and arena.
 //!
 //! It gives up (`None`) on: any syntax error, a string with a control character, nesting
 //! deeper than [`MAX_DEPTH`], and trailing text. What it does not read itself it hands to
@@ -13,20 +12,18 @@
 //! number but a plain non-negative integer. `tests` compare both parsers on the fixtures, on
 //! generated documents and on corrupted ones.
 
-use std::borrow::Cow;
-
-use super::{Map, Number, Scratch, Value};
+use super::{Arena, Number, Scratch, Text, Value};
 
 /// Deeper documents are left to serde_json, whose own limit (128) then applies.
 const MAX_DEPTH: usize = 64;
 
-/// The document, or `None` when it is not plain (see the module docs).
-pub(super) fn parse(text: &str) -> Option<Value<'_>> {
+/// The document, in `arena`, or `None` when it is not plain (see the module docs).
+pub(super) fn parse<'a>(text: &'a str, arena: &'a Arena) -> Option<Value<'a>> {
     let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        scratch: Scratch::for_document(),
+        scratch: Scratch::for_document(arena),
     };
     parser.skip_whitespace();
     let value = parser.value(0)?;
@@ -59,11 +56,11 @@ impl<'a> Parser<'a> {
     #[inline(always)]
     fn value(&mut self, depth: usize) -> Option<Value<'a>> {
         match self.peek()? {
-            b'"' => self.string().map(Value::String),
+            b'"' => self.string().map(|text| self.scratch.string(text)),
             b'{' => self.object(depth),
             b'[' => self.array(depth),
-            b't' => self.literal("true", Value::Bool(true)),
-            b'f' => self.literal("false", Value::Bool(false)),
+            b't' => self.literal("true", Value::Bool(&true)),
+            b'f' => self.literal("false", Value::Bool(&false)),
             b'n' => self.literal("null", Value::Null),
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,
@@ -80,15 +77,15 @@ impl<'a> Parser<'a> {
     }
 
     /// A string starting at the quote under `pos`: borrowed when it has no escape (then it
-    /// holds no quote, backslash or control byte, as `Value::String` promises), else
+    /// holds no quote, backslash or control byte, as [`Text::verbatim`] promises), else
     /// serde_json's reading of it.
     #[inline(always)]
-    fn string(&mut self) -> Option<Cow<'a, str>> {
+    fn string(&mut self) -> Option<Text<'a>> {
         let start = self.pos + 1;
         let mut end = stop(self.bytes, start);
         if self.bytes.get(end) == Some(&b'"') {
             self.pos = end + 1;
-            return Some(Cow::Borrowed(self.text.get(start..end)?));
+            return Some(Text::verbatim(self.text.get(start..end)?));
         }
         // An escape: find the closing quote, stepping over each escaped byte.
         loop {
@@ -100,8 +97,8 @@ impl<'a> Parser<'a> {
         }
         let quoted = self.text.get(self.pos..=end)?;
         self.pos = end + 1;
-        match serde_reading(quoted)? {
-            Value::String(s) => Some(s),
+        match self.serde_reading(quoted)? {
+            Value::String(s) => Some(*s),
             _ => None,
         }
     }
@@ -122,9 +119,18 @@ impl<'a> Parser<'a> {
             && (token.len() == 1 || token[0] != b'0');
         if plain {
             let n = token.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            return Some(Value::Number(Number::from(n)));
+            return Some(self.scratch.number(Number::from(n)));
         }
-        serde_reading(self.text.get(start..start + len)?)
+        self.serde_reading(self.text.get(start..start + len)?)
+    }
+
+    /// serde_json's value for a piece of the document (a number, or a string with escapes).
+    fn serde_reading(&self, piece: &'a str) -> Option<Value<'a>> {
+        super::parse(
+            serde_json::Deserializer::from_str(piece),
+            self.scratch.arena,
+        )
+        .ok()
     }
 
     #[inline(never)]
@@ -156,8 +162,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let members = self.scratch.members.drain(start..).collect();
-        Some(Value::Object(Map::from_members(members)))
+        Some(self.scratch.close_object(start))
     }
 
     #[inline(never)]
@@ -179,7 +184,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Some(Value::Array(self.scratch.items.drain(start..).collect()))
+        Some(self.scratch.close_array(start))
     }
 
     /// After a member or item: `Some(true)` at the closing byte, `Some(false)` after a comma
@@ -198,11 +203,6 @@ impl<'a> Parser<'a> {
             _ => None,
         }
     }
-}
-
-/// serde_json's value for a piece of the document (a number, or a string with escapes).
-fn serde_reading(piece: &str) -> Option<Value<'_>> {
-    super::parse(serde_json::Deserializer::from_str(piece)).ok()
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
