@@ -113,9 +113,10 @@ fn bench_simulated(c: &mut Criterion) {
 }
 
 /// The parse alone, on the simulated payloads: the normalizer's tree (`json::from_str`, into
-/// an arena made per document as `normalize` makes it) against serde_json reading the same text and keeping nothing (`IgnoredAny`). The second
-/// is a floor for any parser with serde_json's grammar: what a parser that only records where
-/// each value is could approach (benches/README.md, "Twentieth session").
+/// an arena made per document as `normalize` makes it) against serde_json reading the same
+/// text and keeping nothing (`IgnoredAny`). The second is a floor for any parser with
+/// serde_json's grammar: what a parser that only records where each value is could approach
+/// (benches/README.md, "Twentieth session").
 fn bench_parse(c: &mut Criterion) {
     let (traffic, _) = common::simulated_traffic(2_000);
     // Bodies that are not JSON (the simulator's truncated poison) fail both alike: left out.
