@@ -126,10 +126,19 @@ fn leaked_arena() -> &'static Arena {
 /// What `serde_json::from_str` does (one value, then only whitespace), with one scratch list
 /// for the whole document.
 fn parse<'de, R: serde_json::de::Read<'de>>(
-    mut de: serde_json::Deserializer<R>,
+    de: serde_json::Deserializer<R>,
     arena: &'de Arena,
 ) -> serde_json::Result<Value<'de>> {
-    let value = ValueSeed(&mut Scratch::for_document(arena)).deserialize(&mut de)?;
+    parse_with(de, &mut Scratch::for_document(arena))
+}
+
+/// [`parse`] with the scratch lists (and arena) of a document already being read: the plain
+/// parser's pieces are strings and numbers, which push nothing onto them.
+fn parse_with<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    scratch: &mut Scratch<'de>,
+) -> serde_json::Result<Value<'de>> {
+    let value = ValueSeed(scratch).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }

@@ -124,13 +124,10 @@ impl<'a> Parser<'a> {
         self.serde_reading(self.text.get(start..start + len)?)
     }
 
-    /// serde_json's value for a piece of the document (a number, or a string with escapes).
-    fn serde_reading(&self, piece: &'a str) -> Option<Value<'a>> {
-        super::parse(
-            serde_json::Deserializer::from_str(piece),
-            self.scratch.arena,
-        )
-        .ok()
+    /// serde_json's value for a piece of the document (a number, or a string with escapes),
+    /// read with this document's scratch lists rather than two new ones per piece.
+    fn serde_reading(&mut self, piece: &'a str) -> Option<Value<'a>> {
+        super::parse_with(serde_json::Deserializer::from_str(piece), &mut self.scratch).ok()
     }
 
     #[inline(never)]
