@@ -37,7 +37,8 @@
 #   TT_E2E_BIN (unset)         a tokentrail binary to use instead of building one (A/B runs)
 #   TT_E2E_PROFILE (unset)     FILE.svg: a flame graph of tokentrail draining the backlog
 #                              (perf, DWARF call graphs, inferno), and FILE.folded its stacks;
-#                              the run's figures then include perf's overhead (not for comparing)
+#                              the run's figures then include perf's overhead (not for comparing);
+#                              perf attaches once librdkafka's broker thread runs
 #   TT_E2E_SETTLE (0)          seconds to wait, counted from the previous run's DROP DATABASE,
 #                              before this run starts (see "Runs close together" below)
 #   TOKENTRAIL__* variables (batch.*, kafka.max_prefetch_kbytes, kafka.options.*) are passed
@@ -246,6 +247,15 @@ start_ingest() {
 start_profile() {
   command -v perf >/dev/null && command -v inferno-flamegraph >/dev/null \
     || die "TT_E2E_PROFILE needs perf and inferno (cargo install inferno)"
+  # perf samples the threads there are when it attaches: attached as the process started,
+  # whether librdkafka's broker thread was in the profile depended on whether it had started
+  # yet (benches/README.md, "Twenty-second session"). So perf waits for a broker thread, up to
+  # 10 s, and misses the drain's first moments.
+  local waited=0
+  until grep -qs '^rdk:broker' /proc/"$ingest_pid"/task/*/comm || (( waited >= 100 )); do
+    sleep 0.1
+    waited=$(( waited + 1 ))
+  done
   perf record -F 199 --call-graph dwarf,16384 -o "$WORK/perf.data" -p "$ingest_pid" \
     >"$WORK/perf.out" 2>&1 &
   perf_pid=$!
