@@ -705,30 +705,37 @@ pub(crate) use json;
 
 #[cfg(test)]
 impl From<&serde_json::Value> for Value<'static> {
-    /// For tests written with `serde_json::json!`.
+    /// For tests written with `serde_json::json!`: built in one leaked arena through the
+    /// parsers' own [`Scratch`], as a parsed document is.
     fn from(v: &serde_json::Value) -> Self {
-        match v {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(if *b { &true } else { &false }),
-            serde_json::Value::Number(n) => Value::Number(leaked_arena().alloc(n.clone())),
-            serde_json::Value::String(s) => {
-                Value::String(leaked_arena().alloc(Text::unescaped(leaked_arena().alloc_str(s))))
+        fn build(v: &serde_json::Value, scratch: &mut Scratch<'static>) -> Value<'static> {
+            match v {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Bool(if *b { &true } else { &false }),
+                serde_json::Value::Number(n) => scratch.number(n.clone()),
+                serde_json::Value::String(s) => {
+                    scratch.string(Text::unescaped(scratch.arena.alloc_str(s)))
+                }
+                serde_json::Value::Array(items) => {
+                    let start = scratch.items.len();
+                    for item in items {
+                        let item = build(item, scratch);
+                        scratch.items.push(item);
+                    }
+                    scratch.close_array(start)
+                }
+                serde_json::Value::Object(m) => {
+                    let start = scratch.members.len();
+                    for (k, v) in m {
+                        let key = Text::unescaped(scratch.arena.alloc_str(k));
+                        let value = build(v, scratch);
+                        scratch.members.push((key, value));
+                    }
+                    scratch.close_object(start)
+                }
             }
-            serde_json::Value::Array(items) => {
-                let items: Vec<Value<'static>> = items.iter().map(Value::from).collect();
-                Value::Array(leaked_arena().alloc(Items(leaked_arena().alloc_slice_copy(&items))))
-            }
-            serde_json::Value::Object(m) => Value::Object(
-                leaked_arena().alloc(Map::from_members(
-                    leaked_arena(),
-                    &m.iter()
-                        .map(|(k, v)| {
-                            (Text::unescaped(leaked_arena().alloc_str(k)), Value::from(v))
-                        })
-                        .collect::<Vec<_>>(),
-                )),
-            ),
         }
+        build(v, &mut Scratch::for_document(leaked_arena()))
     }
 }
 
