@@ -247,10 +247,10 @@ start_ingest() {
 start_profile() {
   command -v perf >/dev/null && command -v inferno-flamegraph >/dev/null \
     || die "TT_E2E_PROFILE needs perf and inferno (cargo install inferno)"
-  # perf samples the threads there are when it attaches: attached as the process started,
-  # whether librdkafka's broker thread was in the profile depended on whether it had started
-  # yet (benches/README.md, "Twenty-second session"). So perf waits for a broker thread, up to
-  # 10 s, and misses the drain's first moments.
+  # Attached as the process started, perf sometimes had librdkafka's broker thread in the
+  # profile and sometimes not, as if it sampled only the threads there were when it attached
+  # (benches/README.md, "Twenty-second session"). So it waits for a broker thread, up to 10 s,
+  # and misses the drain's first moments.
   local waited=0
   until grep -qs '^rdk:broker' /proc/"$ingest_pid"/task/*/comm || (( waited >= 100 )); do
     sleep 0.1
