@@ -349,18 +349,15 @@ impl<'a> Map<'a> {
         if let Some(sorted) = member_order::recalled(self) {
             return sorted;
         }
-        // Sorted by each key's first eight bytes as a number, then by the whole key: GitLab's
-        // keys mostly differ early, so most comparisons are one integer compare instead of a
-        // call to `memcmp` (sorting was 2.5 % of ingest's samples).
-        let mut entries: Vec<(u64, u32, &Text<'a>, &Value<'a>)> = self
+        let mut entries: Vec<((u64, &str), u32, &Text<'a>, &Value<'a>)> = self
             .members
             .iter()
             .enumerate()
-            .map(|(at, (k, v))| (key_prefix(k), at as u32, k, v))
+            .map(|(at, (k, v))| (order_key(k), at as u32, k, v))
             .collect();
         // Stable: members with equal keys stay in document order, so the last one of each run
         // is the one serde_json would have kept.
-        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.2.cmp(b.2)));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         let all = entries.len();
         entries.dedup_by(|later, earlier| {
             if later.2 == earlier.2 {
@@ -381,7 +378,7 @@ impl<'a> Map<'a> {
 mod member_order {
     use std::cell::RefCell;
 
-    use super::{Map, Text, Value, key_prefix};
+    use super::{Map, Text, Value, order_key};
 
     /// Objects larger than this are always sorted (their order is not kept).
     const MAX_MEMBERS: usize = 64;
@@ -417,16 +414,14 @@ mod member_order {
                 return None;
             }
             let mut sorted = Vec::with_capacity(n);
-            let mut previous: Option<(u64, &str)> = None;
+            let mut previous = None;
             for &at in &slot.order {
                 let (key, value) = map.members.get(usize::from(at))?;
-                let prefix = key_prefix(key);
-                if let Some((p, k)) = previous
-                    && (p, k) >= (prefix, key.as_str())
-                {
+                let this = order_key(key);
+                if previous.is_some_and(|previous| previous >= this) {
                     return None;
                 }
-                previous = Some((prefix, key.as_str()));
+                previous = Some(this);
                 sorted.push((key, value));
             }
             Some(sorted)
@@ -446,6 +441,13 @@ mod member_order {
             slot.order.extend(order.map(|at| at as u8));
         });
     }
+}
+
+/// What members are sorted by: the key's first eight bytes as a number, then the whole key,
+/// which orders keys bytewise. GitLab's keys mostly differ early, so most comparisons are one
+/// integer compare instead of a call to `memcmp` (sorting was 2.5 % of ingest's samples).
+fn order_key<'k>(key: &'k Text<'_>) -> (u64, &'k str) {
+    (key_prefix(key), key.as_str())
 }
 
 /// A key's first eight bytes, zero-padded, as a big-endian number. Two keys whose numbers
