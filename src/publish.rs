@@ -8,8 +8,10 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::kafka::producer::Producer;
 
 use crate::config::KafkaSettings;
 use crate::model::SourceKind;
@@ -46,7 +48,7 @@ impl Topics {
 /// delivery future is first polled: a lazily polled future would sit unsent until the
 /// in-flight window filled, adding seconds to every paced message's latency.
 pub async fn publish(
-    producer: &FutureProducer,
+    producer: &Producer,
     topics: &Topics,
     messages: impl Iterator<Item = SimMessage>,
     rate_per_sec: u64,

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::kafka::producer::Producer;
 use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
@@ -71,12 +73,12 @@ pub fn coalesce(emitted: &[Emitted]) -> Vec<(&Alert, bool)> {
 
 #[derive(Clone)]
 pub struct AlertOutputs {
-    kafka: Option<(FutureProducer, String)>,
+    kafka: Option<(Producer, String)>,
     webhook: Option<Webhook>,
 }
 
 impl AlertOutputs {
-    pub fn new(cfg: &OutputSettings, producer: FutureProducer) -> Result<Self, OutputError> {
+    pub fn new(cfg: &OutputSettings, producer: Producer) -> Result<Self, OutputError> {
         let kafka = (!cfg.kafka_topic.is_empty()).then(|| (producer, cfg.kafka_topic.clone()));
         let webhook = if cfg.webhook.url.is_empty() {
             None
@@ -121,7 +123,7 @@ impl AlertOutputs {
 
 /// Produces and waits for the broker's acknowledgement, retrying until it comes.
 async fn produce_acked(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     alert: &Alert,
     cancel: &CancellationToken,

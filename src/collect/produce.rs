@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures::future::try_join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
+
+use crate::kafka::producer::Producer;
 
 use super::body::Record;
 use super::headers::BATCH_ELEMENT;
@@ -59,7 +61,7 @@ pub(super) fn classify(topic: &str, source: KafkaError) -> PublishError {
 /// The producer for one collector, shared by all routes.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Producer,
     dead_letter: DeadLetterProducer,
     metrics: Metrics,
 }
@@ -67,7 +69,7 @@ pub struct Publisher {
 /// Builds the collector's producer: `kafka::client::client_config` with the settings that make
 /// "acknowledged" mean "on every in-sync replica, once" and bound how long and how much it
 /// may hold while Kafka is away.
-pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
+pub fn producer(settings: &Settings) -> Result<Producer, KafkaError> {
     let c = &settings.collect;
     // A whole GitLab body must fit (plus record overhead); the broker's own limit is the
     // topic's `max.message.bytes`, which deployments raise for large webhooks.
@@ -102,7 +104,7 @@ pub fn producer(settings: &Settings) -> Result<FutureProducer, KafkaError> {
 
 impl Publisher {
     pub fn new(
-        producer: FutureProducer,
+        producer: Producer,
         dead_letter_topic: String,
         max_payload_bytes: usize,
         metrics: Metrics,
@@ -119,7 +121,7 @@ impl Publisher {
         }
     }
 
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &Producer {
         &self.producer
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, Producer};
+use crate::kafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::server::Health;
@@ -13,7 +13,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a probe found wrong, for the log line on a readiness change.
-fn check(producer: &FutureProducer, topics: &[String]) -> Result<(), String> {
+fn check(producer: &Producer, topics: &[String]) -> Result<(), String> {
     let metadata = producer
         .client()
         .fetch_metadata(None, PROBE_TIMEOUT)
@@ -36,7 +36,7 @@ fn check(producer: &FutureProducer, topics: &[String]) -> Result<(), String> {
 }
 
 pub async fn probe(
-    producer: FutureProducer,
+    producer: Producer,
     topics: Vec<String>,
     health: Health,
     cancel: CancellationToken,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::kafka::producer::Producer;
 
 use crate::kafka::client::{client_config, redact_error};
 use crate::kafka::producer::durable;
@@ -32,7 +34,7 @@ pub enum ProduceError {
 }
 
 pub struct AuditProducer {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     producer_name: &'static str,
 }

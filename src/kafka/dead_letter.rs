@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use super::producer::Producer;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +103,7 @@ impl DeadLetterTicket {
 
 #[derive(Clone)]
 pub struct DeadLetterProducer {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     max_payload_bytes: usize,
     metrics: Metrics,
@@ -109,7 +111,7 @@ pub struct DeadLetterProducer {
 
 impl DeadLetterProducer {
     pub fn new(
-        producer: FutureProducer,
+        producer: Producer,
         topic: String,
         max_payload_bytes: usize,
         metrics: Metrics,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::kafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{RetryPolicy, SiemSettings};
@@ -22,7 +24,7 @@ use crate::telemetry::metrics::Metrics;
 const SINK: &str = "kafka";
 
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     retry: RetryPolicy,
     metrics: Metrics,

@@ -1,6 +1,10 @@
-//! The one producer shape every writer of Kafka uses: idempotent with `acks=all`.
+//! The one producer shape every writer of Kafka uses: idempotent with `acks=all`, served by
+//! a polling thread that sleeps while librdkafka has nothing to report (`poller`).
 
-use rdkafka::producer::FutureProducer;
+mod handle;
+mod poller;
+
+pub use handle::{DeliveryFuture, Producer};
 
 use super::client::{client_config, redact_error};
 use super::connect_check;
@@ -21,7 +25,7 @@ pub fn durable(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> 
 
 /// An idempotent producer (`acks=all`), used for the dead-letter topic, the alert output,
 /// the SIEM Kafka sink and `simulate`; after a connection check (`connect_check`).
-pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+pub fn producer(settings: &KafkaSettings) -> Result<Producer, rdkafka::error::KafkaError> {
     connect_check::check(settings)?;
     client_config(settings, &[("linger.ms", "5")], &durable(&[]))
         .create()
