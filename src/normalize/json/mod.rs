@@ -341,13 +341,20 @@ impl<'a> Map<'a> {
 
     /// The effective members sorted bytewise by key, each key once with its last value: the
     /// iteration order of serde_json's default `Map`.
-    pub fn sorted(&self) -> Vec<(&'a Text<'a>, &'a Value<'a>)> {
+    pub fn sorted(&self) -> SortedMembers<'a> {
         // Objects of one kind repeat their keys in the same order, so the order found for the
         // last object with the same keys' filter is tried first: if it lists the keys strictly
         // increasing, it is the sorted order with no key repeated, whatever object it came
         // from; otherwise the members are sorted (benches/README.md, "Twenty-third session").
-        if let Some(sorted) = member_order::recalled(self) {
-            return sorted;
+        // A recalled order is copied out, not collected into a list: no allocation
+        // (benches/README.md, "Twenty-fourth session").
+        if let Some((order, len)) = member_order::recalled(self) {
+            return SortedMembers::Recalled {
+                members: self.members,
+                order,
+                next: 0,
+                len,
+            };
         }
         let mut entries: Vec<((u64, &str), u32, &Text<'a>, &Value<'a>)> = self
             .members
@@ -370,7 +377,44 @@ impl<'a> Map<'a> {
         if entries.len() == all {
             member_order::remember(self, entries.iter().map(|e| e.1));
         }
-        entries.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+        SortedMembers::Sorted(entries.into_iter())
+    }
+}
+
+/// The members [`Map::sorted`] yields, in order.
+pub enum SortedMembers<'a> {
+    /// A remembered order that lists this object's keys strictly increasing.
+    Recalled {
+        members: &'a [(Text<'a>, Value<'a>)],
+        order: [u8; member_order::MAX_MEMBERS],
+        next: usize,
+        len: usize,
+    },
+    /// This object's own sorted members.
+    #[allow(clippy::type_complexity)]
+    Sorted(std::vec::IntoIter<((u64, &'a str), u32, &'a Text<'a>, &'a Value<'a>)>),
+}
+
+impl<'a> Iterator for SortedMembers<'a> {
+    type Item = (&'a Text<'a>, &'a Value<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            SortedMembers::Recalled {
+                members,
+                order,
+                next,
+                len,
+            } => {
+                if *next == *len {
+                    return None;
+                }
+                let (key, value) = &members[usize::from(order[*next])];
+                *next += 1;
+                Some((key, value))
+            }
+            SortedMembers::Sorted(entries) => entries.next().map(|(_, _, k, v)| (k, v)),
+        }
     }
 }
 
@@ -378,10 +422,10 @@ impl<'a> Map<'a> {
 mod member_order {
     use std::cell::RefCell;
 
-    use super::{Map, Text, Value, order_key};
+    use super::{Map, order_key};
 
     /// Objects larger than this are always sorted (their order is not kept).
-    const MAX_MEMBERS: usize = 64;
+    pub(super) const MAX_MEMBERS: usize = 64;
     const SLOTS: usize = 64;
 
     #[derive(Default)]
@@ -401,9 +445,10 @@ mod member_order {
         (mix >> 58) as usize
     }
 
-    /// The members in the order remembered for `map`'s slot, when that order lists its keys
-    /// strictly increasing; `None` otherwise.
-    pub(super) fn recalled<'a>(map: &Map<'a>) -> Option<Vec<(&'a Text<'a>, &'a Value<'a>)>> {
+    /// The order remembered for `map`'s slot (indices into its members, and how many), when
+    /// it lists `map`'s keys strictly increasing; `None` otherwise. Copied out, because the
+    /// members' values are written (and their objects' orders remembered) while it is used.
+    pub(super) fn recalled(map: &Map<'_>) -> Option<([u8; MAX_MEMBERS], usize)> {
         let n = map.members.len();
         if n > MAX_MEMBERS {
             return None;
@@ -413,18 +458,18 @@ mod member_order {
             if slot.key_bits != map.key_bits || slot.order.len() != n {
                 return None;
             }
-            let mut sorted = Vec::with_capacity(n);
+            let mut order = [0; MAX_MEMBERS];
             let mut previous = None;
-            for &at in &slot.order {
-                let (key, value) = map.members.get(usize::from(at))?;
+            for (i, &at) in slot.order.iter().enumerate() {
+                let (key, _) = map.members.get(usize::from(at))?;
                 let this = order_key(key);
                 if previous.is_some_and(|previous| previous >= this) {
                     return None;
                 }
                 previous = Some(this);
-                sorted.push((key, value));
+                order[i] = at;
             }
-            Some(sorted)
+            Some((order, n))
         })
     }
 
@@ -961,7 +1006,6 @@ mod tests {
             .as_object()
             .unwrap()
             .sorted()
-            .iter()
             .map(|(k, _)| k.to_string())
             .collect();
         let mut expected: Vec<String> = v
@@ -1026,7 +1070,6 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .sorted()
-                .into_iter()
                 .map(|(k, _)| k.as_str())
                 .collect();
             let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
@@ -1046,7 +1089,7 @@ mod tests {
         let v = from_str(r#"{"a":1,"b":2,"a":3}"#).unwrap();
         let m = v.as_object().unwrap();
         assert_eq!(m.get("a"), Some(&Value::Number(&3.into())));
-        let keys: Vec<&str> = m.sorted().into_iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = m.sorted().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(v.to_string(), r#"{"a":3,"b":2}"#);
     }
