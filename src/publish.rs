@@ -11,9 +11,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 
-use crate::kafka::producer::Producer;
-
 use crate::config::KafkaSettings;
+use crate::kafka::producer::Producer;
 use crate::model::SourceKind;
 use crate::simulate::SimMessage;
 

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rdkafka::producer::FutureRecord;
-
-use crate::kafka::producer::Producer;
 use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use super::settings::{OutputSettings, WebhookSettings};
 use super::{Alert, Emitted};
+use crate::kafka::producer::Producer;
 use crate::retry::Backoff;
 
 /// Header carrying `sha256=<hex HMAC-SHA256 of the body>`.

@@ -13,14 +13,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
-use crate::kafka::producer::Producer;
-
 use super::body::Record;
 use super::headers::BATCH_ELEMENT;
 use crate::config::Settings;
 use crate::kafka::client::client_config;
 use crate::kafka::dead_letter::{DeadLetterError, DeadLetterItem, DeadLetterProducer};
-use crate::kafka::producer::durable;
+use crate::kafka::producer::{Producer, durable};
 use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]

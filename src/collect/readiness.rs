@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::kafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
+use crate::kafka::producer::Producer;
 use crate::telemetry::server::Health;
 
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);

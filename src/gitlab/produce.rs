@@ -8,10 +8,8 @@ use futures::future::try_join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
-use crate::kafka::producer::Producer;
-
 use crate::kafka::client::{client_config, redact_error};
-use crate::kafka::producer::durable;
+use crate::kafka::producer::{Producer, durable};
 use crate::kafka::settings::KafkaSettings;
 
 /// Kafka header naming the command that produced a message (provenance for readers).

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-
-use super::producer::Producer;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::client;
+use super::producer::Producer;
 use crate::model::is_secret_header;
 use crate::retry::Backoff;
 use crate::telemetry::metrics::Metrics;

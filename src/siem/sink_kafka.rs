@@ -9,14 +9,13 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-
-use crate::kafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{RetryPolicy, SiemSettings};
 use super::delivery::{AttemptError, SinkError, after_failure};
 use super::encode::Encoded;
 use super::retry::Backoff;
+use crate::kafka::producer::Producer;
 use crate::kafka::settings::KafkaSettings;
 use crate::kafka::{client, producer};
 use crate::telemetry::metrics::Metrics;

@@ -3,8 +3,8 @@
 //! Why not rdkafka's own polling thread (`ThreadedProducer`, inside `FutureProducer`): it
 //! calls `poll(100 ms)`, which loops until its deadline and hands librdkafka the time left in
 //! whole milliseconds, so the last millisecond of every 100 is a busy loop of zero-timeout
-//! polls and clock reads. An idle process spent 0.9 % of a core there and a backlog's alerts
-//! about 3 % of tokentrail's CPU (benches/README.md, "Twenty-fourth session").
+//! polls and clock reads. An idle ingest spent 0.9 % of a core there, and a 1 M backlog's
+//! run 0.1 CPU-s, about 1 % of tokentrail's CPU (benches/README.md, "Twenty-fourth session").
 //!
 //! Here librdkafka wakes the thread itself: `rd_kafka_queue_cb_event_enable` calls
 //! [`wake`] whenever an event lands on the empty main queue, under the queue's lock. The
