@@ -43,7 +43,7 @@ impl ProducerContext for Deliveries {
             }),
             Err((error, message)) => Err((error.clone(), message.detach())),
         };
-        // The sender's future was dropped: nobody waits for this report.
+        // The message's future was dropped: nobody waits for this report.
         let _ = tx.send(owned);
     }
 }

@@ -356,7 +356,7 @@ impl<'a> Map<'a> {
                 len,
             };
         }
-        let mut entries: Vec<((u64, &str), u32, &Text<'a>, &Value<'a>)> = self
+        let mut entries: Vec<SortEntry<'a>> = self
             .members
             .iter()
             .enumerate()
@@ -391,9 +391,12 @@ pub enum SortedMembers<'a> {
         len: usize,
     },
     /// This object's own sorted members.
-    #[allow(clippy::type_complexity)]
-    Sorted(std::vec::IntoIter<((u64, &'a str), u32, &'a Text<'a>, &'a Value<'a>)>),
+    Sorted(std::vec::IntoIter<SortEntry<'a>>),
 }
+
+/// A member as [`Map::sorted`] sorts it: its [`order_key`], its place in the document, the
+/// key and the value.
+type SortEntry<'a> = ((u64, &'a str), u32, &'a Text<'a>, &'a Value<'a>);
 
 impl<'a> Iterator for SortedMembers<'a> {
     type Item = (&'a Text<'a>, &'a Value<'a>);
