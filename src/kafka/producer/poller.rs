@@ -15,7 +15,7 @@
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
@@ -35,8 +35,9 @@ pub(super) struct Poller {
 
 struct State {
     stop: AtomicBool,
-    /// Passes of the loop: one per event served or park ended (read by the tests).
-    passes: AtomicU64,
+    /// Passes of the loop: one per event served or park ended.
+    #[cfg(test)]
+    passes: std::sync::atomic::AtomicU64,
     /// The thread's id, for the tests to read its CPU time.
     #[cfg(test)]
     tid: std::sync::atomic::AtomicI32,
@@ -50,7 +51,8 @@ impl Poller {
     ) -> std::io::Result<Self> {
         let state = Arc::new(State {
             stop: AtomicBool::new(false),
-            passes: AtomicU64::new(0),
+            #[cfg(test)]
+            passes: std::sync::atomic::AtomicU64::new(0),
             #[cfg(test)]
             tid: std::sync::atomic::AtomicI32::new(0),
         });
@@ -106,6 +108,7 @@ fn serve(producer: &BaseProducer<Deliveries>, state: &State, fallback: Duration)
         .store(unsafe { libc::gettid() }, Ordering::Release);
     let queue = MainQueue::waking(producer, thread::current());
     while !state.stop.load(Ordering::Acquire) {
+        #[cfg(test)]
         state.passes.fetch_add(1, Ordering::Relaxed);
         // One event per call; each call takes at least one op off the queue.
         producer.poll(Duration::ZERO);

@@ -351,9 +351,7 @@ impl<'a> Map<'a> {
         if let Some((order, len)) = member_order::recalled(self) {
             return SortedMembers::Recalled {
                 members: self.members,
-                order,
-                next: 0,
-                len,
+                order: order.into_iter().take(len),
             };
         }
         let mut entries: Vec<SortEntry<'a>> = self
@@ -386,9 +384,7 @@ pub enum SortedMembers<'a> {
     /// A remembered order that lists this object's keys strictly increasing.
     Recalled {
         members: &'a [(Text<'a>, Value<'a>)],
-        order: [u8; member_order::MAX_MEMBERS],
-        next: usize,
-        len: usize,
+        order: std::iter::Take<std::array::IntoIter<u8, { member_order::MAX_MEMBERS }>>,
     },
     /// This object's own sorted members.
     Sorted(std::vec::IntoIter<SortEntry<'a>>),
@@ -403,17 +399,8 @@ impl<'a> Iterator for SortedMembers<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            SortedMembers::Recalled {
-                members,
-                order,
-                next,
-                len,
-            } => {
-                if *next == *len {
-                    return None;
-                }
-                let (key, value) = &members[usize::from(order[*next])];
-                *next += 1;
+            SortedMembers::Recalled { members, order } => {
+                let (key, value) = &members[usize::from(order.next()?)];
                 Some((key, value))
             }
             SortedMembers::Sorted(entries) => entries.next().map(|(_, _, k, v)| (k, v)),
