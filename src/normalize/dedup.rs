@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::json::{Map, Value, canonical_object, write_object, write_value, written_text};
+use super::json::{Map, Value, canonical_object, write_object, write_value};
 
 /// How an audit `id` field identifies the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,13 +73,13 @@ pub fn audit_key_and_details(obj: &Map<'_>, id: &AuditId) -> (String, String) {
             details.map_or_else(|| "{}".to_owned(), canonical_object),
         ),
         AuditId::StreamOnly => {
-            let mut buf = Vec::with_capacity(1024);
+            let mut buf = String::with_capacity(1024);
             let span = write_object(&mut buf, obj, Some("id"), Some("details"));
             let details_json = match (details, span) {
-                (Some(_), Some(span)) => written_text(buf[span].to_vec()),
+                (Some(_), Some(span)) => buf[span].to_owned(),
                 _ => "{}".to_owned(),
             };
-            (content_key(&buf), details_json)
+            (content_key(buf.as_bytes()), details_json)
         }
     }
 }
@@ -89,9 +89,9 @@ pub fn webhook_key(idempotency_key: Option<&str>, body: &Value<'_>) -> String {
     match idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
         Some(key) => format!("idem:{key}"),
         None => {
-            let mut buf = Vec::with_capacity(4096);
+            let mut buf = String::with_capacity(4096);
             write_value(&mut buf, body);
-            content_key(&buf)
+            content_key(buf.as_bytes())
         }
     }
 }

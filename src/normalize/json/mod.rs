@@ -23,6 +23,7 @@
 //! here it is an ordinary key, as the sender wrote it.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -517,9 +518,9 @@ fn key_hint(key: &str) -> u32 {
 /// Compact JSON text with object keys sorted, as `serde_json::Value`'s `Display` writes it.
 impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = Vec::new();
+        let mut buf = String::new();
         write_value(&mut buf, self);
-        f.write_str(&String::from_utf8_lossy(&buf))
+        f.write_str(&buf)
     }
 }
 
@@ -689,44 +690,45 @@ impl<'de> Visitor<'de> for KeyVisitor<'de> {
 /// (kept explicit so keys stay sorted even if some crate in the final build turns on
 /// serde_json's `preserve_order` feature; features are unified per build).
 pub fn canonical_json(v: &Value<'_>) -> String {
-    let mut buf = Vec::new();
+    let mut buf = String::new();
     write_value(&mut buf, v);
-    written_text(buf)
+    buf
 }
 
 /// [`canonical_json`] of an object, without wrapping it into a `Value`.
 pub fn canonical_object(map: &Map<'_>) -> String {
-    let mut buf = Vec::new();
+    let mut buf = String::new();
     write_object(&mut buf, map, None, None);
-    written_text(buf)
+    buf
 }
 
-/// Only serde_json output and ASCII punctuation were written: valid UTF-8.
-pub fn written_text(buf: Vec<u8>) -> String {
-    String::from_utf8(buf).unwrap_or_default()
-}
-
-pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
+/// The writers append to a `String`: what they write is text already (parsed strings,
+/// serde_json's output, ASCII punctuation), so it is never checked as UTF-8 again (that check
+/// was 0.4 % of a backlog's samples in `audit_key_and_details` alone, benches/README.md,
+/// "Twenty-fifth session").
+pub fn write_value(out: &mut String, v: &Value<'_>) {
     match v {
         Value::Object(map) => {
             write_object(out, map, None, None);
         }
         Value::Array(items) => {
-            out.push(b'[');
+            out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
                 write_value(out, item);
             }
-            out.push(b']');
+            out.push(']');
         }
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        // serde_json's own escaping and number formatting. Writing into a Vec cannot fail.
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        // serde_json's number formatting: its `Display` is the `itoa`/`ryu` text its writer
+        // writes (`numbers_are_written_as_serde_json_writes_them`). Writing into a String
+        // cannot fail.
         Value::Number(n) => {
-            let _ = serde_json::to_writer(&mut *out, n);
+            let _ = write!(out, "{n}");
         }
         Value::String(s) => write_text(out, s),
     }
@@ -735,7 +737,7 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
 /// A parsed string as serde_json writes it. One read verbatim from the parsed text needs no
 /// escape (see [`Text`]) and is copied without looking: the escape check was the canonical
 /// writer's largest part (benches/README.md, "Eighth session").
-fn write_text(out: &mut Vec<u8>, s: &Text<'_>) {
+fn write_text(out: &mut String, s: &Text<'_>) {
     if s.is_verbatim() {
         // Every test run (debug builds) checks the invariant the release build relies on.
         debug_assert!(!needs_escape(s.as_bytes()), "verbatim text {s:?}");
@@ -747,20 +749,22 @@ fn write_text(out: &mut Vec<u8>, s: &Text<'_>) {
 
 /// A JSON string as serde_json writes it. Most strings need no escape and are copied whole;
 /// the others go through serde_json's escaper.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+fn write_str(out: &mut String, s: &str) {
     if needs_escape(s.as_bytes()) {
-        let _ = serde_json::to_writer(&mut *out, s);
+        // A string that needs an escape (quotes, line breaks in a message): serde_json's escaper,
+        // through a string of its own.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
         return;
     }
     write_quoted(out, s);
 }
 
 /// `s` between quotes, as it is: only for text that needs no escape.
-fn write_quoted(out: &mut Vec<u8>, s: &str) {
+fn write_quoted(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'"');
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
 }
 
 /// Whether serde_json escapes any byte of `bytes`: `"`, `\\` and the control bytes below 0x20.
@@ -785,31 +789,31 @@ fn needs_escape(bytes: &[u8]) -> bool {
 /// Writes `map` without the member `skip`; returns where the value of member `capture` was
 /// written, if it was.
 pub fn write_object(
-    out: &mut Vec<u8>,
+    out: &mut String,
     map: &Map<'_>,
     skip: Option<&str>,
     capture: Option<&str>,
 ) -> Option<Range<usize>> {
     let mut captured = None;
-    out.push(b'{');
+    out.push('{');
     let mut first = true;
     for (k, v) in map.sorted() {
         if Some(k.as_str()) == skip {
             continue;
         }
         if !first {
-            out.push(b',');
+            out.push(',');
         }
         first = false;
         write_text(out, k);
-        out.push(b':');
+        out.push(':');
         let start = out.len();
         write_value(out, v);
         if Some(k.as_str()) == capture {
             captured = Some(start..out.len());
         }
     }
-    out.push(b'}');
+    out.push('}');
     captured
 }
 
@@ -900,17 +904,13 @@ mod tests {
             "\u{2028}".into(),
         ]);
         for s in cases {
-            let mut ours = Vec::new();
+            let mut ours = String::new();
             write_str(&mut ours, &s);
-            let expected = serde_json::to_vec(&s).unwrap();
+            let expected = serde_json::to_string(&s).unwrap();
             assert_eq!(ours, expected, "{s:?}");
             // The same string parsed (borrowed unless it was escaped), as a value and as a key.
-            let text = String::from_utf8(expected.clone()).unwrap();
-            assert_eq!(
-                canonical_json(&from_str(&text).unwrap()).as_bytes(),
-                expected,
-                "{s:?}"
-            );
+            let text = expected.clone();
+            assert_eq!(canonical_json(&from_str(&text).unwrap()), expected, "{s:?}");
             let object = format!("{{{text}:1}}");
             let direct: serde_json::Value = serde_json::from_str(&object).unwrap();
             assert_eq!(
@@ -923,6 +923,38 @@ mod tests {
 
     /// A verbatim string that would need an escape breaks the writer's invariant; test
     /// builds stop on it instead of writing a quote unescaped.
+    /// Numbers are written with `Display`, not serde_json's writer: both must give the same
+    /// text, or stream-only events' content keys would change.
+    #[test]
+    fn numbers_are_written_as_serde_json_writes_them() {
+        let texts = [
+            "0",
+            "7",
+            "-0",
+            "-1",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.5",
+            "-2.25e-7",
+            "1e21",
+            "1E+2",
+            "0.1",
+            "3.141592653589793",
+            "5e-324",
+            "1.7976931348623157e308",
+            "123456789012345678901234567890",
+            "-0.0",
+            "100000000000000000000",
+        ];
+        for text in texts {
+            let ours = canonical_json(&from_str(text).unwrap());
+            let expected =
+                serde_json::to_string(&serde_json::from_str::<serde_json::Value>(text).unwrap())
+                    .unwrap();
+            assert_eq!(ours, expected, "{text}");
+        }
+    }
+
     #[test]
     #[cfg(debug_assertions)]
     #[should_panic(expected = "verbatim text")]
