@@ -46,10 +46,12 @@
 //! (`Evicted`): auths are still emitted (as matched or `auth_only`), never lost.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 use crate::hashing::{HashMap, HashSet, RandomState};
 use std::hash::BuildHasher;
+
+use super::held::{Entry, HeldByAge};
 
 use crate::model::{Action, ActorKind};
 
@@ -179,8 +181,8 @@ pub struct Join {
     next_seq: u64,
     /// `(deadline, key)`: the key may have something to commit once the watermark passes.
     due: BinaryHeap<Reverse<(i64, u64)>>,
-    /// Every held item by `(t, seq)`: the count and the oldest item for eviction.
-    live: BTreeMap<(i64, u64), u64>,
+    /// Every held item by age: the count and the oldest item for eviction.
+    held: HeldByAge,
     watermark: Option<i64>,
     pending_auths: usize,
     counters: JoinCounters,
@@ -206,7 +208,7 @@ impl Join {
             next_key: 0,
             next_seq: 0,
             due: BinaryHeap::new(),
-            live: BTreeMap::new(),
+            held: HeldByAge::new(max_pending.max(1)),
             watermark: None,
             pending_auths: 0,
             counters: JoinCounters::default(),
@@ -225,7 +227,7 @@ impl Join {
     }
 
     pub fn pending_resources(&self) -> usize {
-        self.live.len() - self.pending_auths
+        self.held.len() - self.pending_auths
     }
 
     pub fn pending_keys(&self) -> usize {
@@ -288,7 +290,7 @@ impl Join {
                 .iter()
                 .take_while(|i| i.order_key() < item.order_key())
                 .count();
-        self.live.insert((t, item.seq), key_id);
+        let seq = item.seq;
         ks.items.insert(pos, item);
         self.pending_auths += usize::from(is_auth);
         // The item may complete an adjacent pair once the watermark passes `t`, and can be
@@ -300,9 +302,12 @@ impl Join {
             ks.scheduled = Some(deadline);
             self.due.push(Reverse((deadline, key_id)));
         }
-        while self.live.len() > self.max_pending {
-            self.evict_oldest(out);
-        }
+        let keys = &self.keys;
+        self.held
+            .insert((t, seq, key_id), |entry| holds(keys, entry));
+        // An eviction that found nothing would find nothing again: the count and the lists
+        // disagree, and holding more is better than spinning.
+        while self.held.len() > self.max_pending && self.evict_oldest(out) {}
     }
 
     /// Commits what the watermark allows. A watermark that does not move forward does nothing.
@@ -475,12 +480,18 @@ impl Join {
         }
     }
 
-    fn evict_oldest(&mut self, out: &mut Vec<Outcome>) {
-        let Some((_, &key_id)) = self.live.first_key_value() else {
-            return;
+    /// Whether there was an item to evict.
+    fn evict_oldest(&mut self, out: &mut Vec<Outcome>) -> bool {
+        let keys = &self.keys;
+        let every_item = || {
+            keys.iter()
+                .flat_map(|(&key, ks)| ks.items.iter().map(move |i| (i.t, i.seq, key)))
+        };
+        let Some(key_id) = self.held.oldest(every_item, |entry| holds(keys, entry)) else {
+            return false;
         };
         let Some(mut ks) = self.keys.remove(&key_id) else {
-            return;
+            return false;
         };
         // The key's first item is the globally oldest one, so this always makes room.
         let end = segment_end(&ks.items, self.window_ms);
@@ -490,6 +501,7 @@ impl Join {
         } else {
             self.keys.insert(key_id, ks);
         }
+        true
     }
 
     /// Assigns `ks.items[..end]` and commits it. With `partial_wm`, only pairs with both
@@ -542,7 +554,7 @@ impl Join {
     }
 
     fn forget(&mut self, item: &Item, reason: CommitReason) {
-        self.live.remove(&(item.t, item.seq));
+        self.held.remove();
         if let Some(key) = item.content {
             if self.decided.insert(key) {
                 self.decided_order.push_back((item.t, key));
@@ -595,6 +607,18 @@ impl Join {
 /// could search for a colliding event offline; and 0.6 % of ingest's samples).
 fn content_key(seed: &RandomState, t: i64, is_auth: bool, dedup_key: &str) -> u64 {
     seed.hash_one((t, is_auth, dedup_key))
+}
+
+/// Whether key `key` holds item `seq` at time `t` (`HeldByAge` asks; every key is in `keys`
+/// whenever it does).
+fn holds(keys: &HashMap<u64, KeyState>, (t, seq, key): Entry) -> bool {
+    keys.get(&key).is_some_and(|ks| {
+        let at = ks.items.partition_point(|i| i.t < t);
+        ks.items[at..]
+            .iter()
+            .take_while(|i| i.t == t)
+            .any(|i| i.seq == seq)
+    })
 }
 
 /// End (exclusive) of the segment starting at `items[0]`: consecutive items at most `w` apart.
@@ -656,6 +680,66 @@ mod tests {
             "{}",
             std::mem::size_of::<Item>()
         );
+    }
+
+    fn resource(project: i64) -> Side {
+        Side::Resource(ResourceSide {
+            author_name: String::new(),
+            actor_kind: ActorKind::Human,
+            project_id: Some(project),
+            project_path: String::new(),
+            action: Action::AUTH,
+            upstream_project_path: None,
+            upstream_pipeline_id: None,
+        })
+    }
+
+    /// Over the bound, the key of the oldest item by event time goes, not the oldest
+    /// arrival; also once the join has emptied below half its bound (where it stops keeping
+    /// its items in age order) and filled again.
+    #[test]
+    fn eviction_takes_the_oldest_item_by_event_time_each_time_the_join_fills() {
+        let mut join = Join::new(1_000, 4, 1_000_000);
+        let mut out = Vec::new();
+        let mut evicted = |join: &mut Join, author: i64, t: i64| {
+            out.clear();
+            join.insert(
+                author,
+                "10.0.0.1",
+                t,
+                format!("k{author}"),
+                resource(author),
+                &mut out,
+            );
+            out.iter().map(|o| o.author_id).collect::<Vec<_>>()
+        };
+        for round in 0..3 {
+            let base = 1_000_000 * (round + 1);
+            for (author, dt) in [(1, 100), (2, 200), (3, 300), (4, 400)] {
+                assert_eq!(
+                    evicted(&mut join, author, base + dt),
+                    [0i64; 0],
+                    "round {round}"
+                );
+            }
+            assert_eq!(
+                evicted(&mut join, 5, base + 50),
+                [5],
+                "round {round}: arrived last, oldest"
+            );
+            assert_eq!(evicted(&mut join, 6, base + 500), [1], "round {round}");
+            assert_eq!(evicted(&mut join, 7, base + 450), [2], "round {round}");
+            let mut rest = Vec::new();
+            join.advance(base + 100_000, &mut rest);
+            let mut authors: Vec<i64> = rest.iter().map(|o| o.author_id).collect();
+            authors.sort_unstable();
+            assert_eq!(
+                authors,
+                [3, 4, 6, 7],
+                "round {round}: decided, the join is empty"
+            );
+            assert_eq!(join.pending_resources(), 0);
+        }
     }
 
     /// The same event gets another content key in another join: the key is not a fixed

@@ -28,6 +28,7 @@
 pub mod actors;
 pub mod allowlist;
 pub mod enrich;
+mod held;
 pub mod join;
 
 use serde::Serialize;
