@@ -8,8 +8,9 @@
 //! once the join holds less than half its bound. Meanwhile an item costs a push (events
 //! arrive mostly in time order, so the push rarely moves anything); a decided item's entry
 //! leaves lazily, when it reaches the top or when decided entries outnumber held ones.
-//! Whether an entry is still held is the join's to say (`is_held`), from its own lists. Below
-//! the bound an item costs a count.
+//! Whether an entry is still held is the join's to say (`is_held`), from its own lists.
+//! Without a heap (before the first eviction, and after the join has emptied below half its
+//! bound) an item costs a count.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -48,11 +48,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::hashing::{HashMap, HashSet, RandomState};
 use std::hash::BuildHasher;
 
 use super::held::{Entry, HeldByAge};
-
+use crate::hashing::{HashMap, HashSet, RandomState};
 use crate::model::{Action, ActorKind};
 
 /// What the authentication contributes to a record.
