@@ -909,9 +909,12 @@ mod tests {
             let expected = serde_json::to_string(&s).unwrap();
             assert_eq!(ours, expected, "{s:?}");
             // The same string parsed (borrowed unless it was escaped), as a value and as a key.
-            let text = expected.clone();
-            assert_eq!(canonical_json(&from_str(&text).unwrap()), expected, "{s:?}");
-            let object = format!("{{{text}:1}}");
+            assert_eq!(
+                canonical_json(&from_str(&expected).unwrap()),
+                expected,
+                "{s:?}"
+            );
+            let object = format!("{{{expected}:1}}");
             let direct: serde_json::Value = serde_json::from_str(&object).unwrap();
             assert_eq!(
                 canonical_json(&from_str(&object).unwrap()),
@@ -921,8 +924,6 @@ mod tests {
         }
     }
 
-    /// A verbatim string that would need an escape breaks the writer's invariant; test
-    /// builds stop on it instead of writing a quote unescaped.
     /// Numbers are written with `Display`, not serde_json's writer: both must give the same
     /// text, or stream-only events' content keys would change.
     #[test]
@@ -955,6 +956,8 @@ mod tests {
         }
     }
 
+    /// A verbatim string that would need an escape breaks the writer's invariant; test
+    /// builds stop on it instead of writing a quote unescaped.
     #[test]
     #[cfg(debug_assertions)]
     #[should_panic(expected = "verbatim text")]
